@@ -1,0 +1,1 @@
+"""CTR models: each a short composition of ``models.layers`` over one ``CTRModule`` base."""
