@@ -1,0 +1,166 @@
+"""Seaborn figures beside the tables, each saved as PNG and SVG.
+
+- ``plot_scores``: test AUC and LogLoss per model, one dot per seed, mean with 95% CI over seeds,
+  the reference's number as a cross and the oracle as a dashed line.
+- ``plot_learning_curves``: validation AUC (and LogLoss) per epoch, mean and 95% CI over seeds.
+- ``plot_study``: an Optuna study's optimisation history and hyperparameter importances.
+
+A model has the same colour in every figure (``model_color``).
+"""
+from __future__ import annotations
+
+import zlib
+from contextlib import contextmanager
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: never needs a display, safe in sweeps and CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from experiments.collect import TEST_AUC, TEST_LOGLOSS  # noqa: E402
+from experiments.naming import KNOWN_LABELS  # noqa: E402
+from experiments.tables import ORACLE_KEY, DatasetTable  # noqa: E402
+
+# Fixed so that a model keeps its colour from one report to the next; DeepFM, the paper's subject,
+# gets the red that stands out, the baseline LR a neutral grey.
+_FIXED_COLORS = {
+    "LR": "#7f7f7f", "FM": "#1f77b4", "FNN": "#17becf", "IPNN": "#9467bd", "OPNN": "#8c564b",
+    "PNN*": "#e377c2", "LR&DNN": "#bcbd22", "FM&DNN": "#ff7f0e", "DeepFM": "#d62728",
+    "FFM": "#aec7e8", "DNN": "#2ca02c", "Wide&Deep": "#98df8a", "DCN": "#1b9e77",
+    "xDeepFM": "#7570b3", "PNN (inner)": "#e7298a", "PNN (outer)": "#a6761d", "PNN (both)": "#e6ab02",
+}
+assert set(_FIXED_COLORS) == set(KNOWN_LABELS), "every known model needs its fixed colour"
+_HASHED_HUES = sns.husl_palette(36, l=0.5).as_hex()
+
+CI = ("ci", 95)
+BOOTSTRAP = {"n_boot": 1000, "seed": 0}  # fixed so that re-running the report redraws the same bars
+FIGURE_FORMATS = ("png", "svg")
+
+
+def model_color(label: str) -> str:
+    """A model's colour in every figure: fixed for the suite's models, derived from the name's
+    hash for any other, so that it is also stable across reports."""
+    return _FIXED_COLORS.get(label) or _HASHED_HUES[zlib.crc32(label.encode("utf-8")) % len(_HASHED_HUES)]
+
+
+def model_palette(labels) -> dict[str, str]:
+    return {label: model_color(label) for label in labels}
+
+
+@contextmanager
+def _style():
+    # a fixed SVG id salt keeps regenerated SVGs byte-identical (clean diffs of committed results)
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9), \
+            plt.rc_context({"svg.hashsalt": "ctr-bench"}):
+        yield
+
+
+def save_figure(fig: plt.Figure, stem: Path) -> list[Path]:
+    """``stem`` + .png and .svg (no timestamps inside, so unchanged figures stay unchanged)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(f".{fmt}") for fmt in FIGURE_FORMATS]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    return paths
+
+
+def plot_scores(runs: pd.DataFrame, table: DatasetTable, stem: Path) -> list[Path]:
+    """Runs of one dataset (columns label, test/auc, test/logloss) -> ``stem``.{png,svg}."""
+    order = runs.groupby("label")[TEST_AUC].mean().sort_values(ascending=False).index.tolist()
+    summary = table.rows.set_index("label")
+    # Each seed a little off its model's row, the same offset in both panels; computed rather than
+    # seaborn's random jitter so that a regenerated figure is byte-identical.
+    seed_rank = runs.groupby("label")["seed"].rank(method="first")
+    seeds_per_model = runs.groupby("label")["seed"].transform("size")
+    seed_rows = runs["label"].map({label: row for row, label in enumerate(order)}) \
+        + 0.36 * (seed_rank / seeds_per_model - 0.5 - 0.5 / seeds_per_model)
+    oracle = table.rows[table.rows["model"] == ORACLE_KEY]
+    with _style():
+        fig, axes = plt.subplots(1, 2, sharey=True, figsize=(10, 1.6 + 0.42 * len(order)), layout="constrained")
+        for ax, (column, metric, title) in zip(axes, [(TEST_AUC, "auc", "Test AUC (higher is better)"),
+                                                      (TEST_LOGLOSS, "logloss", "Test LogLoss (lower is better)")]):
+            ax.scatter(runs[column], seed_rows, c=runs["label"].map(model_color), s=30, alpha=0.75,
+                       linewidths=0, zorder=2)
+            sns.pointplot(data=runs, x=column, y="label", order=order, errorbar=CI, **BOOTSTRAP,
+                          color="black", markers="D", markersize=4, linestyle="none", err_kws={"linewidth": 1.5},
+                          ax=ax, label="mean, 95% CI")
+            if table.reference is not None:
+                reference = summary[f"ref_{metric}"].reindex(order)
+                ax.scatter(reference.to_numpy(), range(len(order)), marker="x", s=50, color="black",
+                           zorder=5, label=table.reference.title)
+            if not oracle.empty:
+                ax.axvline(float(oracle[f"{metric}_mean"].iloc[0]), color="dimgray", linestyle="--",
+                           label="oracle")
+            ax.set(title=title, xlabel="", ylabel="")
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+        axes[0].get_legend().remove()  # one legend, beside the right panel
+        axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+        fig.suptitle(f"{table.dataset}: one dot per seed")
+        return save_figure(fig, stem)
+
+
+def plot_learning_curves(histories: pd.DataFrame, stem: Path) -> list[Path]:
+    """history.csv rows of one dataset (columns label, seed, epoch, val/auc[, val/logloss])
+    -> ``stem``.{png,svg}; the legend lists models by their last-epoch mean validation AUC."""
+    final_epoch = histories.loc[histories.groupby(["label", "seed"])["epoch"].idxmax()]
+    order = final_epoch.groupby("label")["val/auc"].mean().sort_values(ascending=False).index.tolist()
+    panels = [("val/auc", "Validation AUC")] + ([("val/logloss", "Validation LogLoss")]
+                                                 if "val/logloss" in histories else [])
+    with _style():
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) + 1.5, 4.5), squeeze=False,
+                                 layout="constrained")
+        for ax, (column, title) in zip(axes[0], panels):
+            sns.lineplot(data=histories, x="epoch", y=column, hue="label", hue_order=order,
+                         palette=model_palette(order), errorbar=CI, **BOOTSTRAP, marker="o", ax=ax,
+                         legend=ax is axes[0][-1])
+            ax.set(title=title, xlabel="epoch", ylabel="")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, title="model")
+        fig.suptitle(f"{histories['dataset'].iloc[0]}: learning curves (mean, 95% CI over seeds)")
+        return save_figure(fig, stem)
+
+
+def plot_study(study, folder: Path) -> tuple[list[Path], list[str]]:
+    """An ``optuna.Study`` -> optimization_history.{png,svg} and param_importances.{png,svg} in
+    ``folder``; returns the files and notes on what could not be drawn."""
+    import optuna
+
+    notes: list[str] = []
+    if len(study.directions) != 1:
+        return [], [f"{study.study_name}: multi-objective study; history and importances not drawn"]
+    trials = study.trials_dataframe(attrs=("number", "value", "state"))
+    complete = trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
+    if complete.empty:
+        return [], [f"{study.study_name}: no completed trial"]
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    objective = (study.metric_names or ["objective"])[0]
+    best_so_far = complete["value"].cummax() if maximize else complete["value"].cummin()
+    paths: list[Path] = []
+    with _style():
+        fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+        sns.scatterplot(data=complete, x="number", y="value", color="#1f77b4", label="trial", ax=ax)
+        ax.step(complete["number"], best_so_far, where="post", color="#d62728", label="best so far")
+        ax.set(title=f"{study.study_name}: optimisation history ({'max' if maximize else 'min'}imize)",
+               xlabel="trial", ylabel=objective)
+        ax.legend(frameon=False)
+        paths += save_figure(fig, folder / "optimization_history")
+
+        try:
+            importances = optuna.importance.get_param_importances(study)
+        except (RuntimeError, ValueError) as err:  # too few trials or no varying parameter
+            importances = {}
+            notes.append(f"{study.study_name}: no hyperparameter importances ({err})")
+        if importances:
+            frame = pd.DataFrame({"parameter": list(importances), "importance": list(importances.values())})
+            fig, ax = plt.subplots(figsize=(7, 1.2 + 0.4 * len(frame)), layout="constrained")
+            sns.barplot(data=frame, x="importance", y="parameter", color="#1f77b4", ax=ax)
+            ax.set(title=f"{study.study_name}: hyperparameter importance", xlabel="importance (sums to 1)",
+                   ylabel="")
+            paths += save_figure(fig, folder / "param_importances")
+    return paths, notes

@@ -1,0 +1,342 @@
+"""The results collector: run folders -> results/<dataset>/table.{md,csv,tex} + figures + README.md.
+
+    python -m experiments.report multirun/2026-11-24/12-00-00 [more folders] [--out results]
+        [--command "what you ran"] [--study-storage sqlite:///sweeps.db [--study-name NAME]]
+
+Per dataset: finished runs are grouped by model, one configuration per model is kept
+(``collect.select_configurations``), seeds are averaged (``tables.build_table``), figures are drawn
+(``plots``) and a ``provenance.json`` records how (commands, dates, hardware, versions).
+``results/README.md`` is then rebuilt from every dataset folder under the output root, so a
+report on one dataset keeps the others' sections.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Optional, Sequence, TextIO
+
+import pandas as pd
+
+from experiments.collect import RunCollection, collect_runs, load_histories, reconstruct_commands, select_configurations
+from experiments.references import load_references, reference_for
+from experiments.tables import build_table, write_table
+
+PROVENANCE_FILE = "provenance.json"
+STUDIES_DIR = "studies"
+LIBRARIES = ("torch", "pytorch-lightning", "hydra-core", "hydra-optuna-sweeper", "optuna", "pandas",
+             "numpy", "seaborn", "matplotlib")
+# Everything a dataset folder gets, removed before rewriting so that no figure of an older
+# report survives beside newer tables.
+_DATASET_OUTPUTS = ("table.md", "table.csv", "table.tex", "metrics.png", "metrics.svg",
+                    "learning_curves.png", "learning_curves.svg", PROVENANCE_FILE)
+_STUDY_OUTPUTS = ("optimization_history.png", "optimization_history.svg", "param_importances.png",
+                  "param_importances.svg", PROVENANCE_FILE)
+_MAX_LISTED = 10
+
+
+@dataclass
+class ReportOutcome:
+    datasets: list[str] = field(default_factory=list)
+    studies: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    ignored: dict[str, int] = field(default_factory=dict)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def folder_name(name: str) -> str:
+    """A dataset or study name as one safe path component."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")
+    return safe or "unnamed"
+
+
+def _display_path(path: Path | str) -> str:
+    """Paths under the working directory are recorded relative to it, so that committed results
+    do not carry one machine's absolute paths."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _local_time(epoch_seconds: float) -> str:
+    return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def describe_hardware() -> dict:
+    """CPU model, logical CPUs, torch threads and GPUs of this machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    hardware = {"cpu": cpu, "logical_cpus": os.cpu_count(), "os": platform.platform(), "gpus": []}
+    try:
+        import torch
+
+        hardware["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            hardware["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        pass
+    return hardware
+
+
+def library_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _clear(folder: Path, names: Sequence[str]) -> None:
+    for name in names:
+        (folder / name).unlink(missing_ok=True)
+
+
+def _environment(command_note: Optional[str]) -> dict:
+    return {"generated_at": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+            "command_note": command_note, "hardware": describe_hardware(), "versions": library_versions()}
+
+
+def report_dataset(collection: RunCollection, runs: pd.DataFrame, histories: pd.DataFrame, dataset: str,
+                   notes: list[str], out_dir: Path, environment: dict, stream: TextIO) -> list[Path]:
+    """Tables, figures and provenance of one dataset in ``out_dir/<dataset>/``."""
+    from experiments import plots  # seaborn/matplotlib load only when something is drawn
+
+    folder = out_dir / folder_name(dataset)
+    folder.mkdir(parents=True, exist_ok=True)
+    _clear(folder, _DATASET_OUTPUTS)
+    table = build_table(runs, reference_for(dataset, load_references()), notes)
+    written = write_table(table, folder)
+    written += plots.plot_scores(runs, table, folder / "metrics")
+    if not histories.empty:
+        written += plots.plot_learning_curves(histories, folder / "learning_curves")
+    provenance = {
+        "dataset": dataset,
+        **environment,
+        "inputs": [_display_path(root) for root in collection.roots
+                   if runs["run_dir"].map(lambda run_dir: Path(run_dir).is_relative_to(root.resolve())).any()],
+        "commands": reconstruct_commands(runs.sort_values("finished_at")["run_dir"]),
+        "runs_used": int(len(runs)),
+        "runs_ignored": collection.ignored_counts(dataset),
+        "runs_finished_between": [_local_time(runs["finished_at"].min()), _local_time(runs["finished_at"].max())],
+        "reference": None if table.reference is None else table.reference.key,
+    }
+    (folder / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+    written.append(folder / PROVENANCE_FILE)
+
+    print(f"\n== {dataset}: {_count(len(runs), 'run')}, {_count(runs['label'].nunique(), 'model')} ==", file=stream)
+    print((folder / "table.md").read_text(encoding="utf-8"), file=stream)
+    return written
+
+
+def _mask_password(storage: str) -> str:
+    """A storage URL fit for a committed README: ``postgresql://user:***@host/db``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(storage).render_as_string(hide_password=True)
+    except ArgumentError:  # not an SQLAlchemy URL: it holds no password
+        return storage
+
+
+def _check_sqlite_file_exists(storage: str) -> None:
+    # Optuna would silently create an empty database for a mistyped SQLite path.
+    prefix = "sqlite:///"
+    if storage.startswith(prefix) and not Path(storage[len(prefix):]).is_file():
+        raise FileNotFoundError(f"{storage}: no such SQLite file")
+
+
+def report_studies(storage: str, study_names: Optional[Sequence[str]], out_dir: Path, environment: dict,
+                   stream: TextIO) -> tuple[list[str], list[Path]]:
+    """Figures and a summary of each named study (all studies of ``storage`` when none is named)."""
+    import optuna
+
+    from experiments import plots
+
+    _check_sqlite_file_exists(storage)
+    available = optuna.get_all_study_names(storage)
+    names = list(study_names) if study_names else available
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ValueError(f"no study {', '.join(map(repr, unknown))} in {_mask_password(storage)}; "
+                       f"it holds: {', '.join(available) or 'none'}")
+    written: list[Path] = []
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=storage)
+        folder = out_dir / STUDIES_DIR / folder_name(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        _clear(folder, _STUDY_OUTPUTS)
+        paths, notes = plots.plot_study(study, folder)
+        states = dict(Counter(trial.state.name.lower() for trial in study.trials))
+        single = len(study.directions) == 1 and states.get("complete")
+        summary = {
+            "study": name, "storage": _mask_password(storage), **environment,
+            "directions": [d.name.lower() for d in study.directions],
+            "objective": (study.metric_names or ["objective"])[0], "trials": states,
+            "best_value": study.best_value if single else None,
+            "best_params": study.best_params if single else None,
+            "best_trial": study.best_trial.number if single else None,
+            "notes": notes,
+        }
+        (folder / PROVENANCE_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+        written += [*paths, folder / PROVENANCE_FILE]
+        print(f"\n== study {name}: {states}" + (f", best {summary['best_value']:.6g} with {summary['best_params']}"
+                                                 if single else "") + " ==", file=stream)
+        for note in notes:
+            print(f"note: {note}", file=stream)
+    return names, written
+
+
+def _images(folder: Path, stems: Sequence[str], relative_to: Path) -> list[str]:
+    return [f"![{stem}]({(folder / stem).with_suffix('.png').relative_to(relative_to).as_posix()})"
+            for stem in stems if (folder / stem).with_suffix(".png").is_file()]
+
+
+def _environment_lines(provenance: dict) -> list[str]:
+    hardware, versions = provenance["hardware"], provenance["versions"]
+    gpus = ", ".join(hardware.get("gpus") or []) or "none"
+    return [
+        f"- Report generated: {provenance['generated_at']}",
+        f"- Hardware (of the machine that generated the report): {hardware['cpu']}, "
+        f"{hardware['logical_cpus']} logical CPUs, torch threads {hardware.get('torch_threads', '?')}, GPU: {gpus}",
+        "- Versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()),
+    ]
+
+
+def _commands_block(provenance: dict) -> list[str]:
+    lines = []
+    if provenance.get("command_note"):
+        lines += ["Command that produced the runs:", "", "```bash", provenance["command_note"], "```", ""]
+    commands = [c for c in provenance.get("commands") or [] if c != provenance.get("command_note")]
+    if commands:
+        more = len(commands) - _MAX_LISTED
+        lines += ["Commands that re-create the runs, from their Hydra records:", "", "```bash", *commands[:_MAX_LISTED],
+                  *([f"# ... and {more} more in provenance.json"] if more > 0 else []), "```", ""]
+    return lines
+
+
+def write_readme(out_dir: Path) -> Path:
+    """``out_dir/README.md`` from every dataset and study folder that holds a provenance.json."""
+    lines = ["# Results", "",
+             "Generated by `python -m experiments.report`; do not edit by hand, re-run it. Each dataset's "
+             "`table.csv` holds the unrounded numbers and `provenance.json` how they were produced.", ""]
+    dataset_folders = sorted(p.parent for p in out_dir.glob(f"*/{PROVENANCE_FILE}") if p.parent.name != STUDIES_DIR)
+    for folder in dataset_folders:
+        provenance = json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8"))
+        ignored = provenance.get("runs_ignored") or {}
+        first, last = provenance["runs_finished_between"]
+        lines += [f"## {provenance['dataset']}", "",
+                  (folder / "table.md").read_text(encoding="utf-8").rstrip(), "",
+                  *_images(folder, ["metrics", "learning_curves"], out_dir), "",
+                  *_commands_block(provenance),
+                  f"- Runs: {provenance['runs_used']} used, finished between {first} and {last}; "
+                  f"ignored: {sum(ignored.values())}"
+                  + (" (" + "; ".join(f"{n} {reason}" for reason, n in ignored.items()) + ")" if ignored else ""),
+                  *_environment_lines(provenance), ""]
+    study_folders = sorted(p.parent for p in (out_dir / STUDIES_DIR).glob(f"*/{PROVENANCE_FILE}"))
+    if study_folders:
+        lines += ["## Optuna studies", ""]
+    for folder in study_folders:
+        summary = json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8"))
+        best = (f"best {summary['objective']} {summary['best_value']:.6g} (trial {summary['best_trial']}) with "
+                f"`{json.dumps(summary['best_params'])}`" if summary.get("best_value") is not None else "no best trial")
+        lines += [f"### {summary['study']}", "",
+                  f"Storage `{summary['storage']}`, direction {', '.join(summary['directions'])}, "
+                  f"trials {json.dumps(summary['trials'])}; {best}.", "",
+                  *_images(folder, ["optimization_history", "param_importances"], out_dir), "",
+                  *[f"- {note}" for note in summary.get("notes", [])],
+                  *_commands_block(summary), *_environment_lines(summary), ""]
+    readme = out_dir / "README.md"
+    readme.write_text("\n".join(lines), encoding="utf-8")
+    return readme
+
+
+def run_report(paths: Sequence[Path | str], out_dir: Path | str = "results", command: Optional[str] = None,
+               study_storage: Optional[str] = None, study_names: Optional[Sequence[str]] = None,
+               stream: Optional[TextIO] = None) -> ReportOutcome:
+    """Collect the runs under ``paths`` (and the Optuna studies of ``study_storage``) into
+    ``out_dir``; prints the tables, what was ignored and what was written to ``stream`` (stdout)."""
+    stream = stream or sys.stdout
+    out_dir = Path(out_dir)
+    outcome = ReportOutcome()
+    environment = _environment(command)
+    if paths:
+        collection = collect_runs(paths)
+        outcome.ignored = collection.ignored_counts()
+        selected, notes = select_configurations(collection.runs)
+        histories, history_problems = load_histories(selected)
+        for problem in history_problems[:_MAX_LISTED]:
+            print(f"warning: {problem}", file=stream)
+        for dataset, runs in selected.groupby("dataset", sort=True):
+            outcome.written += report_dataset(collection, runs, histories[histories["dataset"] == dataset],
+                                              str(dataset), notes.get(dataset, []), out_dir, environment, stream)
+            outcome.datasets.append(str(dataset))
+        _print_ignored(collection, stream)
+    if study_storage:
+        outcome.studies, written = report_studies(study_storage, study_names, out_dir, environment, stream)
+        outcome.written += written
+    if outcome.datasets or outcome.studies:
+        outcome.written.append(write_readme(out_dir))
+    print(f"\nwrote {len(outcome.written)} files under {out_dir}:", file=stream)
+    for path in outcome.written:
+        print(f"  {path}", file=stream)
+    return outcome
+
+
+def _print_ignored(collection: RunCollection, stream: TextIO) -> None:
+    total = len(collection.ignored)
+    print(f"\nignored {_count(total, 'run')}"
+          + (": " + "; ".join(f"{n} {reason}" for reason, n in collection.ignored_counts().items()) if total else ""),
+          file=stream)
+    for detail in collection.ignored["detail"].head(_MAX_LISTED):
+        print(f"  {detail}", file=stream)
+    if total > _MAX_LISTED:
+        print(f"  ... and {total - _MAX_LISTED} more", file=stream)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="*", type=Path, help="run, sweep or outputs folders (searched recursively)")
+    parser.add_argument("--out", type=Path, default=Path("results"), metavar="DIR",
+                        help="output root (default: results)")
+    parser.add_argument("--command", help="the command that produced the runs, recorded in the README")
+    parser.add_argument("--study-storage", metavar="URL", help="Optuna storage URL, e.g. sqlite:///sweeps.db")
+    parser.add_argument("--study-name", action="append", dest="study_names", metavar="NAME",
+                        help="study to plot (repeatable; default: every study in the storage)")
+    args = parser.parse_args(argv)
+    if not args.paths and not args.study_storage:
+        parser.error("give at least one run folder or --study-storage")
+    if args.study_names and not args.study_storage:
+        parser.error("--study-name needs --study-storage")
+    try:
+        outcome = run_report(args.paths, args.out, args.command, args.study_storage, args.study_names)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not outcome.datasets and not outcome.studies:
+        print("error: no finished run found (see the ignored runs above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
