@@ -1,0 +1,211 @@
+"""``CTRModule``: the one place that owns the loss, the metrics, the optimiser and logging."""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Optional
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from datamodules.schema import Batch, Schema
+from models.layers.embedding import FeatureEmbedding, IdTable, LinearLogit
+from models.metrics import auc, logloss
+from models.optim import OPTIMIZER_KEYS, SPARSE_OPTIMIZERS, build_optimizer
+
+_NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)
+
+
+class CTRModule(pl.LightningModule):
+    """Base of every model: subclasses build layers from ``schema`` and define ``forward(batch) -> [B]``
+    logits; everything else lives here and is set by the arguments below (no other defaults).
+
+    Objective: mean BCE-with-logits + ``embedding_l2 * sum_{tables} mean_b sum_{rows read by b}
+    ||row||^2`` over the id tables (embeddings, first-order and cross-product weights; only the
+    rows a batch reads, see ``IdTable.squared_norm``) + ``weight_l2 * sum ||W||^2`` over network
+    weights (every parameter outside an id table except biases and normalisation layers).
+
+    Metrics: predictions of a whole validation/test split are kept on the device during the epoch
+    and scored once at its end with exact ``auc``/``logloss``: ``val/auc``, ``val/logloss``,
+    ``test/auc``, ``test/logloss``; plus ``train/loss`` (the objective) and ``train/logloss``
+    per step. Under DDP the split's predictions are all-gathered, which needs equal shards.
+
+    Optimisation: ``optimizer`` in adam | adagrad | sgd | ftrl at learning rate ``lr`` (FTRL's
+    alpha), each reading its own ``<name>_*`` keys. ``lr`` is multiplied by ``lr_decay_factor``
+    (ReduceLROnPlateau, not below ``lr_decay_min_lr``) when ``monitor`` has not improved for
+    ``lr_decay_patience`` validations; ``lr_decay_factor`` 1 or None turns that off. The
+    direction follows the metric: AUC is maximised, anything else minimised.
+    ``sparse_embeddings`` gives id tables sparse gradients (adagrad, sgd, ftrl only).
+    """
+
+    def __init__(self, schema: Schema, *, optimizer: str = "adam", lr: float = 1e-3,
+                 embedding_l2: float = 0.0, weight_l2: float = 0.0,
+                 lr_decay_factor: Optional[float] = 0.1, lr_decay_patience: int = 1,
+                 lr_decay_min_lr: float = 0.0, monitor: str = "val/auc",
+                 sparse_embeddings: bool = False,
+                 adam_beta1: float = 0.9, adam_beta2: float = 0.999, adam_eps: float = 1e-8,
+                 adagrad_initial_accumulator: float = 0.0, adagrad_eps: float = 1e-10,
+                 sgd_momentum: float = 0.0,
+                 ftrl_beta: float = 0.01, ftrl_l1: float = 0.0, ftrl_l2: float = 0.0):
+        super().__init__()
+        if not isinstance(schema, Schema):
+            raise TypeError(f"schema must be a datamodules.schema.Schema, got {type(schema).__name__}")
+        if optimizer not in OPTIMIZER_KEYS:
+            raise ValueError(f"optimizer {optimizer!r}: expected one of {sorted(OPTIMIZER_KEYS)}")
+        if sparse_embeddings and optimizer not in SPARSE_OPTIMIZERS:
+            raise ValueError(f"sparse_embeddings=True needs an optimizer with a sparse update "
+                             f"{SPARSE_OPTIMIZERS}, not {optimizer!r}")
+        self.save_hyperparameters(ignore=["schema"])
+        self.schema = schema
+        self.sparse_embeddings = sparse_embeddings
+        self._split_outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
+
+    @classmethod
+    def optim_keys(cls) -> tuple[str, ...]:
+        """Names of the arguments ``CTRModule`` itself takes (the optimisation config)."""
+        return tuple(inspect.signature(CTRModule.__init__).parameters)[2:]
+
+    def optim_kwargs(self) -> dict:
+        """This model's optimisation arguments, to build a sibling model trained the same way."""
+        return {key: self.hparams[key] for key in self.optim_keys()}
+
+    # -- shared layers built the configured way ---------------------------------------------
+    def feature_embedding(self, dim: int, init_std: float) -> FeatureEmbedding:
+        """A ``[B, F, dim]`` embedding of this schema's fields."""
+        return FeatureEmbedding(self.schema, dim, init_std=init_std, sparse=self.sparse_embeddings)
+
+    def linear_logit(self) -> LinearLogit:
+        """The first-order part ``w0 + sum of weights``, ``[B]``."""
+        return LinearLogit(self.schema, sparse=self.sparse_embeddings)
+
+    # -- objective -------------------------------------------------------------------------
+    def id_tables(self) -> list[IdTable]:
+        return [m for m in self.modules() if isinstance(m, IdTable)]
+
+    def network_weights(self) -> list[nn.Parameter]:
+        excluded = {id(p) for m in self.modules() if isinstance(m, (IdTable, *_NORM_LAYERS))
+                    for p in m.parameters()}
+        return [p for name, p in self.named_parameters()
+                if id(p) not in excluded and name.rsplit(".", 1)[-1] != "bias"]
+
+    def penalty(self, batch: Batch) -> torch.Tensor:
+        """The L2 terms of the objective: ``[]`` scalar (a zero tensor when both are off)."""
+        total = torch.zeros((), device=batch.y.device)
+        if self.hparams.embedding_l2:
+            total = total + self.hparams.embedding_l2 * sum(t.squared_norm(batch) for t in self.id_tables())
+        if self.hparams.weight_l2:
+            total = total + self.hparams.weight_l2 * sum(p.pow(2).sum() for p in self.network_weights())
+        return total
+
+    def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(objective, mean BCE)`` of one batch, both ``[]``."""
+        data_loss = F.binary_cross_entropy_with_logits(self(batch), batch.y)
+        return data_loss + self.penalty(batch), data_loss
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss, data_loss = self.losses(batch)
+        self.log("train/loss", loss, batch_size=batch.size)
+        self.log("train/logloss", data_loss, batch_size=batch.size)
+        return loss
+
+    # -- whole-split metrics ---------------------------------------------------------------
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._keep_predictions("val", batch)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._keep_predictions("test", batch)
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        """Click probabilities ``[B]``."""
+        return torch.sigmoid(self(batch))
+
+    def on_validation_epoch_start(self) -> None:
+        self._split_outputs["val"].clear()
+
+    def on_test_epoch_start(self) -> None:
+        self._split_outputs["test"].clear()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_split_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_split_metrics("test")
+
+    def _keep_predictions(self, split: str, batch: Batch) -> None:
+        # kept on the device: no host sync per step
+        self._split_outputs[split].append((self(batch).detach(), batch.y.detach()))
+
+    def _log_split_metrics(self, split: str) -> None:
+        outputs = self._split_outputs[split]
+        if not outputs:
+            return
+        logits = torch.cat([o[0] for o in outputs])
+        labels = torch.cat([o[1] for o in outputs])
+        outputs.clear()
+        if self.trainer.world_size > 1:
+            logits, labels = self.all_gather(logits).flatten(), self.all_gather(labels).flatten()
+        probabilities = torch.sigmoid(logits.double()).cpu()
+        labels = labels.cpu()
+        self.log(f"{split}/auc", auc(labels, probabilities), prog_bar=True)
+        self.log(f"{split}/logloss", logloss(labels, probabilities), prog_bar=True)
+
+    # -- optimisation ----------------------------------------------------------------------
+    def build_optimizer(self, params=None) -> torch.optim.Optimizer:
+        """The configured optimiser over ``params`` (default: all of this model's parameters)."""
+        options = {key: self.hparams[key] for key in OPTIMIZER_KEYS[self.hparams.optimizer]}
+        return build_optimizer(self.parameters() if params is None else params,
+                               self.hparams.optimizer, self.hparams.lr, **options)
+
+    def configure_optimizers(self):
+        optimizer = self.build_optimizer()
+        factor = self.hparams.lr_decay_factor
+        if factor is None or factor == 1.0:
+            return optimizer
+        monitor = self.hparams.monitor
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max" if monitor.endswith("auc") else "min", factor=factor,
+            patience=self.hparams.lr_decay_patience, min_lr=self.hparams.lr_decay_min_lr)
+        # not strict: a fit without validation warns instead of failing after its first epoch
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": "epoch",
+                                 "frequency": 1, "strict": False}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,
+                                    gradient_clip_algorithm=None) -> None:
+        """The Trainer's ``gradient_clip_val`` / ``gradient_clip_algorithm``, also for sparse
+        gradients, which torch's clipping functions reject: their coalesced values are clipped."""
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if gradient_clip_val is None or not any(p.grad.is_sparse for p in params):
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        for p in params:
+            if p.grad.is_sparse:
+                p.grad = p.grad.coalesce()
+        values = [p.grad._values() if p.grad.is_sparse else p.grad for p in params]
+        if gradient_clip_algorithm == "value":
+            for v in values:
+                v.clamp_(-gradient_clip_val, gradient_clip_val)
+            return
+        total_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in values]))
+        scale = (gradient_clip_val / (total_norm + 1e-6)).clamp(max=1.0)
+        for v in values:
+            v.mul_(scale)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["schema"] = self.schema.to_json()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, map_location=None) -> "CTRModule":
+        """Load a model saved by Lightning, rebuilt from the schema stored in the checkpoint."""
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        if "schema" not in checkpoint:
+            raise ValueError(f"{path}: no schema in this checkpoint (not written by a CTRModule)")
+        schema = Schema.from_json(checkpoint["schema"])
+        return cls.load_from_checkpoint(path, map_location=map_location, schema=schema)
+
+
+def batch_to(batch: Batch, device: torch.device) -> Batch:
+    """The batch with every tensor on ``device``."""
+    return Batch(*(None if t is None else t.to(device, non_blocking=True) for t in batch))

@@ -1,0 +1,156 @@
+"""Id-indexed tables: the feature embedding, the first-order weights and Wide&Deep's cross products.
+
+Every table here is one ``nn.Embedding`` over a global id space, so a batch costs one gather
+``[B, F] -> [B, F, K]`` whatever the number of fields. Tables derive from ``IdTable``, which is how
+``CTRModule`` tells embedding parameters (``embedding_l2``, on the rows a batch uses) from network
+weights (``weight_l2``).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from datamodules.schema import Batch, Schema
+
+
+class IdTable(nn.Module):
+    """A table of ``num_rows`` rows of width ``dim``, read at the ids ``ids(batch)`` returns.
+
+    ``init_std`` 0 starts every row at zero (first-order weights); otherwise rows are drawn from
+    N(0, init_std^2). ``sparse`` makes the table's gradient a sparse tensor (rows of the batch only).
+    """
+
+    def __init__(self, num_rows: int, dim: int, *, init_std: float, sparse: bool):
+        super().__init__()
+        self.table = nn.Embedding(num_rows, dim, sparse=sparse)
+        _init_normal(self.table.weight, init_std)
+
+    def ids(self, batch: Batch) -> torch.Tensor:
+        """The rows this batch reads: int64 ``[B, n]``."""
+        raise NotImplementedError
+
+    def squared_norm(self, batch: Batch) -> torch.Tensor:
+        """Sum over the rows the batch reads of their squared L2 norm, per example: ``[] `` scalar.
+
+        A row read by several examples counts once per example, so frequent ids are penalised more
+        (the usual CTR regulariser; it costs one gather of the batch, not a pass over the table).
+        """
+        return self.table(self.ids(batch)).pow(2).sum() / batch.x.shape[0]
+
+
+def _init_normal(weight: torch.Tensor, std: float) -> None:
+    if std > 0:
+        nn.init.normal_(weight, std=std)
+    else:
+        nn.init.zeros_(weight)
+
+
+class FeatureEmbedding(IdTable):
+    """One vector per feature id, plus one per dense numeric field scaled by the field's value.
+
+    ``[B, S]`` ids (+ ``[B, D]`` dense values) -> ``[B, F, K]`` with ``F = S + D``: sparse fields
+    first, then dense ones (the schema's ``num_fields`` order). A dense field ``d`` with value
+    ``x_d`` contributes ``x_d * v_d``. With ``dim=1`` and ``init_std=0`` this is the first-order
+    weight table of LR; with ``dim = F * K`` it is FFM's field-aware table.
+    """
+
+    def __init__(self, schema: Schema, dim: int, *, init_std: float, sparse: bool = False):
+        super().__init__(schema.num_ids, dim, init_std=init_std, sparse=sparse)
+        self.num_dense = schema.num_dense
+        self.dim = dim
+        if self.num_dense:
+            self.dense = nn.Parameter(torch.empty(self.num_dense, dim))
+            _init_normal(self.dense, init_std)
+        else:
+            self.register_parameter("dense", None)
+
+    def ids(self, batch: Batch) -> torch.Tensor:
+        return batch.x
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """``Batch`` -> ``[B, F, dim]``."""
+        embedded = self.table(batch.x)
+        if self.dense is None:
+            return embedded
+        if batch.x_dense is None or batch.x_dense.shape[1] != self.num_dense:
+            got = None if batch.x_dense is None else tuple(batch.x_dense.shape)
+            raise ValueError(f"the schema has {self.num_dense} dense fields but batch.x_dense is {got}")
+        scaled = batch.x_dense.unsqueeze(-1).to(self.dense.dtype) * self.dense  # [B, D, dim]
+        return torch.cat([embedded, scaled], dim=1)
+
+    def squared_norm(self, batch: Batch) -> torch.Tensor:
+        """As ``IdTable.squared_norm``; every example reads every dense field's vector."""
+        norm = super().squared_norm(batch)
+        return norm if self.dense is None else norm + self.dense.pow(2).sum()
+
+
+class LinearLogit(nn.Module):
+    """The first-order part: ``w0 + sum_i w[x_i] + sum_d w_d * x_d``. ``Batch`` -> ``[B]``.
+
+    Weights start at zero, as LR's usually do (and as FTRL expects).
+    """
+
+    def __init__(self, schema: Schema, *, sparse: bool = False):
+        super().__init__()
+        self.weights = FeatureEmbedding(schema, 1, init_std=0.0, sparse=sparse)
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.weights(batch).sum(dim=(1, 2)) + self.bias
+
+
+class CrossProductLogit(IdTable):
+    """Wide&Deep's cross-product features: one learned weight per value pair of each field pair.
+
+    ``Batch`` -> ``[B]`` = sum over the configured pairs ``(a, b)`` of ``w[cross_id(x_a, x_b)]``.
+    The cross id of a pair is the exact product index ``local_a * vocab_b + local_b`` (``local`` =
+    id within the field) when the pair has at most ``num_buckets`` combinations, so small pairs
+    never collide; larger pairs fold that index modulo ``num_buckets``. Each pair owns its own
+    ``min(vocab_a * vocab_b, num_buckets)`` rows of one shared table.
+    """
+
+    def __init__(self, schema: Schema, field_pairs: Sequence[tuple[str, str]], num_buckets: int,
+                 *, sparse: bool = False):
+        if not field_pairs:
+            raise ValueError("CrossProductLogit needs at least one field pair")
+        if num_buckets < 1:
+            raise ValueError(f"num_buckets must be >= 1, got {num_buckets}")
+        column = {f.name: i for i, f in enumerate(schema.sparse_fields)}
+        for pair in field_pairs:
+            unknown = [name for name in pair if name not in column]
+            if len(pair) != 2 or unknown:
+                raise ValueError(f"cross pair {tuple(pair)}: a pair names two sparse fields of the "
+                                 f"schema; not sparse fields: {unknown}; sparse fields: {list(column)}")
+        fields = schema.sparse_fields
+        first = torch.tensor([column[a] for a, _ in field_pairs])
+        second = torch.tensor([column[b] for _, b in field_pairs])
+        vocab_second = torch.tensor([fields[i].vocab_size for i in second.tolist()])
+        combinations = torch.tensor([fields[i].vocab_size for i in first.tolist()]) * vocab_second
+        rows = combinations.clamp(max=num_buckets)
+        super().__init__(int(rows.sum()), 1, init_std=0.0, sparse=sparse)
+        offsets = torch.tensor([f.offset for f in fields])
+        self.register_buffer("first", first, persistent=False)
+        self.register_buffer("second", second, persistent=False)
+        self.register_buffer("first_offset", offsets[first], persistent=False)
+        self.register_buffer("second_offset", offsets[second], persistent=False)
+        self.register_buffer("vocab_second", vocab_second, persistent=False)
+        self.register_buffer("rows", rows, persistent=False)
+        self.register_buffer("row_offset", torch.cumsum(rows, 0) - rows, persistent=False)
+
+    def ids(self, batch: Batch) -> torch.Tensor:
+        """``[B, P]`` rows of the cross table, one per configured pair."""
+        local_a = batch.x[:, self.first] - self.first_offset
+        local_b = batch.x[:, self.second] - self.second_offset
+        product_index = local_a * self.vocab_second + local_b
+        return torch.remainder(product_index, self.rows) + self.row_offset
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.table(self.ids(batch)).sum(dim=(1, 2))
+
+
+def all_sparse_pairs(schema: Schema) -> list[tuple[str, str]]:
+    """Every unordered pair of sparse fields, in schema order."""
+    names = [f.name for f in schema.sparse_fields]
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]

@@ -1,0 +1,81 @@
+"""Feature interactions over embedded fields ``[B, F, K]``: FM, field-aware FM, inner and outer
+products. Field pairs are index tensors (``i < j``, from ``torch.triu_indices``), never loops."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class FMInteraction(nn.Module):
+    """Factorization machine's second-order term (Rendle 2010) in its O(kn) form.
+
+    ``[B, F, K] -> [B]``: ``sum_{i<j} <e_i, e_j> = 0.5 * sum_k ((sum_i e_ik)^2 - sum_i e_ik^2)``.
+    """
+
+    def forward(self, embedded: torch.Tensor) -> torch.Tensor:
+        square_of_sum = embedded.sum(dim=1).pow(2)
+        sum_of_squares = embedded.pow(2).sum(dim=1)
+        return 0.5 * (square_of_sum - sum_of_squares).sum(dim=1)
+
+
+class PairwiseLayer(nn.Module):
+    """Holds the ``P = F(F-1)/2`` field pairs ``(left[p], right[p])`` with ``left < right``."""
+
+    def __init__(self, num_fields: int):
+        super().__init__()
+        if num_fields < 2:
+            raise ValueError(f"pairwise interactions need at least 2 fields, got {num_fields}")
+        left, right = torch.triu_indices(num_fields, num_fields, offset=1)
+        self.num_fields = num_fields
+        self.num_pairs = left.numel()
+        self.register_buffer("left", left, persistent=False)
+        self.register_buffer("right", right, persistent=False)
+
+
+class FieldAwareInteraction(PairwiseLayer):
+    """Field-aware FM's second-order term (Juan et al. 2016).
+
+    ``[B, F, F, K] -> [B]`` where ``embedded[b, i, j]`` is the vector field ``i``'s feature keeps
+    for field ``j``: ``sum_{i<j} <embedded[:, i, j], embedded[:, j, i]>``.
+    """
+
+    def forward(self, embedded: torch.Tensor) -> torch.Tensor:
+        toward_right = embedded[:, self.left, self.right]  # [B, P, K]
+        toward_left = embedded[:, self.right, self.left]
+        return (toward_right * toward_left).sum(dim=(1, 2))
+
+
+class InnerProduct(PairwiseLayer):
+    """PNN's inner-product layer (Qu et al. 2016): ``[B, F, K] -> [B, P]``, ``p_ij = <e_i, e_j>``."""
+
+    def forward(self, embedded: torch.Tensor) -> torch.Tensor:
+        return (embedded[:, self.left] * embedded[:, self.right]).sum(dim=-1)
+
+
+class OuterProduct(PairwiseLayer):
+    """PNN's outer-product layer (Qu et al. 2016), flattened for the DNN that follows.
+
+    ``form="sum_pooled"`` (default, the PNN paper's O(K^2) superposition):
+    ``[B, F, K] -> [B, K*K]``, ``p = (sum_i e_i)(sum_i e_i)^T``.
+    ``form="pairwise"``: every pair's own outer product, ``[B, F, K] -> [B, P*K*K]``,
+    ``p_ij = e_i e_j^T`` (the unpooled definition; P*K*K inputs to the next layer).
+    """
+
+    FORMS = ("sum_pooled", "pairwise")
+
+    def __init__(self, num_fields: int, form: str = "sum_pooled"):
+        super().__init__(num_fields)
+        if form not in self.FORMS:
+            raise ValueError(f"outer product form {form!r}: expected one of {self.FORMS}")
+        self.form = form
+
+    def output_dim(self, embedding_dim: int) -> int:
+        squares = embedding_dim * embedding_dim
+        return squares if self.form == "sum_pooled" else self.num_pairs * squares
+
+    def forward(self, embedded: torch.Tensor) -> torch.Tensor:
+        if self.form == "sum_pooled":
+            pooled = embedded.sum(dim=1)  # [B, K]
+            return (pooled.unsqueeze(2) * pooled.unsqueeze(1)).flatten(1)
+        left, right = embedded[:, self.left], embedded[:, self.right]  # [B, P, K]
+        return (left.unsqueeze(3) * right.unsqueeze(2)).flatten(1)

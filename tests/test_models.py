@@ -1,0 +1,300 @@
+"""Every model of the zoo: shapes, parameter counts, training steps, sharing, configs."""
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+import models
+from datamodules.schema import Batch, Schema
+from models.layers import FeatureEmbedding, IdTable
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+K, HIDDEN = 4, [8, 6]
+# small widths for every model; the configs' paper widths are exercised in the config tests
+SMALL = dict(embedding_dim=K, hidden_units=HIDDEN, dropout=0.0)
+SMALL_KWARGS = {
+    "lr": {}, "fm": dict(embedding_dim=K), "ffm": dict(embedding_dim=K),
+    "fnn": dict(SMALL, pretrain_epochs=0), "ipnn": SMALL, "opnn": SMALL, "pnn_star": SMALL,
+    "pnn": dict(SMALL, product="both", outer_form="pairwise"),
+    "lr_dnn": SMALL, "fm_dnn": SMALL, "wide_deep": dict(SMALL, cross_buckets=10),
+    "dnn": dict(SMALL, batch_norm=True), "deepfm": SMALL, "dcn": dict(SMALL, cross_layers=2),
+    "xdeepfm": dict(SMALL, cin_layer_sizes=[4, 2]),
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These tensors are tiny: one thread beats two fighting other processes on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small_schema() -> Schema:
+    return Schema.build([("c0", "categorical", 3), ("c1", "categorical", 5), ("n0", "numeric", 4)],
+                        dense=["d0"])
+
+
+def random_batch(schema: Schema, size: int = 32, seed: int = 0) -> Batch:
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.stack([f.offset + torch.randint(0, f.vocab_size, (size,), generator=generator)
+                       for f in schema.sparse_fields], 1)
+    dense = torch.randn(size, schema.num_dense, generator=generator) if schema.num_dense else None
+    return Batch(ids, torch.randint(0, 2, (size,), generator=generator).float(), dense)
+
+
+def build(name: str, schema: Schema, **kwargs) -> models.CTRModule:
+    torch.manual_seed(0)
+    return models.MODELS[name](schema, **{**SMALL_KWARGS[name], **kwargs})
+
+
+def mlp_params(inputs: int, hidden=HIDDEN, output=1, batch_norm=False) -> int:
+    sizes = [inputs, *hidden] + ([output] if output else [])
+    linear = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    return linear + (2 * sum(hidden) if batch_norm else 0)
+
+
+def expected_params(name: str) -> int:
+    """Parameter counts from each model's definition for ``small_schema``: 12 ids, 1 dense
+    field (each has a row in every table), F = 4 fields, P = 6 pairs."""
+    rows, fields, pairs = 12 + 1, 4, 6
+    linear, embedding, deep_in = rows + 1, rows * K, fields * K
+    return {
+        "lr": linear,
+        "fm": linear + embedding,
+        "ffm": linear + rows * fields * K,
+        "fnn": rows * (K + 1) + mlp_params(fields * (K + 1)),
+        "ipnn": embedding + mlp_params(deep_in + pairs),
+        "opnn": embedding + mlp_params(deep_in + K * K),
+        "pnn_star": embedding + mlp_params(deep_in + pairs + K * K),
+        "pnn": embedding + mlp_params(deep_in + pairs + pairs * K * K),
+        "lr_dnn": linear + embedding + mlp_params(deep_in),
+        "fm_dnn": linear + 2 * embedding + mlp_params(deep_in),  # two embeddings
+        # cross pairs (c0,c1), (c0,n0), (c1,n0): min(15, 10) + min(12, 10) + min(20, 10) rows
+        "wide_deep": linear + 30 + embedding + mlp_params(deep_in),
+        "dnn": embedding + mlp_params(deep_in, batch_norm=True),
+        "deepfm": linear + embedding + mlp_params(deep_in),  # one embedding, shared
+        "dcn": embedding + 2 * 2 * deep_in + mlp_params(deep_in, output=None) + deep_in + HIDDEN[-1] + 1,
+        # CIN [4, 2] with split_half: 4 x (4*4) filters, then 2 x (2*4); output 2 + 2 maps
+        "xdeepfm": linear + embedding + 4 * 16 + 2 * 8 + 4 + mlp_params(deep_in),
+    }[name]
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_forward_gives_finite_logits(name):
+    schema = small_schema()
+    model = build(name, schema)
+    logits = model(random_batch(schema))
+    assert logits.shape == (32,) and logits.dtype == torch.float32
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_parameter_count_matches_definition(name):
+    model = build(name, small_schema())
+    assert sum(p.numel() for p in model.parameters()) == expected_params(name)
+
+
+def id_table_parameters(model) -> dict[int, IdTable]:
+    return {id(table.table.weight): table for table in model.id_tables()}
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_one_step_moves_every_parameter_in_use(name):
+    """An Adam step changes every network parameter and exactly the table rows the batch read."""
+    schema = small_schema()
+    model = build(name, schema)
+    # all-positive labels: with mixed ones a zero-initialised weight's gradient can cancel exactly
+    batch = random_batch(schema, size=16)._replace(y=torch.ones(16))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    tables = id_table_parameters(model)
+    optimizer = model.build_optimizer()
+    model.losses(batch)[0].backward()
+    optimizer.step()
+    for param_name, param in model.named_parameters():
+        changed = param.detach() != before[param_name]
+        if id(param) in tables:
+            read = torch.zeros(param.shape[0], dtype=torch.bool)
+            read[tables[id(param)].ids(batch).flatten()] = True
+            row_changed = changed.any(dim=1)
+            assert row_changed[read].all(), f"{param_name}: a row the batch read did not move"
+            assert not row_changed[~read].any(), f"{param_name}: a row the batch never read moved"
+        else:
+            assert changed.any(), f"{param_name} did not move"
+
+
+def embedding_tables(model, dim=K) -> list[FeatureEmbedding]:
+    return [m for m in model.modules() if isinstance(m, FeatureEmbedding) and m.dim == dim]
+
+
+def table_grad(part, embedding, batch) -> torch.Tensor:
+    """Gradient that ``part(embedding(batch))`` alone sends into the embedding's rows."""
+    embedding.zero_grad()
+    part(embedding(batch)).sum().backward()
+    return embedding.table.weight.grad
+
+
+def test_deepfm_fm_and_dnn_share_one_embedding_and_both_train_it():
+    schema = small_schema()
+    model = build("deepfm", schema)
+    batch = random_batch(schema)
+    assert embedding_tables(model) == [model.embedding]
+    read = batch.x.unique()
+    fm_grad = table_grad(model.fm, model.embedding, batch)[read].clone()
+    dnn_grad = table_grad(lambda e: model.dnn(e.flatten(1)), model.embedding, batch)[read].clone()
+    assert (fm_grad.abs().sum(1) > 0).all() and (dnn_grad.abs().sum(1) > 0).all()
+    # the full model's gradient into the shared table is the sum of both parts'
+    model.zero_grad()
+    model(batch).sum().backward()
+    torch.testing.assert_close(model.embedding.table.weight.grad[read], fm_grad + dnn_grad)
+
+
+def test_fm_dnn_gives_fm_and_dnn_separate_embeddings():
+    schema = small_schema()
+    model = build("fm_dnn", schema)
+    batch = random_batch(schema)
+    fm_table, dnn_table = model.fm_embedding, model.dnn_embedding
+    assert {id(t) for t in embedding_tables(model)} == {id(fm_table), id(dnn_table)}
+    assert fm_table.table.weight.data_ptr() != dnn_table.table.weight.data_ptr()
+    assert not torch.equal(fm_table.table.weight, dnn_table.table.weight)
+    model.zero_grad()
+    model.fm(fm_table(batch)).sum().backward()
+    assert fm_table.table.weight.grad.abs().sum() > 0 and dnn_table.table.weight.grad is None
+    # changing the DNN's embedding leaves the FM part's output alone
+    fm_out = model.fm(fm_table(batch))
+    with torch.no_grad():
+        dnn_table.table.weight.add_(1.0)
+    torch.testing.assert_close(model.fm(fm_table(batch)), fm_out)
+
+
+def test_lr_dnn_wide_part_does_not_touch_the_dnn_embedding():
+    schema = small_schema()
+    model = build("lr_dnn", schema)
+    batch = random_batch(schema)
+    assert embedding_tables(model) == [model.dnn_embedding]
+    model.linear(batch).sum().backward()
+    assert model.dnn_embedding.table.weight.grad is None
+    assert model.linear.weights.table.weight.grad.abs().sum() > 0
+
+
+def trained_fm(schema, steps=5):
+    fm = build("fm", schema, lr=0.05)
+    optimizer = fm.build_optimizer()
+    for step in range(steps):
+        optimizer.zero_grad()
+        fm.losses(random_batch(schema, seed=step))[0].backward()
+        optimizer.step()
+    return fm
+
+
+def test_fnn_holds_exactly_the_fm_embeddings_after_pretraining():
+    schema = small_schema()
+    fm = trained_fm(schema)
+    fnn = build("fnn", schema)
+    assert not torch.equal(fnn.embedding.table.weight, fm.embedding.table.weight)
+    fnn.load_fm(fm)
+    assert torch.equal(fnn.embedding.table.weight, fm.embedding.table.weight)
+    assert torch.equal(fnn.embedding.dense, fm.embedding.dense)
+    assert torch.equal(fnn.first_order.table.weight, fm.linear.weights.table.weight)
+    assert torch.equal(fnn.first_order.dense, fm.linear.weights.dense)
+    assert bool(fnn.fm_initialised)
+    # copies, not aliases: training the FNN leaves the FM alone
+    assert fnn.embedding.table.weight.data_ptr() != fm.embedding.table.weight.data_ptr()
+
+
+def test_fnn_refuses_an_fm_of_another_size():
+    schema = small_schema()
+    with pytest.raises(ValueError, match="embedding size"):
+        build("fnn", schema, embedding_dim=3).load_fm(trained_fm(schema, steps=0))
+
+
+def test_weight_l2_covers_network_weights_only():
+    model = build("dnn", small_schema(), weight_l2=0.5)
+    names = {n for n, p in model.named_parameters() if any(p is w for w in model.network_weights())}
+    assert names == {"dnn.layers.0.weight", "dnn.layers.3.weight", "dnn.layers.6.weight"}
+    batch = random_batch(small_schema())
+    expected = 0.5 * sum(dict(model.named_parameters())[n].pow(2).sum() for n in names)
+    torch.testing.assert_close(model.penalty(batch), expected)
+
+
+def test_embedding_l2_penalises_the_rows_the_batch_reads():
+    schema = small_schema()
+    model = build("deepfm", schema, embedding_l2=0.1)
+    batch = random_batch(schema, size=8)
+    tables = [model.linear.weights, model.embedding]
+    expected = 0.1 * sum(t.table.weight[batch.x].pow(2).sum() / 8 + t.dense.pow(2).sum() for t in tables)
+    torch.testing.assert_close(model.penalty(batch), expected)
+    # rows no example read get no gradient from it
+    model.penalty(batch).backward()
+    unread = torch.ones(schema.num_ids, dtype=torch.bool)
+    unread[batch.x.flatten()] = False
+    assert unread.any() and (model.embedding.table.weight.grad[unread] == 0).all()
+
+
+# -- configs -------------------------------------------------------------------------------
+def load_yaml(group: str, name: str):
+    return OmegaConf.load(CONF / group / f"{name}.yaml")
+
+
+def model_yaml_names():
+    return sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+
+
+def test_every_model_has_a_config_and_every_config_a_model():
+    assert model_yaml_names() == sorted(models.MODELS)
+    for name, cls in models.MODELS.items():
+        assert load_yaml("model", name)._target_ == f"models.{cls.__name__}"
+
+
+@pytest.mark.parametrize("name", model_yaml_names())
+def test_config_instantiates_at_paper_widths_and_runs(name):
+    schema = small_schema()
+    model = instantiate(load_yaml("model", name), schema=schema, **load_yaml("optim", "adam"),
+                        _execution_whitelist_="models.*")
+    assert isinstance(model, models.MODELS[name])
+    model.eval()
+    logits = model(random_batch(schema))
+    assert logits.shape == (32,) and torch.isfinite(logits).all()
+
+
+# what the class name fixes rather than a knob of its own
+FIXED_BY_CLASS = {"ipnn": {"product", "outer_form"}, "opnn": {"product"}, "pnn_star": {"product"}}
+
+
+def comparable(value):
+    value = OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
+    return list(value) if isinstance(value, tuple) else value
+
+
+@pytest.mark.parametrize("name", model_yaml_names())
+def test_config_shows_every_knob_at_the_code_default(name):
+    """No hidden defaults: each constructor argument is in the model's yaml or the optim yaml,
+    and the yaml's value is the one the code would use."""
+    defaults = dict(models.MODELS[name](small_schema()).hparams)
+    model_cfg = load_yaml("model", name)
+    optim_keys = set(models.CTRModule.optim_keys())  # conf/optim/*.yaml, checked below
+    model_keys = set(model_cfg) - {"_target_"}
+    assert set(defaults) - model_keys - optim_keys <= FIXED_BY_CLASS.get(name, set())
+    assert model_keys <= set(defaults), f"{sorted(model_keys - set(defaults))} are not arguments"
+    for key in model_keys:
+        assert comparable(model_cfg[key]) == comparable(defaults[key]), key
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adagrad", "sgd", "ftrl"])
+def test_optim_config_holds_common_and_its_own_keys(optimizer):
+    from models.optim import OPTIMIZER_KEYS
+    cfg = load_yaml("optim", optimizer)
+    assert cfg.optimizer == optimizer
+    common = set(models.CTRModule.optim_keys()) - {"monitor"} - {k for ks in OPTIMIZER_KEYS.values() for k in ks}
+    assert set(cfg) == common | set(OPTIMIZER_KEYS[optimizer])
+    defaults = models.LR(small_schema()).hparams
+    shown_at_default = set(OPTIMIZER_KEYS[optimizer]) | (set(cfg) if optimizer == "adam" else set())
+    assert {k: cfg[k] for k in shown_at_default} == {k: defaults[k] for k in shown_at_default}
+    model = instantiate(load_yaml("model", "lr"), schema=small_schema(), **cfg,
+                        _execution_whitelist_="models.*")
+    built = model.configure_optimizers()["optimizer"]
+    assert type(built).__name__.lower() == optimizer
+    assert built.param_groups[0]["lr"] == cfg.lr
