@@ -1,4 +1,10 @@
 """Data: sources -> encoding -> on-disk cache -> batches (see ``CTRDataModule``)."""
+from datamodules.ctr import CTRDataModule
+from datamodules.encode import EncodingConfig
+from datamodules.errors import BadInputError
 from datamodules.schema import Batch, Field, Schema
+from datamodules.sources import CriteoSource, LibFMSource, Source, SyntheticSource, TableSource
+from datamodules.splits import SplitConfig
 
-__all__ = ["Batch", "Field", "Schema"]
+__all__ = ["BadInputError", "Batch", "CTRDataModule", "CriteoSource", "EncodingConfig", "Field", "LibFMSource",
+           "Schema", "Source", "SplitConfig", "SyntheticSource", "TableSource"]

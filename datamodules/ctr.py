@@ -1,0 +1,203 @@
+"""``CTRDataModule``: source -> cached, encoded splits -> ``Batch`` streams.
+
+A batch is made in one place, ``SplitBatches.__getitem__``: a sorted slice of the epoch's shuffled
+row order (training) or a contiguous block (evaluation), gathered from the memory-mapped split in
+one vectorised read. There is no per-row ``__getitem__`` and no collate step.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from datamodules.cache import DEFAULT_BLOCK_BYTES, Cache, SplitArrays, open_or_build
+from datamodules.encode import EncodingConfig
+from datamodules.errors import check_on_bad_line
+from datamodules.schema import Batch, Schema
+from datamodules.sources.base import SPLITS, Source
+from datamodules.sources.synthetic import SyntheticSource
+from datamodules.splits import SplitConfig
+
+DEFAULT_CACHE_DIR = ".cache/ctr-bench"
+
+
+def plain(value: Any) -> Any:
+    """Hydra's DictConfig / ListConfig -> plain dicts and lists (anything else unchanged)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf comes with hydra
+        return value
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+class SplitBatches(Dataset):
+    """Item ``rows`` (a sorted int64 index array or a slice) of one split is the ``Batch`` of those rows."""
+
+    def __init__(self, arrays: SplitArrays):
+        self.arrays = arrays
+
+    def __len__(self) -> int:
+        return self.arrays.num_rows
+
+    def __getitem__(self, rows: np.ndarray | slice) -> Batch:
+        a = self.arrays
+        # astype / np.array copy: a slice of a memmap is a read-only view, which torch must not share
+        x = torch.from_numpy(a.x[rows].astype(np.int64))
+        y = torch.from_numpy(np.array(a.y[rows]))
+        x_dense = torch.from_numpy(np.array(a.x_dense[rows])) if a.x_dense is not None else None
+        return Batch(x, y, x_dense)
+
+
+class ShuffledBatches(Sampler):
+    """Each epoch: a permutation of ``num_rows`` seeded by ``(seed, epoch)``, cut into batches whose
+    indices are sorted (memmap gathers are faster in file order). Lightning calls ``set_epoch``
+    before each epoch; a plain loop gets a new epoch on each ``iter()``."""
+
+    def __init__(self, num_rows: int, batch_size: int, seed: int, drop_last: bool = False):
+        self.num_rows, self.batch_size, self.seed, self.drop_last = num_rows, batch_size, seed, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.num_rows, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_rows)
+        self.epoch += 1
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield np.sort(order[start:start + self.batch_size])
+
+
+class ContiguousBatches(Sampler):
+    """Rows in stored order, ``batch_size`` at a time (evaluation: predictions align with ``labels()``)."""
+
+    def __init__(self, num_rows: int, batch_size: int):
+        self.num_rows, self.batch_size = num_rows, batch_size
+
+    def __len__(self) -> int:
+        return (self.num_rows + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[slice]:
+        for start in range(0, self.num_rows, self.batch_size):
+            yield slice(start, min(start + self.batch_size, self.num_rows))
+
+
+def _unchanged(batch: Batch) -> Batch:
+    return batch
+
+
+class CTRDataModule(pl.LightningDataModule):
+    """A CTR dataset, preprocessed once into the cache and served as ``Batch`` objects.
+
+    source: a ``Source`` (default: ``SyntheticSource()``); split: ``SplitConfig`` fields (kind,
+    ratios, seed, val_from_train); encoding: ``EncodingConfig`` fields (min_count, numeric); name:
+    the dataset's name in results (default: the source's); cache_dir: where caches live;
+    batch_size / eval_batch_size (default: batch_size); seed: the run seed, which only drives the
+    per-epoch shuffling (split and generator seeds are separate, so runs share one cache);
+    on_bad_line: ``error`` or ``skip``; num_workers / pin_memory: passed to the DataLoaders;
+    drop_last: drop the last partial training batch; block_bytes: input read per chunk while
+    preprocessing; progress: show a progress bar while preprocessing large inputs.
+    """
+
+    def __init__(self, source: Optional[Source] = None, split: Optional[Mapping[str, Any] | SplitConfig] = None,
+                 encoding: Optional[Mapping[str, Any] | EncodingConfig] = None, name: Optional[str] = None,
+                 cache_dir: str = DEFAULT_CACHE_DIR, batch_size: int = 4096, eval_batch_size: Optional[int] = None,
+                 seed: int = 0, on_bad_line: str = "error", num_workers: int = 0, pin_memory: bool = False,
+                 drop_last: bool = False, block_bytes: int = DEFAULT_BLOCK_BYTES, progress: bool = True):
+        super().__init__()
+        source = SyntheticSource() if source is None else source
+        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise ValueError("batch sizes must be >= 1")
+        self.source = source
+        self.split_config = SplitConfig.from_any(plain(split))
+        self.encoding_config = EncodingConfig.from_any(plain(encoding))
+        self.name = name or source.default_name
+        self.cache_dir = Path(cache_dir)
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.seed = int(seed)
+        self.on_bad_line = check_on_bad_line(on_bad_line)
+        self.num_workers, self.pin_memory, self.drop_last = int(num_workers), bool(pin_memory), bool(drop_last)
+        self.block_bytes, self.progress = int(block_bytes), bool(progress)
+        self._cache: Optional[Cache] = None
+        self._arrays: dict[str, SplitArrays] = {}
+
+    # ------------------------------------------------------------------ Lightning hooks
+
+    def prepare_data(self) -> None:
+        """Build the cache if it is missing (Lightning calls this on one process only)."""
+        self._open_cache()
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        cache = self._open_cache()
+        self._arrays = {split: cache.arrays(split) for split in SPLITS}
+
+    def train_dataloader(self) -> DataLoader:
+        arrays = self.split_arrays("train")
+        return self._loader(arrays, ShuffledBatches(arrays.num_rows, self.batch_size, self.seed, self.drop_last))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    # ------------------------------------------------------------------ what models and results read
+
+    @property
+    def schema(self) -> Schema:
+        return self._open_cache().schema
+
+    @property
+    def manifest(self) -> dict:
+        return self._open_cache().manifest
+
+    @property
+    def cache_path(self) -> Path:
+        return self._open_cache().path
+
+    def split_arrays(self, split: str) -> SplitArrays:
+        """The memory-mapped encoded arrays of ``split`` (rows in evaluation order)."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if not self._arrays:
+            self.setup()
+        return self._arrays[split]
+
+    def num_rows(self, split: str) -> int:
+        return self.split_arrays(split).num_rows
+
+    def labels(self, split: str) -> np.ndarray:
+        """float32 ``[N]`` labels of ``split`` in evaluation order (NaN for an unlabelled file)."""
+        return np.array(self.split_arrays(split).y)
+
+    def true_probabilities(self, split: str) -> Optional[np.ndarray]:
+        """float32 ``[N]`` true p(y=1|x) of ``split`` in evaluation order (synthetic data), else None."""
+        p_true = self.split_arrays(split).p_true
+        return None if p_true is None else np.array(p_true)
+
+    # ------------------------------------------------------------------ internals
+
+    def _open_cache(self) -> Cache:
+        if self._cache is None:
+            self._cache = open_or_build(self.source, self.split_config, self.encoding_config, self.name,
+                                        self.cache_dir, self.on_bad_line, self.block_bytes, self.progress)
+        return self._cache
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        arrays = self.split_arrays(split)
+        return self._loader(arrays, ContiguousBatches(arrays.num_rows, self.eval_batch_size))
+
+    def _loader(self, arrays: SplitArrays, sampler: Sampler) -> DataLoader:
+        return DataLoader(SplitBatches(arrays), batch_size=None, sampler=sampler, collate_fn=_unchanged,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory,
+                          persistent_workers=self.num_workers > 0)

@@ -1,0 +1,221 @@
+"""Criteo-shaped synthetic data whose click probabilities are known.
+
+Everything follows from ``seed``: the fields (13 heavy-tailed integer fields with missing values,
+26 Zipf-distributed categorical fields with 3 to ``max_cardinality`` values) and the true model
+
+    logit p(y=1|x) = bias + first_order * F(x) + pairwise * P(x) + higher_order * H(x)
+
+- F: one weight per categorical value (missing is a value too) plus a smooth function of each
+  numeric field's log, i.e. what logistic regression on one-hot/bucketized features can fit;
+- P: an FM over the mid-cardinality categorical fields, sum_{i<j} <v_i, v_j> with latent vectors
+  centred under each field's value distribution, so that P carries no first-order signal;
+- H: products t_a t_b t_c over field triples, of centred scalars, so that H carries no first- or
+  second-order signal in the logit (only models of higher-order interactions can use it).
+
+Each family is scaled to the given standard deviation on a pilot sample (0 switches it off) and
+``bias`` is solved so that the mean click probability is ``positive_rate``. Rows are generated in
+fixed blocks of ``BLOCK_ROWS``, each from its own seeded stream, so any number of rows streams in
+bounded memory and the rows do not depend on how they are read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from datamodules.errors import RejectLog
+from datamodules.sources.base import WHOLE, CategoricalColumn, RawChunk, Source
+
+BLOCK_ROWS = 1 << 17
+PILOT_ROWS = 1 << 16
+GENERATOR_VERSION = 1
+PAIRWISE_CARDINALITY = (5, 300)  # FM fields: frequent enough values for latent vectors to be learnt
+TRIPLE_MAX_CARDINALITY = 12  # few enough value combinations for ~100k rows to show them
+NUM_TRIPLES = 3
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+@dataclass
+class _TrueModel:
+    """The drawn fields and effects. Per categorical field f, arrays are indexed by value rank
+    ``0..card_f-1`` with index ``card_f`` standing for 'missing'."""
+
+    cdf: list[np.ndarray]  # [card_f] cumulative Zipf probabilities over ranks
+    value_id: list[np.ndarray]  # [card_f] the raw (hash-like) id written for each rank
+    cat_missing: np.ndarray  # [26] probability that the field is empty
+    num_mu: np.ndarray  # [13] log-scale location of the numeric fields
+    num_sigma: np.ndarray  # [13] log-scale spread (heavy tails)
+    num_shift: np.ndarray  # [13] added after flooring, so some fields reach -1 or below
+    num_missing: np.ndarray  # [13]
+    cat_weight: list[np.ndarray]  # [card_f + 1] first-order effects
+    num_effect: np.ndarray  # [13, 4] amplitude, centre, width, effect-if-missing
+    pair_fields: list[int]
+    latent: list[np.ndarray]  # [card_f + 1, k] per pair field, centred
+    triples: list[tuple[int, int, int]]
+    triple_tables: list[list[np.ndarray]]  # per triple, per member: [card_f + 1], centred
+    scale: np.ndarray  # [3] multiplies F, P, H (the config's std over each family's pilot std)
+    bias: float
+
+
+class SyntheticSource(Source):
+    """Criteo-shaped rows (I1..I13 numeric, C1..C26 categorical) with their true probabilities.
+
+    rows: rows to generate; seed: fixes fields, true model and rows; first_order / pairwise /
+    higher_order: standard deviation of each effect family's contribution to the logit (0 = off);
+    positive_rate: mean click probability; max_cardinality: values of the largest field;
+    latent_dim: rank of the pairwise effects.
+    """
+
+    default_name = "synthetic"
+    progress_unit = "rows"
+
+    def __init__(self, rows: int = 100_000, seed: int = 0, first_order: float = 1.0, pairwise: float = 1.5,
+                 higher_order: float = 1.0, positive_rate: float = 0.25, num_numeric: int = 13,
+                 num_categorical: int = 26, max_cardinality: int = 40_000, latent_dim: int = 4):
+        if rows < 1 or num_categorical < 4 or not 0 < positive_rate < 1:
+            raise ValueError("SyntheticSource: need rows >= 1, num_categorical >= 4, 0 < positive_rate < 1")
+        if min(first_order, pairwise, higher_order) < 0 or max(first_order, pairwise, higher_order) == 0:
+            raise ValueError("SyntheticSource: effect scales must be >= 0 and not all 0")
+        self.config = dict(rows=int(rows), seed=int(seed), first_order=float(first_order),
+                           pairwise=float(pairwise), higher_order=float(higher_order),
+                           positive_rate=float(positive_rate), num_numeric=int(num_numeric),
+                           num_categorical=int(num_categorical), max_cardinality=int(max_cardinality),
+                           latent_dim=int(latent_dim))
+        self.rows, self.seed = int(rows), int(seed)
+        self.numeric_fields = tuple(f"I{i}" for i in range(1, num_numeric + 1))
+        self.categorical_fields = tuple(f"C{i}" for i in range(1, num_categorical + 1))
+        self.model = self._draw_model()
+
+    # ------------------------------------------------------------------ Source interface
+
+    def parts(self) -> tuple[str, ...]:
+        return (WHOLE,)
+
+    def identity(self) -> dict:
+        return {"format": "synthetic", "version": GENERATOR_VERSION, **self.config, "block_rows": BLOCK_ROWS,
+                "pilot_rows": PILOT_ROWS, "pairwise_cardinality": PAIRWISE_CARDINALITY,
+                "triple_max_cardinality": TRIPLE_MAX_CARDINALITY, "triples": NUM_TRIPLES}
+
+    def count_rows(self, part: str) -> int:
+        return self.rows
+
+    def progress_total(self, part: str) -> int:
+        return self.rows
+
+    @property
+    def has_true_probabilities(self) -> bool:
+        return True
+
+    def read(self, part: str, rejects: RejectLog, block_bytes: int = 0) -> Iterator[RawChunk]:
+        for block in range((self.rows + BLOCK_ROWS - 1) // BLOCK_ROWS):
+            yield self.block(block)
+
+    def block(self, block: int) -> RawChunk:
+        """Rows ``[block * BLOCK_ROWS, ...)``: a fixed function of (seed, block)."""
+        start = block * BLOCK_ROWS
+        rows = min(BLOCK_ROWS, self.rows - start)
+        rng = np.random.default_rng([self.seed, 1, block])
+        cat_index, numeric = self._sample_features(rng, rows)
+        probability = _sigmoid(self._logit(cat_index, numeric))
+        labels = (rng.random(rows) < probability).astype(np.float32)
+        m = self.model
+        categorical = [CategoricalColumn(np.where(index == len(ids), -1, index).astype(np.int32), ids)
+                       for index, ids in zip(cat_index, m.value_id)]
+        return RawChunk(row_index=np.arange(start, start + rows, dtype=np.int64), labels=labels,
+                        categorical=categorical, numeric=numeric, rows_read=rows, rows_rejected=0,
+                        progress=rows, true_probability=probability.astype(np.float32))
+
+    # ------------------------------------------------------------------ generation
+
+    def _draw_model(self) -> _TrueModel:
+        c = self.config
+        rng = np.random.default_rng([self.seed, 0])
+        n_cat, n_num, k = c["num_categorical"], c["num_numeric"], c["latent_dim"]
+        cardinality = rng.permutation(np.geomspace(3, c["max_cardinality"], n_cat).round().astype(np.int64))
+        exponent = rng.uniform(1.05, 1.5, n_cat)
+        cat_missing = np.where(rng.random(n_cat) < 0.35, rng.uniform(0.02, 0.5, n_cat), 0.0)
+        cdf, value_id, probability = [], [], []
+        for card, s, miss in zip(cardinality, exponent, cat_missing):
+            zipf = 1.0 / np.arange(1, card + 1) ** s
+            zipf /= zipf.sum()
+            cdf.append(np.cumsum(zipf))
+            value_id.append(rng.choice(1 << 32, size=card, replace=False).astype(np.int64))
+            probability.append(np.append((1 - miss) * zipf, miss))  # [card + 1] incl. missing
+
+        def centred(table: np.ndarray, p: np.ndarray) -> np.ndarray:
+            return table - np.tensordot(p, table, axes=(0, 0))
+
+        field_strength = rng.uniform(0.2, 1.0, n_cat)
+        cat_weight = [rng.normal(0, strength, card + 1) for card, strength in zip(cardinality, field_strength)]
+        num_effect = np.stack([rng.normal(0, 0.8, n_num), rng.uniform(0.5, 4.0, n_num),
+                               rng.uniform(0.5, 2.0, n_num), rng.normal(0, 0.5, n_num)], axis=1)
+
+        low, high = PAIRWISE_CARDINALITY
+        pair_fields = [f for f in range(n_cat) if low <= cardinality[f] <= high]
+        latent = [centred(rng.normal(0, 1, (cardinality[f] + 1, k)), probability[f]) for f in pair_fields]
+        small = [f for f in range(n_cat) if cardinality[f] <= TRIPLE_MAX_CARDINALITY]
+        triples = [tuple(int(f) for f in rng.choice(small, 3, replace=False)) for _ in range(NUM_TRIPLES)]
+        triple_tables = [[centred(rng.normal(0, 1, cardinality[f] + 1), probability[f]) for f in t] for t in triples]
+
+        model = _TrueModel(cdf=cdf, value_id=value_id, cat_missing=cat_missing,
+                           num_mu=rng.uniform(0.0, 5.0, n_num), num_sigma=rng.uniform(0.8, 2.0, n_num),
+                           num_shift=np.where(rng.random(n_num) < 0.2, -rng.integers(1, 4, n_num), 0),
+                           num_missing=np.where(rng.random(n_num) < 0.8, rng.uniform(0.0, 0.5, n_num),
+                                                rng.uniform(0.6, 0.8, n_num)),
+                           cat_weight=cat_weight, num_effect=num_effect, pair_fields=pair_fields, latent=latent,
+                           triples=triples, triple_tables=triple_tables, scale=np.ones(3), bias=0.0)
+        self.model = model
+        self._calibrate(np.random.default_rng([self.seed, 2]))
+        return model
+
+    def _calibrate(self, rng: np.random.Generator) -> None:
+        """Scale each family to its configured std and solve the bias for the positive rate."""
+        cat_index, numeric = self._sample_features(rng, PILOT_ROWS)
+        families = self._families(cat_index, numeric)
+        target = np.array([self.config["first_order"], self.config["pairwise"], self.config["higher_order"]])
+        spread = families.std(axis=1)
+        self.model.scale = np.where(spread > 0, target / np.maximum(spread, 1e-12), 0.0)
+        logit = self.model.scale @ families
+        low, high = -20.0, 20.0
+        for _ in range(60):  # bisection: mean sigmoid is increasing in the bias
+            mid = (low + high) / 2
+            low, high = (mid, high) if _sigmoid(logit + mid).mean() < self.config["positive_rate"] else (low, mid)
+        self.model.bias = (low + high) / 2
+
+    def _sample_features(self, rng: np.random.Generator, rows: int) -> tuple[list[np.ndarray], np.ndarray]:
+        """-> (per categorical field: int64 ``[rows]`` value ranks, card = missing; numeric float64
+        ``[rows, 13]`` with NaN = missing)."""
+        m = self.model
+        cat_index = []
+        for cdf, miss in zip(m.cdf, m.cat_missing):
+            rank = np.minimum(np.searchsorted(cdf, rng.random(rows), side="right"), len(cdf) - 1)
+            cat_index.append(np.where(rng.random(rows) < miss, len(cdf), rank))
+        z = rng.standard_normal((rows, len(m.num_mu)))
+        numeric = np.floor(np.exp(m.num_mu + m.num_sigma * z)) + m.num_shift
+        numeric[rng.random(numeric.shape) < m.num_missing] = np.nan
+        return cat_index, numeric
+
+    def _families(self, cat_index: list[np.ndarray], numeric: np.ndarray) -> np.ndarray:
+        """Unscaled effect families ``-> float64 [3, rows]``: first-order, pairwise, higher-order."""
+        m = self.model
+        first = sum(weight[index] for weight, index in zip(m.cat_weight, cat_index))
+        amplitude, centre, width, if_missing = m.num_effect.T
+        shape = amplitude * np.tanh((np.log1p(np.maximum(np.nan_to_num(numeric), 0)) - centre) / width)
+        first = first + np.where(np.isnan(numeric), if_missing, shape).sum(axis=1)
+
+        vectors = [table[cat_index[f]] for f, table in zip(m.pair_fields, m.latent)]  # each [rows, k]
+        if vectors:
+            total = np.sum(vectors, axis=0)
+            pair = 0.5 * ((total ** 2).sum(axis=1) - sum((v ** 2).sum(axis=1) for v in vectors))
+        else:
+            pair = np.zeros_like(first)
+        higher = sum(np.prod([table[cat_index[f]] for f, table in zip(triple, tables)], axis=0)
+                     for triple, tables in zip(m.triples, m.triple_tables))
+        return np.stack([first, pair, np.broadcast_to(higher, first.shape)])
+
+    def _logit(self, cat_index: list[np.ndarray], numeric: np.ndarray) -> np.ndarray:
+        return self.model.bias + self.model.scale @ self._families(cat_index, numeric)

@@ -1,0 +1,146 @@
+"""Any CSV or Parquet table whose columns the config declares (label, categorical, numeric)."""
+from __future__ import annotations
+
+from typing import Iterator, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from datamodules.errors import BadInputError, RejectLog
+from datamodules.sources.base import FileSource, RawChunk
+from datamodules.sources.columns import (convert_columns, keep_valid, parse_delimited, reject_misshapen, starts_file,
+                                         text_chunk)
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+PARQUET_ROWS_PER_BATCH = 1 << 18
+
+
+class TableSource(FileSource):
+    """A table with a label column (0/1), categorical columns (any values, empty = missing) and
+    numeric columns (numbers, empty = missing); other columns are ignored.
+
+    path / files: one file to split, or predefined ``{train, val, test}`` files.
+    format: ``auto`` (by suffix: .parquet/.pq, else CSV), ``csv`` or ``parquet``.
+    header: whether CSV files start with a header line; a bool, or per part
+    (``{train: true, val: false, test: false}``). column_names: the CSV columns in file order;
+    required when a file has no header, and checked against the header when it has one.
+    """
+
+    default_name = "table"
+
+    def __init__(self, label: str, categorical: Sequence[str] = (), numeric: Sequence[str] = (),
+                 path: Optional[str] = None, files: Optional[Mapping[str, str]] = None, format: str = "auto",
+                 delimiter: str = ",", header: Union[bool, Mapping[str, bool]] = True,
+                 column_names: Optional[Sequence[str]] = None):
+        super().__init__(path, files)
+        self.label = str(label)
+        self.categorical_fields = tuple(str(c) for c in categorical)
+        self.numeric_fields = tuple(str(c) for c in numeric)
+        used = [self.label, *self.categorical_fields, *self.numeric_fields]
+        duplicated = sorted({c for c in used if used.count(c) > 1})
+        if duplicated or not (self.categorical_fields or self.numeric_fields):
+            raise BadInputError(f"TableSource: declare at least one categorical or numeric column, each column "
+                                f"once (label included); repeated: {duplicated}")
+        self.format = self._resolve_format(format)
+        self.delimiter = delimiter
+        self.column_names = list(column_names) if column_names else None
+        self.header = {part: self._header_flag(header, part) for part in self.files}
+        self.file_columns = {part: self._columns_of(part) for part in self.files}
+        for part, columns in self.file_columns.items():
+            missing = [c for c in used if c not in columns]
+            if missing:
+                raise BadInputError(f"{self.files[part]}: declared column(s) {missing} not found; the file's columns "
+                                    f"are {columns}")
+
+    @property
+    def progress_unit(self) -> str:
+        return "rows" if self.format == "parquet" else "B"
+
+    def _resolve_format(self, format: str) -> str:
+        if format == "auto":
+            suffixes = {file.suffix.lower() in PARQUET_SUFFIXES for file in self.files.values()}
+            if len(suffixes) > 1:
+                raise BadInputError("TableSource: mixing Parquet and CSV files; set `format` or convert them")
+            return "parquet" if suffixes.pop() else "csv"
+        if format not in ("csv", "parquet"):
+            raise BadInputError(f"TableSource: format must be auto, csv or parquet, got {format!r}")
+        return format
+
+    def _header_flag(self, header: Union[bool, Mapping[str, bool]], part: str) -> bool:
+        if isinstance(header, Mapping):
+            if part not in header:
+                raise BadInputError(f"TableSource: `header` gives no value for the {part!r} file "
+                                    f"(it has keys {sorted(header)})")
+            return bool(header[part])
+        return bool(header)
+
+    def _columns_of(self, part: str) -> list[str]:
+        file = self.files[part]
+        if self.format == "parquet":
+            try:
+                return list(pq.read_schema(file).names)
+            except pa.ArrowInvalid as error:
+                raise BadInputError(f"{file}: not a readable Parquet file ({error})") from None
+        if file.stat().st_size == 0:
+            raise BadInputError(f"{file}: the file is empty")
+        if not self.header[part]:
+            if self.column_names is None:
+                raise BadInputError(f"{file} is configured without a header line, so `column_names` must list "
+                                    f"its columns")
+            return self.column_names
+        found = [name.strip().strip('"') for name in self.first_line(part).split(self.delimiter)]
+        if self.column_names is not None and found != self.column_names:
+            raise BadInputError(f"{file}, line 1: expected a header with the configured column_names "
+                                f"{self.column_names}, found {found} (if this file has no header line, set "
+                                f"`header` to false for it)")
+        return found
+
+    def header_lines(self, part: str) -> int:
+        return 1 if self.format == "csv" and self.header[part] else 0
+
+    def identity(self) -> dict:
+        return {"format": self.format, "label": self.label, "categorical": self.categorical_fields,
+                "numeric": self.numeric_fields, "delimiter": self.delimiter, "header": self.header,
+                "columns": self.file_columns, "files": self.file_identity()}
+
+    def count_rows(self, part: str) -> int:
+        if self.format == "parquet":
+            return pq.ParquetFile(self.files[part]).metadata.num_rows
+        return super().count_rows(part)
+
+    def progress_total(self, part: str) -> int:
+        return self.count_rows(part) if self.format == "parquet" else super().progress_total(part)
+
+    def read(self, part: str, rejects: RejectLog, block_bytes: int) -> Iterator[RawChunk]:
+        if self.format == "parquet":
+            yield from self._read_parquet(part, rejects)
+        else:
+            yield from self._read_csv(part, rejects, block_bytes)
+
+    def _read_csv(self, part: str, rejects: RejectLog, block_bytes: int) -> Iterator[RawChunk]:
+        self.check_not_empty(part)
+        path, columns = self.files[part], self.file_columns[part]
+        used = [self.label, *self.numeric_fields, *self.categorical_fields]
+        for block in self.line_blocks(part, block_bytes):
+            parsed = parse_delimited(block, path, columns, self.delimiter, quoted=True, include=used)
+            reject_misshapen(parsed, block, path, f"{len(columns)} fields separated by {self.delimiter!r}", rejects)
+            rows = self._convert(parsed.table, at_file_start=not self.header[part] and starts_file(block, parsed))
+            yield text_chunk(block, parsed, rows, path, rejects)
+
+    def _read_parquet(self, part: str, rejects: RejectLog) -> Iterator[RawChunk]:
+        path = self.files[part]
+        if self.count_rows(part) == 0:
+            raise BadInputError(f"{path}: the file has no rows")
+        start = 0
+        used = [self.label, *self.numeric_fields, *self.categorical_fields]
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_ROWS_PER_BATCH, columns=used):
+            rows = self._convert(pa.Table.from_batches([batch]), at_file_start=False)
+            index = np.arange(start, start + batch.num_rows, dtype=np.int64)
+            yield keep_valid(rows, index, index + 1, path, rejects, rows_read=batch.num_rows, already_rejected=0,
+                             progress=batch.num_rows, unit="row")
+            start += batch.num_rows
+
+    def _convert(self, table: pa.Table, at_file_start: bool):
+        return convert_columns(table, self.label, self.numeric_fields, False, self.categorical_fields,
+                               at_file_start=at_file_start, delimiter=self.delimiter)

@@ -1,0 +1,129 @@
+"""The synthetic generator: deterministic, Criteo-shaped, and with the signal it promises."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from datamodules import CTRDataModule, SyntheticSource
+from datamodules.sources.synthetic import BLOCK_ROWS
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U, ties averaged)."""
+    ranks = pd.Series(scores).rank().to_numpy()
+    positive = labels == 1
+    n_pos, n_neg = positive.sum(), (~positive).sum()
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def assert_same_chunk(a, b):
+    for name in ("row_index", "labels", "numeric", "true_probability"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    for column_a, column_b in zip(a.categorical, b.categorical):
+        np.testing.assert_array_equal(column_a.uniques[column_a.codes], column_b.uniques[column_b.codes])
+
+
+def test_same_seed_same_rows_other_seed_other_rows():
+    first, again, other = (SyntheticSource(rows=5000, seed=s).block(0) for s in (4, 4, 5))
+    assert_same_chunk(first, again)
+    assert not np.array_equal(first.true_probability, other.true_probability)
+
+
+def test_rows_do_not_depend_on_how_many_are_generated():
+    shorter, longer = SyntheticSource(rows=2 * BLOCK_ROWS + 10), SyntheticSource(rows=3 * BLOCK_ROWS)
+    assert_same_chunk(shorter.block(1), longer.block(1))
+    assert shorter.block(2).num_rows == 10
+
+
+def test_full_criteo_size_streams_in_blocks():
+    source = SyntheticSource(rows=45_840_617)
+    chunks = source.read("all", rejects=None)
+    first = next(chunks)
+    assert first.num_rows == BLOCK_ROWS and first.row_index[0] == 0
+    last = source.block(45_840_617 // BLOCK_ROWS)
+    assert last.row_index[-1] == 45_840_616 and last.num_rows == 45_840_617 % BLOCK_ROWS
+
+
+def test_criteo_shape():
+    source = SyntheticSource(rows=BLOCK_ROWS)
+    chunk = source.block(0)
+    assert chunk.numeric.shape == (BLOCK_ROWS, 13) and len(chunk.categorical) == 26
+    missing = np.isnan(chunk.numeric).mean(axis=0)
+    assert (missing > 0.01).all() and missing.max() > 0.5
+    present = chunk.numeric[~np.isnan(chunk.numeric)]
+    assert present.min() < 0  # some fields reach -1 or below, as Criteo's I2
+    tails = [np.nanmax(c) / max(np.nanmedian(c), 1) for c in chunk.numeric.T]
+    assert max(tails) > 100
+    cardinalities = sorted(len(column.uniques) for column in chunk.categorical)
+    assert cardinalities[0] <= 5 and cardinalities[-1] >= 20_000
+    largest = max(chunk.categorical, key=lambda c: len(c.uniques))
+    counts = np.sort(np.bincount(largest.codes[largest.codes >= 0]))[::-1]
+    assert counts[: len(counts) // 100].sum() > 0.3 * counts.sum()  # Zipf: 1% of the values, >30% of the rows
+    assert any((column.codes < 0).mean() > 0.05 for column in chunk.categorical)
+
+
+def test_positive_rate_and_oracle():
+    chunk = SyntheticSource(rows=60_000, positive_rate=0.25).block(0)
+    assert abs(chunk.labels.mean() - 0.25) < 0.01
+    assert abs(chunk.true_probability.mean() - chunk.labels.mean()) < 0.01
+    assert auc(chunk.labels, chunk.true_probability) > 0.8
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train faster on one thread, and much faster when other processes share the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def train_and_score(dm: CTRDataModule, pairwise: bool, epochs: int = 10) -> float:
+    """Test AUC of a small LR (first-order weights) or FM (plus <v_i, v_j> over field pairs)
+    trained with Adam on the datamodule's batches."""
+    torch.manual_seed(0)
+    table = torch.nn.Embedding(dm.schema.num_ids, 1 + 8)  # column 0: first-order weight, 1..8: latent vector
+    torch.nn.init.normal_(table.weight, std=0.01)
+    bias = torch.nn.Parameter(torch.zeros(1))
+
+    def logit(x: torch.Tensor) -> torch.Tensor:
+        rows = table(x)
+        out = bias + rows[..., 0].sum(1)
+        if pairwise:
+            v = rows[..., 1:]
+            out = out + 0.5 * (v.sum(1) ** 2 - (v ** 2).sum(1)).sum(1)
+        return out
+
+    optimiser = torch.optim.Adam([*table.parameters(), bias], lr=0.01)
+    for _ in range(epochs):
+        for batch in dm.train_dataloader():
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logit(batch.x), batch.y)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    with torch.no_grad():
+        scores = torch.cat([logit(batch.x) for batch in dm.test_dataloader()]).numpy()
+    return auc(dm.labels("test"), scores)
+
+
+def signal_dm(tmp_path, **effects) -> CTRDataModule:
+    return CTRDataModule(SyntheticSource(rows=40_000, seed=0, **effects), cache_dir=str(tmp_path), batch_size=512,
+                         encoding={"min_count": 2})
+
+
+@pytest.mark.slow
+def test_pairwise_only_signal_is_learnt_by_fm_not_lr(tmp_path, one_thread):
+    dm = signal_dm(tmp_path, first_order=0.0, pairwise=1.5, higher_order=0.0)
+    oracle = auc(dm.labels("test"), dm.true_probabilities("test"))
+    lr, fm = train_and_score(dm, pairwise=False), train_and_score(dm, pairwise=True)
+    assert lr < 0.53 and fm > lr + 0.08 and oracle > fm + 0.1
+
+
+@pytest.mark.slow
+def test_default_mix_has_first_order_signal_and_headroom(tmp_path, one_thread):
+    dm = signal_dm(tmp_path)
+    oracle = auc(dm.labels("test"), dm.true_probabilities("test"))
+    lr = train_and_score(dm, pairwise=False)
+    assert lr > 0.58 and oracle > lr + 0.15
