@@ -1,0 +1,70 @@
+"""Per-epoch history of a run, written as ``history.csv`` (the learning curves of the report)."""
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+COLUMNS = ("epoch", "train/loss", "val/auc", "val/logloss", "lr")
+
+
+class EpochHistory(pl.Callback):
+    """Appends one row per finished training epoch (validation has run by then), and measures
+    training throughput on what was really trained: samples seen over time spent training, with
+    the validation passes inside each epoch left out of the clock."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.rows: list[dict] = []
+        self.train_samples = 0
+        self.train_seconds = 0.0
+        self._clock_started: float | None = None
+
+    def _start_clock(self):
+        self._clock_started = time.perf_counter()
+
+    def _stop_clock(self):
+        if self._clock_started is not None:
+            self.train_seconds += time.perf_counter() - self._clock_started
+            self._clock_started = None
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start_clock()
+
+    def on_validation_start(self, trainer, pl_module):
+        self._stop_clock()
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._start_clock()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.train_samples += batch.y.shape[0]
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.train_samples / self.train_seconds if self.train_seconds else float("nan")
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._stop_clock()
+        if not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch,
+               "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None}
+        row.update({k: float(metrics[k]) for k in COLUMNS[1:4] if k in metrics})
+        self.rows.append(row)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+    def best_epoch(self, metric: str, mode: str) -> int | None:
+        scored = [r for r in self.rows if metric in r]
+        if not scored:
+            return None
+        pick = max if mode == "max" else min
+        return pick(scored, key=lambda r: r[metric])["epoch"]
