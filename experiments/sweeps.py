@@ -3,22 +3,50 @@
 - ``objective_direction``: the one place that knows which metrics are maximised; the config
   derives the sweeper's ``direction`` and the checkpoint/early-stopping ``mode`` from it.
 - ``layers``: rebuilds an MLP's ``hidden_units`` from a swept width and depth.
-- ``resumable_tpe``: the sweeps' sampler, reseeded on resume so that it draws new trials.
+- ``resumable_tpe``: the sweeps' sampler, TPE whose trial k draws with seed ``seed + k``
+  (``TrialSeededSampler``), so a resumed study draws new trials and concurrent workers never
+  share a random stream.
+- ``DistributedOptunaSweeper``: the Optuna plugin's sweeper (``hydra/sweeper=distributed_optuna``)
+  made safe for many worker processes on one study: heartbeats, stale trials failed and retried,
+  run folders named by trial number.
 - ``PrepareStorage``: a Hydra callback that creates the folder of a SQLite study file before the
   sweeper opens it (SQLite does not create folders, and the sweeper opens the study before any
   job folder exists).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
+from hydra.core.plugins import Plugins
 from hydra.experimental.callback import Callback
+from hydra.utils import instantiate
+from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+log = logging.getLogger(__name__)
 
 MAXIMISED = ("val/auc",)
 MINIMISED = ("val/logloss",)
+
+# The trial attribute that names the worker process which ran it ("host:pid").
+WORKER_ATTR = "worker"
+# Where a sampler config may point: Optuna's samplers, the plugin's factories, and ours.
+SAMPLER_TARGETS = ("optuna.samplers.*", "hydra_plugins.hydra_optuna_sweeper.*", "experiments.*")
 
 
 def objective_direction(objective: str) -> str:
@@ -55,27 +83,193 @@ def sqlite_path(storage: str | None) -> Path | None:
     return Path(str(storage)[len(prefix):])
 
 
-def existing_trials(storage: str | None, study_name: str | None) -> int:
-    """How many trials the study already holds (0 when it, or its SQLite file, does not exist)."""
-    if not storage or not study_name:
-        return 0
-    path = sqlite_path(storage)
-    if path is not None and not path.exists():
-        return 0  # opening would create an empty database file, possibly in a missing folder
-    try:
-        return len(optuna.load_study(study_name=study_name, storage=storage).trials)
-    except KeyError:  # no such study in this storage yet
-        return 0
+class TrialSeededSampler(BaseSampler):
+    """Samples trial k of a study with a sampler of its own, ``make_sampler(seed=seed + k)``.
 
-
-def resumable_tpe(seed: int, storage: str | None = None, study_name: str | None = None,
-                  **options: Any) -> optuna.samplers.TPESampler:
-    """TPE seeded with ``seed`` plus the number of trials already in the study.
-
-    A fresh sweep is reproducible; a resumed one (the same command again) continues with new
-    random draws instead of replaying the first invocation's trials, which a fixed seed would.
+    The storage hands out trial numbers, unique across every worker of a study. Seeding by them
+    means that workers started together draw different parameters (one sampler seeded once per
+    process would give them the same random stream), that a fresh sweep is reproducible trial by
+    trial whichever worker runs which trial, and that a resumed study continues with new draws
+    instead of replaying the first invocation's.
     """
-    return optuna.samplers.TPESampler(seed=seed + existing_trials(storage, study_name), **options)
+
+    def __init__(self, seed: int, make_sampler: Callable[..., BaseSampler]) -> None:
+        self.seed = seed
+        self._make_sampler = make_sampler
+        # a batch of trials is asked before any is told, so several can be in flight
+        self._by_trial: dict[int, BaseSampler] = {}
+
+    def _sampler(self, trial: FrozenTrial) -> BaseSampler:
+        if trial.number not in self._by_trial:
+            self._by_trial[trial.number] = self._make_sampler(seed=self.seed + trial.number)
+        return self._by_trial[trial.number]
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self._sampler(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self._sampler(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self._sampler(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._sampler(trial).before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        sampler = self._sampler(trial)
+        del self._by_trial[trial.number]  # the trial is over; its sampler draws nothing more
+        sampler.after_trial(study, trial, state, values)
+
+
+def resumable_tpe(seed: int, **tpe_options: Any) -> TrialSeededSampler:
+    """TPE whose trial k draws with seed ``seed + k`` (see ``TrialSeededSampler``); the options
+    go to ``optuna.samplers.TPESampler``."""
+    return TrialSeededSampler(seed, functools.partial(optuna.samplers.TPESampler, **tpe_options))
+
+
+def worker_name() -> str:
+    """``host:pid`` of this process: which worker ran a trial, as the dashboard shows it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def open_storage(url: str, attempts: int = 5, **storage_options: Any) -> optuna.storages.RDBStorage:
+    """``optuna.storages.RDBStorage(url, **storage_options)``, retried when workers race to create
+    the tables of a fresh database (PostgreSQL then fails all but one ``CREATE TABLE`` with a
+    duplicate-key or already-exists error; on a retry the tables are there)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.storages.RDBStorage(url, **storage_options)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == attempts:
+                raise
+            time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
+class Heartbeat:
+    """Records a heartbeat for each of ``trial_ids`` now, then every ``interval`` seconds from a
+    background thread until ``stop()``. Optuna fails a RUNNING trial whose last heartbeat is older
+    than the storage's grace period (``optuna.storages.fail_stale_trials``), and never one that has
+    none yet, hence the first beat before returning."""
+
+    def __init__(self, storage: optuna.storages.RDBStorage, trial_ids: Sequence[int], interval: float) -> None:
+        self._storage = storage
+        self._trial_ids = list(trial_ids)
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._beat()
+        self._thread = threading.Thread(target=self._run, name="optuna-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        for trial_id in self._trial_ids:
+            self._storage.record_heartbeat(trial_id)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                self._beat()
+            except Exception:  # a dropped connection must not end the beats: the next may get through
+                log.warning("could not record the heartbeat of trials %s; trying again in %ss",
+                            self._trial_ids, self._interval, exc_info=True)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+
+@contextlib.contextmanager
+def _quiet_heartbeat_warnings() -> Iterator[None]:
+    """Optuna marks its heartbeat API experimental and warns at every ``ask`` that heartbeats are
+    meant for ``Study.optimize``; the sweeper records them itself, so both warnings are noise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        yield
+
+
+class DistributedOptunaSweeper(OptunaSweeperImpl):
+    """The Optuna plugin's sweeper (ask a batch, launch it, tell the results), safe for several
+    workers on one study.
+
+    Run the same sweep command in several processes, on one machine or many, against one
+    database (``hydra.sweeper.storage=postgresql://user:password@host/db``): each worker asks the
+    study for trials of its own, so none is run twice, and every told trial is committed, so a
+    killed worker loses only the trials it was running. On top of the plugin, for a study in a
+    database (any SQLAlchemy URL; ``storage: null`` keeps an in-memory study and none of this):
+
+    - while the launcher runs a batch, a background thread records a heartbeat for its trials every
+      ``heartbeat_interval`` seconds (Optuna records heartbeats only inside ``Study.optimize``, which
+      the plugin does not use);
+    - at the start and before every batch, RUNNING trials silent for ``grace_period`` seconds (their
+      worker was killed) are failed by ``optuna.storages.fail_stale_trials`` and queued again with
+      the same parameters (``RetryHeartbeatStaleTrialCallback``, at most ``max_retry`` times; ``null``
+      retries forever); the next ``ask`` of any worker runs the copy;
+    - run folders are named by trial number instead of the per-process job number, so workers that
+      share a sweep folder (started in the same second, or on a shared file system) never write
+      into each other's runs;
+    - each trial records the worker that ran it (user attribute ``worker``: ``host:pid``).
+
+    ``n_trials`` counts per worker, as in the plugin: W workers run W x ``n_trials`` trials.
+    """
+
+    def __init__(self, sampler: DictConfig, *, heartbeat_interval: int = 60, grace_period: int | None = None,
+                 max_retry: int | None = 1, **plugin_options: Any) -> None:
+        super().__init__(sampler=instantiate(sampler, _execution_whitelist_=SAMPLER_TARGETS), **plugin_options)
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.max_retry = max_retry
+        self._heartbeat: Heartbeat | None = None
+
+    def sweep(self, arguments: list[str]) -> None:
+        with _quiet_heartbeat_warnings():
+            if self.storage is not None:
+                url = str(self.storage)
+                self.storage = open_storage(
+                    url, heartbeat_interval=self.heartbeat_interval, grace_period=self.grace_period,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(self.max_retry),
+                    # trials run for hours on a cluster; servers and firewalls drop idle connections
+                    engine_kwargs={"pool_pre_ping": True})
+                log.info("Storage: %s, heartbeat every %ss, a trial silent for %ss is failed and retried "
+                         "(at most %s times)", sqlalchemy.make_url(url).render_as_string(hide_password=True),
+                         self.heartbeat_interval, self.storage.grace_period or 2 * self.heartbeat_interval,
+                         "unlimited" if self.max_retry is None else self.max_retry)
+                self._fail_stale_trials_of_existing_study()
+            try:
+                super().sweep(arguments)
+            finally:
+                self._stop_heartbeat()
+
+    def _fail_stale_trials_of_existing_study(self) -> None:
+        """So that this worker's first ``ask`` already picks up a trial a killed worker left."""
+        if self.study_name is None:
+            return  # the plugin creates a new study under a generated name
+        try:
+            study = optuna.load_study(study_name=self.study_name, storage=self.storage)
+        except KeyError:  # a new study: nothing in it can be stale
+            return
+        optuna.storages.fail_stale_trials(study)
+
+    def _configure_trials(self, trials: list[Trial], *args: Any) -> Sequence[Sequence[str]]:
+        """Called with each freshly asked batch, just before the launcher runs it."""
+        self._stop_heartbeat()  # the previous batch has been told
+        if trials and isinstance(self.storage, optuna.storages.RDBStorage):
+            self._heartbeat = Heartbeat(self.storage, [t._trial_id for t in trials], self.heartbeat_interval)
+            optuna.storages.fail_stale_trials(trials[0].study)
+        overrides = super()._configure_trials(trials, *args)
+        worker = worker_name()
+        for trial in trials:
+            trial.set_user_attr(WORKER_ATTR, worker)
+        return [(*job, f"hydra.sweep.subdir={trial.number}") for job, trial in zip(overrides, trials)]
+
+    def _stop_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
 
 
 class PrepareStorage(Callback):
@@ -86,3 +280,6 @@ class PrepareStorage(Callback):
 
 
 register_resolvers()
+# Hydra finds plugins in the `hydra_plugins` namespace package or through entry points; this one
+# lives in the project, so importing this module (run.py does) registers it.
+Plugins.instance().register(DistributedOptunaSweeper)
