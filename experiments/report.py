@@ -110,9 +110,10 @@ def _clear(folder: Path, names: Sequence[str]) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
-def _environment(command_note: Optional[str]) -> dict:
+def _environment(command_note: Optional[str], note: Optional[str] = None) -> dict:
     return {"generated_at": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
-            "command_note": command_note, "hardware": describe_hardware(), "versions": library_versions()}
+            "command_note": command_note, "note": note, "hardware": describe_hardware(),
+            "versions": library_versions()}
 
 
 def report_dataset(collection: RunCollection, runs: pd.DataFrame, histories: pd.DataFrame, dataset: str,
@@ -245,6 +246,7 @@ def write_readme(out_dir: Path) -> Path:
         ignored = provenance.get("runs_ignored") or {}
         first, last = provenance["runs_finished_between"]
         lines += [f"## {provenance['dataset']}", "",
+                  *([provenance["note"], ""] if provenance.get("note") else []),
                   (folder / "table.md").read_text(encoding="utf-8").rstrip(), "",
                   *_images(folder, ["metrics", "learning_curves"], out_dir), "",
                   *_commands_block(provenance),
@@ -272,13 +274,13 @@ def write_readme(out_dir: Path) -> Path:
 
 def run_report(paths: Sequence[Path | str], out_dir: Path | str = "results", command: Optional[str] = None,
                study_storage: Optional[str] = None, study_names: Optional[Sequence[str]] = None,
-               stream: Optional[TextIO] = None) -> ReportOutcome:
+               stream: Optional[TextIO] = None, note: Optional[str] = None) -> ReportOutcome:
     """Collect the runs under ``paths`` (and the Optuna studies of ``study_storage``) into
     ``out_dir``; prints the tables, what was ignored and what was written to ``stream`` (stdout)."""
     stream = stream or sys.stdout
     out_dir = Path(out_dir)
     outcome = ReportOutcome()
-    environment = _environment(command)
+    environment = _environment(command, note)
     if paths:
         collection = collect_runs(paths)
         outcome.ignored = collection.ignored_counts()
@@ -319,6 +321,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results"), metavar="DIR",
                         help="output root (default: results)")
     parser.add_argument("--command", help="the command that produced the runs, recorded in the README")
+    parser.add_argument("--note", help="what the data is, shown under the dataset's heading in the README")
     parser.add_argument("--study-storage", metavar="URL", help="Optuna storage URL, e.g. sqlite:///sweeps.db")
     parser.add_argument("--study-name", action="append", dest="study_names", metavar="NAME",
                         help="study to plot (repeatable; default: every study in the storage)")
@@ -328,7 +331,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.study_names and not args.study_storage:
         parser.error("--study-name needs --study-storage")
     try:
-        outcome = run_report(args.paths, args.out, args.command, args.study_storage, args.study_names)
+        outcome = run_report(args.paths, args.out, args.command, args.study_storage, args.study_names,
+                             note=args.note)
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
