@@ -9,15 +9,15 @@ signed log, standardised with the training mean and std, 0 when missing.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import numpy as np
+import pandas as pd
 
 from datamodules.schema import Schema
 from datamodules.sources.base import CategoricalColumn, RawChunk, Source
-from datamodules.sources.columns import categorical_from_integers
 
 OOV_ID, MISSING_ID, FIRST_VALUE_ID = 0, 1, 2
 NUMERIC_MODES = ("log_square", "dense")
@@ -101,6 +101,7 @@ class Vocabulary:
 
     keys: np.ndarray
     ids: np.ndarray
+    _index: Optional[pd.Index] = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -117,21 +118,72 @@ class Vocabulary:
         return cls(keys, ids)
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
-        """int64 ``[U]`` -> int32 ``[U]`` local ids, ``OOV_ID`` for keys not kept."""
+        """int64 ``[U]`` -> int32 ``[U]`` local ids, ``OOV_ID`` for keys not kept.
+
+        A hash lookup: chunks bring tens of thousands of distinct keys per field, and a binary
+        search into a large vocabulary costs a cache miss per step where a hash costs one or two."""
         if len(self.keys) == 0:
             return np.full(len(keys), OOV_ID, dtype=np.int32)
-        position = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        return np.where(self.keys[position] == keys, self.ids[position], OOV_ID).astype(np.int32)
+        if self._index is None:
+            self._index = pd.Index(self.keys)
+        position = self._index.get_indexer(keys)
+        return np.where(position >= 0, self.ids[position], OOV_ID).astype(np.int32)
 
 
-def _sparse_columns(chunk: RawChunk, bucketize_numeric: bool) -> list[CategoricalColumn]:
-    """The chunk's sparse fields in schema order: bucketized numeric fields, then categorical."""
-    columns = []
-    if bucketize_numeric:
-        for j in range(chunk.numeric.shape[1]):
-            values = chunk.numeric[:, j]
-            columns.append(categorical_from_integers(log_square(values), missing=np.isnan(values)))
-    return columns + list(chunk.categorical)
+@dataclass
+class ChunkFeatures:
+    """A chunk's sparse and dense features, before the vocabularies are known.
+
+    uniques: per sparse field, in schema order (bucketized numeric fields, then categorical), the
+    distinct int64 keys ``[U_j]`` this chunk holds. ids: int32 ``[N, S]`` provisional ids, i.e.
+    positions in the chunk's ``Encoding.lookup_table``: field ``j`` owns the slots
+    ``base_j .. base_j + U_j``, with ``base_j = sum_{i<j} (U_i + 1)``; a missing value is
+    ``base_j`` and key ``uniques[j][c]`` is ``base_j + 1 + c``, so that the factorised code ``c``
+    (-1 = missing) becomes an id by one addition, and one gather ``table[ids]`` encodes the whole
+    chunk. dense: float64 ``[N, D]`` signed logs of the numeric fields kept dense (NaN =
+    missing), or None.
+    """
+
+    uniques: list[np.ndarray]
+    ids: np.ndarray
+    dense: Optional[np.ndarray]
+
+    @classmethod
+    def of(cls, chunk: RawChunk, bucketize_numeric: bool) -> "ChunkFeatures":
+        if bucketize_numeric:
+            columns = [log_square_buckets(chunk.numeric[:, j]) for j in range(chunk.numeric.shape[1])]
+            columns += chunk.categorical
+            dense = None
+        else:
+            columns, dense = list(chunk.categorical), signed_log(chunk.numeric)
+        return cls([c.uniques for c in columns], provisional_ids(columns, chunk.num_rows), dense)
+
+    @property
+    def table_size(self) -> int:
+        return sum(len(keys) + 1 for keys in self.uniques)
+
+
+def log_square_buckets(values: np.ndarray) -> CategoricalColumn:
+    """float64 ``[N]`` numbers (NaN = missing) -> factorised ``log_square`` buckets.
+
+    Factorised first and bucketized per distinct value: a numeric field has a few thousand
+    distinct values per chunk, so the logarithms cost nothing next to the rows."""
+    codes, values_seen = pd.factorize(values)  # NaN -> -1
+    bucket_codes, buckets = pd.factorize(log_square(values_seen))
+    missing_stays_missing = np.append(bucket_codes, -1).astype(np.int32)  # index -1 picks the appended -1
+    return CategoricalColumn(missing_stays_missing[codes], np.asarray(buckets, dtype=np.int64))
+
+
+def provisional_ids(columns: list[CategoricalColumn], num_rows: int) -> np.ndarray:
+    """Factorised sparse fields -> int32 ``[N, S]`` provisional ids (see ``ChunkFeatures``)."""
+    sizes = np.array([len(c.uniques) + 1 for c in columns], dtype=np.int64)
+    if sizes.sum() >= np.iinfo(np.int32).max:
+        raise ValueError(f"a chunk with {sizes.sum():,} distinct values overflows int32 ids; lower block_bytes")
+    first_key_slots = (np.cumsum(sizes) - sizes + 1).astype(np.int32)
+    ids = np.empty((num_rows, len(columns)), dtype=np.int32)
+    for j, column in enumerate(columns):
+        np.add(column.codes, first_key_slots[j], out=ids[:, j])
+    return ids
 
 
 class EncodingFitter:
@@ -147,20 +199,25 @@ class EncodingFitter:
         dense = 0 if self.bucketize else len(self.numeric_fields)
         self.dense_sum, self.dense_sq, self.dense_n = np.zeros(dense), np.zeros(dense), np.zeros(dense)
 
-    def observe(self, chunk: RawChunk, train: np.ndarray) -> None:
-        """train: bool ``[N]`` rows of the chunk that belong to the training split."""
-        if not train.any():
+    def features(self, chunk: RawChunk) -> ChunkFeatures:
+        return ChunkFeatures.of(chunk, self.bucketize)
+
+    def observe(self, features: ChunkFeatures, train_ids: np.ndarray, train_dense: Optional[np.ndarray]) -> None:
+        """Count the training rows of a chunk: train_ids int32 ``[T, S]`` (rows of
+        ``features.ids``), train_dense float64 ``[T, D]`` or None."""
+        if len(train_ids) == 0:
             return
-        for counter, column in zip(self.counters, _sparse_columns(chunk, self.bucketize)):
-            codes = column.codes[train]
-            counts = np.bincount(codes[codes >= 0], minlength=len(column.uniques))
-            seen = np.flatnonzero(counts)
-            counter.add(column.uniques[seen], counts[seen].astype(np.int64))
-        if not self.bucketize:
-            values = signed_log(chunk.numeric[train])
-            present = ~np.isnan(values)
-            self.dense_sum += np.where(present, values, 0).sum(axis=0)
-            self.dense_sq += np.where(present, values ** 2, 0).sum(axis=0)
+        counts = np.bincount(train_ids.ravel(), minlength=features.table_size)  # every field at once
+        missing_slot = 0
+        for counter, keys in zip(self.counters, features.uniques):
+            field_counts = counts[missing_slot + 1: missing_slot + 1 + len(keys)]
+            seen = np.flatnonzero(field_counts)
+            counter.add(keys[seen], field_counts[seen])
+            missing_slot += len(keys) + 1
+        if train_dense is not None:
+            present = ~np.isnan(train_dense)
+            self.dense_sum += np.where(present, train_dense, 0).sum(axis=0)
+            self.dense_sq += np.where(present, train_dense ** 2, 0).sum(axis=0)
             self.dense_n += present.sum(axis=0)
 
     def finish(self) -> "Encoding":
@@ -186,18 +243,18 @@ class Encoding:
     dense_std: np.ndarray
     bucketize: bool
 
-    def encode(self, chunk: RawChunk) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        """-> (int32 ``[N, S]`` global ids, float32 ``[N, D]`` dense values or ``None``)."""
-        columns = _sparse_columns(chunk, self.bucketize)
-        x = np.empty((chunk.num_rows, len(columns)), dtype=np.int32)
-        for j, (field, vocab, column) in enumerate(zip(self.schema.sparse_fields, self.vocabularies, columns)):
-            unique_ids = vocab.lookup(column.uniques) + field.offset
-            x[:, j] = np.where(column.codes >= 0, unique_ids[np.maximum(column.codes, 0)] if len(unique_ids)
-                               else 0, field.offset + MISSING_ID)
-        if self.bucketize:
-            return x, None
-        dense = (signed_log(chunk.numeric) - self.dense_mean) / self.dense_std
-        return x, np.nan_to_num(dense, nan=0.0).astype(np.float32)
+    def lookup_table(self, uniques: list[np.ndarray]) -> np.ndarray:
+        """A chunk's distinct keys per sparse field (``U_j`` int64 each) -> int32
+        ``[sum_j (U_j + 1)]``: per field ``j``, the global id of 'missing', then those of its keys;
+        the table that ``ChunkFeatures.ids`` point into."""
+        parts = []
+        for sparse_field, vocab, keys in zip(self.schema.sparse_fields, self.vocabularies, uniques):
+            parts += [[sparse_field.offset + MISSING_ID], vocab.lookup(keys) + sparse_field.offset]
+        return np.concatenate(parts).astype(np.int32) if parts else np.empty(0, np.int32)
+
+    def standardize(self, dense: np.ndarray) -> np.ndarray:
+        """float64 ``[N, D]`` signed logs (NaN = missing) -> float32 ``[N, D]`` standardised, 0 when missing."""
+        return np.nan_to_num((dense - self.dense_mean) / self.dense_std, nan=0.0).astype(np.float32)
 
     def save(self, path: Path) -> None:
         arrays = {f"keys_{i}": v.keys for i, v in enumerate(self.vocabularies)}

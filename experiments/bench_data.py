@@ -1,36 +1,45 @@
-"""Data pipeline benchmark (on demand, not part of the tests).
+"""Data pipeline benchmark (on demand, not part of the tests): writes ``results/benchmark_data.md``.
 
-    python -m experiments.bench_data [--rows 1000000 10000000] [--workdir .cache/bench-data]
+    python -m experiments.bench_data [--rows 1000000 10000000] [--repeats 3] [--workdir .cache/bench-data]
+    python -m experiments.bench_data --before DIR --before-name 'before (abc1234)'   # + another tree's, as before
 
 For each row count: writes a Criteo-shaped raw TSV from the synthetic generator (label, 13 integer
 fields with empty values, 26 8-hex-digit categorical fields), then, in a fresh process each time so
 that peak memory is that of the step alone:
-- encode: builds the cache from the TSV with the Criteo paper settings (random 81/9/10 split,
-  min_count 10, log_square): rows/s, peak RSS;
+- encode (``--repeats`` times, each into an empty cache folder): the cache built from the TSV with
+  the Criteo paper settings (random 81/9/10 split, min_count 10, log_square): rows/s, CPU seconds
+  (all threads), peak RSS, and the manifest's phase times;
 - load: one training epoch of shuffled batches of 4096 plus one pass over the test split, read from
   the memory-mapped cache: samples/s.
-Peak RSS includes the interpreter with torch, Lightning, pandas and pyarrow imported (reported
-as ``baseline``). Results are printed as a table and written to ``<workdir>/bench_data.json``.
+The machine may be shared: medians over repeats are reported, with the 1-minute load average
+before each run. ``--before DIR`` times the ``datamodules`` package found in DIR the same way,
+interleaved with the current one (e.g. ``git archive <commit> datamodules | tar -x -C DIR``), for a
+before/after table. Peak RSS includes the interpreter with torch, Lightning, pandas and pyarrow
+imported (reported as ``baseline``). The raw results go to ``<workdir>/bench_data.json``.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import resource
+import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
-import pyarrow as pa
-from pyarrow import csv as arrow_csv
-
-from datamodules import CriteoSource, CTRDataModule, SyntheticSource
 
 HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 BATCH_SIZE = 4096
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = Path("results/benchmark_data.md")
 
 
 def hex8(values: np.ndarray) -> np.ndarray:
@@ -42,11 +51,17 @@ def hex8(values: np.ndarray) -> np.ndarray:
 
 def write_criteo_tsv(path: Path, rows: int, seed: int = 0) -> None:
     """Raw Criteo-format TSV of ``rows`` synthetic rows, written block by block."""
+    import pyarrow as pa
+    from pyarrow import csv as arrow_csv
+
+    from datamodules import SyntheticSource
+
     source = SyntheticSource(rows=rows, seed=seed)
     names = ["label", *source.numeric_fields, *source.categorical_fields]
+    schema = pa.schema(list(zip(names, [pa.int8()] + [pa.int64()] * 13 + [pa.string()] * 26)))
     options = arrow_csv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
     temporary = path.with_suffix(".partial")
-    with arrow_csv.CSVWriter(str(temporary), _criteo_schema(names), write_options=options) as writer:
+    with arrow_csv.CSVWriter(str(temporary), schema, write_options=options) as writer:
         for chunk in source.read("all", rejects=None):
             columns = [pa.array(chunk.labels.astype(np.int8))]
             numeric = chunk.numeric
@@ -59,30 +74,33 @@ def write_criteo_tsv(path: Path, rows: int, seed: int = 0) -> None:
     temporary.rename(path)
 
 
-def _criteo_schema(names: list[str]) -> pa.Schema:
-    types = [pa.int8()] + [pa.int64()] * 13 + [pa.string()] * 26
-    return pa.schema(list(zip(names, types)))
-
-
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def datamodule(path: Path, cache_dir: Path) -> CTRDataModule:
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def datamodule(path: Path, cache_dir: Path):
+    from datamodules import CriteoSource, CTRDataModule
+
     return CTRDataModule(CriteoSource(path=str(path)), split={"kind": "random", "ratios": [0.81, 0.09, 0.10]},
                          encoding={"min_count": 10}, name="bench", cache_dir=str(cache_dir), batch_size=BATCH_SIZE,
                          progress=False)
 
 
 def encode_step(path: Path, cache_dir: Path) -> dict:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     dm = datamodule(path, cache_dir)
     dm.prepare_data()
     seconds = time.perf_counter() - started
     manifest = dm.manifest
     return {"rows": manifest["rows_read"], "seconds": round(seconds, 2),
-            "rows_per_second": round(manifest["rows_read"] / seconds), "peak_rss_mib": round(peak_rss_mib()),
-            "num_ids": manifest["schema"]["num_ids"], "phases_s": manifest["seconds"]}
+            "rows_per_second": round(manifest["rows_read"] / seconds), "cpu_seconds": round(cpu_seconds() - cpu, 2),
+            "peak_rss_mib": round(peak_rss_mib()), "num_ids": manifest["schema"]["num_ids"],
+            "phases_s": manifest["seconds"]}
 
 
 def load_step(path: Path, cache_dir: Path) -> dict:
@@ -94,7 +112,8 @@ def load_step(path: Path, cache_dir: Path) -> dict:
         for batch in loader:
             samples += batch.size
         seconds = time.perf_counter() - started
-        result[name] = {"samples": samples, "seconds": round(seconds, 2), "samples_per_second": round(samples / seconds)}
+        result[name] = {"samples": samples, "seconds": round(seconds, 3),
+                        "samples_per_second": round(samples / max(seconds, 1e-9))}
     result["peak_rss_mib"] = round(peak_rss_mib())
     return result
 
@@ -106,28 +125,137 @@ def baseline_step(path: Path, cache_dir: Path) -> dict:
 STEPS = {"baseline": baseline_step, "encode": encode_step, "load": load_step}
 
 
-def run_step(step: str, path: Path, cache_dir: Path) -> dict:
-    """One step in a fresh interpreter: its peak RSS is the step's alone."""
-    output = subprocess.run([sys.executable, "-m", "experiments.bench_data", "--step", step, "--file", str(path),
-                             "--cache-dir", str(cache_dir)], check=True, capture_output=True, text=True)
+def run_step(step: str, path: Path, cache_dir: Path, code_root: Optional[Path] = None) -> dict:
+    """One step in a fresh interpreter (its peak RSS is the step's alone), importing ``datamodules``
+    from ``code_root`` when given, else from this repository."""
+    command = [sys.executable, "-m", "experiments.bench_data", "--step", step, "--file", str(path),
+               "--cache-dir", str(cache_dir)] + (["--code-root", str(code_root)] if code_root else [])
+    output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO)
     return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def environment() -> dict:
+    import pandas
+    import pyarrow
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
+        else platform.processor()
+    memory = next((int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal")), None) if Path("/proc/meminfo").exists() else None
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
+    changed = subprocess.run(["git", "status", "--porcelain", "--", "datamodules"], capture_output=True, text=True,
+                             cwd=REPO)
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory / 2**30, 1) if memory else None,
+            "python": platform.python_version(), "numpy": np.__version__, "pandas": pandas.__version__,
+            "pyarrow": pyarrow.__version__, "pyarrow_threads": pyarrow.cpu_count(),
+            "commit": commit.stdout.strip() or None, "uncommitted_datamodules": bool(changed.stdout.strip()),
+            "date_utc": datetime.now(timezone.utc).isoformat(timespec="minutes")}
+
+
+def measure(rows: int, tsv: Path, workdir: Path, repeats: int, trees: dict[str, Optional[Path]]) -> dict:
+    """Encode ``tsv`` ``repeats`` times per tree (interleaved, so that load bursts hit all), then
+    load the last cache of each tree once."""
+    runs: dict[str, list[dict]] = {label: [] for label in trees}
+    for repeat in range(repeats):
+        for label, root in trees.items():
+            cache_dir = workdir / f"cache_{rows}_{label}"
+            shutil.rmtree(cache_dir, ignore_errors=True)
+            before = load_average()
+            result = run_step("encode", tsv, cache_dir, root)
+            result["load_average"] = before
+            runs[label].append(result)
+            print(f"{rows:,} rows, {label}, run {repeat + 1}/{repeats}: {result['rows_per_second']:,} rows/s "
+                  f"({result['seconds']} s, cpu {result['cpu_seconds']} s, peak RSS {result['peak_rss_mib']} MiB, "
+                  f"load {before})", flush=True)
+    loads = {}
+    for label, root in trees.items():
+        cache_dir = workdir / f"cache_{rows}_{label}"
+        loads[label] = run_step("load", tsv, cache_dir, root)
+    return {"rows": rows, "file_gib": round(tsv.stat().st_size / 2**30, 3), "encode_runs": runs, "load": loads}
+
+
+def summary(runs: list[dict]) -> dict:
+    """Median of each encode measure over repeats (phases too), and the range of rows/s."""
+    median = lambda values: statistics.median(values)  # noqa: E731
+    rates = [r["rows_per_second"] for r in runs]
+    return {"runs": len(runs), "seconds": median([r["seconds"] for r in runs]), "rows_per_second": round(median(rates)),
+            "min_rows_per_second": min(rates), "max_rows_per_second": max(rates),
+            "cpu_seconds": median([r["cpu_seconds"] for r in runs if "cpu_seconds" in r] or [float("nan")]),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in runs), "num_ids": runs[0]["num_ids"],
+            "phases_s": {phase: round(median([r["phases_s"][phase] for r in runs]), 2)
+                         for phase in runs[0]["phases_s"]},
+            "load_average": [r["load_average"] for r in runs]}
+
+
+def markdown(results: list[dict], env: dict, baseline_mib: dict, command: str, trees: dict) -> str:
+    lines = ["# Data pipeline benchmark", "",
+             f"Generated by `{command}` ({env['date_utc']}).", "",
+             f"- machine: {env['cpu']}, {env['cores']} cores, {env['memory_gib']} GiB RAM, shared with other jobs "
+             f"(1-minute load average before each encode run in the last column)",
+             f"- software: Python {env['python']}, numpy {env['numpy']}, pandas {env['pandas']}, pyarrow "
+             f"{env['pyarrow']} (CSV parsing on {env['pyarrow_threads']} threads); the encoder runs its reader "
+             f"one chunk ahead in a second thread",
+             f"- code: commit {env['commit']}" + (" with uncommitted changes to `datamodules`"
+                                                 if env["uncommitted_datamodules"] else "")
+             + (f"; rows labelled `{next(iter(trees))}` time another tree's `datamodules` (`--before`)"
+                if len(trees) > 1 else ""),
+             "- input: Criteo-format TSV from the synthetic generator (label, 13 integers with empty values, 26 "
+             "8-hex-digit categories); encoding with the DeepFM paper's Criteo settings (random 81/9/10 split, "
+             "min_count 10, log_square buckets)",
+             "- peak RSS includes the interpreter with the imports alone: "
+             + ", ".join(f"{mib} MiB ({label})" for label, mib in baseline_mib.items()),
+             "", "## Encoding (TSV -> cache)", "",
+             "| code | rows | file GiB | runs | median s | median rows/s | rows/s range | CPU s (all threads) | "
+             "count rows s | pass 1 s | pass 2 s | peak RSS MiB | load average |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in results:
+        for label, runs in r["encode_runs"].items():
+            s = summary(runs)
+            p = s["phases_s"]
+            lines.append(f"| {label} | {r['rows']:,} | {r['file_gib']} | {s['runs']} | {s['seconds']:.1f} | "
+                         f"{s['rows_per_second']:,} | {s['min_rows_per_second']:,}–{s['max_rows_per_second']:,} | "
+                         f"{s['cpu_seconds']:.1f} | {p['count_rows']} | {p['pass1_fit']} | {p['pass2_encode']} | "
+                         f"{s['peak_rss_mib']:,} | {', '.join(map(str, s['load_average']))} |")
+    lines += ["", "## Loading (cache -> batches of 4096)", "",
+              "| code | rows | training epoch samples/s (shuffled) | test pass samples/s | peak RSS MiB |",
+              "|---|---:|---:|---:|---:|"]
+    for r in results:
+        for label, load in r["load"].items():
+            lines.append(f"| {label} | {r['rows']:,} | {load['train_epoch']['samples_per_second']:,} | "
+                         f"{load['test_pass']['samples_per_second']:,} | {load['peak_rss_mib']:,} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Time encoding and batch loading of Criteo-shaped files.")
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--repeats", type=int, default=3, help="encode runs per row count (and per tree)")
     parser.add_argument("--workdir", type=Path, default=Path(".cache/bench-data"))
+    parser.add_argument("--before", type=Path, help="a tree whose datamodules to time as 'before'")
+    parser.add_argument("--before-name", default="before", help="how the report names that tree (e.g. its commit)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the Markdown report")
     parser.add_argument("--keep", action="store_true", help="keep the generated TSV files and caches")
     parser.add_argument("--step", choices=sorted(STEPS), help=argparse.SUPPRESS)
     parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--code-root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step:
+        if args.code_root:
+            sys.path.insert(0, str(args.code_root.resolve()))
+        import datamodules  # noqa: F401  (imported before any step's clock starts)
         print(json.dumps(STEPS[args.step](args.file, args.cache_dir)))
         return
 
+    trees = {args.before_name: args.before, "after": None} if args.before else {"current": None}
     args.workdir.mkdir(parents=True, exist_ok=True)
-    baseline = run_step("baseline", args.workdir, args.workdir)["peak_rss_mib"]
+    baseline = {label: run_step("baseline", args.workdir, args.workdir, root)["peak_rss_mib"]
+                for label, root in trees.items()}
     print(f"baseline: {baseline} MiB peak RSS after imports", flush=True)
     results = []
     for rows in args.rows:
@@ -137,27 +265,22 @@ def main(argv: list[str] | None = None) -> None:
             write_criteo_tsv(tsv, rows)
             print(f"wrote {tsv} ({tsv.stat().st_size / 2**30:.2f} GiB) in {time.perf_counter() - started:.0f} s",
                   flush=True)
-        cache_dir = args.workdir / f"cache_{rows}"
-        shutil.rmtree(cache_dir, ignore_errors=True)
-        encode = run_step("encode", tsv, cache_dir)
-        print(f"{rows:,} rows: encode {encode}", flush=True)
-        load = run_step("load", tsv, cache_dir)
-        print(f"{rows:,} rows: load {load}", flush=True)
-        results.append({"rows": rows, "file_gib": round(tsv.stat().st_size / 2**30, 3), "encode": encode,
-                        "load": load})
+        results.append(measure(rows, tsv, args.workdir, args.repeats, trees))
         if not args.keep:
-            shutil.rmtree(cache_dir, ignore_errors=True)
+            for label in trees:
+                shutil.rmtree(args.workdir / f"cache_{rows}_{label}", ignore_errors=True)
             tsv.unlink()
 
-    print("\n| rows | file GiB | encode s | encode rows/s | encode peak RSS MiB | train epoch samples/s "
-          "(batch 4096, shuffled) | test pass samples/s |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for r in results:
-        e, l = r["encode"], r["load"]
-        print(f"| {r['rows']:,} | {r['file_gib']} | {e['seconds']} | {e['rows_per_second']:,} | {e['peak_rss_mib']:,} | "
-              f"{l['train_epoch']['samples_per_second']:,} | {l['test_pass']['samples_per_second']:,} |")
-    print(f"(peak RSS includes the {baseline} MiB of an interpreter with the imports alone)")
-    (args.workdir / "bench_data.json").write_text(json.dumps({"baseline_rss_mib": baseline, "runs": results}, indent=2))
+    env = environment()
+    given = list(argv if argv is not None else sys.argv[1:])
+    if args.before:  # a folder of this machine: named, not shown
+        given[given.index("--before") + 1] = "DIR"
+    report = markdown(results, env, baseline, shlex.join(["python", "-m", "experiments.bench_data", *given]), trees)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report)
+    (args.workdir / "bench_data.json").write_text(json.dumps({"environment": env, "baseline_rss_mib": baseline,
+                                                              "results": results}, indent=2))
+    print(report)
 
 
 if __name__ == "__main__":

@@ -139,7 +139,8 @@ def test_header_but_no_rows(tmp_path):
 
 def test_missing_file(tmp_path):
     train = write_criteo(tmp_path / "train.tsv", 5)
-    with pytest.raises(BadInputError, match=re.escape(f"CriteoSource: test file {tmp_path / 'nope.tsv'} does not exist")):
+    expected = f"CriteoSource: the test file {tmp_path / 'nope.tsv'} does not exist"
+    with pytest.raises(BadInputError, match=re.escape(expected)):
         CriteoSource(files={"train": str(train), "val": str(train), "test": str(tmp_path / "nope.tsv")})
 
 

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -131,11 +132,11 @@ def test_cache_invalidated_when_a_file_changes_even_with_the_same_size_and_time(
 
 
 def test_interrupted_build_leaves_nothing_usable(tmp_path, monkeypatch):
-    def interrupted(self, chunk):
+    def interrupted(self, uniques):
         raise KeyboardInterrupt
 
-    with monkeypatch.context() as patch:
-        patch.setattr(Encoding, "encode", interrupted)
+    with monkeypatch.context() as patch:  # pass 2, after pass 1 has written every split's files
+        patch.setattr(Encoding, "lookup_table", interrupted)
         with pytest.raises(KeyboardInterrupt):
             synthetic_dm(tmp_path).prepare_data()
     assert list((tmp_path / "cache").iterdir()) == []  # the temporary folder is gone too
@@ -152,3 +153,48 @@ def test_a_killed_build_is_ignored_and_cleaned_up(tmp_path):
     rebuilt = synthetic_dm(tmp_path)
     assert rebuilt.cache_path == final and Cache.is_complete(final) and rebuilt.manifest["rows_kept"] == 3000
     assert not leftover.exists()
+
+
+@pytest.mark.parametrize("numeric", ["log_square", "dense"])
+def test_arrays_do_not_depend_on_the_chunking(tmp_path, numeric):
+    # Pass 1 writes per-chunk provisional ids that pass 2 rewrites in place: many small chunks, each
+    # with its own keys, must give the arrays that one chunk gives.
+    path = write_criteo(tmp_path / "train.tsv", 400, seed=2)
+    arrays = {}
+    for block_bytes in (1 << 20, 2000):
+        dm = CTRDataModule(CriteoSource(path=str(path)), split={"kind": "random", "seed": 1},
+                           encoding={"min_count": 2, "numeric": numeric}, cache_dir=str(tmp_path / f"c{block_bytes}"),
+                           block_bytes=block_bytes)
+        arrays[block_bytes] = {(s, name): np.asarray(getattr(dm.split_arrays(s), name))
+                               for s in ("train", "val", "test") for name in ("x", "y", "x_dense")
+                               if getattr(dm.split_arrays(s), name) is not None}
+        assert sorted(p.name for p in dm.cache_path.rglob("*") if p.is_file()) == sorted(
+            ["manifest.json", "schema.json", "encoding.npz"] + [f"{a}.npy" for (_, a) in arrays[block_bytes]])
+    assert arrays[1 << 20].keys() == arrays[2000].keys()
+    for key, whole in arrays[1 << 20].items():
+        np.testing.assert_array_equal(whole, arrays[2000][key], err_msg=str(key))
+    assert len(arrays[2000][("train", "x")]) == 320
+
+
+def test_read_ahead_keeps_order_raises_in_place_and_stops_its_thread():
+    def numbers(stop_at=None, closed=None):
+        try:
+            for i in range(6):
+                if i == stop_at:
+                    raise ValueError(f"bad item {i}")
+                yield i
+        finally:
+            if closed is not None:
+                closed.append(True)
+
+    assert list(cache_module.read_ahead(numbers())) == list(range(6))
+    seen = []
+    with pytest.raises(ValueError, match="bad item 4"):
+        for item in cache_module.read_ahead(numbers(stop_at=4)):
+            seen.append(item)
+    assert seen == [0, 1, 2, 3]  # everything before the error first
+    closed, before = [], threading.active_count()
+    reader = cache_module.read_ahead(numbers(closed=closed))
+    assert next(reader) == 0
+    reader.close()  # the consumer stops early
+    assert closed == [True] and threading.active_count() == before

@@ -3,6 +3,7 @@
 Every fixture is a small real file written into pytest's ``tmp_path``."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,9 @@ import pytest
 from datamodules.errors import RejectLog
 from datamodules.sources import CriteoSource, LibFMSource, TableSource
 from datamodules.sources.base import WHOLE, RawChunk, Source
-from datamodules.sources.columns import string_keys
+import datamodules.sources.criteo as criteo_module
+from datamodules.errors import BadInputError
+from datamodules.sources.columns import fixed_width_keys, string_keys
 
 CRITEO_NUMERIC = [f"I{i}" for i in range(1, 14)]
 CRITEO_CATEGORICAL = [f"C{i}" for i in range(1, 27)]
@@ -184,3 +187,58 @@ def test_string_keys_exact_when_short_and_stable_when_long():
 @pytest.mark.parametrize("text", ["", "ü-ünïcödé-über-8-bytes"])
 def test_string_keys_of_edge_values(text):
     assert string_keys(pa.array([text, text])).tolist()[0] == string_keys(pa.array([text]))[0]
+
+
+def test_string_keys_same_on_the_uniform_width_fast_path():
+    # All values 8 bytes (or empty): the keys are a reshape of the bytes; the same keys as one at a time.
+    values = ["68fd1e64", None, "0a519c5c", "", "68fd1e64"]
+    expected = [int.from_bytes(b"68fd1e64", "little"), 0, int.from_bytes(b"0a519c5c", "little"), 0,
+                int.from_bytes(b"68fd1e64", "little")]
+    assert string_keys(pa.array(values)).tolist() == expected
+    assert string_keys(pa.array(values).slice(2)).tolist() == expected[2:]  # an offset into the buffers
+    assert [text_key(v) for v in ("abc", "abd")] == string_keys(pa.array(["abc", "abd"])).tolist()
+
+
+@pytest.mark.parametrize("width", [3, 8])
+def test_fixed_width_binary_keys_equal_string_keys(width):
+    texts = ["".join(chr(97 + (i * 7 + j) % 26) for j in range(width)) for i in range(6)]
+    fixed = pa.array([t.encode() for t in texts], pa.binary(width)).slice(1)
+    np.testing.assert_array_equal(fixed_width_keys(fixed), string_keys(pa.array(texts[1:])))
+
+
+def test_criteo_fast_and_text_paths_read_the_same(tmp_path, monkeypatch):
+    # Many blocks, of which some can only be read as text (odd category widths, a '1.0' label): each
+    # block's rows, labels, numbers and keys must not depend on which path read it.
+    lines = criteo_rows(300, seed=4)
+    lines[40] = criteo_line("1", {1: "3"}, {2: "abc", 3: "0123456789"})
+    lines[170] = "1.0" + lines[170][1:]
+    path = write_text(tmp_path / "train.tsv", lines)
+    typed, paths_taken = criteo_module.parse_typed, []
+
+    def recording(*args):
+        parsed = typed(*args)
+        paths_taken.append("text" if parsed is None else "fast")
+        return parsed
+
+    monkeypatch.setattr(criteo_module, "parse_typed", recording)
+    fast, _ = read_all(CriteoSource(path=str(path)), block_bytes=4000)
+    monkeypatch.setattr(criteo_module, "parse_typed", lambda *args: None)
+    text, _ = read_all(CriteoSource(path=str(path)), block_bytes=4000)
+    assert paths_taken.count("text") == 2 and paths_taken.count("fast") > 10
+    assert len(fast) == len(text) == len(paths_taken)
+    for a, b in zip(fast, text):
+        np.testing.assert_array_equal(a.row_index, b.row_index)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.numeric, b.numeric)
+        for field in range(26):
+            np.testing.assert_array_equal(keys_of(a, field), keys_of(b, field))
+    c2 = np.concatenate([keys_of(chunk, 1) for chunk in fast])
+    labels = np.concatenate([chunk.labels for chunk in fast])
+    assert c2[40] == text_key("abc") and labels[170] == float(lines[170].split("\t")[0]) == 1.0
+
+
+def test_integers_with_spaces_stay_rejected_on_the_fast_path(tmp_path):
+    # pyarrow's integer reader would accept ' 12'; the text path, which decides, does not.
+    path = write_text(tmp_path / "train.tsv", criteo_rows(5) + [criteo_line("1", {3: " 12"})])
+    with pytest.raises(BadInputError, match=re.escape(f"{path}, line 6: numeric field not a valid integer: I3=' 12'")):
+        read_all(CriteoSource(path=str(path)))

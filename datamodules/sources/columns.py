@@ -5,7 +5,7 @@ Nothing here loops over rows in Python except on the error path (describing a ba
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Mapping, NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from pyarrow import csv as arrow_csv
 
 from datamodules.errors import BadInputError, RejectLog, RowChecks
-from datamodules.sources.base import CategoricalColumn, LineBlock, RawChunk
+from datamodules.sources.base import CategoricalColumn, LineBlock, RawChunk, contains_byte
 
 # Slow-path syntax of what pyarrow's string->int64/float64 casts accept (fast path: the cast itself).
 INTEGER_PATTERN = r"^-?([0-9]+|0x[0-9a-fA-F]+)$"
@@ -27,7 +27,7 @@ def _as_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
-def string_keys(strings: pa.Array) -> np.ndarray:
+def string_keys(strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """64-bit keys of non-null strings: ``[U] -> int64 [U]``.
 
     Strings of at most 8 bytes (Criteo/Avazu hex ids, small integers) are packed into the key
@@ -35,14 +35,13 @@ def string_keys(strings: pa.Array) -> np.ndarray:
     ~1e-5 likely even among 30M distinct long strings).
     """
     strings = _as_array(strings)
-    offset_type = np.int64 if pa.types.is_large_string(strings.type) or pa.types.is_large_binary(strings.type) \
-        else np.int32
-    _, offsets_buffer, data_buffer = strings.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=offset_type)[strings.offset: strings.offset + len(strings) + 1]
-    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.empty(0, np.uint8)
+    data, offsets = _string_buffers(strings)
+    starts, lengths = offsets[:-1].astype(np.int64), np.diff(offsets).astype(np.int64)
+    uniform = _uniform_width_keys(data, offsets, lengths)
+    if uniform is not None:
+        return uniform
     if data.size == 0:  # only empty strings: give the gathers below a byte to point at
         data = np.zeros(1, np.uint8)
-    starts, lengths = offsets[:-1].astype(np.int64), np.diff(offsets).astype(np.int64)
     keys = np.empty(len(strings), dtype=np.uint64)
 
     short = lengths <= 8
@@ -64,9 +63,65 @@ def string_keys(strings: pa.Array) -> np.ndarray:
     return keys.view(np.int64)
 
 
+def _string_buffers(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A (large) string/binary array's bytes, uint8, and its offsets ``[N + 1]``, zero-copy."""
+    large = pa.types.is_large_string(strings.type) or pa.types.is_large_binary(strings.type)
+    _, offsets_buffer, data_buffer = strings.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64 if large else np.int32)
+    offsets = offsets[strings.offset: strings.offset + len(strings) + 1]
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.empty(0, np.uint8)
+    return data, offsets
+
+
+def _uniform_width_keys(data: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> Optional[np.ndarray]:
+    """The packed keys ``int64 [N]`` when every string is empty or exactly ``w <= 8`` bytes long
+    (Criteo's 8-hex-digit categories), else None.
+
+    Then the non-empty strings lie back to back in ``data``, so packing them is a reshape rather
+    than the byte-by-byte gather of the general case: the same keys, several times faster.
+    """
+    width = int(lengths.max()) if len(lengths) else 0
+    if width == 0 or width > 8:
+        return None
+    filled = lengths == width
+    count = int(np.count_nonzero(filled))
+    if count + int(np.count_nonzero(lengths == 0)) != len(lengths):
+        return None
+    keys = np.zeros(len(lengths), dtype=np.int64)
+    keys[filled] = _pack_rows(data[offsets[0]: offsets[0] + count * width].reshape(count, width))
+    return keys
+
+
+def _pack_rows(rows: np.ndarray) -> np.ndarray:
+    """uint8 ``[N, w]``, ``w <= 8`` -> int64 ``[N]``: each row's bytes little-endian, zero-padded
+    to 8 (the key of a string of those bytes)."""
+    if rows.shape[1] == 8:
+        return np.ascontiguousarray(rows).view("<i8").ravel()
+    packed = np.zeros((len(rows), 8), dtype=np.uint8)
+    packed[:, :rows.shape[1]] = rows
+    return packed.view("<i8").ravel()
+
+
+def fixed_width_keys(column: pa.FixedSizeBinaryArray) -> np.ndarray:
+    """``binary(w)`` values, ``w <= 8`` ``[N]`` -> int64 ``[N]`` keys, the same as ``string_keys``
+    of the same bytes (arbitrary where null)."""
+    width, first = column.type.byte_width, column.offset
+    raw = np.frombuffer(column.buffers()[1], dtype=np.uint8)[first * width: (first + len(column)) * width]
+    return _pack_rows(raw.reshape(len(column), width))
+
+
 def categorical_from_strings(column: pa.Array | pa.ChunkedArray) -> CategoricalColumn:
-    """Text column (null = missing) ``[N]`` -> factorised keys."""
-    encoded = pc.dictionary_encode(_as_array(column))
+    """Text column (null = missing) ``[N]`` -> factorised keys.
+
+    Uniform-width short text is packed row by row and factorised as integers; anything else is
+    dictionary-encoded first, so that only its distinct values are packed or hashed."""
+    column = _as_array(column)
+    data, offsets = _string_buffers(column)
+    keys = _uniform_width_keys(data, offsets, np.diff(offsets))
+    if keys is not None:
+        missing = column.is_null().to_numpy(zero_copy_only=False) if column.null_count else None
+        return categorical_from_integers(keys, missing)
+    encoded = pc.dictionary_encode(column)
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
     return CategoricalColumn(codes, string_keys(encoded.dictionary))
 
@@ -75,6 +130,9 @@ def categorical_from_column(column: pa.Array | pa.ChunkedArray) -> CategoricalCo
     """Any column ``[N]`` (null = missing) -> factorised keys: integers are their own keys, text
     is packed/hashed, other types (floats, booleans, dates) go through their text form."""
     column = _as_array(column)
+    if pa.types.is_fixed_size_binary(column.type) and column.type.byte_width <= 8:
+        return categorical_from_integers(fixed_width_keys(column),
+                                         column.is_null().to_numpy(zero_copy_only=False) if column.null_count else None)
     if pa.types.is_integer(column.type):
         missing = column.is_null().to_numpy(zero_copy_only=False)
         values = column.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -85,7 +143,9 @@ def categorical_from_column(column: pa.Array | pa.ChunkedArray) -> CategoricalCo
 
 
 def categorical_from_integers(values: np.ndarray, missing: Optional[np.ndarray] = None) -> CategoricalColumn:
-    """int64 ``[N]`` values (``missing`` bool ``[N]`` ignored rows) -> factorised keys."""
+    """int64 ``[N]`` values (``missing`` bool ``[N]`` ignored rows) -> factorised keys. The values
+    of missing rows are factorised too (cheaper than leaving them out), so ``uniques`` may hold a
+    key that no present row has; counts on the codes never see it."""
     codes, uniques = pd.factorize(values)
     codes = codes.astype(np.int32)
     if missing is not None:
@@ -102,6 +162,8 @@ def parse_numbers(column: pa.Array | pa.ChunkedArray, integer: bool) -> tuple[np
     for a regex pass.
     """
     column = _as_array(column)
+    if pa.types.is_integer(column.type):  # already parsed, and whole by construction
+        return column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False), np.zeros(len(column), dtype=bool)
     present = column.is_valid().to_numpy(zero_copy_only=False)
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
@@ -182,6 +244,34 @@ def parse_delimited(block: LineBlock, path: Path, column_names: list[str], delim
     return ParsedBlock(table, line_offset, misshapen)
 
 
+def parse_typed(block: LineBlock, column_names: list[str], delimiter: str,
+                column_types: Mapping[str, pa.DataType]) -> Optional[ParsedBlock]:
+    """The fast path for an unquoted block of well-formed lines: pyarrow converts the columns in
+    ``column_types`` itself, in its threads, instead of building text columns to convert later;
+    the other columns are text. Supported types: ``int64`` and ``binary(w)`` (every value exactly
+    ``w`` bytes). None where the fast path does not apply; then the caller parses the block as
+    text with ``parse_delimited``, which finds and explains the bad lines exactly.
+
+    Where it applies it gives what the text path gives. pyarrow's int64 reader accepts what the
+    string -> int64 cast accepts, plus surrounding spaces, which the text path rejects: so a block
+    with a space anywhere is left to the text path. Empty fields and the null spellings are null
+    in both. A ``binary(w)`` value has the key of the same ``w``-byte string (``string_keys``).
+    """
+    if contains_byte(block.data, ord(" ")):
+        return None
+    types = {c: column_types.get(c, pa.string()) for c in column_names}
+    try:
+        table = arrow_csv.read_csv(
+            pa.BufferReader(block.data), read_options=arrow_csv.ReadOptions(column_names=column_names),
+            parse_options=arrow_csv.ParseOptions(delimiter=delimiter, quote_char=False, ignore_empty_lines=False),
+            convert_options=arrow_csv.ConvertOptions(column_types=types, strings_can_be_null=True))
+    except pa.ArrowInvalid:
+        return None
+    if table.num_rows != block.num_lines:
+        return None
+    return ParsedBlock(table, np.arange(block.num_lines, dtype=np.int64), [])
+
+
 def reject_misshapen(parsed: ParsedBlock, block: LineBlock, path: Path, expected: str, rejects: RejectLog) -> None:
     """Report ``parsed.misshapen`` lines as 'wrong number of fields'."""
     if parsed.misshapen:
@@ -244,8 +334,10 @@ def convert_columns(table: pa.Table, label: Optional[str], numeric: tuple[str, .
     checks = RowChecks(rows)
     describe_row = lambda r: row_text(table, r, delimiter)  # noqa: E731
 
-    empty = np.ones(rows, dtype=bool)
-    for column in table.columns:
+    empty = table.column(0).is_null().to_numpy(zero_copy_only=False)
+    for column in table.columns[1:]:
+        if not empty.any():  # the usual case: decided by the first column alone
+            break
         empty &= column.is_null().to_numpy(zero_copy_only=False)
     checks.fail(empty, "empty row", lambda r: "the row has no values")
 
@@ -291,6 +383,9 @@ def keep_valid(rows: ConvertedRows, row_index: np.ndarray, positions: np.ndarray
     row_index / positions: int64 ``[N]`` each converted row's data-row index / 1-based line (or row)
     number; already_rejected: rows of this chunk dropped before conversion (misshapen lines)."""
     rejected = already_rejected + rows.checks.report(rejects, str(path), positions, unit=unit)
+    if rejected == already_rejected:  # the usual case: every converted row is kept, no copies needed
+        return RawChunk(row_index=row_index, labels=rows.labels, categorical=rows.categorical, numeric=rows.numeric,
+                        rows_read=rows_read, rows_rejected=rejected, progress=progress)
     ok = rows.checks.ok
     return RawChunk(row_index=row_index[ok], labels=rows.labels[ok],
                     categorical=[column.take(ok) for column in rows.categorical], numeric=rows.numeric[ok],

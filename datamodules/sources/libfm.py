@@ -38,15 +38,23 @@ class LibFMSource(FileSource):
 
     path / files: one file to split, or predefined ``{train, val, test}`` files.
     fields: field names, or their number (names f1..fN), or ``None`` to count them on the first
-    line of the train (or only) file.
+    line of the train (or only) file. how_to_get: replaces the class's text on where to get the data.
     """
 
     default_name = "libfm"
     label_values = "{-1,0,1}"
+    how_to_get = (
+        "libfm data: Frappe and MovieLens-tag as split by the NFM paper (He & Chua, SIGIR 2017) are in its authors' "
+        "GitHub repository hexiangnan/neural_factorization_machine: data/frappe/frappe.{train,validation,test}.libfm "
+        "(202,027 / 57,722 / 28,860 rows, 10 fields) and data/ml-tag/ml-tag.{train,validation,test}.libfm (3 "
+        "fields: user, item, tag). Format: one row per line, `label index:1 index:1 ...` separated by spaces, label "
+        "-1 or 1, one index:1 per field. Fetch them with `python -m datamodules.download frappe --dest DIR` (or "
+        "movielens_tag; --url for another base address), then pass data.source.files='{train: DIR/NAME.train.libfm, "
+        "val: DIR/NAME.validation.libfm, test: DIR/NAME.test.libfm}' with NAME frappe or ml-tag.")
 
     def __init__(self, path: Optional[str] = None, files: Optional[Mapping[str, str]] = None,
-                 fields: Union[int, Sequence[str], None] = None):
-        super().__init__(path, files)
+                 fields: Union[int, Sequence[str], None] = None, how_to_get: Optional[str] = None):
+        super().__init__(path, files, how_to_get)
         if fields is None:
             first_part = self.parts()[0]
             fields = len(self.first_line(first_part).split()) - 1

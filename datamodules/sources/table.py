@@ -25,6 +25,7 @@ class TableSource(FileSource):
     header: whether CSV files start with a header line; a bool, or per part
     (``{train: true, val: false, test: false}``). column_names: the CSV columns in file order;
     required when a file has no header, and checked against the header when it has one.
+    how_to_get: where a dataset's file comes from, shown when it is missing (see ``FileSource``).
     """
 
     default_name = "table"
@@ -32,8 +33,8 @@ class TableSource(FileSource):
     def __init__(self, label: str, categorical: Sequence[str] = (), numeric: Sequence[str] = (),
                  path: Optional[str] = None, files: Optional[Mapping[str, str]] = None, format: str = "auto",
                  delimiter: str = ",", header: Union[bool, Mapping[str, bool]] = True,
-                 column_names: Optional[Sequence[str]] = None):
-        super().__init__(path, files)
+                 column_names: Optional[Sequence[str]] = None, how_to_get: Optional[str] = None):
+        super().__init__(path, files, how_to_get)
         self.label = str(label)
         self.categorical_fields = tuple(str(c) for c in categorical)
         self.numeric_fields = tuple(str(c) for c in numeric)
