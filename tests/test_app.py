@@ -164,3 +164,17 @@ def test_unknown_objective_is_a_clear_error(tmp_path, cache):
     cfg = compose_config(tiny_overrides("lr", cache) + ["objective=val/acc"])
     with pytest.raises(ValueError, match="val/acc.*val/auc"):
         run.train(cfg, tmp_path / "run")
+
+
+def test_criteo_without_a_path_says_what_to_supply(tmp_path):
+    cfg = compose_config(["data=criteo", f"data.cache_dir={tmp_path}"])
+    where_and_what = r"(?s)no input file.*Display Advertising Challenge.*tab-separated.*data.source.path"
+    with pytest.raises(Exception, match=where_and_what):
+        run.train(cfg, tmp_path / "run")
+
+
+def test_a_missing_data_file_is_named(tmp_path):
+    missing = tmp_path / "nowhere" / "train.txt"
+    cfg = compose_config(["data=criteo", f"data.source.path={missing}", f"data.cache_dir={tmp_path}"])
+    with pytest.raises(Exception, match=f"{missing}.*does not exist"):
+        run.train(cfg, tmp_path / "run")
