@@ -32,12 +32,13 @@ class CTRModule(pl.LightningModule):
     ``test/auc``, ``test/logloss``; plus ``train/loss`` (the objective) and ``train/logloss``
     per step. Under DDP the split's predictions are all-gathered, which needs equal shards.
 
-    Optimisation: ``optimizer`` in adam | adagrad | sgd | ftrl at learning rate ``lr`` (FTRL's
-    alpha), each reading its own ``<name>_*`` keys. ``lr`` is multiplied by ``lr_decay_factor``
-    (ReduceLROnPlateau, not below ``lr_decay_min_lr``) when ``monitor`` has not improved for
-    ``lr_decay_patience`` validations; ``lr_decay_factor`` 1 or None turns that off. The
-    direction follows the metric: AUC is maximised, anything else minimised.
-    ``sparse_embeddings`` gives id tables sparse gradients (adagrad, sgd, ftrl only).
+    Optimisation: ``optimizer`` in adam | lazy_adam | adagrad | sgd | ftrl at learning rate ``lr``
+    (FTRL's alpha), each reading its own ``<name>_*`` keys (lazy_adam reads ``adam_*``). ``lr`` is
+    multiplied by ``lr_decay_factor`` (ReduceLROnPlateau, not below ``lr_decay_min_lr``) when
+    ``monitor`` has not improved for ``lr_decay_patience`` validations; ``lr_decay_factor`` 1 or
+    None turns that off. The direction follows the metric: AUC is maximised, anything else minimised.
+    ``sparse_embeddings`` gives id tables sparse gradients (lazy_adam, adagrad, sgd, ftrl only):
+    a step then updates only the rows its batch read (see ``models.optim.LazyAdam``).
     """
 
     def __init__(self, schema: Schema, *, optimizer: str = "adam", lr: float = 1e-3,

@@ -1,7 +1,8 @@
 """Optimisers by name, including FTRL-Proximal (McMahan et al. 2013), which the DeepFM paper
-used for LR."""
+used for LR, and a lazy (row-sparse) Adam for large id tables."""
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import torch
@@ -10,12 +11,13 @@ from torch.optim import Optimizer
 # The constructor arguments of CTRModule that only one optimiser reads.
 OPTIMIZER_KEYS: dict[str, tuple[str, ...]] = {
     "adam": ("adam_beta1", "adam_beta2", "adam_eps"),
+    "lazy_adam": ("adam_beta1", "adam_beta2", "adam_eps"),
     "adagrad": ("adagrad_initial_accumulator", "adagrad_eps"),
     "sgd": ("sgd_momentum",),
     "ftrl": ("ftrl_beta", "ftrl_l1", "ftrl_l2"),
 }
 # Optimisers whose update accepts the sparse gradients of ``sparse_embeddings=True`` tables.
-SPARSE_OPTIMIZERS = ("adagrad", "sgd", "ftrl")
+SPARSE_OPTIMIZERS = ("lazy_adam", "adagrad", "sgd", "ftrl")
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], name: str, lr: float, **options) -> Optimizer:
@@ -28,6 +30,9 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], name: str, lr: float, 
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, betas=(options["adam_beta1"], options["adam_beta2"]),
                                 eps=options["adam_eps"])
+    if name == "lazy_adam":
+        return LazyAdam(params, lr=lr, betas=(options["adam_beta1"], options["adam_beta2"]),
+                        eps=options["adam_eps"])
     if name == "adagrad":
         return torch.optim.Adagrad(params, lr=lr, eps=options["adagrad_eps"],
                                    initial_accumulator_value=options["adagrad_initial_accumulator"])
@@ -72,8 +77,7 @@ class FTRL(Optimizer):
                 z, n = state["z"], state["n"]
                 grad = param.grad
                 if grad.is_sparse:
-                    grad = grad.coalesce()
-                    rows, values = grad.indices()[0], grad.values()
+                    rows, values = distinct_rows(grad)
                     new_w, new_z, new_n = _ftrl_update(param[rows], values, z[rows], n[rows],
                                                        alpha, beta, l1, l2)
                     param.index_copy_(0, rows, new_w)
@@ -85,6 +89,80 @@ class FTRL(Optimizer):
                     z.copy_(new_z)
                     n.copy_(new_n)
         return loss
+
+
+class LazyAdam(Optimizer):
+    """Adam (Kingma & Ba 2015) that moves a sparse-gradient parameter only at its gradient's rows.
+
+    Dense gradients get torch's Adam update exactly (no weight decay, no amsgrad). For a sparse
+    gradient (id tables with ``sparse_embeddings=True``) the rows of the batch take that same
+    update; the other rows, and their moment estimates, are left untouched instead of decaying,
+    which is the "lazy Adam" of TensorFlow Addons and torch's ``SparseAdam``. Bias correction uses
+    the global step count. A step then costs O(rows in the batch), not O(vocabulary): on a
+    Criteo-sized table (1M ids x 11 floats) dense Adam spends ~10x the rest of DeepFM's step.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        if lr <= 0 or eps < 0 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"LazyAdam needs lr > 0, eps >= 0 and betas in [0, 1); got lr={lr}, "
+                             f"betas={betas}, eps={eps}")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state[param]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(param)
+                    state["exp_avg_sq"] = torch.zeros_like(param)
+                state["step"] += 1
+                correction1 = 1 - beta1 ** state["step"]
+                correction2_sqrt = math.sqrt(1 - beta2 ** state["step"])
+                tensors = (param, state["exp_avg"], state["exp_avg_sq"])
+                if not param.grad.is_sparse:
+                    _adam_update(*tensors, param.grad, beta1, beta2, group["lr"] / correction1,
+                                 correction2_sqrt, group["eps"])
+                    continue
+                # the batch's rows, updated as copies and written back (index_copy_ is ~10x
+                # cheaper than an index_add_ with a step size on CPU)
+                rows, values = distinct_rows(param.grad)
+                row_tensors = [t.index_select(0, rows) for t in tensors]
+                _adam_update(*row_tensors, values, beta1, beta2, group["lr"] / correction1,
+                             correction2_sqrt, group["eps"])
+                for full, part in zip(tensors, row_tensors):
+                    full.index_copy_(0, rows, part)
+        return loss
+
+
+def distinct_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rows [U], values [U, ...])`` of a sparse row gradient, each row once.
+
+    ``RowSparseEmbedding`` makes gradients whose rows are already distinct and sorted, but autograd
+    drops the coalesced flag when it stores ``.grad``; checking the order (O(U)) spares the sort
+    of ``coalesce``, which is only called for gradients that need it."""
+    rows = grad._indices()[0]
+    if not grad.is_coalesced() and not bool((rows[1:] > rows[:-1]).all()):
+        grad = grad.coalesce()
+        rows = grad._indices()[0]
+    return rows, grad._values()
+
+
+def _adam_update(param, exp_avg, exp_avg_sq, grad, beta1, beta2, step_size, correction2_sqrt, eps) -> None:
+    """One Adam step, in place on matching tensors (whole parameters or gathered rows), in
+    torch.optim.Adam's arithmetic."""
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    denom = (exp_avg_sq.sqrt() / correction2_sqrt).add_(eps)
+    param.addcdiv_(exp_avg, denom, value=-step_size)
 
 
 def _ftrl_update(w, g, z, n, alpha, beta, l1, l2):

