@@ -41,7 +41,27 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], name: str, lr: float, 
     return FTRL(params, lr=lr, beta=options["ftrl_beta"], l1=options["ftrl_l1"], l2=options["ftrl_l2"])
 
 
-class FTRL(Optimizer):
+class PerParameterOptimizer(Optimizer):
+    """An optimiser defined by its update of one parameter that has a gradient:
+    ``update(param, grad, group, state)``, where ``state`` is that parameter's (empty at first)."""
+
+    def update(self, param: torch.Tensor, grad: torch.Tensor, group: dict, state: dict) -> None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is not None:
+                    self.update(param, param.grad, group, self.state[param])
+        return loss
+
+
+class FTRL(PerParameterOptimizer):
     """FTRL-Proximal with per-coordinate learning rates (McMahan et al. 2013, Algorithm 1).
 
     Per coordinate, with gradient g, ``lr`` = alpha:
@@ -59,39 +79,23 @@ class FTRL(Optimizer):
                              f"l1={l1}, l2={l2}")
         super().__init__(params, dict(lr=lr, beta=beta, l1=l1, l2=l2))
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            alpha, beta, l1, l2 = group["lr"], group["beta"], group["l1"], group["l2"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
-                if not state:
-                    state["n"] = torch.zeros_like(param)
-                    state["z"] = -(param * (beta / alpha + l2) + torch.sign(param) * l1)
-                z, n = state["z"], state["n"]
-                grad = param.grad
-                if grad.is_sparse:
-                    rows, values = distinct_rows(grad)
-                    new_w, new_z, new_n = _ftrl_update(param[rows], values, z[rows], n[rows],
-                                                       alpha, beta, l1, l2)
-                    param.index_copy_(0, rows, new_w)
-                    z.index_copy_(0, rows, new_z)
-                    n.index_copy_(0, rows, new_n)
-                else:
-                    new_w, new_z, new_n = _ftrl_update(param, grad, z, n, alpha, beta, l1, l2)
-                    param.copy_(new_w)
-                    z.copy_(new_z)
-                    n.copy_(new_n)
-        return loss
+    def update(self, param, grad, group, state) -> None:
+        alpha, beta, l1, l2 = group["lr"], group["beta"], group["l1"], group["l2"]
+        if not state:
+            state["n"] = torch.zeros_like(param)
+            state["z"] = -(param * (beta / alpha + l2) + torch.sign(param) * l1)
+        z, n = state["z"], state["n"]
+        if grad.is_sparse:
+            rows, values = distinct_rows(grad)
+            updated = _ftrl_update(param[rows], values, z[rows], n[rows], alpha, beta, l1, l2)
+            for full, part in zip((param, z, n), updated):
+                full.index_copy_(0, rows, part)
+        else:
+            for full, part in zip((param, z, n), _ftrl_update(param, grad, z, n, alpha, beta, l1, l2)):
+                full.copy_(part)
 
 
-class LazyAdam(Optimizer):
+class LazyAdam(PerParameterOptimizer):
     """Adam (Kingma & Ba 2015) that moves a sparse-gradient parameter only at its gradient's rows.
 
     Dense gradients get torch's Adam update exactly (no weight decay, no amsgrad). For a sparse
@@ -108,39 +112,26 @@ class LazyAdam(Optimizer):
                              f"betas={betas}, eps={eps}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps))
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(param)
-                    state["exp_avg_sq"] = torch.zeros_like(param)
-                state["step"] += 1
-                correction1 = 1 - beta1 ** state["step"]
-                correction2_sqrt = math.sqrt(1 - beta2 ** state["step"])
-                tensors = (param, state["exp_avg"], state["exp_avg_sq"])
-                if not param.grad.is_sparse:
-                    _adam_update(*tensors, param.grad, beta1, beta2, group["lr"] / correction1,
-                                 correction2_sqrt, group["eps"])
-                    continue
-                # the batch's rows, updated as copies and written back (index_copy_ is ~10x
-                # cheaper than an index_add_ with a step size on CPU)
-                rows, values = distinct_rows(param.grad)
-                row_tensors = [t.index_select(0, rows) for t in tensors]
-                _adam_update(*row_tensors, values, beta1, beta2, group["lr"] / correction1,
-                             correction2_sqrt, group["eps"])
-                for full, part in zip(tensors, row_tensors):
-                    full.index_copy_(0, rows, part)
-        return loss
+    def update(self, param, grad, group, state) -> None:
+        beta1, beta2 = group["betas"]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(param)
+            state["exp_avg_sq"] = torch.zeros_like(param)
+        state["step"] += 1
+        step_size = group["lr"] / (1 - beta1 ** state["step"])
+        correction2_sqrt = math.sqrt(1 - beta2 ** state["step"])
+        tensors = (param, state["exp_avg"], state["exp_avg_sq"])
+        if not grad.is_sparse:
+            _adam_update(*tensors, grad, beta1, beta2, step_size, correction2_sqrt, group["eps"])
+            return
+        # the batch's rows, updated as copies and written back (index_copy_ is ~10x cheaper than
+        # an index_add_ with a step size on CPU)
+        rows, values = distinct_rows(grad)
+        row_tensors = [t.index_select(0, rows) for t in tensors]
+        _adam_update(*row_tensors, values, beta1, beta2, step_size, correction2_sqrt, group["eps"])
+        for full, part in zip(tensors, row_tensors):
+            full.index_copy_(0, rows, part)
 
 
 def distinct_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
