@@ -82,7 +82,8 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     }
     if not all(math.isfinite(v) for v in metrics.values() if isinstance(v, float)):
         raise RuntimeError(f"non-finite metrics: {metrics}")
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if trainer.is_global_zero:  # under DDP every rank runs this function on the same metrics
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
 

@@ -3,6 +3,10 @@
 A batch is made in one place, ``SplitBatches.__getitem__``: a sorted slice of the epoch's shuffled
 row order (training) or a contiguous block (evaluation), gathered from the memory-mapped split in
 one vectorised read. There is no per-row ``__getitem__`` and no collate step.
+
+Under data parallelism (DDP) the samplers shard by themselves, since Lightning's automatic
+``DistributedSampler`` does not apply to batch-level samplers (``trainer=ddp`` turns it off):
+training ranks take equal parts of each global batch, evaluation ranks equal contiguous blocks.
 """
 from __future__ import annotations
 
@@ -57,38 +61,83 @@ class SplitBatches(Dataset):
 class ShuffledBatches(Sampler):
     """Each epoch: a permutation of ``num_rows`` seeded by ``(seed, epoch)``, cut into batches whose
     indices are sorted (memmap gathers are faster in file order). Lightning calls ``set_epoch``
-    before each epoch; a plain loop gets a new epoch on each ``iter()``."""
+    before each epoch; a plain loop gets a new epoch on each ``iter()``.
 
-    def __init__(self, num_rows: int, batch_size: int, seed: int, drop_last: bool = False):
+    With ``world_size`` > 1 every rank draws the same permutation and cuts it into global batches
+    of ``world_size * batch_size``; rank ``rank`` takes the ``rank``-th of ``world_size`` equal,
+    contiguous parts of each. The ranks' step-t batches thus union to the single-process batch t
+    at batch size ``world_size * batch_size``, and every rank runs the same number of steps. The
+    last partial global batch is cut into equal parts of ``rest // world_size`` rows (equal parts
+    keep DDP's mean of per-rank mean gradients equal to the global batch's mean gradient); its
+    ``rest % world_size`` leftover rows (fewer than ``world_size``, different ones each epoch) are
+    left out, and so is the whole partial batch when it has fewer rows than ranks, or ``drop_last``.
+    """
+
+    def __init__(self, num_rows: int, batch_size: int, seed: int, drop_last: bool = False,
+                 rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.num_rows, self.batch_size, self.seed, self.drop_last = num_rows, batch_size, seed, drop_last
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        full, rest = divmod(self.num_rows, self.batch_size)
-        return full + (1 if rest and not self.drop_last else 0)
+        full, rest = divmod(self.num_rows, self.batch_size * self.world_size)
+        return full + (1 if rest >= self.world_size and not self.drop_last else 0)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_rows)
         self.epoch += 1
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            yield np.sort(order[start:start + self.batch_size])
+        global_size = self.batch_size * self.world_size
+        for start in range(0, len(self) * global_size, global_size):
+            part = min(global_size, self.num_rows - start) // self.world_size
+            first = start + self.rank * part
+            yield np.sort(order[first:first + part])
+
+
+def eval_block_length(num_rows: int, world_size: int) -> int:
+    """Rows of each rank's evaluation block: ``ceil(num_rows / world_size)``, padding included."""
+    return -(-num_rows // world_size)
+
+
+def eval_block_rows(num_rows: int, world_size: int) -> list[int]:
+    """Real (unpadded) rows in each rank's evaluation block, rank by rank: the blocks split the
+    rows in stored order, so only the last block(s) are short and padded."""
+    length = eval_block_length(num_rows, world_size)
+    return [min(length, max(0, num_rows - rank * length)) for rank in range(world_size)]
 
 
 class ContiguousBatches(Sampler):
-    """Rows in stored order, ``batch_size`` at a time (evaluation: predictions align with ``labels()``)."""
+    """Rows in stored order, ``batch_size`` at a time (evaluation: predictions align with ``labels()``).
 
-    def __init__(self, num_rows: int, batch_size: int):
+    With ``world_size`` > 1 rank ``rank`` reads its contiguous block of ``eval_block_length`` rows;
+    a block running past the split is padded by repeating the split's last row, so that all ranks
+    have equal shards for ``all_gather``. The rank-major gathered predictions are then the split in
+    stored order followed by the padding, which ``eval_block_rows`` tells the model to drop.
+    """
+
+    def __init__(self, num_rows: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.num_rows, self.batch_size = num_rows, batch_size
+        self.rank, self.world_size = rank, world_size
+        self.block_length = eval_block_length(num_rows, world_size)
 
     def __len__(self) -> int:
-        return (self.num_rows + self.batch_size - 1) // self.batch_size
+        return (self.block_length + self.batch_size - 1) // self.batch_size
 
-    def __iter__(self) -> Iterator[slice]:
-        for start in range(0, self.num_rows, self.batch_size):
-            yield slice(start, min(start + self.batch_size, self.num_rows))
+    def __iter__(self) -> Iterator[slice | np.ndarray]:
+        block_start = self.rank * self.block_length
+        block_stop = block_start + self.block_length
+        for start in range(block_start, block_stop, self.batch_size):
+            stop = min(start + self.batch_size, block_stop)
+            if stop <= self.num_rows:
+                yield slice(start, stop)
+            else:  # padding: the split's last row again
+                yield np.minimum(np.arange(start, stop), self.num_rows - 1)
 
 
 def _unchanged(batch: Batch) -> Batch:
@@ -143,7 +192,9 @@ class CTRDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         arrays = self.split_arrays("train")
-        return self._loader(arrays, ShuffledBatches(arrays.num_rows, self.batch_size, self.seed, self.drop_last))
+        rank, world_size = self.replica()
+        return self._loader(arrays, ShuffledBatches(arrays.num_rows, self.batch_size, self.seed, self.drop_last,
+                                                    rank, world_size))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")
@@ -185,6 +236,15 @@ class CTRDataModule(pl.LightningDataModule):
         p_true = self.split_arrays(split).p_true
         return None if p_true is None else np.array(p_true)
 
+    def replica(self) -> tuple[int, int]:
+        """``(rank, world_size)`` of this process among data-parallel replicas, read when a loader
+        is built: the trainer's, else ``torch.distributed``'s once initialised, else ``(0, 1)``."""
+        if self.trainer is not None:
+            return self.trainer.global_rank, self.trainer.world_size
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
     # ------------------------------------------------------------------ internals
 
     def _open_cache(self) -> Cache:
@@ -195,7 +255,7 @@ class CTRDataModule(pl.LightningDataModule):
 
     def _eval_loader(self, split: str) -> DataLoader:
         arrays = self.split_arrays(split)
-        return self._loader(arrays, ContiguousBatches(arrays.num_rows, self.eval_batch_size))
+        return self._loader(arrays, ContiguousBatches(arrays.num_rows, self.eval_batch_size, *self.replica()))
 
     def _loader(self, arrays: SplitArrays, sampler: Sampler) -> DataLoader:
         return DataLoader(SplitBatches(arrays), batch_size=None, sampler=sampler, collate_fn=_unchanged,

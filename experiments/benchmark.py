@@ -68,7 +68,7 @@ from datamodules.schema import Batch, Schema
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
-DEFAULT_MODELS = "deepfm,deepfm:adam,lr,fm,fnn,ipnn,opnn,pnn_star,lr_dnn,fm_dnn"
+DEFAULT_MODELS = "deepfm,deepfm:adam,lr,fm,fnn,ipnn,opnn,pnn_star,lr_dnn,fm_dnn,ffm,dnn,wide_deep,dcn,xdeepfm"
 DEFAULT_OPTIM = "lazy_adam"
 
 # Criteo's 26 categorical cardinalities in the whole Kaggle train.txt (as commonly reported), C1..C26.
@@ -579,7 +579,13 @@ class Report:
 
     def write(self, out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "benchmark.md").write_text(self.markdown())
+        text = self.markdown()
+        scale = out_dir / "benchmark_scale.md"
+        if scale.exists():  # from `python -m experiments.scale`, hours at full size: embedded, not rerun
+            text += (f"\n_Embedded from [{scale.name}]({scale.name}):_\n\n"
+                     + "\n".join("#" + line if line.startswith("#") else line  # its headings one level down
+                                 for line in scale.read_text().splitlines()) + "\n")
+        (out_dir / "benchmark.md").write_text(text)
         with (out_dir / "benchmark.csv").open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["section", "item", "metric", "value"])
             writer.writeheader()

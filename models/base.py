@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from datamodules.ctr import eval_block_rows
 from datamodules.schema import Batch, Schema
 from models.layers.embedding import FeatureEmbedding, IdTable, LinearLogit
 from models.metrics import auc, logloss
@@ -30,7 +31,9 @@ class CTRModule(pl.LightningModule):
     Metrics: predictions of a whole validation/test split are kept on the device during the epoch
     and scored once at its end with exact ``auc``/``logloss``: ``val/auc``, ``val/logloss``,
     ``test/auc``, ``test/logloss``; plus ``train/loss`` (the objective) and ``train/logloss``
-    per step. Under DDP the split's predictions are all-gathered, which needs equal shards.
+    per step. Under DDP each rank predicts an equal, contiguous block of the split (see
+    ``datamodules.ctr.ContiguousBatches``); the blocks are all-gathered and the padding that made
+    them equal is dropped, so the metrics are over exactly the split's rows, in stored order.
 
     Optimisation: ``optimizer`` in adam | lazy_adam | adagrad | sgd | ftrl at learning rate ``lr``
     (FTRL's alpha), each reading its own ``<name>_*`` keys (lazy_adam reads ``adam_*``). ``lr`` is
@@ -146,11 +149,37 @@ class CTRModule(pl.LightningModule):
         labels = torch.cat([o[1] for o in outputs])
         outputs.clear()
         if self.trainer.world_size > 1:
-            logits, labels = self.all_gather(logits).flatten(), self.all_gather(labels).flatten()
+            logits, labels = self._gather_split(split, logits), self._gather_split(split, labels)
         probabilities = torch.sigmoid(logits.double()).cpu()
         labels = labels.cpu()
+        # Every rank scores the same gathered split, so the values are already equal on all ranks:
+        # no sync_dist (averaging equal numbers would only cost a collective per metric).
         self.log(f"{split}/auc", auc(labels, probabilities), prog_bar=True)
         self.log(f"{split}/logloss", logloss(labels, probabilities), prog_bar=True)
+
+    def _gather_split(self, split: str, values: torch.Tensor) -> torch.Tensor:
+        """This rank's ``[L]`` predictions or labels -> the whole split's, in stored order.
+
+        ``all_gather`` stacks the ranks' equal-length blocks rank by rank (``[world_size, L]``);
+        each rank's block holds its contiguous run of rows and then padding, which is dropped.
+        ``L`` can be shorter than a block (``limit_val_batches``, the sanity check): then each
+        rank keeps the real rows among its first ``L``.
+        """
+        gathered = self.all_gather(values)
+        real_rows = self._real_rows_per_rank(split)
+        if real_rows is None:
+            return gathered.flatten()
+        length = gathered.shape[1]
+        keep = torch.arange(length, device=gathered.device) < torch.tensor(real_rows, device=gathered.device)[:, None]
+        return gathered[keep]
+
+    def _real_rows_per_rank(self, split: str) -> Optional[list[int]]:
+        """Unpadded rows of each rank's evaluation block, from the split size the datamodule
+        reports; None without such a datamodule (its loaders must then shard without padding)."""
+        num_rows = getattr(self.trainer.datamodule, "num_rows", None)
+        if num_rows is None:
+            return None
+        return eval_block_rows(num_rows(split), self.trainer.world_size)
 
     # -- optimisation ----------------------------------------------------------------------
     def build_optimizer(self, params=None) -> torch.optim.Optimizer:

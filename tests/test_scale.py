@@ -1,0 +1,50 @@
+"""``experiments.scale`` end to end at tiny scale: file, run, measurements, report."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from experiments import benchmark, scale
+
+
+def test_tsv_is_written_once_per_row_count(tmp_path):
+    tsv = tmp_path / "criteo_like.tsv"
+    assert scale.ensure_tsv(tsv, 300)
+    first = tsv.read_bytes()
+    assert len(first.splitlines()) == 300 and len(first.splitlines()[0].split(b"\t")) == 40
+    assert not scale.ensure_tsv(tsv, 300)  # reused
+    assert scale.ensure_tsv(tsv, 200)  # another row count under the same name: rewritten
+    assert len(tsv.read_bytes().splitlines()) == 200
+    assert json.loads((tmp_path / "criteo_like.tsv.json").read_text())["rows"] == 200
+
+
+@pytest.mark.slow
+def test_scale_run_measures_and_reports(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths, as the report should show them
+    status = scale.main(["--rows", "3000", "--workdir", "work", "--out", "results", "--model", "fm",
+                         "--batch-size", "512", "threads=1", "logger=none"])
+    assert status == 0
+    values = {row["metric"]: float(row["value"])
+              for row in csv.DictReader((tmp_path / "results" / "benchmark_scale.csv").open())}
+    # 81/9/10 of 3000 rows, one epoch of ceil(2430 / 512) steps, all read from the cache
+    assert (values["rows"], values["train_rows"], values["val_rows"], values["test_rows"]) == (3000, 2430, 270, 300)
+    assert values["epochs"] == 1 and 0.3 < values["val/auc"] < 1 and 0 < values["test/logloss"] < 1
+    # torch and Lightning alone take a few hundred MiB; 3000 rows add next to nothing
+    assert 200 < values["peak_rss_mib"] < 4096
+    assert values["peak_rss_mib"] >= values["encode_peak_rss_mib"] and values["peak_rss_anon_mib"] > 100
+    assert values["encode_rows_per_s"] > 0 and values["num_ids"] > 26 and values["cache_gib"] > 0
+    assert values["wall_s"] >= values["train_time_s"] > 0 and values["train_samples_per_s"] > 0
+
+    report = (tmp_path / "results" / "benchmark_scale.md").read_text()
+    assert "Target: peak RSS < 16 GiB: PASS" in report
+    assert "data.source.path=<workdir>/criteo_like_3000.tsv" in report and str(tmp_path) not in report
+    assert "model=fm optim=lazy_adam data=criteo" in report and "data.batch_size=512" in report
+
+    # the training benchmark's report embeds it, headings one level down
+    benchmark.Report(benchmark.Workload(num_ids=10, rows=10, batch_size=4, threads=1, warmup=0, steps=1,
+                                        repeats=1), "python -m experiments.benchmark").write(tmp_path / "results")
+    combined = (tmp_path / "results" / "benchmark.md").read_text()
+    assert "[benchmark_scale.md](benchmark_scale.md)" in combined
+    assert "\n## Full-scale run" in combined and "Target: peak RSS < 16 GiB: PASS" in combined
