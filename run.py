@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from experiments.history import EpochHistory
+from experiments.pruning import sweep_trial_pruning
 from experiments.sweeps import objective_mode
 from models.metrics import auc, logloss
 
@@ -50,7 +51,8 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
                                  monitor=cfg.objective, mode=mode, save_top_k=1)
     history = EpochHistory(out_dir / "history.csv")
     callbacks = [checkpoint, history,
-                 EarlyStopping(monitor=cfg.objective, mode=mode, patience=cfg.early_stopping_patience)]
+                 EarlyStopping(monitor=cfg.objective, mode=mode, patience=cfg.early_stopping_patience),
+                 *sweep_trial_pruning(cfg.objective)]  # a sweep trial the pruner may stop
     loggers = [instantiate(logger, save_dir=str(out_dir), _execution_whitelist_=TRUSTED_TARGETS)
                for logger in cfg.logger.values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,

@@ -34,10 +34,12 @@ PROVENANCE_FILE = "provenance.json"
 STUDIES_DIR = "studies"
 LIBRARIES = ("torch", "pytorch-lightning", "hydra-core", "hydra-optuna-sweeper", "optuna", "pandas",
              "numpy", "seaborn", "matplotlib")
+# The best hyperparameters of a tuned comparison (experiments.tuned writes them after the report).
+BEST_PARAMS_FILE = "best_params.md"
 # Everything a dataset folder gets, removed before rewriting so that no figure of an older
 # report survives beside newer tables.
 _DATASET_OUTPUTS = ("table.md", "table.csv", "table.tex", "metrics.png", "metrics.svg",
-                    "learning_curves.png", "learning_curves.svg", PROVENANCE_FILE)
+                    "learning_curves.png", "learning_curves.svg", PROVENANCE_FILE, BEST_PARAMS_FILE, "best_params.csv")
 _STUDY_OUTPUTS = ("optimization_history.png", "optimization_history.svg", "param_importances.png",
                   "param_importances.svg", PROVENANCE_FILE)
 _MAX_LISTED = 10
@@ -235,6 +237,11 @@ def _commands_block(provenance: dict) -> list[str]:
     return lines
 
 
+def _included(path: Path) -> list[str]:
+    """The lines of an optional markdown file, and a blank line; nothing where there is none."""
+    return [path.read_text(encoding="utf-8").rstrip(), ""] if path.is_file() else []
+
+
 def write_readme(out_dir: Path) -> Path:
     """``out_dir/README.md`` from every dataset and study folder that holds a provenance.json."""
     lines = ["# Results", "",
@@ -248,6 +255,7 @@ def write_readme(out_dir: Path) -> Path:
         lines += [f"## {provenance['dataset']}", "",
                   *([provenance["note"], ""] if provenance.get("note") else []),
                   (folder / "table.md").read_text(encoding="utf-8").rstrip(), "",
+                  *_included(folder / BEST_PARAMS_FILE),
                   *_images(folder, ["metrics", "learning_curves"], out_dir), "",
                   *_commands_block(provenance),
                   f"- Runs: {provenance['runs_used']} used, finished between {first} and {last}; "

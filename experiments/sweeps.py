@@ -8,7 +8,8 @@
   share a random stream.
 - ``DistributedOptunaSweeper``: the Optuna plugin's sweeper (``hydra/sweeper=distributed_optuna``)
   made safe for many worker processes on one study: heartbeats, stale trials failed and retried,
-  run folders named by trial number.
+  run folders named by trial number; plus pruning of bad trials (``experiments.pruning``) and a
+  time limit.
 - ``PrepareStorage``: a Hydra callback that creates the folder of a SQLite study file before the
   sweeper opens it (SQLite does not create folders, and the sweeper opens the study before any
   job folder exists).
@@ -37,6 +38,8 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, Trial, TrialState
+
+from experiments.pruning import build_pruner, tell_marked_trials_pruned, trial_env_overrides
 
 log = logging.getLogger(__name__)
 
@@ -212,18 +215,27 @@ class DistributedOptunaSweeper(OptunaSweeperImpl):
     - run folders are named by trial number instead of the per-process job number, so workers that
       share a sweep folder (started in the same second, or on a shared file system) never write
       into each other's runs;
-    - each trial records the worker that ran it (user attribute ``worker``: ``host:pid``).
+    - each trial records the worker that ran it (user attribute ``worker``: ``host:pid``);
+    - with a ``pruner``, each job reports its validation objective every epoch and stops when the
+      pruner gives up on it; its trial is then told PRUNED (see ``experiments.pruning``);
+    - with a ``timeout`` (seconds), no new batch of trials is asked once this worker has swept
+      that long; the trials running then finish.
 
     ``n_trials`` counts per worker, as in the plugin: W workers run W x ``n_trials`` trials.
     """
 
     def __init__(self, sampler: DictConfig, *, heartbeat_interval: int = 60, grace_period: int | None = None,
-                 max_retry: int | None = 1, **plugin_options: Any) -> None:
+                 max_retry: int | None = 1, pruner: DictConfig | None = None, timeout: float | None = None,
+                 **plugin_options: Any) -> None:
         super().__init__(sampler=instantiate(sampler, _execution_whitelist_=SAMPLER_TARGETS), **plugin_options)
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
         self.max_retry = max_retry
+        # built here only to fail before any trial runs; the jobs build their own from the config
+        self.prunes = build_pruner(pruner) is not None
+        self.timeout = timeout
         self._heartbeat: Heartbeat | None = None
+        self._study_telling_pruned: optuna.Study | None = None
 
     def sweep(self, arguments: list[str]) -> None:
         with _quiet_heartbeat_warnings():
@@ -239,10 +251,41 @@ class DistributedOptunaSweeper(OptunaSweeperImpl):
                          self.heartbeat_interval, self.storage.grace_period or 2 * self.heartbeat_interval,
                          "unlimited" if self.max_retry is None else self.max_retry)
                 self._fail_stale_trials_of_existing_study()
+            elif self.prunes:
+                log.warning("Pruning needs a storage the jobs can reach (hydra.sweeper.storage); "
+                            "this in-memory study's trials run unpruned")
             try:
-                super().sweep(arguments)
+                if self.timeout is None:
+                    self._plugin_sweep(arguments)
+                else:
+                    self._sweep_until_timeout(arguments)
             finally:
                 self._stop_heartbeat()
+
+    def _plugin_sweep(self, arguments: list[str]) -> None:
+        """The plugin's sweep, except that a pruned study without a completed trial (a pruner such
+        as ThresholdPruner can prune them all) is no error: the plugin then fails only to write the
+        best trial, there being none."""
+        try:
+            super().sweep(arguments)
+        except ValueError:
+            study = self._study_telling_pruned
+            if study is None or study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                raise
+            log.warning("No trial of study %s completed (all pruned or failed): no best parameters",
+                        study.study_name)
+
+    def _sweep_until_timeout(self, arguments: list[str]) -> None:
+        """The plugin runs its ``n_trials`` in one loop that nothing can stop; under a time limit
+        it is given one batch (``n_jobs`` trials) at a time until the trials or the time run out."""
+        deadline = time.monotonic() + self.timeout
+        to_go = self.n_trials
+        while to_go > 0 and time.monotonic() < deadline:
+            self.n_trials = min(self.n_jobs, to_go)
+            self._plugin_sweep(arguments)
+            to_go -= self.n_trials
+        if to_go > 0:
+            log.info("Time limit of %ss reached: %d trial(s) of this sweep not started", self.timeout, to_go)
 
     def _fail_stale_trials_of_existing_study(self) -> None:
         """So that this worker's first ``ask`` already picks up a trial a killed worker left."""
@@ -264,7 +307,13 @@ class DistributedOptunaSweeper(OptunaSweeperImpl):
         worker = worker_name()
         for trial in trials:
             trial.set_user_attr(WORKER_ATTR, worker)
-        return [(*job, f"hydra.sweep.subdir={trial.number}") for job, trial in zip(overrides, trials)]
+        pruning = bool(trials) and self.prunes and isinstance(self.storage, optuna.storages.RDBStorage)
+        if pruning and trials[0].study is not self._study_telling_pruned:  # the plugin's study, once
+            self._study_telling_pruned = trials[0].study
+            tell_marked_trials_pruned(self._study_telling_pruned)
+        return [(*job, f"hydra.sweep.subdir={trial.number}",
+                 *(trial_env_overrides(trial.study.study_name, trial.number) if pruning else ()))
+                for job, trial in zip(overrides, trials)]
 
     def _stop_heartbeat(self) -> None:
         if self._heartbeat is not None:
