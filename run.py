@@ -20,9 +20,10 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
+from experiments.ddp_jobs import ddp_ranks_join_this_job
 from experiments.history import EpochHistory
 from experiments.pruning import sweep_trial_pruning
 from experiments.sweeps import objective_mode
@@ -107,7 +108,8 @@ def oracle_metrics(datamodule) -> dict:
 
 @hydra.main(config_path="conf", config_name="config", execution_whitelist=TRUSTED_TARGETS)
 def main(cfg: DictConfig) -> float:
-    metrics = train(cfg, HydraConfig.get().runtime.output_dir)
+    with ddp_ranks_join_this_job():
+        metrics = train(cfg, HydraConfig.get().runtime.output_dir)
     return metrics[cfg.objective]
 
 

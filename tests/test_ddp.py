@@ -10,9 +10,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import optuna
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from optuna.trial import TrialState
 
+import run
 from datamodules import CTRDataModule, Schema, SyntheticSource
 from datamodules.ctr import ContiguousBatches, ShuffledBatches, eval_block_rows
 from models import LR
@@ -133,13 +137,44 @@ COMMON = ["model=fm", "optim=lazy_adam", "optim.lr=0.01", "data.source.rows=4010
           "trainer.enable_progress_bar=false", "logger=none"]
 
 
-def run_app(out_dir: Path, cache: Path, *overrides: str) -> dict:
+def run_py(cwd: Path, cache: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python run.py <COMMON> <args>`` in ``cwd``, one torch thread per process; it must succeed."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(REPO / "run.py"), *COMMON, f"data.cache_dir={cache}",
-                             f"hydra.run.dir={out_dir}", *overrides],
-                            cwd=out_dir.parent, env=environment, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, str(REPO / "run.py"), *COMMON, f"data.cache_dir={cache}", *args],
+                            cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def run_app(out_dir: Path, cache: Path, *overrides: str) -> dict:
+    run_py(out_dir.parent, cache, f"hydra.run.dir={out_dir}", *overrides)
     return json.loads((out_dir / "metrics.json").read_text())
+
+
+def train_here(out_dir: Path, cache: Path, *overrides: str) -> dict:
+    """``run.train`` of COMMON and ``overrides`` in this process, which starts no Python of its own
+    (a run of run.py spends most of its seconds on imports). Keeps this process's torch threads."""
+    with initialize_config_dir(config_dir=str(REPO / "conf")):
+        cfg = compose(config_name="config", overrides=[*COMMON, f"data.cache_dir={cache}", *overrides])
+    threads = torch.get_num_threads()
+    try:
+        return run.train(cfg, out_dir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def assert_same_training(ddp: dict, reference: dict) -> None:
+    """A DDP run's metrics equal those of ``reference``, a run of the same steps, up to the order
+    of float32 sums."""
+    assert ddp["epochs"] == reference["epochs"] == 2 and ddp["best_epoch"] == reference["best_epoch"]
+    # Same rows, same steps, same gradients: only the order of float32 sums differs (gloo's
+    # all-reduce of two half-batch means against one mean over 512 rows), about 1e-7 relative per
+    # step. LogLoss moves smoothly with that; AUC only if two scores swap order, and 1e-4 allows
+    # about two swapped pairs of 80 x 320 (a missed or repeated row would move both far more).
+    for split in ("val", "test"):
+        assert ddp[f"{split}/logloss"] == pytest.approx(reference[f"{split}/logloss"], rel=1e-5, abs=0)
+        assert ddp[f"{split}/auc"] == pytest.approx(reference[f"{split}/auc"], rel=0, abs=1e-4)
+    assert reference["val/auc"] > 0.55  # the model learned something, so equal metrics mean equal models
 
 
 @pytest.mark.slow
@@ -148,12 +183,41 @@ def test_two_process_ddp_matches_one_process_at_the_same_global_batch(tmp_path):
     single = run_app(tmp_path / "single", cache, "data.batch_size=512")
     ddp = run_app(tmp_path / "ddp", cache, "trainer=ddp", "trainer.devices=2", "data.batch_size=256")
     assert (tmp_path / "ddp" / "train_ddp_process_1.log").exists()  # the second rank ran in this folder
-    assert ddp["epochs"] == single["epochs"] == 2 and ddp["best_epoch"] == single["best_epoch"]
-    # Same rows, same steps, same gradients: only the order of float32 sums differs (gloo's
-    # all-reduce of two half-batch means against one mean over 512 rows), about 1e-7 relative per
-    # step. LogLoss moves smoothly with that; AUC only if two scores swap order, and 1e-4 allows
-    # about two swapped pairs of 80 x 320 (a missed or repeated row would move both far more).
-    for split in ("val", "test"):
-        assert ddp[f"{split}/logloss"] == pytest.approx(single[f"{split}/logloss"], rel=1e-5, abs=0)
-        assert ddp[f"{split}/auc"] == pytest.approx(single[f"{split}/auc"], rel=0, abs=1e-4)
-    assert single["val/auc"] > 0.55  # the model learned something, so equal metrics mean equal models
+    assert_same_training(ddp, single)
+
+
+# --------------------------------------------------------------------------- DDP in multiruns and sweeps
+
+DDP = ["trainer=ddp", "trainer.devices=2", "data.batch_size=256"]
+
+
+@pytest.mark.slow
+def test_ddp_multirun_jobs_train_as_single_ddp_runs_in_their_own_folders(tmp_path):
+    cache, sweep = tmp_path / "cache", tmp_path / "sweep"
+    # seeds whose runs learn on this little data (seed 1 ends at a validation AUC of 0.53)
+    result = run_py(tmp_path, cache, "-m", "seed=0,3", *DDP, f"hydra.sweep.dir={sweep}")
+    # The second ranks joined the jobs: started as the whole multirun, one would launch it again.
+    assert (result.stdout + result.stderr).count("Launching 2 jobs") == 1
+    jobs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
+    assert [job.name for job in jobs] == ["0", "1"]
+    assert all((job / "train_ddp_process_1.log").exists() for job in jobs)
+    assert not (tmp_path / "outputs").exists()  # where a second rank goes with a single run's run.dir
+    # Each job trains as a single DDP run does (test above): like one process at the global batch
+    # size; job 1 does so in the process job 0 trained in, in a DDP world of its own.
+    for seed, job in zip((0, 3), jobs):
+        one_process = train_here(tmp_path / f"one_process_{seed}", cache, "data.batch_size=512", f"seed={seed}")
+        assert_same_training(json.loads((job / "metrics.json").read_text()), one_process)
+
+
+@pytest.mark.slow
+def test_ddp_optuna_sweep_records_one_trial_per_job(tmp_path):
+    storage, sweep = f"sqlite:///{tmp_path / 'optuna.db'}", tmp_path / "sweep"
+    # With a storage the sweeper's pruning is on: after each epoch rank 0 broadcasts its pruning
+    # decision, so a second rank without the trial's environment (no pruning callback) hangs the run.
+    run_py(tmp_path, tmp_path / "cache", "-m", "hparams_search=shallow", "hydra.sweeper.n_trials=2",
+           f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=ddp", *DDP, f"hydra.sweep.dir={sweep}")
+    trials = optuna.load_study(study_name="ddp", storage=storage).trials
+    assert [(t.number, t.state) for t in trials] == [(0, TrialState.COMPLETE), (1, TrialState.COMPLETE)]
+    # the sweeper asks one trial at a time: job k ran trial k and returned its objective
+    objectives = [json.loads((sweep / str(t.number) / "metrics.json").read_text())["val/auc"] for t in trials]
+    assert [t.value for t in trials] == pytest.approx(objectives, rel=1e-12)
