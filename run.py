@@ -11,11 +11,13 @@ epoch), the logger's files and the best checkpoint. The returned value is the be
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from pathlib import Path
 
 import hydra
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -28,6 +30,8 @@ from experiments.history import EpochHistory
 from experiments.pruning import sweep_trial_pruning
 from experiments.sweeps import objective_mode
 from models.metrics import auc, logloss
+
+log = logging.getLogger(__name__)
 
 # Targets a config may instantiate; add your own package here to run models defined outside.
 TRUSTED_TARGETS = ["models.*", "datamodules.*", "experiments.*", "pytorch_lightning.*"]
@@ -68,7 +72,8 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
 
     best = "best" if checkpoint.best_model_path else None
     val = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-    test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0] \
+        if labelled(datamodule, "test") else {}
     epochs = trainer.current_epoch
     metrics = {
         "model": model_name(cfg, model),
@@ -95,6 +100,16 @@ def model_name(cfg: DictConfig, model: pl.LightningModule) -> str:
     if HydraConfig.initialized():
         return HydraConfig.get().runtime.choices.model
     return type(model).__name__.lower()
+
+
+def labelled(datamodule, split: str) -> bool:
+    """Whether every row of ``split`` has a label. An unlabelled test file (Kaggle's Criteo
+    test.txt) leaves the test metrics out of metrics.json instead of making them NaN."""
+    unlabelled = int(np.isnan(datamodule.labels(split)).sum())
+    if unlabelled:
+        log.warning("%s split: %d of %d rows have no label; test metrics are left out",
+                    split, unlabelled, datamodule.num_rows(split))
+    return not unlabelled
 
 
 def oracle_metrics(datamodule) -> dict:
