@@ -108,14 +108,21 @@ def _hydra_choices(run_dir: Path) -> dict:
     return _dig(_read_optional_yaml(run_dir / HYDRA_DIR / "hydra.yaml"), "hydra", "runtime", "choices") or {}
 
 
-def _is_seed_override(override: str) -> bool:
-    return override.lstrip("+~").split("=", 1)[0] == "seed"
+# Overrides that are not part of a configuration: the seed (what results average over) and the
+# keys that change how a run executes, not what it trains.
+NOT_CONFIGURATION = ("seed", "threads", "trainer.enable_progress_bar", "data.cache_dir", "data.num_workers",
+                     "logger")
+
+
+def _is_configuration_override(override: str) -> bool:
+    return override.lstrip("+~").split("=", 1)[0] not in NOT_CONFIGURATION
 
 
 def _configuration(run_dir: Path) -> str:
-    """The run's command-line overrides minus the seed: runs that share it differ only by seed."""
+    """The run's command-line overrides minus the seed and execution settings: runs that share it
+    differ only by seed."""
     overrides = _read_optional_yaml(run_dir / HYDRA_DIR / "overrides.yaml") or []
-    return " ".join(sorted(str(o) for o in overrides if not _is_seed_override(str(o))))
+    return " ".join(sorted(str(o) for o in overrides if _is_configuration_override(str(o))))
 
 
 def _read_metrics(path: Path) -> dict:

@@ -180,6 +180,14 @@ def test_one_configuration_per_model_most_seeds_then_best_validation(tmp_path: P
     assert notes["synthetic"][1].startswith("FM: 2 configurations found")
 
 
+def test_execution_settings_do_not_split_a_configuration(tmp_path: Path):
+    make_run(tmp_path / "a", "fm", "synthetic", 0, 0.70, 0.5, overrides=("optim.lr=0.01",))
+    make_run(tmp_path / "b", "fm", "synthetic", 1, 0.72, 0.5,
+             overrides=("optim.lr=0.01", "threads=1", "trainer.enable_progress_bar=false"))
+    selected, notes = select_configurations(collect_runs([tmp_path]).runs)
+    assert selected["configuration"].tolist() == ["model=fm optim.lr=0.01"] * 2 and notes == {}
+
+
 def test_a_rerun_of_the_same_seed_replaces_the_older_run(tmp_path: Path):
     make_run(tmp_path / "old" / "0", "lr", "synthetic", 0, 0.60, 0.6)
     make_run(tmp_path / "old" / "1", "lr", "synthetic", 1, 0.62, 0.6)
