@@ -14,12 +14,14 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -33,8 +35,17 @@ from models.metrics import auc, logloss
 
 log = logging.getLogger(__name__)
 
+CONF = Path(__file__).resolve().parent / "conf"
+
 # Targets a config may instantiate; add your own package here to run models defined outside.
 TRUSTED_TARGETS = ["models.*", "datamodules.*", "experiments.*", "pytorch_lightning.*"]
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The config ``python run.py <overrides>`` runs (not resolved), for tools and tests that call
+    ``train`` or the app's parts in their own process."""
+    with initialize_config_dir(config_dir=str(CONF)):
+        return compose(config_name="config", overrides=list(overrides))
 
 
 def train(cfg: DictConfig, out_dir: str | Path) -> dict:

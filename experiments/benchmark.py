@@ -66,7 +66,6 @@ from datamodules.ctr import ShuffledBatches, SplitBatches
 from datamodules.schema import Batch, Schema
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
 
 DEFAULT_MODELS = "deepfm,deepfm:adam,lr,fm,fnn,ipnn,opnn,pnn_star,lr_dnn,fm_dnn,ffm,dnn,wide_deep,dcn,xdeepfm"
 DEFAULT_OPTIM = "lazy_adam"
@@ -152,13 +151,6 @@ def endless(loader: DataLoader) -> Iterator[Batch]:
 # -- models as run.py builds them ------------------------------------------------------------------
 
 
-def compose(overrides: list[str]):
-    """The app's config (``conf/config.yaml``) with ``overrides``, as ``run.py`` would see it."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
-
-
 def parse_spec(spec: str) -> tuple[str, str]:
     """``"model[:optim]"`` -> ``(model, optim)``, the optimiser defaulting to ``DEFAULT_OPTIM``."""
     model, _, optim = spec.partition(":")
@@ -169,10 +161,10 @@ def build_model(spec: str, schema: Schema, seed: int):
     """``(model, cfg)``: ``conf/model/<model>`` + ``conf/optim/<optim>`` instantiated like ``run.py``.
     FNN's FM pre-training is a separate stage and is left out (``pretrain_epochs=0``)."""
     from hydra.utils import instantiate
-    from run import TRUSTED_TARGETS
+    from run import TRUSTED_TARGETS, compose_config
     model, optim = parse_spec(spec)
     overrides = [f"model={model}", f"optim={optim}"] + (["model.pretrain_epochs=0"] if model == "fnn" else [])
-    cfg = compose(overrides)
+    cfg = compose_config(overrides)
     torch.manual_seed(seed)
     module = instantiate(cfg.model, schema=schema, monitor=cfg.objective, **cfg.optim, _convert_="all",
                          _execution_whitelist_=TRUSTED_TARGETS)

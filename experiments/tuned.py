@@ -37,7 +37,6 @@ from typing import Optional, Sequence
 
 import optuna
 import pandas as pd
-from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -139,9 +138,9 @@ class Tuned:
 
 def compose_run_config(overrides: Sequence[str]) -> DictConfig:
     """run.py's config under ``overrides`` (not resolved)."""
+    from run import compose_config
     try:
-        with initialize_config_dir(config_dir=str(CONF)):
-            return compose(config_name="config", overrides=list(overrides))
+        return compose_config(overrides)
     except HydraException as err:
         raise ProtocolError(f"run.py's config does not compose with {' '.join(overrides)}: {err}") from err
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
@@ -42,11 +41,6 @@ def tiny_overrides(model: str, cache: Path) -> list[str]:
     return [f"model={model}", f"data.cache_dir={cache}", *TINY, *narrow]
 
 
-def compose_config(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF)):
-        return compose(config_name="config", overrides=overrides)
-
-
 def run_app(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=600)
@@ -54,7 +48,7 @@ def run_app(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_config_composes_and_instantiates(model):
-    cfg = compose_config([f"model={model}"])
+    cfg = run.compose_config([f"model={model}"])
     schema = Schema.build([("a", "categorical", 5), ("b", "categorical", 7), ("c", "numeric", 4)], ["d"])
     module = instantiate(cfg.model, schema=schema, monitor=cfg.objective, **cfg.optim, _convert_="all",
                          _execution_whitelist_=run.TRUSTED_TARGETS)
@@ -65,7 +59,7 @@ def test_every_model_config_composes_and_instantiates(model):
 
 
 def test_single_run_writes_config_metrics_and_history(tmp_path, cache):
-    cfg = compose_config(tiny_overrides("deepfm", cache))
+    cfg = run.compose_config(tiny_overrides("deepfm", cache))
     metrics = run.train(cfg, tmp_path / "run")
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written == pytest.approx(metrics)
@@ -80,7 +74,7 @@ def test_single_run_writes_config_metrics_and_history(tmp_path, cache):
 
 
 def test_same_seed_same_metrics(tmp_path, cache):
-    cfg = compose_config(tiny_overrides("fm", cache))
+    cfg = run.compose_config(tiny_overrides("fm", cache))
     first = run.train(cfg, tmp_path / "a")
     second = run.train(cfg, tmp_path / "b")
     for key in ("val/auc", "val/logloss", "test/auc", "test/logloss"):
@@ -159,7 +153,7 @@ def test_an_unlabelled_test_file_leaves_test_metrics_out(tmp_path):
     from tests.test_data_formats import write_criteo
     train = write_criteo(tmp_path / "train.tsv", 600)
     test = write_criteo(tmp_path / "test.tsv", 50, seed=1, labelled=False)
-    cfg = compose_config(["model=fm", "data=criteo", f"data.cache_dir={tmp_path / 'cache'}",
+    cfg = run.compose_config(["model=fm", "data=criteo", f"data.cache_dir={tmp_path / 'cache'}",
                           f"data.source.files={{train: {train}, test: {test}}}", "data.split.val_from_train=0.2",
                           "data.encoding.min_count=1", "data.batch_size=128", "trainer.max_epochs=1",
                           "trainer.enable_progress_bar=false", "logger=none"])
@@ -171,17 +165,17 @@ def test_an_unlabelled_test_file_leaves_test_metrics_out(tmp_path):
 
 def test_unknown_model_lists_the_choices():
     with pytest.raises(ConfigCompositionException, match="deepfm"):
-        compose_config(["model=deep_fm"])
+        run.compose_config(["model=deep_fm"])
 
 
 def test_unknown_objective_is_a_clear_error(tmp_path, cache):
-    cfg = compose_config(tiny_overrides("lr", cache) + ["objective=val/acc"])
+    cfg = run.compose_config(tiny_overrides("lr", cache) + ["objective=val/acc"])
     with pytest.raises(ValueError, match="val/acc.*val/auc"):
         run.train(cfg, tmp_path / "run")
 
 
 def test_criteo_without_a_path_says_what_to_supply(tmp_path):
-    cfg = compose_config(["data=criteo", f"data.cache_dir={tmp_path}"])
+    cfg = run.compose_config(["data=criteo", f"data.cache_dir={tmp_path}"])
     where_and_what = r"(?s)no input file.*Display Advertising Challenge.*tab-separated.*data.source.path"
     with pytest.raises(Exception, match=where_and_what):
         run.train(cfg, tmp_path / "run")
@@ -189,6 +183,6 @@ def test_criteo_without_a_path_says_what_to_supply(tmp_path):
 
 def test_a_missing_data_file_is_named(tmp_path):
     missing = tmp_path / "nowhere" / "train.txt"
-    cfg = compose_config(["data=criteo", f"data.source.path={missing}", f"data.cache_dir={tmp_path}"])
+    cfg = run.compose_config(["data=criteo", f"data.source.path={missing}", f"data.cache_dir={tmp_path}"])
     with pytest.raises(Exception, match=f"{missing}.*does not exist"):
         run.train(cfg, tmp_path / "run")

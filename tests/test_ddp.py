@@ -13,7 +13,6 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from optuna.trial import TrialState
 
 import run
@@ -154,8 +153,7 @@ def run_app(out_dir: Path, cache: Path, *overrides: str) -> dict:
 def train_here(out_dir: Path, cache: Path, *overrides: str) -> dict:
     """``run.train`` of COMMON and ``overrides`` in this process, which starts no Python of its own
     (a run of run.py spends most of its seconds on imports). Keeps this process's torch threads."""
-    with initialize_config_dir(config_dir=str(REPO / "conf")):
-        cfg = compose(config_name="config", overrides=[*COMMON, f"data.cache_dir={cache}", *overrides])
+    cfg = run.compose_config([*COMMON, f"data.cache_dir={cache}", *overrides])
     threads = torch.get_num_threads()
     try:
         return run.train(cfg, out_dir)
