@@ -27,7 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
-from experiments.ddp_jobs import ddp_ranks_join_this_job
+from experiments.ddp_jobs import ddp_world_of_this_run, wait_for_started_ranks
 from experiments.history import EpochHistory
 from experiments.pruning import sweep_trial_pruning
 from experiments.sweeps import objective_mode
@@ -103,6 +103,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         raise RuntimeError(f"non-finite metrics: {metrics}")
     if trainer.is_global_zero:  # under DDP every rank runs this function on the same metrics
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    wait_for_started_ranks(trainer)
     return metrics
 
 
@@ -134,7 +135,7 @@ def oracle_metrics(datamodule) -> dict:
 
 @hydra.main(config_path="conf", config_name="config", execution_whitelist=TRUSTED_TARGETS)
 def main(cfg: DictConfig) -> float:
-    with ddp_ranks_join_this_job():
+    with ddp_world_of_this_run():
         metrics = train(cfg, HydraConfig.get().runtime.output_dir)
     return metrics[cfg.objective]
 

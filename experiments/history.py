@@ -12,8 +12,8 @@ COLUMNS = ("epoch", "train/loss", "val/auc", "val/logloss", "lr")
 
 class EpochHistory(pl.Callback):
     """Appends one row per finished training epoch (validation has run by then), and measures
-    training throughput on what was really trained: samples seen over time spent training, with
-    the validation passes inside each epoch left out of the clock."""
+    training throughput on what was really trained: samples seen (by all DDP ranks together) over
+    time spent training, with the validation passes inside each epoch left out of the clock."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -41,7 +41,8 @@ class EpochHistory(pl.Callback):
             self._start_clock()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.train_samples += batch.y.shape[0]
+        # under DDP every rank trains on an equal part of each global batch: count the whole world's
+        self.train_samples += batch.y.shape[0] * trainer.world_size
 
     @property
     def samples_per_second(self) -> float:

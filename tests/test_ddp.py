@@ -2,8 +2,10 @@
 DDP run (gloo, CPU) matches a one-process run at the same global batch size."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,8 @@ from optuna.trial import TrialState
 import run
 from datamodules import CTRDataModule, Schema, SyntheticSource
 from datamodules.ctr import ContiguousBatches, ShuffledBatches, eval_block_rows
+from experiments.ddp_jobs import wait_for_started_ranks
+from experiments.history import EpochHistory
 from models import LR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,6 +131,33 @@ def test_datamodule_takes_rank_and_world_size_from_its_trainer(tmp_path):
     np.testing.assert_array_equal(torch.cat([b.y for b in dm.val_dataloader()]).numpy(), dm.labels("val")[100:])
 
 
+def test_training_throughput_counts_the_samples_of_every_rank(tmp_path):
+    history = EpochHistory(tmp_path / "history.csv")
+    batch = SimpleNamespace(y=torch.zeros(256))
+    for world_size in (1, 2):  # a rank's part of a global batch, once alone and once of two ranks
+        history.on_train_batch_end(SimpleNamespace(world_size=world_size), None, None, batch, 0)
+    assert history.train_samples == 256 + 512
+
+
+def launched(*programs: str) -> SimpleNamespace:
+    """A trainer whose DDP launcher started ``programs`` (Python code) as its other ranks."""
+    procs = [subprocess.Popen([sys.executable, "-c", program]) for program in programs]
+    return SimpleNamespace(strategy=SimpleNamespace(launcher=SimpleNamespace(procs=procs)))
+
+
+def test_a_run_ends_after_the_ranks_it_started_and_fails_with_a_failed_one():
+    wait_for_started_ranks(launched("pass", "pass"))
+    wait_for_started_ranks(SimpleNamespace(strategy=SimpleNamespace(launcher=None)))  # no DDP
+    with pytest.raises(RuntimeError, match="exited with code -6"):  # as a rank aborting in C++ destructors
+        wait_for_started_ranks(launched("pass", "import os; os.abort()"))
+
+
+def test_a_rank_still_running_after_its_run_is_killed(caplog):
+    trainer = launched("import time; time.sleep(60)")
+    wait_for_started_ranks(trainer, timeout_s=0.5)
+    assert trainer.strategy.launcher.procs[0].returncode == -signal.SIGKILL and "killed" in caplog.text
+
+
 # --------------------------------------------------------------------------- DDP against one process
 
 # 4010 rows: 3208 train rows (6 global batches of 512 and 136 = 68 + 68 rows), 401 val and 401 test
@@ -136,13 +167,36 @@ COMMON = ["model=fm", "optim=lazy_adam", "optim.lr=0.01", "data.source.rows=4010
           "trainer.enable_progress_bar=false", "logger=none"]
 
 
-def run_py(cwd: Path, cache: Path, *args: str) -> subprocess.CompletedProcess:
-    """``python run.py <COMMON> <args>`` in ``cwd``, one torch thread per process; it must succeed."""
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(REPO / "run.py"), *COMMON, f"data.cache_dir={cache}", *args],
-                            cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+def run_py(cwd: Path, cache: Path, *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess:
+    """``python run.py <COMMON> <args>`` in ``cwd``, one torch thread per process; it must succeed.
+    A run still going after ``timeout_s`` (a hung DDP world takes 30 minutes to time out) fails the
+    test with the Python stacks of all its processes, the DDP ranks included."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+    command = [sys.executable, str(REPO / "run.py"), *COMMON, f"data.cache_dir={cache}", *args]
+    # a session of its own: the ranks Lightning starts hold our pipes too and must go with the run
+    with subprocess.Popen(command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            stdout, stderr = stop_with_stacks(process)
+            pytest.fail(f"run.py {' '.join(args)} still running after {timeout_s:.0f} s; its output and every "
+                        f"process's stacks (faulthandler):\n{stdout[-2000:]}\n{stderr[-12000:]}")
+    assert process.returncode == 0, stderr[-3000:]
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def stop_with_stacks(process: subprocess.Popen) -> tuple[str, str]:
+    """Stops a run's whole process group: SIGABRT first, on which faulthandler prints each Python
+    process's thread stacks to the shared stderr, then SIGKILL for whatever is left."""
+    with contextlib.suppress(ProcessLookupError):  # the group may be gone by now
+        os.killpg(process.pid, signal.SIGABRT)
+    try:
+        return process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        return process.communicate()
 
 
 def run_app(out_dir: Path, cache: Path, *overrides: str) -> dict:
