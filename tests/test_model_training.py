@@ -11,6 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 import models
+from models.base import PredictionBuffer
 from datamodules.schema import Batch, Schema
 from models.metrics import auc, logloss
 from models.optim import FTRL, build_optimizer
@@ -255,6 +256,16 @@ def test_lightning_logs_whole_split_metrics():
     test_auc, test_logloss = predicted_metrics(model, data.splits["test"])
     assert test["test/auc"] == pytest.approx(test_auc, abs=1e-6) and test_auc > 0.7
     assert test["test/logloss"] == pytest.approx(test_logloss, abs=1e-6)
+
+
+@pytest.mark.parametrize("capacity", [None, 10, 3])  # unknown, as announced, fewer than come
+def test_prediction_buffer_keeps_every_batch_in_order(capacity):
+    buffer = PredictionBuffer(capacity, torch.float32, torch.device("cpu"), unknown_capacity=4)
+    logits, labels = torch.randn(10), torch.randint(0, 2, (10,)).float()
+    for rows in (slice(0, 4), slice(4, 5), slice(5, 10)):
+        buffer.add(logits[rows], labels[rows])
+    kept_logits, kept_labels = buffer.values()
+    assert torch.equal(kept_logits, logits) and torch.equal(kept_labels, labels)
 
 
 @pytest.mark.parametrize("monitor, mode", [("val/auc", "max"), ("val/logloss", "min")])
