@@ -64,6 +64,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from datamodules.cache import SplitArrays
 from datamodules.ctr import ShuffledBatches, SplitBatches
 from datamodules.schema import Batch, Schema
+from experiments.scale import with_scale_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -571,13 +572,7 @@ class Report:
 
     def write(self, out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        text = self.markdown()
-        scale = out_dir / "benchmark_scale.md"
-        if scale.exists():  # from `python -m experiments.scale`, hours at full size: embedded, not rerun
-            text += (f"\n_Embedded from [{scale.name}]({scale.name}):_\n\n"
-                     + "\n".join("#" + line if line.startswith("#") else line  # its headings one level down
-                                 for line in scale.read_text().splitlines()) + "\n")
-        (out_dir / "benchmark.md").write_text(text)
+        (out_dir / "benchmark.md").write_text(with_scale_report(self.markdown(), out_dir))
         with (out_dir / "benchmark.csv").open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["section", "item", "metric", "value"])
             writer.writeheader()

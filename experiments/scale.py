@@ -226,13 +226,32 @@ def markdown(result: dict, env: dict, command: str) -> str:
 
 
 def write_report(result: dict, env: dict, command: str, out: Path) -> Path:
+    """``benchmark_scale.{md,csv}`` in ``out``, and the report's copy in ``out/benchmark.md``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmark_scale.md").write_text(markdown(result, env, command))
     with (out / "benchmark_scale.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["metric", "value"])
         writer.writerows(csv_rows(result))
+    benchmark_report = out / "benchmark.md"
+    if benchmark_report.exists():  # written earlier by the training benchmark: embed this run instead
+        benchmark_report.write_text(with_scale_report(benchmark_report.read_text().split(EMBED_HEADER)[0], out))
     return out / "benchmark_scale.md"
+
+
+# How the training benchmark's benchmark.md shows the newest full-scale run (hours at full size,
+# so that benchmark does not rerun it): below this line, its headings one level down.
+EMBED_HEADER = "\n_Embedded from [benchmark_scale.md](benchmark_scale.md):_\n"
+
+
+def with_scale_report(text: str, out: Path) -> str:
+    """``text`` followed by ``out/benchmark_scale.md``, embedded, where that exists."""
+    scale = out / "benchmark_scale.md"
+    if not scale.exists():
+        return text
+    return (text + EMBED_HEADER + "\n"
+            + "\n".join("#" + line if line.startswith("#") else line for line in scale.read_text().splitlines())
+            + "\n")
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:

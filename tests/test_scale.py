@@ -48,3 +48,9 @@ def test_scale_run_measures_and_reports(tmp_path, monkeypatch):
     combined = (tmp_path / "results" / "benchmark.md").read_text()
     assert "[benchmark_scale.md](benchmark_scale.md)" in combined
     assert "\n## Full-scale run" in combined and "Target: peak RSS < 16 GiB: PASS" in combined
+    # a later full-scale run replaces that copy
+    assert scale.main(["--rows", "3000", "--workdir", "work", "--out", "results", "--model", "fm", "--reuse-cache",
+                       "--batch-size", "256", "threads=1", "logger=none"]) == 0
+    combined = (tmp_path / "results" / "benchmark.md").read_text()
+    assert combined.startswith("# ") and combined.count(scale.EMBED_HEADER) == 1
+    assert "data.batch_size=256" in combined and "data.batch_size=512" not in combined
