@@ -154,9 +154,9 @@ def test_an_unlabelled_test_file_leaves_test_metrics_out(tmp_path):
     train = write_criteo(tmp_path / "train.tsv", 600)
     test = write_criteo(tmp_path / "test.tsv", 50, seed=1, labelled=False)
     cfg = run.compose_config(["model=fm", "data=criteo", f"data.cache_dir={tmp_path / 'cache'}",
-                          f"data.source.files={{train: {train}, test: {test}}}", "data.split.val_from_train=0.2",
-                          "data.encoding.min_count=1", "data.batch_size=128", "trainer.max_epochs=1",
-                          "trainer.enable_progress_bar=false", "logger=none"])
+                              f"data.source.files={{train: {train}, test: {test}}}", "data.split.val_from_train=0.2",
+                              "data.encoding.min_count=1", "data.batch_size=128", "trainer.max_epochs=1",
+                              "trainer.enable_progress_bar=false", "logger=none"])
     metrics = run.train(cfg, tmp_path / "run")
     assert not any(key.startswith("test/") for key in metrics)
     assert math.isfinite(metrics["val/auc"]) and math.isfinite(metrics["val/logloss"])
