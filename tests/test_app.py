@@ -17,8 +17,9 @@ import torch
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
-import run
 from datamodules.schema import Batch, Schema
+from experiments.run import config as run_config
+from experiments.run.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -48,10 +49,10 @@ def run_app(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_config_composes_and_instantiates(model):
-    cfg = run.compose_config([f"model={model}"])
+    cfg = run_config.compose_config([f"model={model}"])
     schema = Schema.build([("a", "categorical", 5), ("b", "categorical", 7), ("c", "numeric", 4)], ["d"])
     module = instantiate(cfg.model, schema=schema, monitor=cfg.objective, **cfg.optim, _convert_="all",
-                         _execution_whitelist_=run.TRUSTED_TARGETS)
+                         _execution_whitelist_=run_config.TRUSTED_TARGETS)
     batch = Batch(x=torch.tensor([[0, 5, 12], [4, 11, 15]]), y=torch.tensor([0.0, 1.0]),
                   x_dense=torch.tensor([[0.5], [-1.0]]))
     logits = module(batch)
@@ -59,8 +60,8 @@ def test_every_model_config_composes_and_instantiates(model):
 
 
 def test_single_run_writes_config_metrics_and_history(tmp_path, cache):
-    cfg = run.compose_config(tiny_overrides("deepfm", cache))
-    metrics = run.train(cfg, tmp_path / "run")
+    cfg = run_config.compose_config(tiny_overrides("deepfm", cache))
+    metrics = train(cfg, tmp_path / "run")
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written == pytest.approx(metrics)
     for key in ("val/auc", "val/logloss", "test/auc", "test/logloss", "oracle/test/auc",
@@ -74,9 +75,9 @@ def test_single_run_writes_config_metrics_and_history(tmp_path, cache):
 
 
 def test_same_seed_same_metrics(tmp_path, cache):
-    cfg = run.compose_config(tiny_overrides("fm", cache))
-    first = run.train(cfg, tmp_path / "a")
-    second = run.train(cfg, tmp_path / "b")
+    cfg = run_config.compose_config(tiny_overrides("fm", cache))
+    first = train(cfg, tmp_path / "a")
+    second = train(cfg, tmp_path / "b")
     for key in ("val/auc", "val/logloss", "test/auc", "test/logloss"):
         assert first[key] == second[key], key
 
@@ -151,13 +152,14 @@ def assert_dashboard_lists(storage: str, study_name: str, trials: int) -> None:
 
 def test_an_unlabelled_test_file_leaves_test_metrics_out(tmp_path):
     from tests.test_data_formats import write_criteo
-    train = write_criteo(tmp_path / "train.tsv", 600)
+    train_file = write_criteo(tmp_path / "train.tsv", 600)
     test = write_criteo(tmp_path / "test.tsv", 50, seed=1, labelled=False)
-    cfg = run.compose_config(["model=fm", "data=criteo", f"data.cache_dir={tmp_path / 'cache'}",
-                              f"data.source.files={{train: {train}, test: {test}}}", "data.split.val_from_train=0.2",
-                              "data.encoding.min_count=1", "data.batch_size=128", "trainer.max_epochs=1",
-                              "trainer.enable_progress_bar=false", "logger=none"])
-    metrics = run.train(cfg, tmp_path / "run")
+    cfg = run_config.compose_config(["model=fm", "data=criteo", f"data.cache_dir={tmp_path / 'cache'}",
+                                     f"data.source.files={{train: {train_file}, test: {test}}}",
+                                     "data.split.val_from_train=0.2", "data.encoding.min_count=1",
+                                     "data.batch_size=128", "trainer.max_epochs=1",
+                                     "trainer.enable_progress_bar=false", "logger=none"])
+    metrics = train(cfg, tmp_path / "run")
     assert not any(key.startswith("test/") for key in metrics)
     assert math.isfinite(metrics["val/auc"]) and math.isfinite(metrics["val/logloss"])
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == pytest.approx(metrics)
@@ -165,24 +167,24 @@ def test_an_unlabelled_test_file_leaves_test_metrics_out(tmp_path):
 
 def test_unknown_model_lists_the_choices():
     with pytest.raises(ConfigCompositionException, match="deepfm"):
-        run.compose_config(["model=deep_fm"])
+        run_config.compose_config(["model=deep_fm"])
 
 
 def test_unknown_objective_is_a_clear_error(tmp_path, cache):
-    cfg = run.compose_config(tiny_overrides("lr", cache) + ["objective=val/acc"])
+    cfg = run_config.compose_config(tiny_overrides("lr", cache) + ["objective=val/acc"])
     with pytest.raises(ValueError, match="val/acc.*val/auc"):
-        run.train(cfg, tmp_path / "run")
+        train(cfg, tmp_path / "run")
 
 
 def test_criteo_without_a_path_says_what_to_supply(tmp_path):
-    cfg = run.compose_config(["data=criteo", f"data.cache_dir={tmp_path}"])
+    cfg = run_config.compose_config(["data=criteo", f"data.cache_dir={tmp_path}"])
     where_and_what = r"(?s)no input file.*Display Advertising Challenge.*tab-separated.*data.source.path"
     with pytest.raises(Exception, match=where_and_what):
-        run.train(cfg, tmp_path / "run")
+        train(cfg, tmp_path / "run")
 
 
 def test_a_missing_data_file_is_named(tmp_path):
     missing = tmp_path / "nowhere" / "train.txt"
-    cfg = run.compose_config(["data=criteo", f"data.source.path={missing}", f"data.cache_dir={tmp_path}"])
+    cfg = run_config.compose_config(["data=criteo", f"data.source.path={missing}", f"data.cache_dir={tmp_path}"])
     with pytest.raises(Exception, match=f"{missing}.*does not exist"):
-        run.train(cfg, tmp_path / "run")
+        train(cfg, tmp_path / "run")

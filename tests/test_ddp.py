@@ -17,11 +17,12 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-import run
 from datamodules import CTRDataModule, Schema, SyntheticSource
 from datamodules.ctr import ContiguousBatches, ShuffledBatches, eval_block_rows
-from experiments.ddp_jobs import wait_for_started_ranks
-from experiments.history import EpochHistory
+from experiments.run import config as run_config
+from experiments.run.ddp import wait_for_started_ranks
+from experiments.run.history import EpochHistory
+from experiments.run.train import train
 from models import LR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -205,12 +206,12 @@ def run_app(out_dir: Path, cache: Path, *overrides: str) -> dict:
 
 
 def train_here(out_dir: Path, cache: Path, *overrides: str) -> dict:
-    """``run.train`` of COMMON and ``overrides`` in this process, which starts no Python of its own
+    """``train`` of COMMON and ``overrides`` in this process, which starts no Python of its own
     (a run of run.py spends most of its seconds on imports). Keeps this process's torch threads."""
-    cfg = run.compose_config([*COMMON, f"data.cache_dir={cache}", *overrides])
+    cfg = run_config.compose_config([*COMMON, f"data.cache_dir={cache}", *overrides])
     threads = torch.get_num_threads()
     try:
-        return run.train(cfg, out_dir)
+        return train(cfg, out_dir)
     finally:
         torch.set_num_threads(threads)
 

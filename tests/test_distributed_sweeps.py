@@ -24,7 +24,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from optuna.trial import FrozenTrial, TrialState
 
-from experiments.sweeps import WORKER_ATTR, Heartbeat, open_storage, resumable_tpe
+from experiments.sweep.sweeper import WORKER_ATTR, Heartbeat, open_storage, resumable_tpe
 from tests.postgres import server_binaries, temporary_server
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,8 @@ from torch import nn
 
 import models
 from datamodules.schema import Batch, Schema
-from experiments import benchmark
+from experiments.benchmark import throughput, workload
+from experiments.benchmark.__main__ import main as benchmark_main
 from models.layers.embedding import RowSparseEmbedding
 from models.layers.mlp import MLP, Dropout
 from models.optim import LazyAdam, distinct_rows
@@ -200,18 +201,18 @@ def test_lazy_adam_config_trains_deepfm_with_row_sparse_tables():
 
 
 def test_criteo_schema_has_39_fields_and_about_the_asked_vocabulary():
-    schema = benchmark.criteo_schema(1_000_000)
+    schema = workload.criteo_schema(1_000_000)
     assert schema.num_sparse == 39 and schema.num_dense == 0
     assert 990_000 < schema.num_ids <= 1_000_000
     sizes = [f.vocab_size for f in schema.sparse_fields]
     assert sizes[13 + 5] == 24 and max(sizes) < 200_000  # small fields kept, long tails capped
     with pytest.raises(ValueError, match="num_ids"):
-        benchmark.criteo_schema(100)
+        workload.criteo_schema(100)
 
 
 def test_id_rows_stay_inside_their_fields():
-    schema = benchmark.criteo_schema(50_000)
-    x, y = benchmark.id_rows(schema, 5000, seed=1)
+    schema = workload.criteo_schema(50_000)
+    x, y = workload.id_rows(schema, 5000, seed=1)
     assert x.shape == (5000, 39) and set(y.tolist()) <= {0.0, 1.0}
     low = torch.tensor([f.offset for f in schema.sparse_fields])
     high = low + torch.tensor([f.vocab_size for f in schema.sparse_fields])
@@ -226,16 +227,16 @@ def test_flop_count_and_first_layer_of_deepfm():
     schema = Schema.build([(f"c{i}", "categorical", 4) for i in range(5)])
     model = models.DeepFM(schema, embedding_dim=3, hidden_units=[7, 6], dropout=0.0)
     batch = random_batch(schema, size=8)
-    assert benchmark.first_linear_shape(model, batch) == (8, 15, 7)
+    assert throughput.first_linear_shape(model, batch) == (8, 15, 7)
     # forward 2 * in * out per layer; backward twice that (input and weight gradients)
-    assert benchmark.matmul_flops_per_sample(model, batch) == 6 * (15 * 7 + 7 * 6 + 6 * 1)
+    assert throughput.matmul_flops_per_sample(model, batch) == 6 * (15 * 7 + 7 * 6 + 6 * 1)
     assert all(p.grad is None for p in model.parameters())
-    assert benchmark.first_linear_shape(models.FM(schema), batch) is None
+    assert throughput.first_linear_shape(models.FM(schema), batch) is None
 
 
 def test_benchmark_writes_its_tables(tmp_path):
     out = tmp_path / "results"
-    report = benchmark.main(["--models", "deepfm,fm:adam", "--lightning-models", "deepfm", "--num-ids", "3000",
+    report = benchmark_main(["--models", "deepfm,fm:adam", "--lightning-models", "deepfm", "--num-ids", "3000",
                              "--rows", "2048", "--batch-size", "256", "--warmup", "1", "--steps", "2",
                              "--repeats", "1", "--threads", "1", "--encode-rows", "0", "--out", str(out)])
     with (out / "benchmark.csv").open() as f:
@@ -249,7 +250,7 @@ def test_benchmark_writes_its_tables(tmp_path):
     assert value[("deepfm:lazy_adam bare loop", "ratio_to_bare")] == 1.0
     assert value[("deepfm:lazy_adam Trainer as configured", "samples_per_s")] > 0
     assert {s["setting"] for s in report.lightning[0]["settings"]} == \
-        {"bare loop", "Trainer as configured"} | {label for label, _ in benchmark.TRAINER_VARIANTS}
+        {"bare loop", "Trainer as configured"} | {label for label, _ in throughput.TRAINER_VARIANTS}
     text = (out / "benchmark.md").read_text()
     assert "| deepfm | lazy_adam |" in text and "| fm | adam |" in text and "Lightning Trainer" in text
     assert f"torch {torch.__version__}" in text and "torch threads: 1" in text

@@ -13,14 +13,14 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from experiments import report
-from experiments.callbacks import ReportCallback
-from experiments.collect import (BAD_METRICS, DUPLICATE, NO_METRICS, NON_FINITE, collect_runs, find_run_dirs,
-                                 load_histories, reconstruct_commands, select_configurations)
-from experiments.naming import KNOWN_LABELS, order_labels
-from experiments.plots import model_color
-from experiments.references import ReferenceFileError, load_references, reference_for
-from experiments.tables import build_table, to_latex, to_markdown
+from experiments.report import writer as report
+from experiments.report.callback import ReportCallback
+from experiments.report.collect import (BAD_METRICS, DUPLICATE, NO_METRICS, NON_FINITE, collect_runs, find_run_dirs,
+                                        load_histories, reconstruct_commands, select_configurations)
+from experiments.report.naming import KNOWN_LABELS, order_labels
+from experiments.report.plots import model_color
+from experiments.report.references import ReferenceFileError, load_references, reference_for
+from experiments.report.tables import build_table, to_latex, to_markdown
 
 _clock = iter(range(1_700_000_000, 1_800_000_000, 60))  # runs finish one minute apart, in creation order
 

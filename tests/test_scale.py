@@ -1,4 +1,4 @@
-"""``experiments.scale`` end to end at tiny scale: file, run, measurements, report."""
+"""``experiments.benchmark.scale`` end to end at tiny scale: file, run, measurements, report."""
 from __future__ import annotations
 
 import csv
@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from experiments import benchmark, scale
+from experiments.benchmark import scale
+from experiments.benchmark.report import Report
+from experiments.benchmark.workload import Workload
 
 
 def test_tsv_is_written_once_per_row_count(tmp_path):
@@ -43,7 +45,7 @@ def test_scale_run_measures_and_reports(tmp_path, monkeypatch):
     assert "model=fm optim=lazy_adam data=criteo" in report and "data.batch_size=512" in report
 
     # the training benchmark's report embeds it, headings one level down
-    benchmark.Report(benchmark.Workload(num_ids=10, rows=10, batch_size=4, threads=1, warmup=0, steps=1,
+    Report(Workload(num_ids=10, rows=10, batch_size=4, threads=1, warmup=0, steps=1,
                                         repeats=1), "python -m experiments.benchmark").write(tmp_path / "results")
     combined = (tmp_path / "results" / "benchmark.md").read_text()
     assert "[benchmark_scale.md](benchmark_scale.md)" in combined

@@ -1,5 +1,5 @@
-"""The tuned comparison (experiments.tuned) end to end on tiny data, resumed after an interruption
-between its stages, and the pruning of trials (experiments.pruning) by their runs."""
+"""The tuned comparison (experiments.sweep.tuned) end to end on tiny data, resumed after an interruption
+between its stages, and the pruning of trials (experiments.run.trial) by their runs."""
 from __future__ import annotations
 
 import math
@@ -16,10 +16,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from experiments import tuned
-from experiments.pruning import PRUNED_ATTR, TrialPruning, override_value, tell_marked_trials_pruned
-from experiments import sweeps
-from experiments.sweeps import DistributedOptunaSweeper, register_resolvers
+from experiments.run.config import register_resolvers
+from experiments.run.trial import PRUNED_ATTR, TrialPruning
+from experiments.sweep import sweeper as sweeper_module
+from experiments.sweep import tuned
+from experiments.sweep.pruning import override_value, tell_marked_trials_pruned
+from experiments.sweep.sweeper import DistributedOptunaSweeper
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ["lr", "deepfm"]  # the linear and the deep template: the deep one's final runs need its keys
@@ -182,7 +184,7 @@ def test_sweeper_asks_no_new_batch_once_its_time_is_up(monkeypatch, seconds_per_
         launched.append(sweeper.n_trials)
         clock[0] += seconds_per_batch
 
-    monkeypatch.setattr(sweeps.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(sweeper_module.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(sweeper, "_plugin_sweep", run_batch)
     sweeper._sweep_until_timeout([])
     assert launched == batches

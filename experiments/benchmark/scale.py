@@ -1,10 +1,10 @@
 """Full-Criteo-scale run (on demand, not part of the tests): writes ``results/benchmark_scale.{md,csv}``.
 
-    python -m experiments.scale --rows 45000000 --workdir .cache/scale --out results   # ~18 GB of scratch
-    python -m experiments.scale --rows 3000 --workdir tmp --model fm logger=none     # a quick check
+    python -m experiments.benchmark.scale --rows 45000000 --workdir .cache/scale --out results   # ~18 GB of scratch
+    python -m experiments.benchmark.scale --rows 3000 --workdir tmp --model fm logger=none     # a quick check
 
 Writes a Criteo-format TSV of ``--rows`` rows from the synthetic generator
-(``experiments.bench_data.write_criteo_tsv``; kept in ``--workdir`` and reused on the next call,
+(``experiments.benchmark.data.write_criteo_tsv``; kept in ``--workdir`` and reused on the next call,
 its row count recorded in a sidecar), then runs the real app on it in a child process, as a user
 would: ``python run.py model=deepfm optim=lazy_adam data=criteo data.source.path=<tsv>`` at the
 DeepFM paper's batch size of 4096 for one epoch, with the cache built afresh in
@@ -35,9 +35,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from experiments.bench_data import environment, write_criteo_tsv
+from experiments.benchmark.data import write_criteo_tsv
+from experiments.benchmark.machine import environment
+from experiments.run.config import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 RSS_TARGET_GIB = 16
 PROC_FIELDS = {"RssAnon": "peak_rss_anon_mib", "RssFile": "peak_rss_file_mib"}
 
@@ -255,7 +256,7 @@ def with_scale_report(text: str, out: Path) -> str:
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.benchmark.scale", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=45_000_000, help="rows of the generated Criteo-format file")
     parser.add_argument("--workdir", type=Path, default=Path(".cache/scale"), help="scratch: TSV, cache, run")
     parser.add_argument("--out", type=Path, default=Path("results"), help="folder for benchmark_scale.{md,csv}")
@@ -273,7 +274,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     result = measure(args)
     env = {**environment(), **versions()}
-    command = shlex.join(["python", "-m", "experiments.scale", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "experiments.benchmark.scale", *(sys.argv[1:] if argv is None else argv)])
     report = write_report(result, env, command, args.out)
     measured, met = rss_target(result)
     print(report.read_text())

@@ -18,13 +18,13 @@ import matplotlib
 matplotlib.use("Agg")  # files only: never needs a display, safe in sweeps and CI
 
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from experiments.collect import TEST_AUC, TEST_LOGLOSS  # noqa: E402
-from experiments.naming import KNOWN_LABELS  # noqa: E402
-from experiments.tables import ORACLE_KEY, DatasetTable  # noqa: E402
+from experiments.report.collect import TEST_AUC, TEST_LOGLOSS  # noqa: E402
+from experiments.report.naming import KNOWN_LABELS  # noqa: E402
+from experiments.report.tables import ORACLE_KEY, DatasetTable  # noqa: E402
 
 # Fixed so that a model keeps its colour from one report to the next; DeepFM, the paper's subject,
 # gets the red that stands out, the baseline LR a neutral grey.

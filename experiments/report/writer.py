@@ -26,15 +26,16 @@ from typing import Optional, Sequence, TextIO
 
 import pandas as pd
 
-from experiments.collect import RunCollection, collect_runs, load_histories, reconstruct_commands, select_configurations
-from experiments.references import load_references, reference_for
-from experiments.tables import build_table, write_table
+from experiments.report.collect import (RunCollection, collect_runs, load_histories, reconstruct_commands,
+                                        select_configurations)
+from experiments.report.references import load_references, reference_for
+from experiments.report.tables import build_table, write_table
 
 PROVENANCE_FILE = "provenance.json"
 STUDIES_DIR = "studies"
 LIBRARIES = ("torch", "pytorch-lightning", "hydra-core", "hydra-optuna-sweeper", "optuna", "pandas",
              "numpy", "seaborn", "matplotlib")
-# The best hyperparameters of a tuned comparison (experiments.tuned writes them after the report).
+# The best hyperparameters of a tuned comparison (experiments.sweep.tuned writes them after the report).
 BEST_PARAMS_FILE = "best_params.md"
 # Everything a dataset folder gets, removed before rewriting so that no figure of an older
 # report survives beside newer tables.
@@ -121,7 +122,9 @@ def _environment(command_note: Optional[str], note: Optional[str] = None) -> dic
 def report_dataset(collection: RunCollection, runs: pd.DataFrame, histories: pd.DataFrame, dataset: str,
                    notes: list[str], out_dir: Path, environment: dict, stream: TextIO) -> list[Path]:
     """Tables, figures and provenance of one dataset in ``out_dir/<dataset>/``."""
-    from experiments import plots  # seaborn/matplotlib load only when something is drawn
+    from experiments.report import (
+        plots,  # seaborn/matplotlib load only when something is drawn
+    )
 
     folder = out_dir / folder_name(dataset)
     folder.mkdir(parents=True, exist_ok=True)
@@ -173,7 +176,7 @@ def report_studies(storage: str, study_names: Optional[Sequence[str]], out_dir: 
     """Figures and a summary of each named study (all studies of ``storage`` when none is named)."""
     import optuna
 
-    from experiments import plots
+    from experiments.report import plots
 
     _check_sqlite_file_exists(storage)
     available = optuna.get_all_study_names(storage)

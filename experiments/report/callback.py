@@ -3,7 +3,7 @@
     hydra:
       callbacks:
         report:
-          _target_: experiments.callbacks.ReportCallback
+          _target_: experiments.report.callback.ReportCallback
           out_dir: results   # null: into the sweep folder, <sweep dir>/results
 """
 from __future__ import annotations
@@ -33,8 +33,8 @@ class ReportCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # imported here: Hydra builds callbacks at every start, and pandas/seaborn are slow to load
-        from experiments.collect import command_from_hydra
-        from experiments.report import run_report
+        from experiments.report.collect import command_from_hydra
+        from experiments.report.writer import run_report
 
         launch_dir = Path(OmegaConf.select(config, "hydra.runtime.cwd", default=None) or Path.cwd())
         sweep_dir = launch_dir / str(config.hydra.sweep.dir)

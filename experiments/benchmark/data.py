@@ -1,7 +1,7 @@
 """Data pipeline benchmark (on demand, not part of the tests): writes ``results/benchmark_data.md``.
 
-    python -m experiments.bench_data [--rows 1000000 10000000] [--repeats 3] [--workdir .cache/bench-data]
-    python -m experiments.bench_data --before DIR --before-name 'before (abc1234)'   # + another tree's, as before
+    python -m experiments.benchmark.data [--rows 1000000 10000000] [--repeats 3] [--workdir .cache/bench-data]
+    python -m experiments.benchmark.data --before DIR --before-name 'before (abc1234)'   # + another tree's, as before
 
 For each row count: writes a Criteo-shaped raw TSV from the synthetic generator (label, 13 integer
 fields with empty values, 26 8-hex-digit categorical fields), then, in a fresh process each time so
@@ -21,24 +21,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from experiments.benchmark.machine import cpu_seconds, environment, load_average, peak_rss_mib
+from experiments.run.config import REPO
+
 HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 BATCH_SIZE = 4096
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path("results/benchmark_data.md")
 
 
@@ -72,15 +70,6 @@ def write_criteo_tsv(path: Path, rows: int, seed: int = 0) -> None:
                 columns.append(pa.array(text, type=pa.binary(), mask=column.codes < 0).cast(pa.string()))
             writer.write_table(pa.Table.from_arrays(columns, names=names))
     temporary.rename(path)
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def datamodule(path: Path, cache_dir: Path):
@@ -128,33 +117,10 @@ STEPS = {"baseline": baseline_step, "encode": encode_step, "load": load_step}
 def run_step(step: str, path: Path, cache_dir: Path, code_root: Optional[Path] = None) -> dict:
     """One step in a fresh interpreter (its peak RSS is the step's alone), importing ``datamodules``
     from ``code_root`` when given, else from this repository."""
-    command = [sys.executable, "-m", "experiments.bench_data", "--step", step, "--file", str(path),
+    command = [sys.executable, "-m", "experiments.benchmark.data", "--step", step, "--file", str(path),
                "--cache-dir", str(cache_dir)] + (["--code-root", str(code_root)] if code_root else [])
     output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO)
     return json.loads(output.stdout.strip().splitlines()[-1])
-
-
-def load_average() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
-def environment() -> dict:
-    import pandas
-    import pyarrow
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
-        else platform.processor()
-    memory = next((int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal")), None) if Path("/proc/meminfo").exists() else None
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
-    changed = subprocess.run(["git", "status", "--porcelain", "--", "datamodules"], capture_output=True, text=True,
-                             cwd=REPO)
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory / 2**30, 1) if memory else None,
-            "python": platform.python_version(), "numpy": np.__version__, "pandas": pandas.__version__,
-            "pyarrow": pyarrow.__version__, "pyarrow_threads": pyarrow.cpu_count(),
-            "commit": commit.stdout.strip() or None, "uncommitted_datamodules": bool(changed.stdout.strip()),
-            "date_utc": datetime.now(timezone.utc).isoformat(timespec="minutes")}
 
 
 def measure(rows: int, tsv: Path, workdir: Path, repeats: int, trees: dict[str, Optional[Path]]) -> dict:
@@ -232,7 +198,8 @@ def markdown(results: list[dict], env: dict, baseline_mib: dict, command: str, t
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Time encoding and batch loading of Criteo-shaped files.")
+    parser = argparse.ArgumentParser(prog="python -m experiments.benchmark.data",
+                                     description="Time encoding and batch loading of Criteo-shaped files.")
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--repeats", type=int, default=3, help="encode runs per row count (and per tree)")
     parser.add_argument("--workdir", type=Path, default=Path(".cache/bench-data"))
@@ -275,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     given = list(argv if argv is not None else sys.argv[1:])
     if args.before:  # a folder of this machine: named, not shown
         given[given.index("--before") + 1] = "DIR"
-    report = markdown(results, env, baseline, shlex.join(["python", "-m", "experiments.bench_data", *given]), trees)
+    report = markdown(results, env, baseline, shlex.join(["python", "-m", "experiments.benchmark.data", *given]), trees)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)
     (args.workdir / "bench_data.json").write_text(json.dumps({"environment": env, "baseline_rss_mib": baseline,

@@ -13,7 +13,7 @@ from typing import Optional
 import pandas as pd
 import yaml
 
-from experiments.naming import KNOWN_LABELS
+from experiments.report.naming import KNOWN_LABELS
 
 REFERENCES_FILE = Path(__file__).with_name("references.yaml")
 

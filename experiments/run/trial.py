@@ -1,33 +1,29 @@
-"""Pruning of Optuna sweep trials: a run reports its validation objective to its trial after every
-epoch and stops training once the study's pruner gives up on it.
+"""The run's side of pruning Optuna sweep trials: a run reports its validation objective to its
+trial after every epoch and stops training once the study's pruner gives up on it.
 
 The Optuna plugin's sweeper hands a job its trial's parameters as overrides and nothing else, so a
 run cannot reach its trial the way an ``objective(trial)`` function can. Our sweeper
-(``experiments.sweeps.DistributedOptunaSweeper``, with a ``pruner`` and a storage) therefore names
+(``experiments.sweep.sweeper.DistributedOptunaSweeper``, with a ``pruner`` and a storage) therefore names
 the trial in the job's environment (``hydra.job.env_set``: study name and trial number; unlike a
 config key, the environment reaches every DDP rank the run starts and stays out of the run's
 configuration); the job reopens the trial through the storage, builds the pruner from its Hydra
 config (``hydra.sweeper.pruner``) and reports to it (``TrialPruning``). A pruned run stops training and
 finishes as any run does (best epoch restored and tested, metrics written); it marks its trial
 with the user attribute ``pruned_at_epoch``, and the sweeper tells that trial PRUNED instead of
-COMPLETE (``tell_marked_trials_pruned``).
+COMPLETE (``experiments.sweep.pruning.tell_marked_trials_pruned``).
 """
 from __future__ import annotations
 
 import functools
 import logging
 import os
-import re
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import optuna
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from optuna.trial import TrialState
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +38,6 @@ PRUNER_TARGETS = ("optuna.pruners.*", "experiments.*")
 def build_pruner(config: DictConfig | None) -> optuna.pruners.BasePruner | None:
     """The pruner of a sweeper config's ``pruner`` node; None for ``pruner: null``."""
     return None if config is None else instantiate(config, _execution_whitelist_=PRUNER_TARGETS)
-
-
-def override_value(text: str) -> str:
-    """``text`` as a Hydra override value: as it is where that parses back to it (names, paths,
-    most URLs), else quoted, with quotes and the backslashes before a quote or at the end escaped."""
-    if re.fullmatch(r"[\w./:@+-]+", text) and OverridesParser.create().parse_override(f"k={text}").value() == text:
-        return text  # not a number, bool or null either
-    return "'" + re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), text) + "'"
-
-
-def trial_env_overrides(study_name: str, trial_number: int) -> list[str]:
-    """The overrides that name a trial in its job's environment (the sweeper appends them)."""
-    return [f"++hydra.job.env_set.{STUDY_ENV}={override_value(study_name)}",
-            f"++hydra.job.env_set.{TRIAL_ENV}={trial_number}"]
 
 
 def open_sweep_trial(study_name: str, trial_number: int) -> optuna.Trial:
@@ -112,23 +94,3 @@ def sweep_trial_pruning(monitor: str) -> list[pl.Callback]:
     if study_name is None or trial_number is None:
         return []
     return [TrialPruning(functools.partial(open_sweep_trial, study_name, int(trial_number)), monitor)]
-
-
-def _marked_pruned(trial: Any) -> bool:
-    # the plugin tells ``optuna.Trial`` objects; read the mark from the storage, where the job wrote it
-    return isinstance(trial, optuna.Trial) and PRUNED_ATTR in trial.storage.get_trial_user_attrs(trial._trial_id)
-
-
-def tell_marked_trials_pruned(study: optuna.Study) -> None:
-    """Makes ``study.tell`` record a trial its run marked ``pruned_at_epoch`` as PRUNED (Optuna then
-    keeps the trial's last reported value) when told COMPLETE. The plugin's sweeper tells COMPLETE
-    every trial whose job returned; this is how a pruned run's trial gets its state."""
-    tell = study.tell
-
-    def tell_pruned_as_pruned(trial: Any, values: float | Sequence[float] | None = None,
-                              state: TrialState | None = None, skip_if_finished: bool = False):
-        if state in (None, TrialState.COMPLETE) and _marked_pruned(trial):
-            state, values = TrialState.PRUNED, None
-        return tell(trial, values, state, skip_if_finished)
-
-    study.tell = tell_pruned_as_pruned

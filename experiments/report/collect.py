@@ -17,7 +17,7 @@ from typing import Any, Iterable, Optional
 import pandas as pd
 import yaml
 
-from experiments.naming import label_sort_key, model_label
+from experiments.report.naming import label_sort_key, model_label
 
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"

@@ -1,18 +1,18 @@
-"""Optuna sweep plumbing shared by run.py and the Hydra config.
+"""The Optuna sweeper and its storage plumbing (``hydra/sweeper=distributed_optuna``).
 
-- ``objective_direction``: the one place that knows which metrics are maximised; the config
-  derives the sweeper's ``direction`` and the checkpoint/early-stopping ``mode`` from it.
-- ``layers``: rebuilds an MLP's ``hidden_units`` from a swept width and depth.
 - ``resumable_tpe``: the sweeps' sampler, TPE whose trial k draws with seed ``seed + k``
   (``TrialSeededSampler``), so a resumed study draws new trials and concurrent workers never
   share a random stream.
-- ``DistributedOptunaSweeper``: the Optuna plugin's sweeper (``hydra/sweeper=distributed_optuna``)
-  made safe for many worker processes on one study: heartbeats, stale trials failed and retried,
-  run folders named by trial number; plus pruning of bad trials (``experiments.pruning``) and a
-  time limit.
+- ``DistributedOptunaSweeper``: the Optuna plugin's sweeper made safe for many worker processes
+  on one study: heartbeats, stale trials failed and retried, run folders named by trial number;
+  plus pruning of bad trials (``experiments.sweep.pruning``) and a time limit.
 - ``PrepareStorage``: a Hydra callback that creates the folder of a SQLite study file before the
   sweeper opens it (SQLite does not create folders, and the sweeper opens the study before any
-  job folder exists).
+  job folder exists). ``conf/config.yaml`` lists it, so Hydra imports this module at every start,
+  before it builds a sweeper: that import registers ``DistributedOptunaSweeper`` as a plugin.
+
+The config resolvers the search spaces use (``objective_direction``, ``layers``) are registered by
+``experiments.run.config``: a job resolves its config in processes that never load the sweeper.
 """
 from __future__ import annotations
 
@@ -39,43 +39,15 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from experiments.pruning import build_pruner, tell_marked_trials_pruned, trial_env_overrides
+from experiments.run.trial import build_pruner
+from experiments.sweep.pruning import tell_marked_trials_pruned, trial_env_overrides
 
 log = logging.getLogger(__name__)
-
-MAXIMISED = ("val/auc",)
-MINIMISED = ("val/logloss",)
 
 # The trial attribute that names the worker process which ran it ("host:pid").
 WORKER_ATTR = "worker"
 # Where a sampler config may point: Optuna's samplers, the plugin's factories, and ours.
 SAMPLER_TARGETS = ("optuna.samplers.*", "hydra_plugins.hydra_optuna_sweeper.*", "experiments.*")
-
-
-def objective_direction(objective: str) -> str:
-    """``'maximize'`` or ``'minimize'`` for a metric the models log; a clear error otherwise."""
-    if objective in MAXIMISED:
-        return "maximize"
-    if objective in MINIMISED:
-        return "minimize"
-    raise ValueError(f"objective {objective!r} is not a validation metric the models log; "
-                     f"choose one of {', '.join(MAXIMISED + MINIMISED)}")
-
-
-def objective_mode(objective: str) -> str:
-    """Lightning's spelling of the direction (for ModelCheckpoint / EarlyStopping)."""
-    return objective_direction(objective)[:3]
-
-
-def layers(width: int, depth: int) -> list[int]:
-    """``hidden_units`` of an MLP swept as width x depth: ``layers(400, 3) == [400, 400, 400]``."""
-    return [int(width)] * int(depth)
-
-
-def register_resolvers() -> None:
-    for name, resolver in (("objective_direction", objective_direction), ("layers", layers)):
-        if not OmegaConf.has_resolver(name):
-            OmegaConf.register_resolver(name, resolver)
 
 
 def sqlite_path(storage: str | None) -> Path | None:
@@ -217,7 +189,7 @@ class DistributedOptunaSweeper(OptunaSweeperImpl):
       into each other's runs;
     - each trial records the worker that ran it (user attribute ``worker``: ``host:pid``);
     - with a ``pruner``, each job reports its validation objective every epoch and stops when the
-      pruner gives up on it; its trial is then told PRUNED (see ``experiments.pruning``);
+      pruner gives up on it; its trial is then told PRUNED (see ``experiments.run.trial``);
     - with a ``timeout`` (seconds), no new batch of trials is asked once this worker has swept
       that long; the trials running then finish.
 
@@ -328,7 +300,6 @@ class PrepareStorage(Callback):
             path.parent.mkdir(parents=True, exist_ok=True)
 
 
-register_resolvers()
 # Hydra finds plugins in the `hydra_plugins` namespace package or through entry points; this one
-# lives in the project, so importing this module (run.py does) registers it.
+# lives in the project, so importing this module (the PrepareStorage callback does) registers it.
 Plugins.instance().register(DistributedOptunaSweeper)

@@ -1,10 +1,10 @@
 """The tuned comparison: every model tuned with the same budget on the validation split, then each
 model's best configuration re-run with several seeds and reported on the test split.
 
-    python -m experiments.tuned                               # conf/tuned.yaml: the paper's nine models
-    python -m experiments.tuned 'models=[lr,fm,deepfm]' trials=50 'seeds=[0,1,2,3,4]'
-    python -m experiments.tuned 'overrides=[data=criteo,data.source.path=/data/criteo/train.txt]'
-    python -m experiments.tuned 'stages=[search]'             # stage 1 only
+    python -m experiments.sweep.tuned                               # conf/tuned.yaml: the paper's nine models
+    python -m experiments.sweep.tuned 'models=[lr,fm,deepfm]' trials=50 'seeds=[0,1,2,3,4]'
+    python -m experiments.sweep.tuned 'overrides=[data=criteo,data.source.path=/data/criteo/train.txt]'
+    python -m experiments.sweep.tuned 'stages=[search]'             # stage 1 only
 
 Arguments are ``key=value`` over conf/tuned.yaml, which explains each key. The stages run as the
 commands a user could type, each printed before it runs:
@@ -42,12 +42,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from optuna.trial import FrozenTrial, TrialState
 
-from experiments.collect import METRICS_FILE
-from experiments.naming import label_sort_key, model_label
-from experiments.pruning import override_value
+from experiments.report.collect import METRICS_FILE
+from experiments.report.naming import label_sort_key, model_label
+from experiments.run.config import CONF, RUN_SCRIPT, compose_config
+from experiments.sweep.pruning import override_value
 
-REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
 STAGES = ("search", "final", "report")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # The multiruns' own report is left out: stage 3 reports every model at once.
@@ -138,7 +137,6 @@ class Tuned:
 
 def compose_run_config(overrides: Sequence[str]) -> DictConfig:
     """run.py's config under ``overrides`` (not resolved)."""
-    from run import compose_config
     try:
         return compose_config(overrides)
     except HydraException as err:
@@ -163,15 +161,15 @@ def resolve(config: DictConfig) -> Tuned:
 
 
 def _display(words: Sequence[str]) -> str:
-    script = os.path.relpath(REPO / "run.py")
-    return shlex.join(["python", str(REPO / "run.py") if script.startswith("..") else script, *words])
+    script = os.path.relpath(RUN_SCRIPT)
+    return shlex.join(["python", str(RUN_SCRIPT) if script.startswith("..") else script, *words])
 
 
 def launch(tuned: Tuned, words: list[str], what: str) -> None:
     """Runs ``python run.py <words>``, printed first; a failure stops the protocol."""
     print(f"\n+ {_display(words)}", flush=True)
     tuned.launched.append(words)
-    returncode = subprocess.run([sys.executable, str(REPO / "run.py"), *words], check=False).returncode
+    returncode = subprocess.run([sys.executable, str(RUN_SCRIPT), *words], check=False).returncode
     if returncode:
         raise ProtocolError(f"{what} failed (exit status {returncode}); fix the cause and re-run the same "
                             f"command: finished trials and runs are kept")
@@ -288,7 +286,7 @@ def best_params_markdown(table: pd.DataFrame, tuned: Tuned) -> str:
 
 def write_best_params(tuned: Tuned) -> list[Path]:
     """best_params.{md,csv} into the dataset's folder of the report."""
-    from experiments.report import BEST_PARAMS_FILE, folder_name
+    from experiments.report.writer import BEST_PARAMS_FILE, folder_name
 
     table = best_params_table(tuned)
     folder = tuned.results / folder_name(tuned.data)
@@ -302,7 +300,7 @@ def write_best_params(tuned: Tuned) -> list[Path]:
 def report(tuned: Tuned, command: str) -> None:
     """Stage 3: tables and plots of the final runs of each model's current best trial, the studies'
     figures, and the best hyperparameters; the README is rebuilt last so that it shows them."""
-    from experiments.report import run_report, write_readme
+    from experiments.report.writer import run_report, write_readme
 
     folders = [final_folder(tuned, model, best_trial(tuned, model)) for model in tuned.models]
     note = (f"Tuned comparison: each model's hyperparameters searched by Optuna ({tuned.config.trials} trials per "
@@ -315,7 +313,7 @@ def report(tuned: Tuned, command: str) -> None:
     print("\n" + written[0].read_text(encoding="utf-8"))
 
 
-def run_protocol(config: DictConfig, command: str = "python -m experiments.tuned") -> Tuned:
+def run_protocol(config: DictConfig, command: str = "python -m experiments.sweep.tuned") -> Tuned:
     """The stages of ``config.stages``, in order; returns the invocation, with what it launched."""
     tuned = resolve(config)
     tuned.out.mkdir(parents=True, exist_ok=True)  # SQLite creates no folders
@@ -340,7 +338,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(__doc__)
         return 0
     try:
-        run_protocol(load_config(argv), command=shlex.join(["python", "-m", "experiments.tuned", *argv]))
+        run_protocol(load_config(argv), command=shlex.join(["python", "-m", "experiments.sweep.tuned", *argv]))
     except ProtocolError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -1,0 +1,10 @@
+"""On-demand benchmarks (never part of the tests): their numbers go to ``results/benchmark*.md``.
+
+- ``python -m experiments.benchmark``: training throughput per model against this machine's
+  matmul roofline, the Trainer against a bare loop (``workload``, ``throughput``, ``report``);
+- ``python -m experiments.benchmark.data``: encoding and loading rates of Criteo-format files;
+- ``python -m experiments.benchmark.scale``: the app on a full-Criteo-sized file, wall time and memory;
+- ``machine``: what every benchmark records of the machine and of its processes.
+
+May import ``experiments.run``, ``models`` and ``datamodules``.
+"""

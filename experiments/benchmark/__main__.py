@@ -1,0 +1,82 @@
+"""``python -m experiments.benchmark``: the training-throughput benchmark (see
+``experiments.benchmark.throughput`` for what is measured and how).
+
+    python -m experiments.benchmark                                 # the defaults below, a few minutes
+    python -m experiments.benchmark --models deepfm --steps 20 --repeats 7
+    python -m experiments.benchmark --models deepfm,deepfm:adam     # row-sparse against dense Adam
+    python -m experiments.benchmark --encode-rows 10000000          # the 10M-row encoding target
+
+Writes ``<out>/benchmark.md`` and ``<out>/benchmark.csv`` (one row per measured value).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+from experiments.benchmark.report import Report, or_na
+from experiments.benchmark.throughput import in_subprocess, measure_data, measure_lightning, measure_model
+from experiments.benchmark.workload import DEFAULT_OPTIM, Workload
+
+DEFAULT_MODELS = "deepfm,deepfm:adam,lr,fm,fnn,ipnn,opnn,pnn_star,lr_dnn,fm_dnn,ffm,dnn,wide_deep,dcn,xdeepfm"
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m experiments.benchmark",
+                                     description="The training-throughput benchmark")
+    parser.add_argument("--models", default=DEFAULT_MODELS,
+                        help=f"comma-separated model[:optim] (optim default {DEFAULT_OPTIM}); '' for none")
+    parser.add_argument("--lightning-models", default="deepfm", help="model[:optim] to run under the Trainer too")
+    parser.add_argument("--num-ids", type=int, default=1_000_000, help="vocabulary size over all fields")
+    parser.add_argument("--rows", type=int, default=1 << 17, help="in-memory training rows")
+    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (medians are reported)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile each model first")
+    parser.add_argument("--encode-rows", type=int, default=1_000_000,
+                        help="rows of the Criteo-format file to encode and load; 0 skips")
+    parser.add_argument("--workdir", type=Path, default=Path(".cache/benchmark"), help="scratch for data files")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="folder for benchmark.{md,csv}")
+    parser.add_argument("--task", choices=["model", "lightning"], help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    parser.add_argument("--workload", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> Report:
+    args = parse_args(argv)
+    if args.task:  # a child process: one measurement, as JSON on the last line of stdout
+        workload = Workload(**json.loads(args.workload))
+        task = measure_model if args.task == "model" else measure_lightning
+        print(json.dumps(task(args.spec, workload)))
+        return None
+    workload = Workload(num_ids=args.num_ids, rows=args.rows, batch_size=args.batch_size, threads=args.threads,
+                        warmup=args.warmup, steps=args.steps, repeats=args.repeats, compile=args.compile)
+    report = Report(workload, "python -m experiments.benchmark " + " ".join(sys.argv[1:] if argv is None else argv))
+    report.note_load("start")
+    for spec in filter(None, args.models.split(",")):
+        report.models.append(in_subprocess("model", spec, workload))
+        m = report.models[-1]
+        print(f"{spec}: {m['train_samples_per_s']:,.0f} train samples/s, "
+              f"roofline {or_na(m['roofline_fraction'], '.0%')}", flush=True)
+    for spec in filter(None, args.lightning_models.split(",")):
+        report.lightning.append(in_subprocess("lightning", spec, workload))
+        print(f"{spec} under Lightning: " + ", ".join(
+            f"{s['setting']} x{s['ratio_to_bare']:.2f}" for s in report.lightning[-1]["settings"]), flush=True)
+    report.note_load("after models")
+    if args.encode_rows:
+        report.data = measure_data(args.encode_rows, args.workdir)
+        print(f"data: encode {report.data['encode']['rows_per_second']:,} rows/s", flush=True)
+        report.note_load("after data")
+    report.write(args.out)
+    print(f"wrote {args.out / 'benchmark.md'} and {args.out / 'benchmark.csv'}")
+    return report
+
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""What the benchmarks record of the machine and of their own processes: CPU, memory, load, versions."""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from experiments.run.config import REPO
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def environment() -> dict:
+    import pandas
+    import pyarrow
+
+    cpu = cpu_name()
+    memory = next((int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal")), None) if Path("/proc/meminfo").exists() else None
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
+    changed = subprocess.run(["git", "status", "--porcelain", "--", "datamodules"], capture_output=True, text=True,
+                             cwd=REPO)
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory / 2**30, 1) if memory else None,
+            "python": platform.python_version(), "numpy": np.__version__, "pandas": pandas.__version__,
+            "pyarrow": pyarrow.__version__, "pyarrow_threads": pyarrow.cpu_count(),
+            "commit": commit.stdout.strip() or None, "uncommitted_datamodules": bool(changed.stdout.strip()),
+            "date_utc": datetime.now(timezone.utc).isoformat(timespec="minutes")}

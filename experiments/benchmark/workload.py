@@ -1,0 +1,136 @@
+"""The benchmark's workload: a Criteo-shaped schema, id rows, the loader that serves them the way
+``CTRDataModule`` does, and models built from the app's own configs."""
+from __future__ import annotations
+
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from datamodules.cache import SplitArrays
+from datamodules.ctr import ShuffledBatches, SplitBatches
+from datamodules.schema import Batch, Schema
+
+DEFAULT_OPTIM = "lazy_adam"
+
+# Criteo's 26 categorical cardinalities in the whole Kaggle train.txt (as commonly reported), C1..C26.
+CRITEO_RAW_CARDINALITIES = (1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593,
+                            3194, 27, 14992, 5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105,
+                            142572)
+# log_square buckets of Criteo's 13 integer fields (tens each; their exact counts barely matter here).
+CRITEO_INTEGER_BUCKETS = (64, 100, 128, 48, 220, 100, 72, 64, 100, 8, 32, 56, 64)
+ZIPF_EXPONENT = 1.2  # of the id frequencies within a field: a few head ids, a long tail
+POSITIVE_RATE = 0.25
+
+
+def criteo_schema(num_ids: int) -> Schema:
+    """39 sparse fields, integers first, totalling about ``num_ids`` ids.
+
+    A min-count trims the long-tailed fields most, so the categorical cardinalities are Criteo's
+    raw ones capped at one common ceiling, chosen so that everything sums to ``num_ids``."""
+    fixed = sum(CRITEO_INTEGER_BUCKETS)
+    if num_ids < fixed + len(CRITEO_RAW_CARDINALITIES):
+        raise ValueError(f"num_ids must be at least {fixed + len(CRITEO_RAW_CARDINALITIES)}, got {num_ids}")
+    raw = np.array(CRITEO_RAW_CARDINALITIES)
+    low, high = 1, int(raw.max())
+    while low < high:  # the largest ceiling that keeps the total within num_ids
+        ceiling = (low + high + 1) // 2
+        low, high = (ceiling, high) if fixed + np.minimum(raw, ceiling).sum() <= num_ids else (low, ceiling - 1)
+    fields = [(f"I{i + 1}", "numeric", v) for i, v in enumerate(CRITEO_INTEGER_BUCKETS)]
+    fields += [(f"C{i + 1}", "categorical", int(v)) for i, v in enumerate(np.minimum(raw, low))]
+    return Schema.build(fields)
+
+
+def id_rows(schema: Schema, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(x int32 [rows, F] global ids, y float32 [rows])``: Zipf-distributed ids per field (the
+    encoder numbers values by frequency, so low local ids are the frequent ones); random labels."""
+    rng = np.random.default_rng(seed)
+    sizes = np.array([f.vocab_size for f in schema.sparse_fields])
+    offsets = np.array([f.offset for f in schema.sparse_fields])
+    local = (rng.zipf(ZIPF_EXPONENT, size=(rows, len(sizes))) - 1) % sizes
+    x = (local + offsets).astype(np.int32)
+    y = (rng.random(rows) < POSITIVE_RATE).astype(np.float32)
+    return x, y
+
+
+def as_is(batch: Batch) -> Batch:
+    return batch
+
+
+def split_loader(folder: Path, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> DataLoader:
+    """Writes ``x``, ``y`` as a cache split into ``folder`` and serves it the way
+    ``CTRDataModule.train_dataloader`` does (memory-mapped, shuffled sorted slices): yields ``Batch``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "x.npy", x)
+    np.save(folder / "y.npy", y)
+    arrays = SplitArrays.open(folder)
+    return DataLoader(SplitBatches(arrays), batch_size=None, collate_fn=as_is,
+                      sampler=ShuffledBatches(arrays.num_rows, batch_size, seed, drop_last=True))
+
+
+def endless(loader: DataLoader) -> Iterator[Batch]:
+    """The loader's batches, epoch after epoch."""
+    while True:
+        yield from loader
+
+
+# -- models as run.py builds them ------------------------------------------------------------------
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``"model[:optim]"`` -> ``(model, optim)``, the optimiser defaulting to ``DEFAULT_OPTIM``."""
+    model, _, optim = spec.partition(":")
+    return model, optim or DEFAULT_OPTIM
+
+
+def build_model(spec: str, schema: Schema, seed: int):
+    """``(model, cfg)``: ``conf/model/<model>`` + ``conf/optim/<optim>`` instantiated like ``run.py``.
+    FNN's FM pre-training is a separate stage and is left out (``pretrain_epochs=0``)."""
+    from hydra.utils import instantiate
+
+    from experiments.run.config import TRUSTED_TARGETS, compose_config
+    model, optim = parse_spec(spec)
+    overrides = [f"model={model}", f"optim={optim}"] + (["model.pretrain_epochs=0"] if model == "fnn" else [])
+    cfg = compose_config(overrides)
+    torch.manual_seed(seed)
+    module = instantiate(cfg.model, schema=schema, monitor=cfg.objective, **cfg.optim, _convert_="all",
+                         _execution_whitelist_=TRUSTED_TARGETS)
+    return module, cfg
+
+
+def compiled(model: nn.Module, workload: "Workload") -> nn.Module:
+    """``model``, compiled in place (``nn.Module.compile``) when the workload asks for it."""
+    if workload.compile:
+        model.compile()
+    return model
+
+
+@dataclass
+class Workload:
+    """What every measurement of one run shares."""
+
+    num_ids: int
+    rows: int
+    batch_size: int
+    threads: int
+    warmup: int
+    steps: int
+    repeats: int
+    seed: int = 0
+    compile: bool = False
+
+
+@contextmanager
+def prepared(workload: Workload) -> Iterator[tuple[Schema, DataLoader]]:
+    """Sets the threads; yields the schema and a loader over freshly written id rows."""
+    torch.set_num_threads(workload.threads)
+    schema = criteo_schema(workload.num_ids)
+    x, y = id_rows(schema, workload.rows, workload.seed)
+    with tempfile.TemporaryDirectory() as scratch:
+        yield schema, split_loader(Path(scratch), x, y, workload.batch_size, workload.seed)

@@ -1,0 +1,12 @@
+"""Results: run folders -> ``results/<dataset>/table.{md,csv,tex}``, plots and ``results/README.md``.
+
+- ``collect``: read finished run folders into one DataFrame (and the runs left out, with reasons);
+- ``tables``: one table per dataset (means over seeds, the oracle and the published reference);
+- ``plots``: the seaborn figures beside each table;
+- ``references``/``references.yaml``: published numbers to compare with;
+- ``naming``: the models' printed names and order;
+- ``writer``: the whole report, ``python -m experiments.report``;
+- ``callback``: the Hydra callback that reports a multirun when it ends.
+
+Imports nothing else of ``experiments``: reports can be made where no model can be trained.
+"""

@@ -1,0 +1,12 @@
+"""What one run does around ``fit``: ``python run.py`` is ``train`` inside a Hydra job.
+
+- ``config``: where the configs live, what they may instantiate, ``compose_config`` for tools and
+  tests, and the resolvers the configs use;
+- ``train``: fit, restore the best epoch, validate, test, write ``metrics.json``;
+- ``objective``: which validation metrics are optimised, and in which direction;
+- ``history``: ``history.csv``, one row per epoch, and the training throughput;
+- ``ddp``: one DDP world per run, also inside multiruns;
+- ``trial``: a sweep trial's pruning, reported to its study after every epoch.
+
+May import ``models`` and ``datamodules``, never the other rooms of ``experiments``.
+"""
