@@ -14,6 +14,7 @@ from datamodules.ctr import eval_block_rows
 from datamodules.schema import Batch, Schema
 from models.layers.embedding import FeatureEmbedding, IdTable, LinearLogit
 from models.metrics import auc, logloss
+from models.init import check_init, initialize
 from models.optim import OPTIMIZER_KEYS, SPARSE_OPTIMIZERS, build_optimizer
 
 _NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)
@@ -53,32 +54,41 @@ class CTRModule(pl.LightningModule):
     """Base of every model: subclasses build layers from ``schema`` and define ``forward(batch) -> [B]``
     logits; everything else lives here and is set by the arguments below (no other defaults).
 
-    Objective: mean BCE-with-logits + ``embedding_l2 * sum_{tables} mean_b sum_{rows read by b}
-    ||row||^2`` over the id tables (embeddings, first-order and cross-product weights; only the
-    rows a batch reads, see ``IdTable.squared_norm``) + ``weight_l2 * sum ||W||^2`` over network
-    weights (every parameter outside an id table except biases and normalisation layers).
+    Objective: mean BCE-with-logits plus four optional L2 terms, two of each form:
+
+    - ``embedding_l2 * sum_{tables} mean_b sum_{rows read by b} ||row||^2`` over the id tables
+      (embeddings, first-order and cross-product weights; only the rows a batch reads, once per
+      example that reads them, see ``IdTable.squared_norm``), and ``weight_l2 * sum ||W||^2``
+      over network weights (every parameter outside an id table except biases and normalisation
+      layers): ctr-bench's own regularisers, whose cost per step is one gather of the batch;
+    - ``embedding_table_l2 / 2 * sum_{tables} ||E||^2`` over every row of every id table, read by
+      the batch or not, and ``net_l2 / 2 * sum ||p||^2`` over every other parameter, biases and
+      normalisation layers included: FuxiCTR's ``embedding_regularizer`` and ``net_regularizer``
+      (so BARS's), whose gradient is ``embedding_table_l2 * E`` on every row at every step. It is
+      dense, so it cannot be combined with ``sparse_embeddings``.
 
     Metrics: predictions of a whole validation/test split are kept on the device during the epoch
     and scored once at its end with exact ``auc``/``logloss``: ``val/auc``, ``val/logloss``,
-    ``test/auc``, ``test/logloss``; plus ``train/loss`` (the objective) and ``train/logloss``
+    ``val/auc_minus_logloss``, ``test/auc``, ``test/logloss``; plus ``train/loss`` (the objective) and ``train/logloss``
     per step. Under DDP each rank predicts an equal, contiguous block of the split (see
     ``datamodules.ctr.ContiguousBatches``); the blocks are all-gathered and the padding that made
     them equal is dropped, so the metrics are over exactly the split's rows, in stored order.
 
     Optimisation: ``optimizer`` in adam | lazy_adam | adagrad | sgd | ftrl at learning rate ``lr``
-    (FTRL's alpha), each reading its own ``<name>_*`` keys (lazy_adam reads ``adam_*``). ``lr`` is
-    multiplied by ``lr_decay_factor`` (ReduceLROnPlateau, not below ``lr_decay_min_lr``) when
-    ``monitor`` has not improved for ``lr_decay_patience`` validations; ``lr_decay_factor`` 1 or
-    None turns that off. The direction follows the metric: AUC is maximised, anything else minimised.
-    ``sparse_embeddings`` gives id tables sparse gradients (lazy_adam, adagrad, sgd, ftrl only):
-    a step then updates only the rows its batch read (see ``models.optim.LazyAdam``).
+    (FTRL's alpha), each reading its own ``<name>_*`` keys (lazy_adam reads ``adam_*``). The
+    learning-rate schedule and early stopping are the run's, not the model's
+    (``experiments.run.plateau``). ``sparse_embeddings`` gives id tables sparse gradients
+    (lazy_adam, adagrad, sgd, ftrl only): a step then updates only the rows its batch read (see
+    ``models.optim.LazyAdam``).
+
+    Initialisation: each layer's own (see the model's docstring), unless ``init`` says otherwise;
+    ``reset_parameters()`` applies it (``models.init``).
     """
 
     def __init__(self, schema: Schema, *, optimizer: str = "adam", lr: float = 1e-3,
                  embedding_l2: float = 0.0, weight_l2: float = 0.0,
-                 lr_decay_factor: Optional[float] = 0.1, lr_decay_patience: int = 1,
-                 lr_decay_min_lr: float = 0.0, monitor: str = "val/auc",
-                 sparse_embeddings: bool = False,
+                 embedding_table_l2: float = 0.0, net_l2: float = 0.0,
+                 sparse_embeddings: bool = False, init: Optional[dict] = None,
                  adam_beta1: float = 0.9, adam_beta2: float = 0.999, adam_eps: float = 1e-8,
                  adagrad_initial_accumulator: float = 0.0, adagrad_eps: float = 1e-10,
                  sgd_momentum: float = 0.0,
@@ -91,6 +101,10 @@ class CTRModule(pl.LightningModule):
         if sparse_embeddings and optimizer not in SPARSE_OPTIMIZERS:
             raise ValueError(f"sparse_embeddings=True needs an optimizer with a sparse update "
                              f"{SPARSE_OPTIMIZERS}, not {optimizer!r}")
+        if sparse_embeddings and embedding_table_l2:
+            raise ValueError("embedding_table_l2 penalises every row of the id tables at every step, so their "
+                             "gradients are dense: it needs sparse_embeddings=False (e.g. optim=adam)")
+        check_init(init)
         self.save_hyperparameters(ignore=["schema"])
         self.schema = schema
         self.sparse_embeddings = sparse_embeddings
@@ -110,13 +124,17 @@ class CTRModule(pl.LightningModule):
         """A ``[B, F, dim]`` embedding of this schema's fields."""
         return FeatureEmbedding(self.schema, dim, init_std=init_std, sparse=self.sparse_embeddings)
 
-    def linear_logit(self) -> LinearLogit:
-        """The first-order part ``w0 + sum of weights``, ``[B]``."""
-        return LinearLogit(self.schema, sparse=self.sparse_embeddings)
+    def linear_logit(self, bias: bool = True) -> LinearLogit:
+        """The first-order part ``w0 + sum of weights`` (``w0`` only with ``bias``), ``[B]``."""
+        return LinearLogit(self.schema, sparse=self.sparse_embeddings, bias=bias)
 
     # -- objective -------------------------------------------------------------------------
     def id_tables(self) -> list[IdTable]:
         return [m for m in self.modules() if isinstance(m, IdTable)]
+
+    def id_table_parameters(self) -> list[nn.Parameter]:
+        """Every parameter of the id tables (their rows and the dense fields' vectors)."""
+        return [p for table in self.id_tables() for p in table.parameters()]
 
     def network_weights(self) -> list[nn.Parameter]:
         excluded = {id(p) for m in self.modules() if isinstance(m, (IdTable, *_NORM_LAYERS))
@@ -124,13 +142,23 @@ class CTRModule(pl.LightningModule):
         return [p for name, p in self.named_parameters()
                 if id(p) not in excluded and name.rsplit(".", 1)[-1] != "bias"]
 
+    def non_table_parameters(self) -> list[nn.Parameter]:
+        """Every parameter outside the id tables, biases and normalisation layers included."""
+        tables = {id(p) for p in self.id_table_parameters()}
+        return [p for p in self.parameters() if id(p) not in tables]
+
     def penalty(self, batch: Batch) -> torch.Tensor:
-        """The L2 terms of the objective: ``[]`` scalar (a zero tensor when both are off)."""
+        """The L2 terms of the objective: ``[]`` scalar (a zero tensor when all are off)."""
         total = torch.zeros((), device=batch.y.device)
-        if self.hparams.embedding_l2:
-            total = total + self.hparams.embedding_l2 * sum(t.squared_norm(batch) for t in self.id_tables())
-        if self.hparams.weight_l2:
-            total = total + self.hparams.weight_l2 * sum(p.pow(2).sum() for p in self.network_weights())
+        hp = self.hparams
+        if hp.embedding_l2:
+            total = total + hp.embedding_l2 * sum(t.squared_norm(batch) for t in self.id_tables())
+        if hp.weight_l2:
+            total = total + hp.weight_l2 * sum(p.pow(2).sum() for p in self.network_weights())
+        if hp.embedding_table_l2:
+            total = total + hp.embedding_table_l2 / 2 * sum(p.pow(2).sum() for p in self.id_table_parameters())
+        if hp.net_l2:
+            total = total + hp.net_l2 / 2 * sum(p.pow(2).sum() for p in self.non_table_parameters())
         return total
 
     def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,8 +213,11 @@ class CTRModule(pl.LightningModule):
         labels = labels.cpu()
         # Every rank scores the same gathered split, so the values are already equal on all ranks:
         # no sync_dist (averaging equal numbers would only cost a collective per metric).
-        self.log(f"{split}/auc", auc(labels, probabilities), prog_bar=True)
-        self.log(f"{split}/logloss", logloss(labels, probabilities), prog_bar=True)
+        split_auc, split_logloss = auc(labels, probabilities), logloss(labels, probabilities)
+        self.log(f"{split}/auc", split_auc, prog_bar=True)
+        self.log(f"{split}/logloss", split_logloss, prog_bar=True)
+        if split == "val":  # the objective BARS's Criteo_x4 runs select epochs by
+            self.log("val/auc_minus_logloss", split_auc - split_logloss)
 
     def _rows_this_rank_scores(self, split: str) -> Optional[int]:
         real_rows = self._real_rows_per_rank(split)
@@ -223,19 +254,13 @@ class CTRModule(pl.LightningModule):
         return build_optimizer(self.parameters() if params is None else params,
                                self.hparams.optimizer, self.hparams.lr, **options)
 
-    def configure_optimizers(self):
-        optimizer = self.build_optimizer()
-        factor = self.hparams.lr_decay_factor
-        if factor is None or factor == 1.0:
-            return optimizer
-        monitor = self.hparams.monitor
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max" if monitor.endswith("auc") else "min", factor=factor,
-            patience=self.hparams.lr_decay_patience, min_lr=self.hparams.lr_decay_min_lr)
-        # not strict: a fit without validation warns instead of failing after its first epoch
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": "epoch",
-                                 "frequency": 1, "strict": False}}
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.build_optimizer()
+
+    def reset_parameters(self) -> None:
+        """Draw the parameters again as ``init`` says; nothing when it says nothing (each layer
+        keeps the values it was built with)."""
+        initialize(self, self.id_tables(), **(self.hparams.init or {}))
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,
                                     gradient_clip_algorithm=None) -> None:

@@ -80,18 +80,19 @@ class XDeepFM(CTRModule):
     """xDeepFM (Lian et al. 2018): ``y = w0 + sum_i w[x_i] + w_cin^T CIN(e) + MLP([e_1..e_F])``,
     CIN and DNN on the same embeddings ``e``.
 
-    Our choices: CIN sizes 200-200-200 and ``split_half`` (see ``CIN``); the CIN head has no bias
-    (``w0`` is the model's one).
+    Our choices: CIN sizes 200-200-200 and ``split_half`` (see ``CIN``), without biases in its
+    maps unless ``cin_bias``; the CIN head has no bias (``w0`` is the model's one).
     """
 
     def __init__(self, schema: Schema, *, cin_layer_sizes: Sequence[int] = (200, 200, 200),
-                 cin_split_half: bool = True, embedding_dim: int = 10, embedding_init_std: float = 0.01,
+                 cin_split_half: bool = True, cin_bias: bool = False, embedding_dim: int = 10,
+                 embedding_init_std: float = 0.01,
                  hidden_units: Sequence[int] = (400, 400, 400), activation: str = "relu",
                  dropout: float = 0.5, batch_norm: bool = False, **optim_kwargs):
         super().__init__(schema, **optim_kwargs)
         self.linear = self.linear_logit()
         self.embedding = self.feature_embedding(embedding_dim, embedding_init_std)
-        self.cin = CIN(schema.num_fields, cin_layer_sizes, split_half=cin_split_half)
+        self.cin = CIN(schema.num_fields, cin_layer_sizes, split_half=cin_split_half, bias=cin_bias)
         self.cin_head = nn.Linear(self.cin.output_dim, 1, bias=False)
         self.dnn = MLP(schema.num_fields * embedding_dim, hidden_units, activation=activation,
                        dropout=dropout, batch_norm=batch_norm)

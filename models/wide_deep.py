@@ -16,19 +16,38 @@ from models.layers import MLP, CrossProductLogit, FMInteraction, all_sparse_pair
 
 class LRDNN(CTRModule):
     """LR&DNN (Wide & Deep, Cheng et al. 2016, with an LR wide part):
-    ``y = w0 + sum_i w[x_i] + MLP([e_1..e_F])``; the DNN has its own embedding."""
+    ``y = w0 + sum_i w[x_i] + MLP([e_1..e_F])``; the DNN has its own embedding.
 
-    def __init__(self, schema: Schema, *, embedding_dim: int = 10, embedding_init_std: float = 0.01,
-                 hidden_units: Sequence[int] = (400, 400, 400), activation: str = "relu",
-                 dropout: float = 0.5, batch_norm: bool = False, **optim_kwargs):
+    ``cross_fields`` adds cross-product features to the wide part (``WideDeep``; none here).
+    ``linear_bias`` False drops ``w0``, leaving the MLP's output bias the model's only one (as
+    BARS's WideDeep, which is this model).
+    """
+
+    def __init__(self, schema: Schema, *, cross_fields: Union[str, Sequence[Sequence[str]]] = (),
+                 cross_buckets: int = 10000, linear_bias: bool = True, embedding_dim: int = 10,
+                 embedding_init_std: float = 0.01, hidden_units: Sequence[int] = (400, 400, 400),
+                 activation: str = "relu", dropout: float = 0.5, batch_norm: bool = False, **optim_kwargs):
         super().__init__(schema, **optim_kwargs)
-        self.linear = self.linear_logit()
+        pairs = cross_pairs(schema, cross_fields)
+        self.linear = self.linear_logit(bias=linear_bias)
+        self.crosses = CrossProductLogit(schema, pairs, cross_buckets, sparse=self.sparse_embeddings) \
+            if pairs else None
         self.dnn_embedding = self.feature_embedding(embedding_dim, embedding_init_std)
         self.dnn = MLP(schema.num_fields * embedding_dim, hidden_units, activation=activation,
                        dropout=dropout, batch_norm=batch_norm)
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return self.linear(batch) + self.dnn(self.dnn_embedding(batch).flatten(1)).squeeze(1)
+        wide = self.linear(batch) if self.crosses is None else self.linear(batch) + self.crosses(batch)
+        return wide + self.dnn(self.dnn_embedding(batch).flatten(1)).squeeze(1)
+
+
+def cross_pairs(schema: Schema, cross_fields: Union[str, Sequence[Sequence[str]]]) -> list[tuple[str, str]]:
+    """``"all"`` (every pair of sparse fields) or a list of ``[field_a, field_b]`` name pairs."""
+    if isinstance(cross_fields, str):
+        if cross_fields != "all":
+            raise ValueError(f"cross_fields {cross_fields!r}: a list of field-name pairs or 'all'")
+        return all_sparse_pairs(schema)
+    return [tuple(str(name) for name in pair) for pair in cross_fields]
 
 
 class FMDNN(CTRModule):
@@ -51,9 +70,9 @@ class FMDNN(CTRModule):
         return fm_logit + self.dnn(self.dnn_embedding(batch).flatten(1)).squeeze(1)
 
 
-class WideDeep(CTRModule):
+class WideDeep(LRDNN):
     """Wide & Deep (Cheng et al. 2016): ``y = LR + sum_{(a,b) in crosses} w[cross(x_a, x_b)] +
-    MLP([e_1..e_F])``.
+    MLP([e_1..e_F])``: LR&DNN with cross-product features on the wide side.
 
     Our choices: ``cross_fields`` is a list of ``[field_a, field_b]`` name pairs or ``"all"`` (every
     pair of sparse fields, since no hand-picked crosses exist for an arbitrary schema); a pair's
@@ -62,24 +81,7 @@ class WideDeep(CTRModule):
     """
 
     def __init__(self, schema: Schema, *, cross_fields: Union[str, Sequence[Sequence[str]]] = "all",
-                 cross_buckets: int = 10000, embedding_dim: int = 10, embedding_init_std: float = 0.01,
-                 hidden_units: Sequence[int] = (400, 400, 400), activation: str = "relu",
-                 dropout: float = 0.5, batch_norm: bool = False, **optim_kwargs):
-        super().__init__(schema, **optim_kwargs)
-        if isinstance(cross_fields, str):
-            if cross_fields != "all":
-                raise ValueError(f"cross_fields {cross_fields!r}: a list of field-name pairs or 'all'")
-            pairs = all_sparse_pairs(schema)
-        else:
-            pairs = [tuple(str(name) for name in pair) for pair in cross_fields]
-        if not pairs:
+                 **kwargs):
+        if not cross_pairs(schema, cross_fields):
             raise ValueError("Wide&Deep without cross features is LR&DNN: use model lr_dnn")
-        self.linear = self.linear_logit()
-        self.crosses = CrossProductLogit(schema, pairs, cross_buckets, sparse=self.sparse_embeddings)
-        self.dnn_embedding = self.feature_embedding(embedding_dim, embedding_init_std)
-        self.dnn = MLP(schema.num_fields * embedding_dim, hidden_units, activation=activation,
-                       dropout=dropout, batch_norm=batch_norm)
-
-    def forward(self, batch: Batch) -> torch.Tensor:
-        wide = self.linear(batch) + self.crosses(batch)
-        return wide + self.dnn(self.dnn_embedding(batch).flatten(1)).squeeze(1)
+        super().__init__(schema, cross_fields=cross_fields, **kwargs)

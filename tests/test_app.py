@@ -51,7 +51,7 @@ def run_app(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_every_model_config_composes_and_instantiates(model):
     cfg = run_config.compose_config([f"model={model}"])
     schema = Schema.build([("a", "categorical", 5), ("b", "categorical", 7), ("c", "numeric", 4)], ["d"])
-    module = instantiate(cfg.model, schema=schema, monitor=cfg.objective, **cfg.optim, _convert_="all",
+    module = instantiate(cfg.model, schema=schema, **cfg.optim, _convert_="all",
                          _execution_whitelist_=run_config.TRUSTED_TARGETS)
     batch = Batch(x=torch.tensor([[0, 5, 12], [4, 11, 15]]), y=torch.tensor([0.0, 1.0]),
                   x_dense=torch.tensor([[0.5], [-1.0]]))

@@ -186,7 +186,7 @@ def test_lazy_adam_config_trains_deepfm_with_row_sparse_tables():
     torch.manual_seed(0)
     model = instantiate(OmegaConf.load(CONF / "model" / "deepfm.yaml"), schema=schema, hidden_units=[8],
                         **settings, _execution_whitelist_="models.*")
-    optimizer = model.configure_optimizers()["optimizer"]
+    optimizer = model.configure_optimizers()
     assert isinstance(optimizer, LazyAdam)
     before = model.embedding.table.weight.detach().clone()
     batch = Batch(torch.tensor([[0, 5], [1, 5]]), torch.tensor([1.0, 0.0]))

@@ -268,23 +268,6 @@ def test_prediction_buffer_keeps_every_batch_in_order(capacity):
     assert torch.equal(kept_logits, logits) and torch.equal(kept_labels, labels)
 
 
-@pytest.mark.parametrize("monitor, mode", [("val/auc", "max"), ("val/logloss", "min")])
-def test_learning_rate_decays_when_the_monitored_metric_stalls(monitor, mode):
-    data = PlantedData(n_train=512, n_val=512)
-    # SGD steps of 1e-6 leave the metric flat: every validation after the first is a stall
-    model = build("fm", data.schema, optimizer="sgd", lr=1e-6, monitor=monitor,
-                  lr_decay_factor=0.5, lr_decay_patience=0)
-    scheduler = model.configure_optimizers()["lr_scheduler"]
-    assert scheduler["monitor"] == monitor and scheduler["scheduler"].mode == mode
-    trainer = fit(model, data, max_epochs=3)
-    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-6 * 0.5 ** 2)
-
-
-def test_no_decay_when_factor_is_one():
-    model = build("lr", PLANTED_SCHEMA, lr_decay_factor=1.0)
-    assert isinstance(model.configure_optimizers(), torch.optim.Adam)
-
-
 # -- FNN's two stages through Lightning ----------------------------------------------------------
 
 

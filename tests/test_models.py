@@ -288,13 +288,13 @@ def test_optim_config_holds_common_and_its_own_keys(optimizer):
     from models.optim import OPTIMIZER_KEYS
     cfg = load_yaml("optim", optimizer)
     assert cfg.optimizer == optimizer
-    common = set(models.CTRModule.optim_keys()) - {"monitor"} - {k for ks in OPTIMIZER_KEYS.values() for k in ks}
+    common = set(models.CTRModule.optim_keys()) - {"init"} - {k for ks in OPTIMIZER_KEYS.values() for k in ks}
     assert set(cfg) == common | set(OPTIMIZER_KEYS[optimizer])
     defaults = models.LR(small_schema()).hparams
     shown_at_default = set(OPTIMIZER_KEYS[optimizer]) | (set(cfg) if optimizer == "adam" else set())
     assert {k: cfg[k] for k in shown_at_default} == {k: defaults[k] for k in shown_at_default}
     model = instantiate(load_yaml("model", "lr"), schema=small_schema(), **cfg,
                         _execution_whitelist_="models.*")
-    built = model.configure_optimizers()["optimizer"]
+    built = model.configure_optimizers()
     assert type(built).__name__.lower() == optimizer
     assert built.param_groups[0]["lr"] == cfg.lr

@@ -192,29 +192,15 @@ def lightning_seconds(spec: str, workload: Workload, schema: Schema, loader: Dat
                       trainer_overrides: dict, folder: Path) -> float:
     """Seconds for ``workload.steps`` training steps after ``workload.warmup`` under the Trainer
     ``run.py`` builds (same callbacks and logger), with ``trainer_overrides`` on top."""
-    from hydra.utils import instantiate
-    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-
-    from experiments.run.config import TRUSTED_TARGETS
     from experiments.run.history import EpochHistory
-    from experiments.run.objective import objective_mode
+    from experiments.run.train import build_trainer, plateau_schedule
     model, cfg = build_model(spec, schema, workload.seed)
     compiled(model, workload)
-    mode = objective_mode(cfg.objective)
     clock = StepClock()
-    # EarlyStopping not strict: with validation off its end-of-epoch check finds no metric
-    callbacks = [ModelCheckpoint(dirpath=folder / "checkpoints", filename="best", monitor=cfg.objective,
-                                 mode=mode, save_top_k=1),
-                 EpochHistory(folder / "history.csv"),
-                 EarlyStopping(monitor=cfg.objective, mode=mode, patience=cfg.early_stopping_patience,
-                               strict=False),
+    callbacks = [EpochHistory(folder / "history.csv"), plateau_schedule(cfg, folder / "checkpoints" / "best.ckpt"),
                  clock]
-    loggers = [instantiate(logger, save_dir=str(folder), _execution_whitelist_=TRUSTED_TARGETS)
-               for logger in cfg.logger.values()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                          default_root_dir=str(folder), max_steps=workload.warmup + workload.steps,
-                          limit_val_batches=0, num_sanity_val_steps=0, **trainer_overrides,
-                          _execution_whitelist_=TRUSTED_TARGETS)
+    trainer = build_trainer(cfg, folder, callbacks, max_steps=workload.warmup + workload.steps,
+                            limit_val_batches=0, num_sanity_val_steps=0, **trainer_overrides)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no validation: Lightning notes the missing monitor
         trainer.fit(model, train_dataloaders=loader)

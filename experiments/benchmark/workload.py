@@ -92,16 +92,13 @@ def parse_spec(spec: str) -> tuple[str, str]:
 def build_model(spec: str, schema: Schema, seed: int):
     """``(model, cfg)``: ``conf/model/<model>`` + ``conf/optim/<optim>`` instantiated like ``run.py``.
     FNN's FM pre-training is a separate stage and is left out (``pretrain_epochs=0``)."""
-    from hydra.utils import instantiate
-
-    from experiments.run.config import TRUSTED_TARGETS, compose_config
+    from experiments.run.config import compose_config
+    from experiments.run.train import build_model as build_run_model
     model, optim = parse_spec(spec)
     overrides = [f"model={model}", f"optim={optim}"] + (["model.pretrain_epochs=0"] if model == "fnn" else [])
     cfg = compose_config(overrides)
     torch.manual_seed(seed)
-    module = instantiate(cfg.model, schema=schema, monitor=cfg.objective, **cfg.optim, _convert_="all",
-                         _execution_whitelist_=TRUSTED_TARGETS)
-    return module, cfg
+    return build_run_model(cfg, schema), cfg
 
 
 def compiled(model: nn.Module, workload: "Workload") -> nn.Module:

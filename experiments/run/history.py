@@ -21,6 +21,7 @@ class EpochHistory(pl.Callback):
         self.train_samples = 0
         self.train_seconds = 0.0
         self._clock_started: float | None = None
+        self._epoch_lr: float | None = None
 
     def _start_clock(self):
         self._clock_started = time.perf_counter()
@@ -31,6 +32,8 @@ class EpochHistory(pl.Callback):
             self._clock_started = None
 
     def on_train_epoch_start(self, trainer, pl_module):
+        # the rate this epoch trains at: the run's schedule may change it after its validation
+        self._epoch_lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
         self._start_clock()
 
     def on_validation_start(self, trainer, pl_module):
@@ -53,8 +56,7 @@ class EpochHistory(pl.Callback):
         if not trainer.is_global_zero:
             return
         metrics = trainer.callback_metrics
-        row = {"epoch": trainer.current_epoch,
-               "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None}
+        row = {"epoch": trainer.current_epoch, "lr": self._epoch_lr}
         row.update({k: float(metrics[k]) for k in COLUMNS[1:4] if k in metrics})
         self.rows.append(row)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,10 +64,3 @@ class EpochHistory(pl.Callback):
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(self.rows)
-
-    def best_epoch(self, metric: str, mode: str) -> int | None:
-        scored = [r for r in self.rows if metric in r]
-        if not scored:
-            return None
-        pick = max if mode == "max" else min
-        return pick(scored, key=lambda r: r[metric])["epoch"]

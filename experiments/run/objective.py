@@ -5,7 +5,8 @@ The checkpoint and early-stopping ``mode`` of a run and the sweeper's ``directio
 """
 from __future__ import annotations
 
-MAXIMISED = ("val/auc",)
+# val/auc_minus_logloss: FuxiCTR's monitor {AUC: 1, logloss: -1}, which BARS's Criteo_x4 runs use
+MAXIMISED = ("val/auc", "val/auc_minus_logloss")
 MINIMISED = ("val/logloss",)
 
 

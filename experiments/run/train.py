@@ -17,20 +17,21 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from experiments.run.config import TRUSTED_TARGETS
 from experiments.run.ddp import wait_for_started_ranks
 from experiments.run.history import EpochHistory
 from experiments.run.objective import objective_mode
+from experiments.run.plateau import PlateauSchedule
 from experiments.run.trial import sweep_trial_pruning
+from models import MODELS
 from models.metrics import auc, logloss
 
 log = logging.getLogger(__name__)
 def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     """Fit, restore the best epoch, test; write ``metrics.json`` into ``out_dir`` and return it."""
     out_dir = Path(out_dir)
-    mode = objective_mode(cfg.objective)  # fails fast on an objective the models do not log
+    objective_mode(cfg.objective)  # fails fast on an objective the models do not log
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     pl.seed_everything(cfg.seed, workers=True)
@@ -38,20 +39,11 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     datamodule = instantiate(cfg.data, seed=cfg.seed, _execution_whitelist_=TRUSTED_TARGETS)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    # plain containers: checkpoints store hyperparameters and must load without OmegaConf types
-    model = instantiate(cfg.model, schema=datamodule.schema, monitor=cfg.objective, **cfg.optim,
-                        _convert_="all", _execution_whitelist_=TRUSTED_TARGETS)
-
-    checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best",
-                                 monitor=cfg.objective, mode=mode, save_top_k=1)
+    model = build_model(cfg, datamodule.schema)
     history = EpochHistory(out_dir / "history.csv")
-    callbacks = [checkpoint, history,
-                 EarlyStopping(monitor=cfg.objective, mode=mode, patience=cfg.early_stopping_patience),
-                 *sweep_trial_pruning(cfg.objective)]  # a sweep trial the pruner may stop
-    loggers = [instantiate(logger, save_dir=str(out_dir), _execution_whitelist_=TRUSTED_TARGETS)
-               for logger in cfg.logger.values()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                          default_root_dir=str(out_dir), _execution_whitelist_=TRUSTED_TARGETS)
+    plateau = plateau_schedule(cfg, out_dir / "checkpoints" / "best.ckpt")
+    callbacks = [history, plateau, *sweep_trial_pruning(cfg.objective)]  # a sweep trial the pruner may stop
+    trainer = build_trainer(cfg, out_dir, callbacks)
 
     started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)
@@ -60,7 +52,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         raise RuntimeError(f"objective {cfg.objective!r} was never logged; logged metrics: "
                            f"{sorted(trainer.callback_metrics)}")
 
-    best = "best" if checkpoint.best_model_path else None
+    best = plateau.best_checkpoint
     val = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
     test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0] \
         if labelled(datamodule, "test") else {}
@@ -71,7 +63,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         "seed": cfg.seed,
         **{k: float(v) for k, v in {**val, **test}.items() if k.startswith(("val/", "test/"))},
         "objective": cfg.objective,
-        "best_epoch": history.best_epoch(cfg.objective, mode),
+        "best_epoch": plateau.best_epoch,
         "epochs": epochs,
         "train_time_s": train_time,  # wall time of fit, validation included
         "train_samples_per_s": history.samples_per_second,
@@ -86,8 +78,36 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     return metrics
 
 
+def build_model(cfg: DictConfig, schema) -> pl.LightningModule:
+    """``cfg.model`` over ``schema``, with the optimisation (``cfg.optim``) and initialisation
+    (``cfg.init``) settings, its parameters drawn as ``cfg.init`` says."""
+    # plain containers: checkpoints store hyperparameters and must load without OmegaConf types
+    model = instantiate(cfg.model, schema=schema, **cfg.optim, init=cfg.init, _convert_="all",
+                        _execution_whitelist_=TRUSTED_TARGETS)
+    model.reset_parameters()
+    return model
+
+
+def plateau_schedule(cfg: DictConfig, checkpoint_path: Path) -> PlateauSchedule:
+    """The run's best-epoch, learning-rate-decay and early-stopping rule (``cfg.plateau``)."""
+    return PlateauSchedule(cfg.objective, objective_mode(cfg.objective), checkpoint_path, **cfg.plateau)
+
+
+def build_trainer(cfg: DictConfig, out_dir: Path, callbacks: list[pl.Callback], **overrides) -> pl.Trainer:
+    """The ``pl.Trainer`` of ``cfg.trainer`` with the configured loggers, writing into ``out_dir``."""
+    loggers = [instantiate(logger, save_dir=str(out_dir), _execution_whitelist_=TRUSTED_TARGETS)
+               for logger in cfg.logger.values()]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out_dir),
+                       **overrides, _execution_whitelist_=TRUSTED_TARGETS)
+
+
 def model_name(cfg: DictConfig, model: pl.LightningModule) -> str:
-    """The name the model was chosen by (``model=deepfm``); the class name outside a Hydra app."""
+    """The suite's name of the model's class (``models.MODELS``), whichever config chose it (a
+    preset may run ``model=wide_deep`` as ``lr_dnn``); for a class from elsewhere, the name it was
+    chosen by (``model=my_model``), or the class name outside a Hydra app."""
+    for name, cls in MODELS.items():
+        if type(model) is cls:
+            return name
     if HydraConfig.initialized():
         return HydraConfig.get().runtime.choices.model
     return type(model).__name__.lower()

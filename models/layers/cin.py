@@ -11,14 +11,16 @@ class CIN(nn.Module):
     """``[B, F, K] -> [B, output_dim]``: explicit vector-wise interactions of bounded degree.
 
     Layer ``k`` (``H_0 = F``, ``X^0`` the embeddings):
-    ``X^k[h, :] = sum_{i<H_{k-1}, j<F} W^k[h, i, j] * (X^{k-1}[i, :] * X^0[j, :])``, no bias and
-    no activation, as in the paper's formula. Each layer's maps are sum-pooled over the
-    embedding dimension and concatenated. With ``split_half`` (the xDeepFM authors' released
+    ``X^k[h, :] = sum_{i<H_{k-1}, j<F} W^k[h, i, j] * (X^{k-1}[i, :] * X^0[j, :])``, no
+    activation, and no bias unless ``bias`` (the paper's formula has none; FuxiCTR's 1x1
+    convolutions add one per map). Each layer's maps are sum-pooled over the embedding dimension
+    and concatenated. With ``split_half`` (the xDeepFM authors' released
     code; the paper's text feeds every map forward), every layer but the last sends half its
     maps to the output and the other half to the next layer, so inner layer sizes must be even.
     """
 
-    def __init__(self, num_fields: int, layer_sizes: Sequence[int], *, split_half: bool = True):
+    def __init__(self, num_fields: int, layer_sizes: Sequence[int], *, split_half: bool = True,
+                 bias: bool = False):
         super().__init__()
         sizes = [int(s) for s in layer_sizes]
         if not sizes:
@@ -30,7 +32,7 @@ class CIN(nn.Module):
         self.forward_sizes: list[int] = []  # maps each layer feeds to the next
         maps_in, output_dim = num_fields, 0
         for index, size in enumerate(sizes):
-            self.filters.append(nn.Linear(maps_in * num_fields, size, bias=False))
+            self.filters.append(nn.Linear(maps_in * num_fields, size, bias=bias))
             last = index == len(sizes) - 1
             forward_maps = size // 2 if split_half and not last else size
             output_dim += size - forward_maps if split_half and not last else size

@@ -148,16 +148,18 @@ class FeatureEmbedding(IdTable):
 class LinearLogit(nn.Module):
     """The first-order part: ``w0 + sum_i w[x_i] + sum_d w_d * x_d``. ``Batch`` -> ``[B]``.
 
-    Weights start at zero, as LR's usually do (and as FTRL expects).
+    Weights start at zero, as LR's usually do (and as FTRL expects). ``bias`` False leaves ``w0``
+    out, for models whose other part already has one.
     """
 
-    def __init__(self, schema: Schema, *, sparse: bool = False):
+    def __init__(self, schema: Schema, *, sparse: bool = False, bias: bool = True):
         super().__init__()
         self.weights = FeatureEmbedding(schema, 1, init_std=0.0, sparse=sparse)
-        self.bias = nn.Parameter(torch.zeros(1))
+        self.bias = nn.Parameter(torch.zeros(1)) if bias else None
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return self.weights(batch).sum(dim=(1, 2)) + self.bias
+        logit = self.weights(batch).sum(dim=(1, 2))
+        return logit if self.bias is None else logit + self.bias
 
 
 class CrossProductLogit(IdTable):
