@@ -167,7 +167,7 @@ def test_criteo_config_with_one_path_or_predefined_files(tmp_path):
     predefined = build(compose_data("criteo", f"data.cache_dir={tmp_path / 'c'}",
                                     "data.source.files={" + ", ".join(f"{s}: {p}" for s, p in files.items()) + "}"))
     assert [predefined.num_rows(s) for s in ("train", "val", "test")] == [30, 30, 30]
-    assert predefined.manifest["encoding"] == {"min_count": 10, "numeric": "log_square"}
+    assert predefined.manifest["encoding"] == {"min_count": 10, "numeric": "log_square", "convention": "ctr_bench"}
     single = build(compose_data("criteo", f"data.cache_dir={tmp_path / 'c'}", f"data.source.path={files['train']}"))
     assert [single.num_rows(s) for s in ("train", "val", "test")] == [24, 3, 3]  # 81/9/10 of 30
 

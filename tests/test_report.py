@@ -352,16 +352,20 @@ PAPER_COMPANY = {"LR": (0.8641, 0.02648), "FM": (0.8679, 0.02632), "FNN": (0.868
                  "IPNN": (0.8662, 0.02639), "OPNN": (0.8657, 0.02640), "PNN*": (0.8663, 0.02638),
                  "LR&DNN": (0.8671, 0.02635), "FM&DNN": (0.8658, 0.02639), "DeepFM": (0.8715, 0.02619)}
 BARS_FRAPPE = {"LR": (0.9356, 0.3076), "FM": (0.9671, 0.2065), "FFM": (0.9786, 0.1860), "DNN": (0.9833, 0.1622),
-               "IPNN": (0.9841, 0.1540), "Wide&Deep": (0.9841, 0.1490), "DeepFM": (0.9842, 0.1482),
+               "IPNN": (0.9841, 0.1540), "LR&DNN": (0.9841, 0.1490), "DeepFM": (0.9842, 0.1482),
                "DCN": (0.9839, 0.1527), "xDeepFM": (0.9845, 0.1466)}
+BARS_CRITEO_X4 = {"LR": (0.7934, 0.4568), "FM": (0.8086, 0.4431), "FFM": (0.8113, 0.4407), "IPNN": (0.8142, 0.4378),
+                  "LR&DNN": (0.8142, 0.4377), "DeepFM": (0.8143, 0.4376), "DCN": (0.8144, 0.4376),
+                  "xDeepFM": (0.8143, 0.4376)}
 
 
 def test_reference_file_holds_the_published_numbers():
     references = {r.key: r for r in load_references()}
-    assert set(references) == {"deepfm_paper_criteo", "deepfm_paper_company", "bars_frappe_x1"}
+    assert set(references) == {"deepfm_paper_criteo", "deepfm_paper_company", "bars_frappe_x1", "bars_criteo_x4_001"}
     for key, expected, dataset in [("deepfm_paper_criteo", PAPER_CRITEO, "criteo"),
                                    ("deepfm_paper_company", PAPER_COMPANY, None),
-                                   ("bars_frappe_x1", BARS_FRAPPE, "frappe")]:
+                                   ("bars_frappe_x1", BARS_FRAPPE, "frappe"),
+                                   ("bars_criteo_x4_001", BARS_CRITEO_X4, "criteo_x4")]:
         reference = references[key]
         assert reference.dataset == dataset
         assert {label: tuple(row) for label, row in reference.scores.iterrows()} == expected
@@ -369,6 +373,7 @@ def test_reference_file_holds_the_published_numbers():
     assert "IJCAI 2017" in references["deepfm_paper_criteo"].source
     assert "BARS" in references["bars_frappe_x1"].source
     assert reference_for("frappe").key == "bars_frappe_x1"
+    assert reference_for("criteo_x4").key == "bars_criteo_x4_001"
     assert [reference_for(name) for name in ("criteo_sample", "synthetic", "avazu")] == [None, None, None]
 
 

@@ -33,14 +33,16 @@ class CategoricalColumn(NamedTuple):
     """One categorical field of a chunk, factorised: row ``i`` has key ``uniques[codes[i]]``.
 
     codes: int ``[N]``, -1 where the value is missing; uniques: int64 ``[U]`` distinct keys (a key
-    is the integer value itself, or for text the string's bytes packed / hashed into 64 bits).
+    is the integer value itself, or for text the string's bytes packed / hashed into 64 bits);
+    text: whether the keys are text (which orders differently from integers).
     """
 
     codes: np.ndarray
     uniques: np.ndarray
+    text: bool = False
 
     def take(self, rows: np.ndarray) -> "CategoricalColumn":
-        return CategoricalColumn(self.codes[rows], self.uniques)
+        return CategoricalColumn(self.codes[rows], self.uniques, self.text)
 
 
 @dataclass

@@ -120,10 +120,10 @@ def categorical_from_strings(column: pa.Array | pa.ChunkedArray) -> CategoricalC
     keys = _uniform_width_keys(data, offsets, np.diff(offsets))
     if keys is not None:
         missing = column.is_null().to_numpy(zero_copy_only=False) if column.null_count else None
-        return categorical_from_integers(keys, missing)
+        return categorical_from_integers(keys, missing)._replace(text=True)
     encoded = pc.dictionary_encode(column)
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-    return CategoricalColumn(codes, string_keys(encoded.dictionary))
+    return CategoricalColumn(codes, string_keys(encoded.dictionary), text=True)
 
 
 def categorical_from_column(column: pa.Array | pa.ChunkedArray) -> CategoricalColumn:
@@ -131,8 +131,8 @@ def categorical_from_column(column: pa.Array | pa.ChunkedArray) -> CategoricalCo
     is packed/hashed, other types (floats, booleans, dates) go through their text form."""
     column = _as_array(column)
     if pa.types.is_fixed_size_binary(column.type) and column.type.byte_width <= 8:
-        return categorical_from_integers(fixed_width_keys(column),
-                                         column.is_null().to_numpy(zero_copy_only=False) if column.null_count else None)
+        missing = column.is_null().to_numpy(zero_copy_only=False) if column.null_count else None
+        return categorical_from_integers(fixed_width_keys(column), missing)._replace(text=True)
     if pa.types.is_integer(column.type):
         missing = column.is_null().to_numpy(zero_copy_only=False)
         values = column.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -323,12 +323,15 @@ def looks_like_header(table: pa.Table, label: Optional[str], numeric: tuple[str,
 
 
 def convert_columns(table: pa.Table, label: Optional[str], numeric: tuple[str, ...], integer: bool,
-                    categorical: tuple[str, ...], at_file_start: bool, delimiter: str) -> ConvertedRows:
+                    categorical: tuple[str, ...], at_file_start: bool, delimiter: str,
+                    integer_categorical: tuple[str, ...] = ()) -> ConvertedRows:
     """Validate and type the columns of ``table`` (all text, null = empty field).
 
     Checks, first failure wins: an empty line; a header line where none belongs (only if
     ``at_file_start``: the table's first row is the file's first line); a missing label; a label
-    outside {0,1}; a numeric field that is not an integer (``integer``) / not a finite number.
+    outside {0,1}; a numeric field that is not an integer (``integer``) / not a finite number; a
+    categorical field of ``integer_categorical`` (whose values are numbers, keyed and ordered as
+    such) that is not an integer of at most 2^53 in magnitude.
     """
     rows = table.num_rows
     checks = RowChecks(rows)
@@ -368,7 +371,18 @@ def convert_columns(table: pa.Table, label: Optional[str], numeric: tuple[str, .
         return f"{numeric[j]}={table[numeric[j]][r].as_py()!r} is not a valid {number_kind}"
 
     checks.fail(numeric_bad.any(axis=1), f"numeric field not a valid {number_kind}", describe_numeric)
-    return ConvertedRows(labels, numeric_values, [categorical_from_column(table[c]) for c in categorical], checks)
+    columns = []
+    for name in categorical:
+        if name not in integer_categorical:
+            columns.append(categorical_from_column(table[name]))
+            continue
+        values, bad = parse_numbers(table[name], integer=True)
+        bad |= np.abs(np.nan_to_num(values)) > 2.0 ** 53
+        checks.fail(bad, "categorical field not an integer",
+                    lambda r, name=name: f"{name}={table[name][r].as_py()!r} is not an integer (of at most 2^53 in "
+                                         f"magnitude), as this column is declared")
+        columns.append(categorical_from_integers(np.nan_to_num(values).astype(np.int64), np.isnan(values) | bad))
+    return ConvertedRows(labels, numeric_values, columns, checks)
 
 
 def starts_file(block: LineBlock, parsed: ParsedBlock) -> bool:

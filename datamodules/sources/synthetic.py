@@ -20,7 +20,7 @@ bounded memory and the rows do not depend on how they are read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -67,7 +67,9 @@ class SyntheticSource(Source):
     rows: rows to generate; seed: fixes fields, true model and rows; first_order / pairwise /
     higher_order: standard deviation of each effect family's contribution to the logit (0 = off);
     positive_rate: mean click probability; max_cardinality: values of the largest field;
-    latent_dim: rank of the pairwise effects.
+    latent_dim: rank of the pairwise effects; cardinalities: the categorical fields' sizes, in
+    field order, instead of a geometric range up to ``max_cardinality`` (e.g. Frappe's);
+    missing_values: False leaves no field empty.
     """
 
     default_name = "synthetic"
@@ -75,7 +77,10 @@ class SyntheticSource(Source):
 
     def __init__(self, rows: int = 100_000, seed: int = 0, first_order: float = 1.0, pairwise: float = 1.5,
                  higher_order: float = 1.0, positive_rate: float = 0.25, num_numeric: int = 13,
-                 num_categorical: int = 26, max_cardinality: int = 40_000, latent_dim: int = 4):
+                 num_categorical: int = 26, max_cardinality: int = 40_000, latent_dim: int = 4,
+                 cardinalities: Optional[Sequence[int]] = None, missing_values: bool = True):
+        if cardinalities is not None:
+            num_categorical = len(cardinalities)
         if rows < 1 or num_categorical < 4 or not 0 < positive_rate < 1:
             raise ValueError("SyntheticSource: need rows >= 1, num_categorical >= 4, 0 < positive_rate < 1")
         if min(first_order, pairwise, higher_order) < 0 or max(first_order, pairwise, higher_order) == 0:
@@ -85,6 +90,10 @@ class SyntheticSource(Source):
                            positive_rate=float(positive_rate), num_numeric=int(num_numeric),
                            num_categorical=int(num_categorical), max_cardinality=int(max_cardinality),
                            latent_dim=int(latent_dim))
+        if cardinalities is not None:  # only when set, so that older configs keep their cache key
+            self.config["cardinalities"] = [int(c) for c in cardinalities]
+        if not missing_values:
+            self.config["missing_values"] = False
         self.rows, self.seed = int(rows), int(seed)
         self.numeric_fields = tuple(f"I{i}" for i in range(1, num_numeric + 1))
         self.categorical_fields = tuple(f"C{i}" for i in range(1, num_categorical + 1))
@@ -136,8 +145,12 @@ class SyntheticSource(Source):
         rng = np.random.default_rng([self.seed, 0])
         n_cat, n_num, k = c["num_categorical"], c["num_numeric"], c["latent_dim"]
         cardinality = rng.permutation(np.geomspace(3, c["max_cardinality"], n_cat).round().astype(np.int64))
+        if "cardinalities" in c:
+            cardinality = np.array(c["cardinalities"], dtype=np.int64)
         exponent = rng.uniform(1.05, 1.5, n_cat)
         cat_missing = np.where(rng.random(n_cat) < 0.35, rng.uniform(0.02, 0.5, n_cat), 0.0)
+        if not c.get("missing_values", True):
+            cat_missing = np.zeros(n_cat)
         cdf, value_id, probability = [], [], []
         for card, s, miss in zip(cardinality, exponent, cat_missing):
             zipf = 1.0 / np.arange(1, card + 1) ** s
@@ -165,7 +178,7 @@ class SyntheticSource(Source):
                            num_mu=rng.uniform(0.0, 5.0, n_num), num_sigma=rng.uniform(0.8, 2.0, n_num),
                            num_shift=np.where(rng.random(n_num) < 0.2, -rng.integers(1, 4, n_num), 0),
                            num_missing=np.where(rng.random(n_num) < 0.8, rng.uniform(0.0, 0.5, n_num),
-                                                rng.uniform(0.6, 0.8, n_num)),
+                                                rng.uniform(0.6, 0.8, n_num)) * c.get("missing_values", True),
                            cat_weight=cat_weight, num_effect=num_effect, pair_fields=pair_fields, latent=latent,
                            triples=triples, triple_tables=triple_tables, scale=np.ones(3), bias=0.0)
         self.model = model

@@ -33,10 +33,16 @@ class TableSource(FileSource):
     def __init__(self, label: str, categorical: Sequence[str] = (), numeric: Sequence[str] = (),
                  path: Optional[str] = None, files: Optional[Mapping[str, str]] = None, format: str = "auto",
                  delimiter: str = ",", header: Union[bool, Mapping[str, bool]] = True,
-                 column_names: Optional[Sequence[str]] = None, how_to_get: Optional[str] = None):
+                 column_names: Optional[Sequence[str]] = None, how_to_get: Optional[str] = None,
+                 integer_categorical: Sequence[str] = ()):
         super().__init__(path, files, how_to_get)
         self.label = str(label)
         self.categorical_fields = tuple(str(c) for c in categorical)
+        self.integer_categorical = tuple(str(c) for c in integer_categorical)
+        undeclared = sorted(set(self.integer_categorical) - set(self.categorical_fields))
+        if undeclared:
+            raise BadInputError(f"TableSource: integer_categorical names columns that are not categorical: "
+                                f"{undeclared}")
         self.numeric_fields = tuple(str(c) for c in numeric)
         used = [self.label, *self.categorical_fields, *self.numeric_fields]
         duplicated = sorted({c for c in used if used.count(c) > 1})
@@ -102,7 +108,8 @@ class TableSource(FileSource):
 
     def identity(self) -> dict:
         return {"format": self.format, "label": self.label, "categorical": self.categorical_fields,
-                "numeric": self.numeric_fields, "delimiter": self.delimiter, "header": self.header,
+                "numeric": self.numeric_fields, "integer_categorical": self.integer_categorical,
+                "delimiter": self.delimiter, "header": self.header,
                 "columns": self.file_columns, "files": self.file_identity()}
 
     def count_rows(self, part: str) -> int:
@@ -144,4 +151,5 @@ class TableSource(FileSource):
 
     def _convert(self, table: pa.Table, at_file_start: bool):
         return convert_columns(table, self.label, self.numeric_fields, False, self.categorical_fields,
-                               at_file_start=at_file_start, delimiter=self.delimiter)
+                               at_file_start=at_file_start, delimiter=self.delimiter,
+                               integer_categorical=self.integer_categorical)

@@ -1,0 +1,134 @@
+"""The BARS presets: every experiment=bars_* x model composes with its published settings and
+trains on tiny data; Frappe reads from both releases to the same ids; FuxiCTR's id convention."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from datamodules.encode import Vocabulary
+from experiments.reference.data import criteo_x4_csv, write_frappe_like
+from experiments.run import config as run_config
+from experiments.run.train import train
+from tests.test_data_formats import write_criteo
+
+REPO = Path(__file__).resolve().parents[1]
+FRAPPE_MODELS = sorted(p.stem for p in (REPO / "conf" / "preset" / "bars_frappe_x1").glob("*.yaml"))
+CRITEO_MODELS = sorted(p.stem for p in (REPO / "conf" / "preset" / "bars_criteo_x4").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def frappe_files(tmp_path_factory) -> dict:
+    return write_frappe_like(tmp_path_factory.mktemp("frappe"), rows=900)
+
+
+@pytest.fixture(scope="module")
+def criteo_x4_files(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("criteo_x4")
+    tsv = {split: write_criteo(folder / f"{split}.tsv", rows, seed=i)
+           for i, (split, rows) in enumerate((("train", 400), ("val", 100), ("test", 100)))}
+    return criteo_x4_csv(tsv, folder / "csv")
+
+
+def compose(experiment: str, model: str, files: dict, cache: Path, *more: str):
+    listed = ", ".join(f"{split}: {path}" for split, path in files.items())
+    return run_config.compose_config([f"experiment={experiment}", f"model={model}", f"data.source.files={{{listed}}}",
+                                      f"data.cache_dir={cache}", "logger=none", "trainer.enable_progress_bar=false",
+                                      *more])
+
+
+def test_the_presets_cover_the_published_models():
+    assert set(FRAPPE_MODELS) == {"lr", "fm", "ffm", "dnn", "ipnn", "lr_dnn", "wide_deep", "deepfm", "dcn", "xdeepfm"}
+    paper = {"lr", "fm", "fnn", "ipnn", "opnn", "pnn_star", "lr_dnn", "fm_dnn", "deepfm"}
+    assert paper <= set(CRITEO_MODELS)
+    for experiment, expected in (("bars_frappe_x1", set(FRAPPE_MODELS) - {"wide_deep"}), ("bars_criteo_x4", paper)):
+        swept = OmegaConf.load(REPO / "conf" / "experiment" / f"{experiment}.yaml").hydra.sweeper.params.model
+        assert set(str(swept).split(",")) == expected
+
+
+@pytest.mark.parametrize("model", FRAPPE_MODELS)
+def test_every_frappe_preset_trains_with_the_protocol(model, frappe_files, tmp_path):
+    cfg = compose("bars_frappe_x1", model, frappe_files["libfm"], tmp_path / "cache", "trainer.max_epochs=2")
+    assert (cfg.optim.optimizer, cfg.optim.lr, cfg.data.batch_size) == ("adam", 1e-3, 4096)
+    assert cfg.data.encoding.convention == "fuxictr" and cfg.init.embedding_std == 1e-4
+    assert cfg.trainer.gradient_clip_val == 10 and cfg.objective == "val/auc"
+    metrics = train(cfg, tmp_path / "run")
+    assert metrics["model"] == ("lr_dnn" if model == "wide_deep" else model)  # BARS's WideDeep is our LR&DNN
+    assert math.isfinite(metrics["test/auc"]) and metrics["epochs"] <= 2
+
+
+@pytest.mark.parametrize("model", CRITEO_MODELS)
+def test_every_criteo_x4_preset_trains_with_the_protocol(model, criteo_x4_files, tmp_path):
+    cfg = compose("bars_criteo_x4", model, criteo_x4_files, tmp_path / "cache", "trainer.max_epochs=1",
+                  "data.encoding.min_count=2", "model.pretrain_epochs=1" if model == "fnn" else "seed=0")
+    assert cfg.objective == "val/auc_minus_logloss" and cfg.data.batch_size == 10000
+    metrics = train(cfg, tmp_path / "run")
+    assert math.isfinite(metrics["test/auc"]) and "val/auc_minus_logloss" in metrics
+
+
+def test_published_settings_reach_the_models(frappe_files, tmp_path):
+    cfg = compose("bars_frappe_x1", "ipnn", frappe_files["libfm"], tmp_path)
+    assert (cfg.model.activation, cfg.model.dropout, cfg.model.batch_norm) == ("relu", 0.3, False)
+    assert cfg.plateau.patience == 3
+    assert cfg.optim.embedding_table_l2 == 0.05 and cfg.optim.net_l2 == 0
+    cfg = compose("bars_frappe_x1", "xdeepfm", frappe_files["libfm"], tmp_path)
+    assert list(cfg.model.cin_layer_sizes) == [64] and not cfg.model.cin_split_half and cfg.model.cin_bias
+    cfg = compose("bars_frappe_x1", "wide_deep", frappe_files["libfm"], tmp_path)
+    assert cfg.model._target_ == "models.LRDNN" and list(cfg.model.cross_fields) == [] and not cfg.model.linear_bias
+    cfg = compose("bars_frappe_x1", "lr", frappe_files["libfm"], tmp_path)
+    assert cfg.optim.embedding_table_l2 == cfg.optim.net_l2 == 1e-5  # FuxiCTR's LR: one regularizer for both
+
+
+def test_frappe_reads_both_releases_to_the_same_ids(frappe_files, tmp_path):
+    from hydra.utils import instantiate
+
+    def arrays(kind):
+        cfg = compose("bars_frappe_x1", "deepfm", frappe_files[kind], tmp_path / kind)
+        dm = instantiate(cfg.data, seed=0, progress=False, _execution_whitelist_=run_config.TRUSTED_TARGETS)
+        dm.setup("fit")
+        return dm, {s: (np.asarray(dm.split_arrays(s).x), np.asarray(dm.split_arrays(s).y)) for s in ("train", "test")}
+
+    libfm_dm, libfm = arrays("libfm")
+    csv_dm, csv = arrays("csv")
+    assert type(libfm_dm.source).__name__ == "LibFMSource" and type(csv_dm.source).__name__ == "TableSource"
+    assert libfm_dm.schema == csv_dm.schema
+    for split in libfm:
+        np.testing.assert_array_equal(libfm[split][0], csv[split][0])
+        np.testing.assert_array_equal(libfm[split][1], csv[split][1])
+
+
+# -- FuxiCTR's id convention --------------------------------------------------------------------
+
+
+def test_fuxictr_convention_numbers_integers_by_value_and_text_by_count_then_text():
+    keys, counts = np.array([30, 10, 20, 40]), np.array([5, 1, 9, 1])
+    integers = Vocabulary.fit(keys, counts, min_count=1, convention="fuxictr")
+    assert integers.lookup(np.array([10, 20, 30, 40, 99])).tolist() == [1, 2, 3, 4, 5]  # 5: OOV, last
+    assert integers.size == 6 and integers.oov_id == integers.missing_id == 5
+    text = [b"b", b"ab", b"c", b"aa"]  # packed as columns.string_keys packs them: bytes, little-endian
+    packed = np.array([int.from_bytes(t.ljust(8, b"\0"), "little") for t in text], dtype=np.uint64).view(np.int64)
+    vocab = Vocabulary.fit(packed, np.array([2, 2, 7, 2]), min_count=2, convention="fuxictr", text=True)
+    # c first (most frequent), then the ties in text order: aa, ab, b
+    assert vocab.lookup(packed).tolist() == [4, 3, 1, 2]
+    rare = Vocabulary.fit(packed, np.array([2, 2, 7, 1]), min_count=2, convention="fuxictr", text=True)
+    assert rare.lookup(packed).tolist() == [3, 2, 1, 4]  # aa is rare: OOV, the id after the three kept
+
+
+def test_fuxictr_convention_fills_missing_numbers_with_zero_and_sends_missing_categories_to_oov(tmp_path):
+    from datamodules import CTRDataModule, TableSource
+    path = tmp_path / "t.csv"
+    path.write_text("label,n,c\n1,5,x\n0,,x\n1,0,\n0,5,y\n1,0,y\n0,,x\n")
+    files = {split: str(path) for split in ("train", "val", "test")}
+    dm = CTRDataModule(TableSource(label="label", categorical=["c"], numeric=["n"], files=files),
+                       encoding={"convention": "fuxictr"}, cache_dir=str(tmp_path / "cache"), progress=False)
+    dm.setup("fit")
+    n, c = dm.schema.sparse_fields
+    x = np.asarray(dm.split_arrays("train").x)
+    local_n, local_c = x[:, 0] - n.offset, x[:, 1] - c.offset
+    # n: buckets 0 (a zero, or missing) and log_square(5) = 2, numbered by value; no id for missing
+    assert local_n.tolist() == [2, 1, 1, 2, 1, 1] and n.vocab_size == 4
+    # c: x (3 rows) then y (2); the missing value is OOV, the last id
+    assert local_c.tolist() == [1, 1, 3, 2, 2, 1] and c.vocab_size == 4
