@@ -1,0 +1,11 @@
+"""Proof that the BARS presets run FuxiCTR's protocol: ``python -m experiments.reference``.
+
+- ``fuxictr_models``: the reference models, composed from FuxiCTR's installed layers;
+- ``weights``: their parameters copied into ours, for runs from identical weights;
+- ``data``: a generated Frappe-shaped dataset in both Frappe formats, the Criteo sample as Criteo_x4;
+- ``check``: the comparisons (preprocessing, step by step, full training);
+- ``report``: ``results/reference/README.md``.
+
+Needs FuxiCTR (``pip install -e ".[reference]"``), which nothing else in the suite imports. May
+import ``experiments.run``, ``models`` and ``datamodules``.
+"""

@@ -1,0 +1,144 @@
+"""``python -m experiments.reference``: ctr-bench's BARS presets against FuxiCTR, side by side.
+
+    pip install -e ".[reference]"          # FuxiCTR 2.3.10 and what it needs (never the main install)
+    python -m experiments.reference --criteo-sample DIR           # every part, ~1.5 h on 2 cores
+    python -m experiments.reference --parts steps --models deepfm --rows 20000   # a quick look
+
+Data: a generated Frappe-shaped dataset (``experiments.reference.data``: Frappe's 10 fields and
+cardinalities, Frappe_x1's 288,609 rows split 7:2:1, labels from planted first-order, pairwise
+and higher-order effects), written as NFM libfm files and as BARS's CSV; and, with
+``--criteo-sample DIR``, the raw Criteo sample files there (``wide_resdnn_criteo_{train,dev,test}.tsv``)
+rewritten as BARS's Criteo_x4 CSV. The parts (``check``'s docstring says what each compares):
+preprocessing, steps, training. Writes ``<out>/README.md`` and ``<out>/reference.json``; exits
+with status 1 when a comparison misses its bar (every id equal; step losses in float64 within ``--step-tolerance``;
+mean AUC within ``--auc-tolerance``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from datamodules.sources.criteo import CATEGORICAL, NUMERIC
+from datamodules.sources.frappe import FIELDS
+from experiments.reference import check
+from experiments.reference.data import FRAPPE_ROWS, criteo_x4_csv, write_frappe_like
+from experiments.reference.report import Outcome, write_report
+
+MODELS = ("lr", "fm", "ffm", "dnn", "ipnn", "lr_dnn", "deepfm", "dcn", "xdeepfm")
+# BARS's dataset configs, as its logs print them (FuxiCTR 2.3 reads `fill_na`, defaulting to the
+# same 0 and '' that BARS's `na_value` gives).
+FRAPPE_COLUMNS = [{"name": list(FIELDS), "active": True, "dtype": "float", "type": "categorical"}]
+FRAPPE_LABEL = {"name": "label", "dtype": "float"}
+CRITEO_X4_COLUMNS = [{"name": list(NUMERIC), "active": True, "dtype": "float", "type": "categorical",
+                      "preprocess": "convert_to_bucket", "na_value": 0},
+                     {"name": list(CATEGORICAL), "active": True, "dtype": "str", "type": "categorical", "na_value": ""}]
+CRITEO_X4_LABEL = {"name": "Label", "dtype": "float"}
+CRITEO_SAMPLE_FILES = {"train": "wide_resdnn_criteo_train.tsv", "val": "wide_resdnn_criteo_dev.tsv",
+                       "test": "wide_resdnn_criteo_test.tsv"}
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m experiments.reference",
+                                     description="ctr-bench's BARS presets against FuxiCTR on the same data")
+    parser.add_argument("--parts", default="preprocessing,steps,training")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--training-models", default="lr,fm,dnn,deepfm,dcn",
+                        help="models of the full-training comparison (each costs minutes per seed)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--rows", type=int, default=FRAPPE_ROWS, help="rows of the Frappe-shaped dataset")
+    parser.add_argument("--criteo-sample", type=Path, help="folder of the raw Criteo sample files")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--step-tolerance", type=float, default=1e-9,
+                        help="largest relative loss gap per step, in float64")
+    parser.add_argument("--auc-tolerance", type=float, default=0.001, help="largest gap of mean AUC")
+    parser.add_argument("--workdir", type=Path, default=Path(".cache/reference"))
+    parser.add_argument("--out", type=Path, default=Path("results/reference"))
+    return parser.parse_args(argv)
+
+
+def datasets(args) -> list[dict]:
+    """Each dataset of the check: its files for our reader and FuxiCTR's, its preset, its config."""
+    frappe = write_frappe_like(args.workdir / "frappe_like", rows=args.rows)
+    out = [{"name": "frappe_like", "experiment": "bars_frappe_x1", "ours": frappe["libfm"], "theirs": frappe["csv"],
+            "columns": FRAPPE_COLUMNS, "label": FRAPPE_LABEL, "processor": "FeatureProcessor", "min_counts": [1]}]
+    if args.criteo_sample:
+        tsv = {split: args.criteo_sample / name for split, name in CRITEO_SAMPLE_FILES.items()}
+        csv = criteo_x4_csv(tsv, args.workdir / "criteo_x4_sample")
+        out.append({"name": "criteo_sample", "experiment": "bars_criteo_x4", "ours": csv, "theirs": csv,
+                    "columns": CRITEO_X4_COLUMNS, "label": CRITEO_X4_LABEL, "processor": "CustomizedFeatureProcessor",
+                    "min_counts": [10, 2, 1]})
+    return out
+
+
+def processor_class(name: str):
+    if name == "CustomizedFeatureProcessor":
+        from fuxictr.datasets.criteo import CustomizedFeatureProcessor
+        return CustomizedFeatureProcessor
+    from fuxictr.preprocess import FeatureProcessor
+    return FeatureProcessor
+
+
+def run(args) -> Outcome:
+    torch.set_num_threads(args.threads)
+    parts, models = args.parts.split(","), args.models.split(",")
+    outcome = Outcome(command=shlex.join(["python", "-m", "experiments.reference", *sys.argv[1:]]), args=vars(args))
+    outcome.note_load("start")
+    cache = args.workdir / "cache"
+    for data in datasets(args):
+        if "preprocessing" in parts:
+            for min_count in data["min_counts"]:
+                cfg = check.preset_config(data["experiment"], "deepfm", data["ours"], cache,
+                                          [f"data.encoding.min_count={min_count}"])
+                sizes, encoded = check.fuxictr_encoding(processor_class(data["processor"]), data["columns"],
+                                                        data["label"], data["theirs"], min_count)
+                result = check.compare_preprocessing(data["name"], check.datamodule(cfg), sizes, encoded, min_count)
+                outcome.preprocessing.append(result)
+                print(f"preprocessing {data['name']} min_count {min_count}: {result.mismatched_ids} of "
+                      f"{result.total_ids:,} ids differ", flush=True)
+        if "steps" in parts:
+            for name in models:
+                cfg = check.preset_config(data["experiment"], name, data["ours"], cache)
+                result = check.compare_steps(name, cfg, check.datamodule(cfg), data["name"], args.steps, 0,
+                                             args.workdir / "steps")
+                outcome.steps.append(result)
+                print(f"steps {data['name']} {name}: relative loss gap {result.max_relative_gap_64:.1e} in float64, "
+                      f"{result.max_relative_gap:.1e} in float32 (FuxiCTR against itself: "
+                      f"{result.max_relative_floor:.1e})", flush=True)
+        if "training" in parts and data["name"] == "frappe_like":
+            for name in args.training_models.split(","):
+                cfg = check.preset_config(data["experiment"], name, data["ours"], cache)
+                dm = check.datamodule(cfg)
+                for seed in range(args.seeds):
+                    for run_one in (lambda: check.train_ours(name, cfg, data["name"], seed,
+                                                             args.workdir / "runs" / f"{name}_{seed}"),
+                                    lambda: check.train_theirs(name, cfg, dm, data["name"], seed,
+                                                               args.workdir / "runs")):
+                        result = run_one()
+                        outcome.training.append(result)
+                        print(f"training {name} seed {seed} {result.library}: test AUC {result.test_auc:.5f} after "
+                              f"{result.epochs} epochs, {result.seconds:.0f} s", flush=True)
+    outcome.note_load("end")
+    return outcome
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    outcome = run(args)
+    outcome.seconds = time.perf_counter() - started
+    passed = write_report(outcome, args.out, args.step_tolerance, args.auc_tolerance)
+    (args.out / "reference.json").write_text(json.dumps(outcome.to_json(), indent=1, default=str))
+    print(f"wrote {args.out / 'README.md'}: {'every comparison passed' if passed else 'some comparisons FAILED'}")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

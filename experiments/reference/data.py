@@ -1,0 +1,75 @@
+"""The reference check's data: a generated Frappe-shaped dataset in both of Frappe's file formats,
+and the Criteo sample rewritten as BARS's Criteo_x4 CSV."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from datamodules import SyntheticSource
+from datamodules.sources.criteo import CATEGORICAL, NUMERIC
+from datamodules.sources.frappe import FIELDS
+
+# Frappe's fields and their cardinalities in the NFM split; Frappe_x1's rows and 7:2:1 split.
+FRAPPE_CARDINALITIES = (957, 4082, 7, 7, 2, 3, 2, 9, 80, 233)
+FRAPPE_ROWS = 288_609
+FRAPPE_SPLIT = {"train": 202_027, "val": 57_722, "test": 28_860}
+FRAPPE_POSITIVE_RATE = 0.33
+
+
+def frappe_like_source(rows: int = FRAPPE_ROWS, seed: int = 0) -> SyntheticSource:
+    """Frappe-shaped rows (10 categorical fields of Frappe's cardinalities, nothing missing) whose
+    labels follow the generator's planted first-order, pairwise and higher-order effects."""
+    return SyntheticSource(rows=rows, seed=seed, cardinalities=FRAPPE_CARDINALITIES, num_numeric=0,
+                           missing_values=False, positive_rate=FRAPPE_POSITIVE_RATE)
+
+
+def split_sizes(rows: int) -> dict[str, int]:
+    """Frappe_x1's 7:2:1 split, exact at its own size."""
+    if rows == FRAPPE_ROWS:
+        return dict(FRAPPE_SPLIT)
+    train, val = rows * 7 // 10, rows * 2 // 10
+    return {"train": train, "val": val, "test": rows - train - val}
+
+
+def write_frappe_like(folder: Path, rows: int = FRAPPE_ROWS, seed: int = 0) -> dict[str, dict[str, Path]]:
+    """``{"libfm": {split: path}, "csv": {split: path}}``: the same rows as NFM libfm lines
+    (``label index:1 ...``, label -1/1, indices global over the fields) and as BARS's Frappe_x1 CSV
+    (header ``label,user,...,city``, label 0/1, the same indices). Kept when already written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = {"train": "train", "val": "validation", "test": "test"}
+    paths = {"libfm": {s: folder / f"frappe_like.{names[s]}.libfm" for s in names},
+             "csv": {s: folder / f"{'valid' if s == 'val' else s}.csv" for s in names}}
+    if all(p.is_file() for files in paths.values() for p in files.values()):
+        return paths
+    source = frappe_like_source(rows, seed)
+    chunks = list(source.read("all", rejects=None))
+    offsets = np.cumsum((0,) + FRAPPE_CARDINALITIES[:-1])
+    indices = np.concatenate([np.stack([c.codes for c in chunk.categorical], axis=1) for chunk in chunks]) + offsets
+    labels = np.concatenate([chunk.labels for chunk in chunks]).astype(np.int64)
+    start = 0
+    for split, size in split_sizes(rows).items():
+        rows_here = slice(start, start + size)
+        start += size
+        table = pd.DataFrame(indices[rows_here], columns=list(FIELDS))
+        csv = table.copy()
+        csv.insert(0, "label", labels[rows_here])
+        csv.to_csv(paths["csv"][split], index=False)
+        libfm = table.astype(str) + ":1"
+        libfm.insert(0, "label", np.where(labels[rows_here] == 1, 1, -1))
+        libfm.to_csv(paths["libfm"][split], sep=" ", header=False, index=False)
+    return paths
+
+
+def criteo_x4_csv(tsv_files: dict[str, Path], folder: Path) -> dict[str, Path]:
+    """Raw Criteo TSV files (label, I1..I13, C1..C26, no header) -> BARS's Criteo_x4 CSV layout
+    (header ``Label,I1..I13,C1..C26``), values and empty fields kept as they are."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split, path in tsv_files.items():
+        table = pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False,
+                            names=["Label", *NUMERIC, *CATEGORICAL])
+        out[split] = folder / f"{'valid' if split == 'val' else split}.csv"
+        table.to_csv(out[split], index=False)
+    return out
