@@ -97,13 +97,15 @@ class NpyWriter:
 @dataclass
 class SplitArrays:
     """Memory-mapped arrays of one split. x: int32 ``[N, S]`` global ids; y: float32 ``[N]`` (NaN
-    when unlabelled); x_dense: float32 ``[N, D]`` or None; p_true: float32 ``[N]`` or None."""
+    when unlabelled); x_dense: float32 ``[N, D]`` or None; p_true: float32 ``[N]`` or None;
+    p_ceiling: float32 ``[N, C]`` (the source's ``ceiling_names``) or None."""
 
     folder: Path
     x: np.ndarray
     y: np.ndarray
     x_dense: Optional[np.ndarray]
     p_true: Optional[np.ndarray]
+    p_ceiling: Optional[np.ndarray] = None
 
     @classmethod
     def open(cls, folder: Path) -> "SplitArrays":
@@ -111,7 +113,7 @@ class SplitArrays:
             file = folder / f"{name}.npy"
             return np.load(file, mmap_mode="r") if file.exists() else None
 
-        return cls(folder, load("x"), load("y"), load("x_dense"), load("p_true"))
+        return cls(folder, load("x"), load("y"), load("x_dense"), load("p_true"), load("p_ceiling"))
 
     @property
     def num_rows(self) -> int:
@@ -219,7 +221,7 @@ class _Builder:
         fitter = EncodingFitter(self.source, self.encoding)
         rejects = RejectLog(self.on_bad_line)
         files = _SplitFiles(folder, len(fitter.counters), 0 if fitter.bucketize else len(fitter.numeric_fields),
-                            self.source.has_true_probabilities)
+                            self.source.has_true_probabilities, len(self.source.ceiling_names))
         try:
             parts, splits = self._pass_one(assignment, fitter, rejects, files)
             self._check_pass_one(parts, splits, expected_rows, rejects)
@@ -273,7 +275,8 @@ class _Builder:
                 if split == "train":
                     fitter.observe(features, ids, dense)
                 files.append(split, ids, labels, dense,
-                             None if chunk.true_probability is None else chunk.true_probability[rows])
+                             None if chunk.true_probability is None else chunk.true_probability[rows],
+                             None if chunk.ceiling_probability is None else chunk.ceiling_probability[rows])
                 splits[split]["rows"] += len(labels)
                 splits[split]["positives"] += int(np.nansum(labels))
                 splits[split]["unlabelled_rows"] += int(np.isnan(labels).sum())
@@ -353,7 +356,8 @@ class _SplitFiles:
 
     TEMPORARY_DENSE = "x_dense.signed_log.tmp"
 
-    def __init__(self, folder: Path, num_sparse: int, num_dense: int, with_true_probabilities: bool):
+    def __init__(self, folder: Path, num_sparse: int, num_dense: int, with_true_probabilities: bool,
+                 num_ceilings: int = 0):
         self.folder, self.num_dense = folder, num_dense
         self.writers: dict[str, dict[str, NpyWriter]] = {}
         for split in SPLITS:
@@ -364,6 +368,8 @@ class _SplitFiles:
                 writers["dense"] = NpyWriter(folder / split / self.TEMPORARY_DENSE, np.float64, (num_dense,))
             if with_true_probabilities:
                 writers["p_true"] = NpyWriter(folder / split / "p_true.npy", np.float32)
+            if num_ceilings:
+                writers["p_ceiling"] = NpyWriter(folder / split / "p_ceiling.npy", np.float32, (num_ceilings,))
             self.writers[split] = writers
         self.keys_path = folder / "chunk_keys.tmp"
         self.keys_file = self.keys_path.open("w+b")
@@ -375,12 +381,14 @@ class _SplitFiles:
         self.placements.append(_ChunkPlacement(np.array([len(keys) for keys in features.uniques]), []))
 
     def append(self, split: str, ids: np.ndarray, labels: np.ndarray, dense: Optional[np.ndarray],
-               true_probability: Optional[np.ndarray]) -> None:
+               true_probability: Optional[np.ndarray], ceiling_probability: Optional[np.ndarray] = None) -> None:
         """The current chunk's rows of ``split``: ids int32 ``[n, S]``, labels float32 ``[n]``,
-        dense float64 ``[n, D]`` signed logs, true_probability float32 ``[n]``."""
+        dense float64 ``[n, D]`` signed logs, true_probability float32 ``[n]``, ceiling_probability
+        float32 ``[n, C]``."""
         writers = self.writers[split]
         self.placements[-1].rows.append((split, writers["x"].rows, len(ids)))
-        for name, block in (("x", ids), ("y", labels), ("dense", dense), ("p_true", true_probability)):
+        for name, block in (("x", ids), ("y", labels), ("dense", dense), ("p_true", true_probability),
+                            ("p_ceiling", ceiling_probability)):
             if name in writers:
                 writers[name].append(block)
 

@@ -236,6 +236,14 @@ class CTRDataModule(pl.LightningDataModule):
         p_true = self.split_arrays(split).p_true
         return None if p_true is None else np.array(p_true)
 
+    def ceiling_probabilities(self, split: str) -> dict[str, np.ndarray]:
+        """float32 ``[N]`` per ceiling of the source (``Source.ceiling_names``): the true probability
+        restricted to what a model family can represent (synthetic data); empty elsewhere."""
+        p_ceiling = self.split_arrays(split).p_ceiling
+        if p_ceiling is None:
+            return {}
+        return {name: np.array(p_ceiling[:, j]) for j, name in enumerate(self.source.ceiling_names)}
+
     def replica(self) -> tuple[int, int]:
         """``(rank, world_size)`` of this process among data-parallel replicas, read when a loader
         is built: the trainer's, else ``torch.distributed``'s once initialised, else ``(0, 1)``."""

@@ -308,5 +308,6 @@ class Encoding:
             meta = json.loads(str(data["meta"]))
             schema = Schema.from_json(meta["schema"])
             special = meta.get("special_ids") or [[OOV_ID, MISSING_ID]] * schema.num_sparse
-            vocabularies = [Vocabulary(data[f"keys_{i}"], data[f"ids_{i}"], *special[i]) for i in range(schema.num_sparse)]
+            vocabularies = [Vocabulary(data[f"keys_{i}"], data[f"ids_{i}"], *special[i])
+                            for i in range(schema.num_sparse)]
             return cls(schema, vocabularies, data["dense_mean"], data["dense_std"], meta["bucketize"])

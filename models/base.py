@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -98,6 +99,8 @@ class CTRModule(pl.LightningModule):
             raise TypeError(f"schema must be a datamodules.schema.Schema, got {type(schema).__name__}")
         if optimizer not in OPTIMIZER_KEYS:
             raise ValueError(f"optimizer {optimizer!r}: expected one of {sorted(OPTIMIZER_KEYS)}")
+        if not lr > 0:
+            raise ValueError(f"the learning rate must be > 0, got {lr}")
         if sparse_embeddings and optimizer not in SPARSE_OPTIMIZERS:
             raise ValueError(f"sparse_embeddings=True needs an optimizer with a sparse update "
                              f"{SPARSE_OPTIMIZERS}, not {optimizer!r}")
@@ -109,6 +112,9 @@ class CTRModule(pl.LightningModule):
         self.schema = schema
         self.sparse_embeddings = sparse_embeddings
         self._split_outputs: dict[str, Optional[PredictionBuffer]] = {"val": None, "test": None}
+        # the last test pass: its click probabilities and labels ([N] each, split order), its seconds
+        self.test_predictions: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+        self.test_seconds: Optional[float] = None
 
     @classmethod
     def optim_keys(cls) -> tuple[str, ...]:
@@ -188,11 +194,13 @@ class CTRModule(pl.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self._split_outputs["test"] = None
+        self._test_started = time.perf_counter()
 
     def on_validation_epoch_end(self) -> None:
         self._log_split_metrics("val")
 
     def on_test_epoch_end(self) -> None:
+        self.test_seconds = time.perf_counter() - self._test_started  # forward passes only, not the metrics
         self._log_split_metrics("test")
 
     def _keep_predictions(self, split: str, batch: Batch) -> None:
@@ -211,6 +219,8 @@ class CTRModule(pl.LightningModule):
             logits, labels = self._gather_split(split, logits), self._gather_split(split, labels)
         probabilities = torch.sigmoid(logits.double()).cpu()
         labels = labels.cpu()
+        if split == "test":
+            self.test_predictions = (probabilities.float(), labels)
         # Every rank scores the same gathered split, so the values are already equal on all ranks:
         # no sync_dist (averaging equal numbers would only cost a collective per metric).
         split_auc, split_logloss = auc(labels, probabilities), logloss(labels, probabilities)

@@ -1,4 +1,4 @@
-"""Exact AUC and LogLoss over a whole split (plain numpy; tensors are accepted and copied to host)."""
+"""Exact AUC, LogLoss and calibration over a whole split (plain numpy; tensors are accepted and copied to host)."""
 from __future__ import annotations
 
 import numpy as np
@@ -55,3 +55,23 @@ def logloss(y, p, eps: float = 1e-15) -> float:
         return float("nan")
     clipped = np.clip(probabilities, eps, 1.0 - eps)
     return float(-np.mean(labels * np.log(clipped) + (1.0 - labels) * np.log1p(-clipped)))
+
+
+CALIBRATION_BINS = 20
+
+
+def calibration_bins(y, p, bins: int = CALIBRATION_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Equal-mass bins of the predictions (rows sorted by ``p``, cut into ``bins`` groups of equal
+    size, the last ones one row shorter): ``(mean predicted [B], observed click rate [B], rows [B])``."""
+    labels, probabilities = _labels_and_scores(y, p)
+    order = np.argsort(probabilities, kind="stable")
+    groups = [g for g in np.array_split(order, bins) if len(g)]
+    return (np.array([probabilities[g].mean() for g in groups]), np.array([labels[g].mean() for g in groups]),
+            np.array([len(g) for g in groups]))
+
+
+def expected_calibration_error(y, p, bins: int = CALIBRATION_BINS) -> float:
+    """ECE: ``sum_b rows_b / N * |mean predicted_b - observed rate_b|`` over ``bins`` equal-mass bins
+    (equal mass, not equal width: CTR predictions crowd near 0, where equal-width bins sit empty)."""
+    predicted, observed, rows = calibration_bins(y, p, bins)
+    return float((rows * np.abs(predicted - observed)).sum() / rows.sum())

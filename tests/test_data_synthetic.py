@@ -127,3 +127,51 @@ def test_default_mix_has_first_order_signal_and_headroom(tmp_path, one_thread):
     oracle = auc(dm.labels("test"), dm.true_probabilities("test"))
     lr = train_and_score(dm, pairwise=False)
     assert lr > 0.58 and oracle > lr + 0.15
+
+
+# -- the ceilings --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("effects", [{}, {"first_order": 0.5, "pairwise": 2.0, "higher_order": 2.0}])
+def test_ceilings_are_ordered_below_the_oracle(effects):
+    chunk = SyntheticSource(rows=60_000, seed=3, **effects).block(0)
+    first, pairwise = (auc(chunk.labels, chunk.ceiling_probability[:, j]) for j in range(2))
+    oracle = auc(chunk.labels, chunk.true_probability)
+    assert 0.5 < first < pairwise < oracle
+
+
+@pytest.mark.parametrize("effects, equal", [({"higher_order": 0.0}, [1]),
+                                            ({"pairwise": 0.0, "higher_order": 0.0}, [0, 1])])
+def test_a_ceiling_is_the_oracle_when_the_families_it_leaves_out_are_off(effects, equal):
+    chunk = SyntheticSource(rows=5_000, seed=1, **effects).block(0)
+    for j in equal:
+        np.testing.assert_allclose(chunk.ceiling_probability[:, j], chunk.true_probability, rtol=1e-6)
+
+
+def test_a_ceiling_is_calibrated():
+    chunk = SyntheticSource(rows=BLOCK_ROWS, seed=2).block(0)
+    for j in range(2):  # Platt scaling against the true probabilities: the mean prediction is the click rate
+        assert chunk.ceiling_probability[:, j].mean() == pytest.approx(chunk.true_probability.mean(), abs=0.005)
+
+
+def small_vocabulary_dm(tmp_path, **effects) -> CTRDataModule:
+    return CTRDataModule(SyntheticSource(rows=100_000, seed=0, max_cardinality=50, **effects), cache_dir=str(tmp_path),
+                         batch_size=512, encoding={"min_count": 2})
+
+
+@pytest.mark.slow
+def test_lr_approaches_its_ceiling_on_first_order_data(tmp_path, one_thread):
+    dm = small_vocabulary_dm(tmp_path, first_order=1.0, pairwise=0.0, higher_order=0.0)
+    ceiling = auc(dm.labels("test"), dm.ceiling_probabilities("test")["first_order"])
+    lr = train_and_score(dm, pairwise=False, epochs=3)
+    assert (lr - 0.5) / (ceiling - 0.5) > 0.9
+
+
+@pytest.mark.slow
+def test_fm_approaches_its_ceiling_on_pairwise_data(tmp_path, one_thread):
+    dm = small_vocabulary_dm(tmp_path, first_order=1.0, pairwise=1.5, higher_order=0.0)
+    ceilings = dm.ceiling_probabilities("test")
+    fm = train_and_score(dm, pairwise=True, epochs=5)
+    lr = train_and_score(dm, pairwise=False, epochs=3)
+    assert (fm - 0.5) / (auc(dm.labels("test"), ceilings["pairwise"]) - 0.5) > 0.8
+    assert lr < auc(dm.labels("test"), ceilings["first_order"]) + 0.01 < fm

@@ -30,7 +30,7 @@ class StubTrainer:
         self.should_stop = False
         self.saved: list[int] = []
 
-    def save_checkpoint(self, path):
+    def save_checkpoint(self, path, weights_only=False):
         self.saved.append(self.current_epoch)
 
     @property

@@ -7,11 +7,16 @@ the part's data rows (so that split assignment can be done by position, whatever
 """
 from __future__ import annotations
 
+import bz2
+import contextlib
+import gzip
 import hashlib
+import io
+import lzma
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, NamedTuple, Optional
+from typing import BinaryIO, Callable, Iterator, Mapping, NamedTuple, Optional
 
 import numpy as np
 
@@ -53,6 +58,7 @@ class RawChunk:
     labels: float32 ``[N]`` 0/1, NaN when the part has no labels; categorical: one column per
     ``Source.categorical_fields``; numeric: float64 ``[N, M]`` (NaN = missing) in
     ``Source.numeric_fields`` order; true_probability: float32 ``[N]`` (synthetic data only);
+    ceiling_probability: float32 ``[N, C]``, the ceilings of ``Source.ceiling_names`` (synthetic only);
     rows_read / rows_rejected: data rows this chunk covered / dropped; progress: work done, in
     ``Source.progress_unit``.
     """
@@ -65,6 +71,7 @@ class RawChunk:
     rows_rejected: int
     progress: int
     true_probability: Optional[np.ndarray] = None
+    ceiling_probability: Optional[np.ndarray] = None
 
     @property
     def num_rows(self) -> int:
@@ -103,6 +110,9 @@ class Source(ABC):
     def has_true_probabilities(self) -> bool:
         return False
 
+    # What the true probabilities restricted to a model family are called, when the source knows them.
+    ceiling_names: tuple[str, ...] = ()
+
 
 # --------------------------------------------------------------------------- files
 
@@ -126,12 +136,83 @@ def fingerprint(path: Path) -> dict:
 class LineBlock(NamedTuple):
     """Whole lines of a text file. data: their bytes (a read-only bytes-like object); first_row:
     0-based data-row index of the first line; first_line: its 1-based line number in the file;
-    num_lines: lines in ``data``."""
+    num_lines: lines in ``data``; progress: bytes of the file on disk this block took (less than
+    ``len(data)`` for a compressed file)."""
 
     data: memoryview
     first_row: int
     first_line: int
     num_lines: int
+    progress: int = 0
+
+
+# Compressed inputs, told by their first bytes (and checked against the name's suffix).
+COMPRESSION_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
+COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zstd": "zstd"}
+SNIFF_BYTES = 1 << 16
+
+
+def compression_of(path: Path) -> Optional[str]:
+    """``gzip``, ``bz2``, ``xz``, ``zstd`` or None (plain), from the file's first bytes; a name whose
+    suffix promises a compression the bytes do not have is an error, not a guess."""
+    with path.open("rb") as f:
+        head = f.read(8)
+    found = next((name for magic, name in COMPRESSION_MAGIC if head.startswith(magic)), None)
+    claimed = COMPRESSION_SUFFIXES.get(path.suffix.lower())
+    if claimed and found != claimed:
+        raise BadInputError(f"{path}: the name says {claimed}-compressed, but the file does not start like {claimed} "
+                            f"data" + (f" ({found} does)" if found else "") + "; rename or recompress it")
+    return found
+
+
+class _ArrowStream(io.RawIOBase):
+    """A pyarrow input stream (zstd) as a raw stream, for ``io.BufferedReader``."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self.stream.readinto(buffer)
+
+
+@contextlib.contextmanager
+def open_decompressed(path: Path, compression: Optional[str]) -> Iterator[tuple[BinaryIO, Callable[[], int]]]:
+    """``(a binary reader of the file's text bytes, decompressed as it is read, never copied whole;
+    the position reached in the file on disk)``."""
+    with path.open("rb") as raw:
+        if compression is None:
+            yield raw, raw.tell
+            return
+        if compression == "zstd":
+            import pyarrow as pa
+            stream = io.BufferedReader(_ArrowStream(pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd")))
+        elif compression == "gzip":
+            stream = gzip.GzipFile(fileobj=raw)
+        else:
+            stream = {"bz2": bz2.BZ2File, "xz": lzma.LZMAFile}[compression](raw)
+        try:
+            yield stream, raw.tell
+        except (OSError, EOFError, lzma.LZMAError) as error:
+            raise BadInputError(f"{path}: the {compression} data is damaged or cut short ({error})") from None
+        finally:
+            stream.close()
+
+
+def check_text(path: Path, head: bytes, compression: Optional[str]) -> None:
+    """A file whose first bytes are binary gets one sentence, never its bytes echoed."""
+    where = f"{path}" + (f" (after {compression} decompression)" if compression else "")
+    if b"\0" in head[:SNIFF_BYTES] and head[:SNIFF_BYTES].count(b"\0") > 1:
+        raise BadInputError(f"{where}: this is not a text file (it holds binary data); expected "
+                            f"delimited text lines, plain or compressed with gzip, bz2, xz or zstd")
+    try:
+        head[:SNIFF_BYTES].decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.start < len(head[:SNIFF_BYTES]) - 4:  # not just a character cut by the sniff's end
+            raise BadInputError(f"{where}: not UTF-8 text (byte {error.start + 1} cannot start a character); "
+                                f"expected delimited text lines, plain or compressed") from None
 
 
 def count_newlines(data: bytes | bytearray | memoryview, end: Optional[int] = None) -> int:
@@ -189,6 +270,11 @@ class FileSource(Source):
                 raise BadInputError(f"{name}: {which} {file} does not exist.\n{self.how_to_get}")
             if not file.is_file():
                 raise BadInputError(f"{name}: {which} {file} is not a file")
+        self.compression = {part: compression_of(file) for part, file in self.files.items()}
+
+    def open(self, part: str):
+        """``part``'s file as a reader of its text bytes, decompressed if need be (see ``open_decompressed``)."""
+        return open_decompressed(self.files[part], self.compression[part])
 
     def parts(self) -> tuple[str, ...]:
         return tuple(self.files)
@@ -206,7 +292,7 @@ class FileSource(Source):
     def count_rows(self, part: str) -> int:
         # One reused buffer: a fresh multi-MiB bytes object per read costs as much as the counting.
         lines, buffer, last_byte = 0, bytearray(COUNT_BUFFER_BYTES), NEWLINE
-        with self.files[part].open("rb", buffering=0) as f:
+        with self.open(part) as (f, _):
             while read := f.readinto(buffer):
                 lines += count_newlines(buffer, read)
                 last_byte = buffer[read - 1]
@@ -215,14 +301,19 @@ class FileSource(Source):
 
     def first_line(self, part: str) -> str:
         """The file's first line, without its line ending ('' for an empty file)."""
-        with self.files[part].open("rb") as f:
+        with self.open(part) as (f, _):
             return f.readline().rstrip(b"\r\n").decode("utf-8", errors="replace")
 
     def check_not_empty(self, part: str) -> None:
         file = self.files[part]
         if file.stat().st_size == 0:
             raise BadInputError(f"{file}: the file is empty")
-        with file.open("rb") as f:
+        with self.open(part) as (f, _):
+            head = f.read(SNIFF_BYTES)
+        if not head:
+            raise BadInputError(f"{file}: the file is empty once decompressed")
+        check_text(file, head, self.compression[part])
+        with self.open(part) as (f, _):
             for _ in range(self.header_lines(part)):
                 f.readline()
             if not f.read(1):
@@ -234,10 +325,10 @@ class FileSource(Source):
         Each block is read into a buffer of its own behind the partial line the previous one left,
         and handed on as a view: one copy of the file's bytes, however long the lines."""
         header = self.header_lines(part)
-        with self.files[part].open("rb") as f:
+        with self.open(part) as (f, position):
             for _ in range(header):
                 f.readline()
-            row, carry = 0, b""
+            row, carry, consumed = 0, b"", 0
             while True:
                 buffer = bytearray(len(carry) + block_bytes)
                 buffer[:len(carry)] = carry
@@ -245,7 +336,7 @@ class FileSource(Source):
                 if end == len(carry):  # end of file: whatever is left is the last line(s)
                     if end:
                         yield LineBlock(memoryview(buffer)[:end].toreadonly(), row, header + row + 1,
-                                        count_lines(buffer, end))
+                                        count_lines(buffer, end), position() - consumed)
                     return
                 cut = buffer.rfind(b"\n", 0, end) + 1
                 if cut == 0:  # a line longer than the block: keep reading until it ends
@@ -253,5 +344,6 @@ class FileSource(Source):
                     continue
                 carry = bytes(buffer[cut:end])
                 lines = count_newlines(buffer, cut)
-                yield LineBlock(memoryview(buffer)[:cut].toreadonly(), row, header + row + 1, lines)
+                progress, consumed = position() - consumed, position()
+                yield LineBlock(memoryview(buffer)[:cut].toreadonly(), row, header + row + 1, lines, progress)
                 row += lines

@@ -366,11 +366,27 @@ def convert_columns(table: pa.Table, label: Optional[str], numeric: tuple[str, .
     checks.fail(label_bad, "label not in {0,1}",
                 lambda r: f"label {table[label][r].as_py()!r} in {describe_row(r)}")
 
-    def describe_numeric(r: int) -> str:
-        j = int(np.argmax(numeric_bad[r]))
-        return f"{numeric[j]}={table[numeric[j]][r].as_py()!r} is not a valid {number_kind}"
+    # well-formed numbers too large for int64 (or float64) are out of range, not malformed
+    out_of_range = np.zeros_like(numeric_bad)
+    for j, name in enumerate(numeric):
+        text = pa.types.is_string(table[name].type) or pa.types.is_large_string(table[name].type)
+        if numeric_bad[:, j].any() and text:
+            well_formed = pc.match_substring_regex(table[name], INTEGER_PATTERN if integer else FLOAT_PATTERN)
+            out_of_range[:, j] = numeric_bad[:, j] & well_formed.fill_null(False).to_numpy(zero_copy_only=False)
+    limit = f"integers must lie within ±{np.iinfo(np.int64).max:,}" if integer else \
+        f"numbers must lie within ±{np.finfo(np.float64).max:.3g}"
 
-    checks.fail(numeric_bad.any(axis=1), f"numeric field not a valid {number_kind}", describe_numeric)
+    def describe(bad: np.ndarray, what: str):
+        def text(r: int) -> str:
+            j = int(np.argmax(bad[r]))
+            return f"{numeric[j]}={table[numeric[j]][r].as_py()!r} {what}"
+        return text
+
+    checks.fail(out_of_range.any(axis=1), "numeric field out of range",
+                describe(out_of_range, f"is out of range ({limit})"))
+    malformed = numeric_bad & ~out_of_range
+    checks.fail(malformed.any(axis=1), f"numeric field not a valid {number_kind}",
+                describe(malformed, f"is not a valid {number_kind}"))
     columns = []
     for name in categorical:
         if name not in integer_categorical:
@@ -410,4 +426,4 @@ def text_chunk(block: LineBlock, parsed: ParsedBlock, rows: ConvertedRows, path:
     """``keep_valid`` for a parsed text block."""
     return keep_valid(rows, block.first_row + parsed.line_offset, block.first_line + parsed.line_offset, path,
                       rejects, rows_read=block.num_lines, already_rejected=len(parsed.misshapen),
-                      progress=len(block.data))
+                      progress=block.progress)

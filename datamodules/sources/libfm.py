@@ -138,4 +138,4 @@ class LibFMSource(FileSource):
         return RawChunk(row_index=block.first_row + np.flatnonzero(ok), labels=labels[ok],
                         categorical=[categorical_from_integers(index_grid[:, j]) for j in range(num_fields)],
                         numeric=np.empty((int(ok.sum()), 0)), rows_read=rows, rows_rejected=rejected,
-                        progress=len(block.data))
+                        progress=block.progress)

@@ -13,7 +13,25 @@ Everything follows from ``seed``: the fields (13 heavy-tailed integer fields wit
   second-order signal in the logit (only models of higher-order interactions can use it).
 
 Each family is scaled to the given standard deviation on a pilot sample (0 switches it off) and
-``bias`` is solved so that the mean click probability is ``positive_rate``. Rows are generated in
+``bias`` is solved so that the mean click probability is ``positive_rate``.
+
+The families are orthogonal in the logit: with independent fields and P, H built from centred
+tables, P has no component that is a sum of one-field functions, and H none that is a sum of one-
+or two-field functions. So the best approximation of the true logit (in mean square, over the
+data's distribution) that LR can represent (sums of one-field functions) is ``bias + F``, and that
+FM can represent (plus a sum of field-pair products) is ``bias + F + P``. The **ceilings** are
+those parts of the true logit, recalibrated:
+
+    ceiling_first_order = sigmoid(a_1 (bias + F) + c_1)
+    ceiling_pairwise    = sigmoid(a_2 (bias + F + P) + c_2)
+
+with ``(a, c)`` fitted once on the pilot sample to the true probabilities (least cross-entropy:
+Platt scaling), so that a ceiling's LogLoss is that of a calibrated predictor; a monotone map
+leaves its AUC that of the part itself. A ceiling is what a model of the family reaches if it
+learns its part of the logit exactly and nothing else; it equals the full oracle when the
+families it leaves out are switched off (then ``a = 1, c = 0``). The ranking a family can reach
+may differ slightly from its part's, as AUC is not the mean-square fit; the ceiling is the
+family's share of the signal, not a proven bound on every metric. Rows are generated in
 fixed blocks of ``BLOCK_ROWS``, each from its own seeded stream, so any number of rows streams in
 bounded memory and the rows do not depend on how they are read.
 """
@@ -29,7 +47,8 @@ from datamodules.sources.base import WHOLE, CategoricalColumn, RawChunk, Source
 
 BLOCK_ROWS = 1 << 17
 PILOT_ROWS = 1 << 16
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the ceilings (p_ceiling) beside the true probabilities
+CEILINGS = ("first_order", "pairwise")  # the families a ceiling keeps: F; F and P
 PAIRWISE_CARDINALITY = (5, 300)  # FM fields: frequent enough values for latent vectors to be learnt
 TRIPLE_MAX_CARDINALITY = 12  # few enough value combinations for ~100k rows to show them
 NUM_TRIPLES = 3
@@ -59,6 +78,7 @@ class _TrueModel:
     triple_tables: list[list[np.ndarray]]  # per triple, per member: [card_f + 1], centred
     scale: np.ndarray  # [3] multiplies F, P, H (the config's std over each family's pilot std)
     bias: float
+    ceiling_calibration: np.ndarray  # [2, 2]: (a, c) of each ceiling, see the module docstring
 
 
 class SyntheticSource(Source):
@@ -74,6 +94,7 @@ class SyntheticSource(Source):
 
     default_name = "synthetic"
     progress_unit = "rows"
+    ceiling_names = CEILINGS
 
     def __init__(self, rows: int = 100_000, seed: int = 0, first_order: float = 1.0, pairwise: float = 1.5,
                  higher_order: float = 1.0, positive_rate: float = 0.25, num_numeric: int = 13,
@@ -129,14 +150,16 @@ class SyntheticSource(Source):
         rows = min(BLOCK_ROWS, self.rows - start)
         rng = np.random.default_rng([self.seed, 1, block])
         cat_index, numeric = self._sample_features(rng, rows)
-        probability = _sigmoid(self._logit(cat_index, numeric))
+        families = self._families(cat_index, numeric)
+        probability = _sigmoid(self.model.bias + self.model.scale @ families)
         labels = (rng.random(rows) < probability).astype(np.float32)
         m = self.model
         categorical = [CategoricalColumn(np.where(index == len(ids), -1, index).astype(np.int32), ids)
                        for index, ids in zip(cat_index, m.value_id)]
         return RawChunk(row_index=np.arange(start, start + rows, dtype=np.int64), labels=labels,
                         categorical=categorical, numeric=numeric, rows_read=rows, rows_rejected=0,
-                        progress=rows, true_probability=probability.astype(np.float32))
+                        progress=rows, true_probability=probability.astype(np.float32),
+                        ceiling_probability=self._ceilings(families).T.astype(np.float32))
 
     # ------------------------------------------------------------------ generation
 
@@ -180,7 +203,8 @@ class SyntheticSource(Source):
                            num_missing=np.where(rng.random(n_num) < 0.8, rng.uniform(0.0, 0.5, n_num),
                                                 rng.uniform(0.6, 0.8, n_num)) * c.get("missing_values", True),
                            cat_weight=cat_weight, num_effect=num_effect, pair_fields=pair_fields, latent=latent,
-                           triples=triples, triple_tables=triple_tables, scale=np.ones(3), bias=0.0)
+                           triples=triples, triple_tables=triple_tables, scale=np.ones(3), bias=0.0,
+                           ceiling_calibration=np.array([[1.0, 0.0], [1.0, 0.0]]))
         self.model = model
         self._calibrate(np.random.default_rng([self.seed, 2]))
         return model
@@ -198,6 +222,12 @@ class SyntheticSource(Source):
             mid = (low + high) / 2
             low, high = (mid, high) if _sigmoid(logit + mid).mean() < self.config["positive_rate"] else (low, mid)
         self.model.bias = (low + high) / 2
+        p_true = _sigmoid(logit + self.model.bias)
+        for j, kept in enumerate((1, 2)):  # ceiling j keeps the first `kept` families
+            if not self.model.scale[kept:].any():  # nothing left out: the ceiling is the oracle itself
+                continue
+            part = self.model.bias + self.model.scale[:kept] @ families[:kept]
+            self.model.ceiling_calibration[j] = _platt(part, p_true)
 
     def _sample_features(self, rng: np.random.Generator, rows: int) -> tuple[list[np.ndarray], np.ndarray]:
         """-> (per categorical field: int64 ``[rows]`` value ranks, card = missing; numeric float64
@@ -230,5 +260,26 @@ class SyntheticSource(Source):
                      for triple, tables in zip(m.triples, m.triple_tables))
         return np.stack([first, pair, np.broadcast_to(higher, first.shape)])
 
-    def _logit(self, cat_index: list[np.ndarray], numeric: np.ndarray) -> np.ndarray:
-        return self.model.bias + self.model.scale @ self._families(cat_index, numeric)
+    def _ceilings(self, families: np.ndarray) -> np.ndarray:
+        """Unscaled families ``[3, rows]`` -> the ceilings' probabilities ``[2, rows]``."""
+        m = self.model
+        out = []
+        for (a, c), kept in zip(m.ceiling_calibration, (1, 2)):
+            out.append(_sigmoid(a * (m.bias + m.scale[:kept] @ families[:kept]) + c))
+        return np.stack(out)
+
+
+def _platt(score: np.ndarray, p_true: np.ndarray, iterations: int = 50) -> np.ndarray:
+    """``(a, c)`` minimising the cross-entropy of ``sigmoid(a * score + c)`` against ``p_true``
+    (Newton's method on a convex function of two variables)."""
+    a, c = 1.0, 0.0
+    design = np.stack([score, np.ones_like(score)], axis=1)
+    for _ in range(iterations):
+        p = _sigmoid(a * score + c)
+        gradient = design.T @ (p - p_true)
+        hessian = design.T @ (design * (p * (1 - p))[:, None])
+        step = np.linalg.solve(hessian, gradient)
+        a, c = a - step[0], c - step[1]
+        if np.abs(step).max() < 1e-12:
+            break
+    return np.array([a, c])

@@ -30,6 +30,7 @@ from datamodules.sources.frappe import FIELDS
 from experiments.reference import check
 from experiments.reference.data import FRAPPE_ROWS, criteo_x4_csv, write_frappe_like
 from experiments.reference.report import Outcome, write_report
+from experiments.run.config import CONF
 
 MODELS = ("lr", "fm", "ffm", "dnn", "ipnn", "lr_dnn", "deepfm", "dcn", "xdeepfm")
 # BARS's dataset configs, as its logs print them (FuxiCTR 2.3 reads `fill_na`, defaulting to the
@@ -52,6 +53,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--training-models", default="lr,fm,dnn,deepfm,dcn",
                         help="models of the full-training comparison (each costs minutes per seed)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--more-seeds", default="", metavar="MODEL=N,...",
+                        help="models whose runs vary more: their number of seeds (e.g. lr_dnn=6)")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--rows", type=int, default=FRAPPE_ROWS, help="rows of the Frappe-shaped dataset")
     parser.add_argument("--criteo-sample", type=Path, help="folder of the raw Criteo sample files")
@@ -86,9 +89,15 @@ def processor_class(name: str):
     return FeatureProcessor
 
 
-def run(args) -> Outcome:
+def has_preset(experiment: str, model: str) -> bool:
+    return (CONF / "preset" / experiment / f"{model}.yaml").is_file()
+
+
+def run(args, save) -> Outcome:
+    """Every comparison of ``args``; ``save(outcome)`` after each, so that an interrupted check
+    keeps what it measured."""
     torch.set_num_threads(args.threads)
-    parts, models = args.parts.split(","), args.models.split(",")
+    parts = args.parts.split(",")
     outcome = Outcome(command=shlex.join(["python", "-m", "experiments.reference", *sys.argv[1:]]), args=vars(args))
     outcome.note_load("start")
     cache = args.workdir / "cache"
@@ -101,41 +110,51 @@ def run(args) -> Outcome:
                                                         data["label"], data["theirs"], min_count)
                 result = check.compare_preprocessing(data["name"], check.datamodule(cfg), sizes, encoded, min_count)
                 outcome.preprocessing.append(result)
+                save(outcome)
                 print(f"preprocessing {data['name']} min_count {min_count}: {result.mismatched_ids} of "
                       f"{result.total_ids:,} ids differ", flush=True)
+        models = [m for m in args.models.split(",") if has_preset(data["experiment"], m)]
         if "steps" in parts:
             for name in models:
                 cfg = check.preset_config(data["experiment"], name, data["ours"], cache)
                 result = check.compare_steps(name, cfg, check.datamodule(cfg), data["name"], args.steps, 0,
                                              args.workdir / "steps")
                 outcome.steps.append(result)
+                save(outcome)
                 print(f"steps {data['name']} {name}: relative loss gap {result.max_relative_gap_64:.1e} in float64, "
                       f"{result.max_relative_gap:.1e} in float32 (FuxiCTR against itself: "
                       f"{result.max_relative_floor:.1e})", flush=True)
         if "training" in parts and data["name"] == "frappe_like":
-            for name in args.training_models.split(","):
+            for name in [m for m in args.training_models.split(",") if has_preset(data["experiment"], m)]:
                 cfg = check.preset_config(data["experiment"], name, data["ours"], cache)
                 dm = check.datamodule(cfg)
-                for seed in range(args.seeds):
+                seeds = dict(item.split("=") for item in filter(None, args.more_seeds.split(",")))
+                for seed in range(int(seeds.get(name, args.seeds))):
                     for run_one in (lambda: check.train_ours(name, cfg, data["name"], seed,
                                                              args.workdir / "runs" / f"{name}_{seed}"),
                                     lambda: check.train_theirs(name, cfg, dm, data["name"], seed,
                                                                args.workdir / "runs")):
                         result = run_one()
                         outcome.training.append(result)
+                        save(outcome)
                         print(f"training {name} seed {seed} {result.library}: test AUC {result.test_auc:.5f} after "
                               f"{result.epochs} epochs, {result.seconds:.0f} s", flush=True)
-    outcome.note_load("end")
     return outcome
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
-    outcome = run(args)
-    outcome.seconds = time.perf_counter() - started
-    passed = write_report(outcome, args.out, args.step_tolerance, args.auc_tolerance)
-    (args.out / "reference.json").write_text(json.dumps(outcome.to_json(), indent=1, default=str))
+
+    def save(outcome: Outcome) -> bool:
+        outcome.seconds = time.perf_counter() - started
+        passed = write_report(outcome, args.out, args.step_tolerance, args.auc_tolerance)
+        (args.out / "reference.json").write_text(json.dumps(outcome.to_json(), indent=1, default=str))
+        return passed
+
+    outcome = run(args, save)
+    outcome.note_load("end")
+    passed = save(outcome)
     print(f"wrote {args.out / 'README.md'}: {'every comparison passed' if passed else 'some comparisons FAILED'}")
     return 0 if passed else 1
 

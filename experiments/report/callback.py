@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -33,8 +34,8 @@ class ReportCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # imported here: Hydra builds callbacks at every start, and pandas/seaborn are slow to load
-        from experiments.report.collect import command_from_hydra
-        from experiments.report.writer import run_report
+        from experiments.report.collect import FAILED, command_from_hydra
+        from experiments.report.writer import OverwriteError, run_report
 
         launch_dir = Path(OmegaConf.select(config, "hydra.runtime.cwd", default=None) or Path.cwd())
         sweep_dir = launch_dir / str(config.hydra.sweep.dir)
@@ -47,6 +48,37 @@ class ReportCallback(Callback):
                                  study_names=[study_name] if storage and study_name else None)
             if not outcome.datasets:
                 log.warning("results report: no finished run under %s", sweep_dir)
+        except OverwriteError as error:
+            log.error("results report not written: %s", error)
+            return
         except Exception:  # the sweep's runs are safe on disk; a failed report must not hide that
             log.exception("results report failed; re-run it with: python -m experiments.report %s --out %s",
                           sweep_dir, out_dir)
+            return
+        failed = outcome.ignored.get(FAILED, 0)
+        if failed and sys.exc_info()[0] is None:  # no exception of the sweep's own on its way out
+            print(f"\n{failed} run(s) of this multirun failed (listed above with why); the table shows the others",
+                  file=sys.stderr)
+            raise SystemExit(1)
+
+
+class ScalingReportCallback(Callback):
+    """At the end of ``experiment=data_scaling``: the scaling table and plot into
+    ``<sweep dir>/results/data_scaling`` (``out_dir`` relative to the launch directory otherwise)."""
+
+    def __init__(self, out_dir: Optional[str] = None):
+        self.out_dir = out_dir
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from experiments.report.collect import command_from_hydra
+        from experiments.report.scaling import write_scaling_report
+
+        launch_dir = Path(OmegaConf.select(config, "hydra.runtime.cwd", default=None) or Path.cwd())
+        sweep_dir = launch_dir / str(config.hydra.sweep.dir)
+        out_dir = sweep_dir / "results" / "data_scaling" if self.out_dir is None else launch_dir / self.out_dir
+        try:
+            command = command_from_hydra(OmegaConf.to_container(config.hydra), multirun=True)
+            for path in write_scaling_report([sweep_dir], out_dir, command):
+                print(f"  {path}")
+        except Exception:  # the runs are safe on disk; a failed report must not hide that
+            log.exception("scaling report failed; re-run it with: python -m experiments.report.scaling %s", sweep_dir)

@@ -29,7 +29,9 @@ ORACLE_AUC, ORACLE_LOGLOSS = "oracle/test/auc", "oracle/test/logloss"
 HISTORY_COLUMNS = ("epoch", "val/auc")
 
 # Reasons a run is left out of the tables (keys of RunCollection.ignored["reason"]).
-NO_METRICS = "no metrics.json (unfinished or failed)"
+NO_METRICS = "no metrics.json (unfinished)"
+FAILED = "failed"
+FAILURE_FILE = "failure.txt"  # what experiments.run writes into a run folder whose run failed
 BAD_METRICS = "unreadable metrics.json"
 NON_FINITE = "non-finite metrics"
 BAD_CONFIG = "unreadable .hydra config"
@@ -111,7 +113,7 @@ def _hydra_choices(run_dir: Path) -> dict:
 # Overrides that are not part of a configuration: the seed (what results average over) and the
 # keys that change how a run executes, not what it trains.
 NOT_CONFIGURATION = ("seed", "threads", "trainer.enable_progress_bar", "data.cache_dir", "data.num_workers",
-                     "logger")
+                     "save_predictions", "logger")
 
 
 def _is_configuration_override(override: str) -> bool:
@@ -156,6 +158,10 @@ def find_sweep_dir(run_dir: Path, max_depth: int = 2) -> Optional[Path]:
 def _read_run(run_dir: Path) -> dict:
     metrics_path = run_dir / METRICS_FILE
     if not metrics_path.is_file():
+        failure = run_dir / FAILURE_FILE
+        if failure.is_file():
+            reason = failure.read_text(encoding="utf-8", errors="replace").strip().splitlines() or ["(no reason)"]
+            raise _Ignored(FAILED, f"{run_dir}: {reason[0]}")
         raise _Ignored(NO_METRICS, str(run_dir))
     metrics = _read_metrics(metrics_path)
     config = _read_optional_yaml(run_dir / HYDRA_DIR / "config.yaml") or {}
@@ -288,12 +294,16 @@ def load_histories(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return histories, problems
 
 
+# What Hydra and our sweeper add to a job's overrides, which a user never types.
+INTERNAL_OVERRIDES = ("hydra.mode=", "hydra.sweep.subdir=", "++hydra.job.env_set.CTR_BENCH_")
+
+
 def command_from_hydra(hydra: dict, multirun: bool) -> Optional[str]:
     """``hydra`` (the ``hydra`` node of hydra.yaml or multirun.yaml) -> the shell command line."""
     overrides = _dig(hydra, "overrides") or {}
     if not overrides:
         return None
-    launcher_overrides = [o for o in overrides.get("hydra") or [] if not str(o).startswith("hydra.mode=")]
+    launcher_overrides = [o for o in overrides.get("hydra") or [] if not str(o).startswith(INTERNAL_OVERRIDES)]
     script = f"{_dig(hydra, 'job', 'name') or 'run'}.py"
     # --config-dir and --config-name are flags, not overrides: Hydra records them elsewhere
     config_dirs = [source.get("path") for source in _dig(hydra, "runtime", "config_sources") or []

@@ -38,6 +38,15 @@ PAPER_LABELS: tuple[str, ...] = tuple(_PAPER_ROWS.values())
 
 DEEPFM_LABEL = MODEL_LABELS["deepfm"]
 ORACLE_LABEL = "Oracle (true p)"
+# The ceilings of synthetic data (datamodules.sources.synthetic): the family -> its row's name.
+CEILING_LABELS = {"first_order": "Ceiling: first-order (LR)", "pairwise": "Ceiling: + pairwise (FM, FFM)"}
+# Models whose function class holds only some effect families; every other model is deep (all).
+_FAMILY = {"lr": "first_order", "fm": "pairwise", "ffm": "pairwise"}
+
+
+def family_of(model_key: str) -> str:
+    """The effect family a model can represent: a ceiling's key, or ``"full"`` (the oracle)."""
+    return _FAMILY.get(model_key, "full")
 
 
 def model_label(model_key: str, model_config: Optional[Mapping[str, Any]] = None) -> str:

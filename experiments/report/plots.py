@@ -3,6 +3,10 @@
 - ``plot_scores``: test AUC and LogLoss per model, one dot per seed, mean with 95% CI over seeds,
   the reference's number as a cross and the oracle as a dashed line.
 - ``plot_learning_curves``: validation AUC (and LogLoss) per epoch, mean and 95% CI over seeds.
+- ``plot_cost``: test AUC against training seconds per epoch (log scale), each model's seeds and
+  mean, and the Pareto front: the models no other beats on both.
+- ``plot_reliability``: each model's reliability diagram, observed click rate against mean
+  predicted probability in equal-mass bins of its test predictions (seeds pooled).
 - ``plot_study``: an Optuna study's optimisation history and hyperparameter importances.
 
 A model has the same colour in every figure (``model_color``).
@@ -18,6 +22,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: never needs a display, safe in sweeps and CI
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -126,6 +131,63 @@ def plot_learning_curves(histories: pd.DataFrame, stem: Path) -> list[Path]:
         return save_figure(fig, stem)
 
 
+def pareto_front(points: pd.DataFrame, cost: str, score: str) -> pd.DataFrame:
+    """The rows no other row beats on both: lower (or equal) ``cost`` and higher ``score``; by cost."""
+    ordered = points.sort_values([cost, score], ascending=[True, False])
+    return ordered[ordered[score] > ordered[score].cummax().shift(fill_value=-np.inf)]
+
+
+def plot_cost(runs: pd.DataFrame, table: DatasetTable, stem: Path) -> list[Path]:
+    """Test AUC against training seconds per epoch (log x): dots per seed, a mean with its seed
+    spread per model, the Pareto front through the means -> ``stem``.{png,svg}."""
+    runs = runs.dropna(subset=["train_seconds_per_epoch", TEST_AUC])
+    means = runs.groupby("label").agg(cost=("train_seconds_per_epoch", "mean"),
+                                      cost_sd=("train_seconds_per_epoch", "std"), auc=(TEST_AUC, "mean"),
+                                      auc_sd=(TEST_AUC, "std")).fillna({"cost_sd": 0, "auc_sd": 0})
+    with _style():
+        fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+        ax.scatter(runs["train_seconds_per_epoch"], runs[TEST_AUC], c=runs["label"].map(model_color), s=14,
+                   alpha=0.45, linewidths=0)
+        for label, row in means.iterrows():
+            ax.errorbar(row["cost"], row["auc"], xerr=row["cost_sd"], yerr=row["auc_sd"], fmt="o", ms=7,
+                        color=model_color(label), capsize=2, label=label)
+        front = pareto_front(means.reset_index(), "cost", "auc")
+        ax.step(front["cost"], front["auc"], where="post", color="black", linewidth=1, linestyle=":",
+                label="Pareto front")
+        ax.set_xscale("log")
+        ax.set(title=f"{table.dataset}: quality against cost (mean ± sd over seeds)",
+               xlabel="training seconds per epoch (log scale)", ylabel="test AUC")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+        return save_figure(fig, stem)
+
+
+def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dataset: str,
+                     stem: Path) -> list[Path]:
+    """``{label: (mean predicted [B], observed rate [B], rows [B])}`` -> ``stem``.{png,svg}: one
+    panel per model, the diagonal of perfect calibration, each bin's rows in the title."""
+    labels = sorted(curves, key=lambda label: KNOWN_LABELS.index(label) if label in KNOWN_LABELS else len(KNOWN_LABELS))
+    columns = min(4, len(labels))
+    grid_rows = -(-len(labels) // columns)
+    top = max(max(np.max(p), np.max(o)) for p, o, _ in curves.values()) * 1.05
+    with _style():
+        fig, axes = plt.subplots(grid_rows, columns, figsize=(3.2 * columns, 3.0 * grid_rows), squeeze=False,
+                                 sharex=True, sharey=True, layout="constrained")
+        for ax in axes.flat[len(labels):]:
+            ax.set_visible(False)
+        for ax, label in zip(axes.flat, labels):
+            predicted, observed, rows = curves[label]
+            ax.plot([0, top], [0, top], color="dimgray", linestyle="--", linewidth=1)
+            ax.plot(predicted, observed, marker="o", ms=3.5, color=model_color(label))
+            ax.set(title=f"{label} ({len(rows)} bins of ~{int(np.median(rows)):,} rows)", xlim=(0, top), ylim=(0, top))
+            ax.title.set_fontsize(9)
+        for ax in axes[-1]:
+            ax.set_xlabel("mean predicted probability")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("observed click rate")
+        fig.suptitle(f"{dataset}: reliability of the test predictions (equal-mass bins, seeds pooled)")
+        return save_figure(fig, stem)
+
+
 def plot_study(study, folder: Path) -> tuple[list[Path], list[str]]:
     """An ``optuna.Study`` -> optimization_history.{png,svg} and param_importances.{png,svg} in
     ``folder``; returns the files and notes on what could not be drawn."""
@@ -134,8 +196,9 @@ def plot_study(study, folder: Path) -> tuple[list[Path], list[str]]:
     notes: list[str] = []
     if len(study.directions) != 1:
         return [], [f"{study.study_name}: multi-objective study; history and importances not drawn"]
-    trials = study.trials_dataframe(attrs=("number", "value", "state"))
-    complete = trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
+    # from the trials themselves: trials_dataframe names the value column after the metric once set
+    complete = pd.DataFrame([{"number": t.number, "value": t.value} for t in study.trials
+                             if t.state == optuna.trial.TrialState.COMPLETE], columns=["number", "value"])
     if complete.empty:
         return [], [f"{study.study_name}: no completed trial"]
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE

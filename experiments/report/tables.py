@@ -1,23 +1,35 @@
 """One dataset's runs -> the paper's Table 2 layout, written as table.md, table.csv and table.tex.
 
-``build_table`` computes every number once (mean and sample standard deviation over seeds,
-reference and difference, DeepFM's relative improvement, best-per-column flags) into one frame;
-the three writers only format it.
+``build_table`` computes every number once into one frame (mean and sample standard deviation
+over seeds; the 95% interval of AUC and the Holm-adjusted p-values against the best model, from
+the runs' saved test predictions (``stats``); calibration; reference and difference; DeepFM's
+relative improvement; the cost of each model; on synthetic data the ceilings and each model's
+share of its ceiling's lift); the three writers only format it: a quality table, then a cost table.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
+from experiments.report import stats
 from experiments.report.collect import ORACLE_AUC, ORACLE_LOGLOSS, TEST_AUC, TEST_LOGLOSS, VAL_AUC
-from experiments.report.naming import DEEPFM_LABEL, MODEL_LABELS, ORACLE_LABEL, label_sort_key
+from experiments.report.naming import (CEILING_LABELS, DEEPFM_LABEL, MODEL_LABELS, ORACLE_LABEL, family_of,
+                                       label_sort_key)
 from experiments.report.references import Reference
 
 ORACLE_KEY = "oracle"
+CEILING_KEY = "ceiling"
+PREDICTIONS = ("predictions/test_p.npy", "predictions/test_y.npy")  # what each run saves (experiments.run)
+SIGNIFICANCE_LEVEL = 0.05
+# metrics.json key -> table column: each run's cost, averaged over seeds
+COST = {"num_params": "params", "train_seconds_per_epoch": "seconds_per_epoch", "epochs_to_best": "epochs_to_best",
+        "train_samples_per_s": "train_samples_per_s", "inference_samples_per_s": "inference_samples_per_s",
+        "peak_rss_mib": "peak_rss_mib"}
+CALIBRATION = {"test/ece": "ece", "test/mean_prediction": "mean_prediction", "test/click_rate": "click_rate"}
 _KEY_OF_LABEL = {label: key for key, label in MODEL_LABELS.items()}
 _METRICS = {"auc": True, "logloss": False}  # metric -> higher is better
 
@@ -33,6 +45,23 @@ class DatasetTable:
     @property
     def has_oracle(self) -> bool:
         return bool((self.rows["model"] == ORACLE_KEY).any())
+
+    @property
+    def has_ceilings(self) -> bool:
+        return bool((self.rows["model"] == CEILING_KEY).any())
+
+    @property
+    def has_significance(self) -> bool:
+        return "auc_ci_low" in self.rows and self.rows["auc_ci_low"].notna().any()
+
+    @property
+    def truncated(self) -> list[str]:
+        return [str(label) for label, value in zip(self.rows["label"], self.rows.get("truncated", [])) if value]
+
+    @property
+    def models(self) -> pd.DataFrame:
+        """The rows of models (not the oracle or ceilings)."""
+        return self.rows[~self.rows["model"].isin([ORACLE_KEY, CEILING_KEY])]
 
 
 def _relative_improvement_of_deepfm(auc: pd.Series, logloss: pd.Series,
@@ -69,8 +98,12 @@ def build_table(runs: pd.DataFrame, reference: Optional[Reference] = None,
         "logloss_mean": by_model[TEST_LOGLOSS].mean(),
         "logloss_std": by_model[TEST_LOGLOSS].std(ddof=1),
         **{f"{col.replace('/', '_')}_mean": values for col, values in optional.items()},
+        **{name: by_model[key].mean() for key, name in {**CALIBRATION, **COST}.items() if key in runs},
         "configuration": by_model["configuration"].first(),
+        "truncated": by_model["truncated"].agg(lambda t: "; ".join(sorted({str(v) for v in t if isinstance(v, str)})))
+        if "truncated" in runs else "",
     })
+    rows = rows.join(significance(runs))
     if reference is not None:
         reference_only = reference.scores.index.difference(rows.index)
         if len(reference_only):
@@ -95,9 +128,11 @@ def build_table(runs: pd.DataFrame, reference: Optional[Reference] = None,
 
     oracle = _oracle_row(runs)
     if oracle is not None:
-        rows = pd.concat([rows, oracle])
+        rows = pd.concat([rows, oracle, *_ceiling_rows(runs)])
+        rows = _shares_of_lift(rows)
     rows["seeds"] = rows["seeds"].astype("Int64")
-    for flag in [c for c in rows if c.startswith(("best_", "ref_best_"))]:
+    rows["truncated"] = rows["truncated"].fillna("")
+    for flag in [c for c in rows if c.startswith(("best_", "ref_best_", "not_worse_"))]:
         rows[flag] = rows[flag].fillna(False).astype(bool)
     return DatasetTable(dataset=str(datasets[0]), rows=rows.reset_index(), reference=reference,
                         notes=list(notes or []))
@@ -118,6 +153,90 @@ def _oracle_row(runs: pd.DataFrame) -> Optional[pd.DataFrame]:
                         index=pd.Index([ORACLE_LABEL], name="label"))
 
 
+def _ceiling_rows(runs: pd.DataFrame) -> list[pd.DataFrame]:
+    """One row per ceiling the runs report (``ceiling/<family>/test/...``: synthetic data)."""
+    out = []
+    for family, label in CEILING_LABELS.items():
+        columns = [f"ceiling/{family}/test/auc", f"ceiling/{family}/test/logloss"]
+        if not all(c in runs for c in columns):
+            continue
+        values = runs[columns].dropna()
+        if values.empty:
+            continue
+        out.append(pd.DataFrame({"model": CEILING_KEY, "family": family, "seeds": pd.NA,
+                                 "auc_mean": values[columns[0]].mean(), "logloss_mean": values[columns[1]].mean()},
+                                index=pd.Index([label], name="label")))
+    return out
+
+
+def _shares_of_lift(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each model's (AUC - 0.5) over its family's ceiling's, and over the oracle's."""
+    rows = rows.copy()
+    oracle = rows.loc[rows["model"] == ORACLE_KEY, "auc_mean"].iloc[0]
+    ceilings = {row.family: row.auc_mean for row in rows[rows["model"] == CEILING_KEY].itertuples()}
+    is_model = ~rows["model"].isin([ORACLE_KEY, CEILING_KEY])
+    rows["ceiling"] = rows["model"].map(lambda key: family_of(str(key))).where(is_model)
+    ceilings["full"] = oracle  # a deep model's ceiling; a family without its ceiling's numbers gets none
+    ceiling_auc = rows["ceiling"].map(lambda family: ceilings.get(family, np.nan))
+    rows["share_of_ceiling"] = ((rows["auc_mean"] - 0.5) / (ceiling_auc - 0.5)).where(is_model)
+    rows["share_of_oracle"] = ((rows["auc_mean"] - 0.5) / (oracle - 0.5)).where(is_model)
+    return rows
+
+
+def _load_predictions(run_dir: str) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    files = [Path(run_dir) / name for name in PREDICTIONS]
+    if not all(f.is_file() for f in files):
+        return None
+    return np.load(files[0]).astype(np.float64), np.load(files[1])
+
+
+def significance(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per model (label): the 95% interval of its seed-mean test AUC, and Holm-adjusted p-values
+    of its AUC and LogLoss against the best model's (``stats``), from the saved test predictions
+    of every run; empty where a run of the dataset saved none or the runs scored different rows."""
+    columns = ["auc_ci_low", "auc_ci_high", "p_auc", "p_logloss", "not_worse_auc", "not_worse_logloss"]
+    predictions, labels = {}, None
+    for label, group in runs.groupby("label", sort=False):
+        loaded = [_load_predictions(run_dir) for run_dir in group["run_dir"]]
+        if any(item is None for item in loaded):
+            return pd.DataFrame(columns=columns)
+        for _, y in loaded:
+            if labels is None:
+                labels = y
+            elif len(y) != len(labels) or not np.array_equal(y, labels):
+                return pd.DataFrame(columns=columns)  # different test rows: no paired test
+        predictions[label] = [p for p, _ in loaded]
+    if not predictions:
+        return pd.DataFrame(columns=columns)
+    means = runs.groupby("label")[[TEST_AUC, TEST_LOGLOSS]].mean()
+    best_auc, best_logloss = means[TEST_AUC].idxmax(), means[TEST_LOGLOSS].idxmin()
+    out = pd.DataFrame(index=pd.Index(list(predictions), name="label"), columns=columns, dtype=float)
+    for label, seeds in predictions.items():
+        _, out.loc[label, "auc_ci_low"], out.loc[label, "auc_ci_high"] = stats.auc_interval(labels, seeds)
+    for metric, best, compare in (("auc", best_auc, stats.compare_auc),
+                                  ("logloss", best_logloss, stats.compare_logloss)):
+        others = [label for label in predictions if label != best]
+        raw = [compare(labels, predictions[label], predictions[best]).p_value for label in others]
+        adjusted = stats.holm(raw) if raw else []
+        out.loc[best, f"p_{metric}"] = np.nan
+        out.loc[others, f"p_{metric}"] = adjusted
+        out[f"not_worse_{metric}"] = out[f"p_{metric}"].isna() | (out[f"p_{metric}"] >= SIGNIFICANCE_LEVEL)
+    return out
+
+
+def reliability_curves(runs: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per model with saved predictions: its seeds' test predictions pooled, in equal-mass bins
+    (``stats.calibration_bins``)."""
+    curves = {}
+    for label, group in runs.groupby("label", sort=False):
+        loaded = [_load_predictions(run_dir) for run_dir in group["run_dir"]]
+        if loaded and all(item is not None for item in loaded):
+            p = np.concatenate([p for p, _ in loaded])
+            y = np.concatenate([y for _, y in loaded]).astype(np.float64)
+            curves[str(label)] = stats.calibration_bins(y, p)
+    return curves
+
+
 # --- formatting ---------------------------------------------------------------------------------
 
 _DIGITS = {"auc": 4, "logloss": 5}
@@ -136,25 +255,59 @@ class _Cell:
     bold: bool = False
 
 
+def _p(value) -> str:
+    if pd.isna(value):
+        return _DASH
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _count(value, digits: int = 0) -> str:
+    return _DASH if pd.isna(value) else f"{value:,.{digits}f}"
+
+
 def _display_columns(table: DatasetTable) -> list[tuple[str, Callable[[pd.Series], _Cell]]]:
-    """(header, row -> cell) for the columns shown in md and tex."""
+    """(header, row -> cell) for the quality table in md and tex."""
+    significance = table.has_significance
+
     def mean_std(metric: str) -> Callable[[pd.Series], _Cell]:
         def cell(row: pd.Series) -> _Cell:
             text = _fmt(row[f"{metric}_mean"], _DIGITS[metric])
-            if not pd.isna(row[f"{metric}_std"]):
+            if not pd.isna(row.get(f"{metric}_std")):
                 text += f" ± {_fmt(row[f'{metric}_std'], _DIGITS[metric])}"
-            return _Cell(text, bool(row.get(f"best_{metric}", False)))
+            bold = row.get(f"not_worse_{metric}", False) if significance else row.get(f"best_{metric}", False)
+            return _Cell(text, bool(bold) and row["model"] not in (ORACLE_KEY, CEILING_KEY))
         return cell
 
     def plain(column: str, digits: int, sign: bool = False, suffix: str = "", best: Optional[str] = None):
-        return lambda row: _Cell(_fmt(row[column], digits, sign, suffix), bool(best and row.get(best, False)))
+        return lambda row: _Cell(_fmt(row.get(column), digits, sign, suffix), bool(best and row.get(best, False)))
 
-    columns = [
-        ("Model", lambda row: _Cell(str(row["label"]))),
-        ("AUC", mean_std("auc")),
-        ("LogLoss", mean_std("logloss")),
-        ("Seeds", lambda row: _Cell(_DASH if pd.isna(row["seeds"]) else str(int(row["seeds"])))),
-    ]
+    def percent(column: str):
+        return lambda row: _Cell(_DASH if pd.isna(row.get(column)) else f"{100 * row[column]:.1f}%")
+
+    def name(row: pd.Series) -> _Cell:
+        return _Cell(str(row["label"]) + (" †" if row.get("truncated") else ""))
+
+    columns = [("Model", name), ("AUC", mean_std("auc"))]
+    if significance:
+        columns += [("AUC 95% CI", lambda row: _Cell(_DASH if pd.isna(row.get("auc_ci_low")) else
+                                                      f"{row['auc_ci_low']:.4f}–{row['auc_ci_high']:.4f}")),
+                    ("p (AUC)", lambda row: _Cell(_p(row.get("p_auc")) if row["model"] not in (ORACLE_KEY, CEILING_KEY)
+                                                  and not pd.isna(row.get("auc_ci_low")) else _DASH))]
+    columns.append(("LogLoss", mean_std("logloss")))
+    if significance:
+        columns.append(("p (LogLoss)", lambda row: _Cell(_p(row.get("p_logloss")) if not pd.isna(row.get("auc_ci_low"))
+                                                         else _DASH)))
+    if "ece" in table.rows:
+        def calibration(row: pd.Series) -> _Cell:
+            if pd.isna(row.get("mean_prediction")):
+                return _Cell(_DASH)
+            return _Cell(f"{row['mean_prediction']:.4f} / {row['click_rate']:.4f}")
+
+        columns += [("ECE", plain("ece", 4)), ("Mean p / click rate", calibration)]
+    columns.append(("Seeds", lambda row: _Cell(_DASH if pd.isna(row["seeds"]) else str(int(row["seeds"])))))
+    if table.has_oracle:
+        columns += [("Share of its ceiling's lift", percent("share_of_ceiling")),
+                    ("Share of the oracle's lift", percent("share_of_oracle"))]
     if table.reference is not None:
         title = table.reference.title
         columns += [
@@ -170,16 +323,44 @@ def _display_columns(table: DatasetTable) -> list[tuple[str, Callable[[pd.Series
     return columns
 
 
-def _cells(table: DatasetTable) -> tuple[list[str], list[list[_Cell]]]:
-    columns = _display_columns(table)
-    body = [[cell(row) for _, cell in columns] for _, row in table.rows.iterrows()]  # one per model
+def _cost_columns() -> list[tuple[str, Callable[[pd.Series], _Cell]]]:
+    return [("Model", lambda row: _Cell(str(row["label"]) + (" †" if row.get("truncated") else ""))),
+            ("Parameters", lambda row: _Cell(_count(row.get("params")))),
+            ("Train s/epoch", lambda row: _Cell(_fmt(row.get("seconds_per_epoch"), 1))),
+            ("Epochs to best", lambda row: _Cell(_fmt(row.get("epochs_to_best"), 1))),
+            ("Train samples/s", lambda row: _Cell(_count(row.get("train_samples_per_s")))),
+            ("Inference samples/s", lambda row: _Cell(_count(row.get("inference_samples_per_s")))),
+            ("Peak RSS MiB", lambda row: _Cell(_count(row.get("peak_rss_mib"))))]
+
+
+def _cells(table: DatasetTable, columns=None,
+           rows: Optional[pd.DataFrame] = None) -> tuple[list[str], list[list[_Cell]]]:
+    columns = columns or _display_columns(table)
+    rows = table.rows if rows is None else rows
+    body = [[cell(row) for _, cell in columns] for _, row in rows.iterrows()]  # one per model
     return [header for header, _ in columns], body
 
 
 def explanation(table: DatasetTable) -> list[str]:
-    """The sentences a reader needs to read the table, shared by md and tex."""
-    lines = ["Test AUC and LogLoss: mean ± sample standard deviation over seeds (a single seed "
-             "shows no spread); bold: best value per column, the oracle excluded."]
+    """The sentences a reader needs to read the tables, shared by md and tex."""
+    if table.has_significance:
+        lines = ["Test AUC and LogLoss: mean ± sample standard deviation over seeds; **bold: the best model and every "
+                 f"model not significantly worse than it** (Holm-adjusted p ≥ {SIGNIFICANCE_LEVEL}).",
+                 "Significance: each model against the best on the same test rows. AUC: the difference of seed-mean "
+                 "AUCs, its variance DeLong's covariance of the AUCs over the test rows (DeLong et al. 1988, fast "
+                 "algorithm of Sun & Xu 2014) plus each model's variance across seeds over the number of seeds; a "
+                 "two-sided normal test. LogLoss: the mean over test rows of the paired per-row differences of "
+                 "seed-averaged log loss, its variance that of those differences over the rows plus the seeds'. "
+                 "p-values are adjusted with Holm's method for the comparisons with the best; 95% CI: the seed-mean "
+                 "AUC ± 1.96 times the square root of the same variance."]
+    else:
+        lines = ["Test AUC and LogLoss: mean ± sample standard deviation over seeds (a single seed shows no spread); "
+                 "bold: best value per column, the oracle excluded. No significance test: not every run saved its "
+                 "test predictions."]
+    if "ece" in table.rows:
+        lines.append(f"ECE: expected calibration error, sum over {stats.CALIBRATION_BINS} equal-mass bins of the "
+                     "predictions of (rows in bin / rows) × |mean predicted − observed click rate|; beside it the mean "
+                     "predicted probability and the observed click rate of the test split.")
     if table.reference is not None:
         lines.append(f"{table.reference.title}: {table.reference.source} ({table.reference.setting}). "
                      f"Δ = ours − reference.")
@@ -188,18 +369,38 @@ def explanation(table: DatasetTable) -> list[str]:
     if table.has_oracle:
         lines.append(f"{ORACLE_LABEL}: AUC and LogLoss of the data's true click probabilities, "
                      "the ceiling any model can reach.")
+    if table.has_ceilings:
+        lines.append("Ceilings: the true logit restricted to what a model family can represent (first-order effects: "
+                     "LR's; first-order and pairwise: FM's and FFM's), recalibrated (see datamodules/sources/"
+                     "synthetic.py). Share of its ceiling's lift: (AUC − 0.5) / (ceiling − 0.5) against the model's "
+                     "family's ceiling (the oracle for deep models); share of the oracle's lift: the same against the "
+                     "oracle.")
+    if table.truncated:
+        lines.append("†: debug run, not comparable (it saw only part of its data: "
+                     + "; ".join(sorted(set(table.models.loc[table.models["truncated"].astype(bool), "truncated"])))
+                     + ").")
     return lines
 
 
-def to_markdown(table: DatasetTable) -> str:
-    headers, body = _cells(table)
+def cost_explanation() -> str:
+    return ("Cost, means over seeds: parameters; training seconds per epoch (validation excluded); epochs to the "
+            "best epoch (the one tested); training and inference (test split) samples per second; peak resident "
+            "memory of the run's process.")
 
+
+def _markdown_table(headers: list[str], body: list[list[_Cell]]) -> list[str]:
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
     out = [line(headers), "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
-    out += [line([f"**{c.text}**" if c.bold else c.text for c in row]) for row in body]
+    return out + [line([f"**{c.text}**" if c.bold else c.text for c in row]) for row in body]
+
+
+def to_markdown(table: DatasetTable) -> str:
+    out = _markdown_table(*_cells(table))
     out += [""] + [f"- {note}" for note in explanation(table) + table.notes]
+    if "params" in table.rows:
+        out += ["", *_markdown_table(*_cells(table, _cost_columns(), table.models)), "", f"- {cost_explanation()}"]
     return "\n".join(out) + "\n"
 
 
@@ -213,21 +414,29 @@ def _tex(text: str) -> str:
     return text.translate(_TEX_ESCAPES)
 
 
-def to_latex(table: DatasetTable) -> str:
-    """A booktabs ``table`` environment; the oracle row sits below a rule of its own."""
-    headers, body = _cells(table)
-    rows = table.rows
-    out = [r"% Generated by python -m experiments.report; needs \usepackage{booktabs}.",
-           r"\begin{table}[t]", r"\centering",
-           r"\caption{" + _tex(f"Results on {table.dataset}. " + " ".join(explanation(table))) + "}",
-           r"\label{tab:results-" + "".join(ch if ch.isalnum() else "-" for ch in table.dataset) + "}",
+def _latex_table(caption: str, label: str, headers: list[str], body: list[list[_Cell]],
+                 rules_before: Sequence[int] = ()) -> list[str]:
+    out = [r"\begin{table}[t]", r"\centering", r"\caption{" + _tex(caption) + "}", r"\label{" + label + "}",
            r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}", r"\toprule",
            " & ".join(_tex(h) for h in headers) + r" \\", r"\midrule"]
-    for (_, row), cells in zip(rows.iterrows(), body):
-        if row["model"] == ORACLE_KEY:
+    for index, cells in enumerate(body):
+        if index in rules_before:
             out.append(r"\midrule")
         out.append(" & ".join(r"\textbf{" + _tex(c.text) + "}" if c.bold else _tex(c.text) for c in cells) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return out + [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+
+
+def to_latex(table: DatasetTable) -> str:
+    """booktabs ``table`` environments (quality, then cost); the oracle and ceilings below a rule."""
+    headers, body = _cells(table)
+    slug = "".join(ch if ch.isalnum() else "-" for ch in table.dataset)
+    first_bound = [i for i, model in enumerate(table.rows["model"]) if model in (ORACLE_KEY, CEILING_KEY)][:1]
+    out = [r"% Generated by python -m experiments.report; needs \usepackage{booktabs}."]
+    out += _latex_table(f"Results on {table.dataset}. " + " ".join(explanation(table)), f"tab:results-{slug}",
+                        headers, body, first_bound)
+    if "params" in table.rows:
+        out += _latex_table(f"Cost on {table.dataset}. {cost_explanation()}", f"tab:cost-{slug}",
+                            *_cells(table, _cost_columns(), table.models))
     return "\n".join(out) + "\n"
 
 

@@ -1,7 +1,11 @@
 """The results collector: run folders -> results/<dataset>/table.{md,csv,tex} + figures + README.md.
 
-    python -m experiments.report multirun/2026-11-24/12-00-00 [more folders] [--out results]
+    python -m experiments.report multirun/2026-11-24/12-00-00 [more folders] [--out results [--replace]]
         [--command "what you ran"] [--study-storage sqlite:///sweeps.db [--study-name NAME]]
+
+Without ``--out`` the report goes next to the runs (``<first folder>/results``). Into an existing
+results folder it adds or refreshes datasets, and refuses, saying what would be lost, to replace
+a dataset's table with one of fewer models, seeds or another configuration (``--replace`` does).
 
 Per dataset: finished runs are grouped by model, one configuration per model is kept
 (``collect.select_configurations``), seeds are averaged (``tables.build_table``), figures are drawn
@@ -29,7 +33,7 @@ import pandas as pd
 from experiments.report.collect import (RunCollection, collect_runs, load_histories, reconstruct_commands,
                                         select_configurations)
 from experiments.report.references import load_references, reference_for
-from experiments.report.tables import build_table, write_table
+from experiments.report.tables import build_table, reliability_curves, write_table
 
 PROVENANCE_FILE = "provenance.json"
 STUDIES_DIR = "studies"
@@ -40,7 +44,8 @@ BEST_PARAMS_FILE = "best_params.md"
 # Everything a dataset folder gets, removed before rewriting so that no figure of an older
 # report survives beside newer tables.
 _DATASET_OUTPUTS = ("table.md", "table.csv", "table.tex", "metrics.png", "metrics.svg",
-                    "learning_curves.png", "learning_curves.svg", PROVENANCE_FILE, BEST_PARAMS_FILE, "best_params.csv")
+                    "learning_curves.png", "learning_curves.svg", "cost.png", "cost.svg", "reliability.png",
+                    "reliability.svg", PROVENANCE_FILE, BEST_PARAMS_FILE, "best_params.csv")
 _STUDY_OUTPUTS = ("optimization_history.png", "optimization_history.svg", "param_importances.png",
                   "param_importances.svg", PROVENANCE_FILE)
 _MAX_LISTED = 10
@@ -119,6 +124,40 @@ def _environment(command_note: Optional[str], note: Optional[str] = None) -> dic
             "versions": library_versions()}
 
 
+class OverwriteError(ValueError):
+    """A report would replace results with fewer runs, fewer models or another configuration."""
+
+
+def _run_keys(rows: pd.DataFrame) -> dict[str, tuple[str, set[str]]]:
+    """label -> (configuration, seeds) of a table's rows that hold runs (not references, not the oracle)."""
+    held = rows[rows["seeds"].fillna(0).astype(int) > 0]
+    return {str(r.label): (str(r.configuration) if not pd.isna(r.configuration) else "",
+                           set(str(r.seed_list).split()))
+            for r in held.itertuples()}
+
+
+def losses_of_replacing(folder: Path, runs: pd.DataFrame) -> list[str]:
+    """What writing ``runs`` into ``folder`` would lose of the table already there: models it
+    lacks, seeds it lacks, or a model run in another configuration."""
+    old_table = folder / "table.csv"
+    if not old_table.is_file():
+        return []
+    old = _run_keys(pd.read_csv(old_table, dtype={"seed_list": str, "configuration": str}, keep_default_na=False,
+                                na_values=[""]))
+    new = {label: (str(group["configuration"].iloc[0]), {str(s) for s in group["seed"]})
+           for label, group in runs.groupby("label")}
+    lost = []
+    for label, (configuration, seeds) in old.items():
+        if label not in new:
+            lost.append(f"{label} (seeds {' '.join(sorted(seeds))})")
+        elif new[label][0] != configuration:
+            lost.append(f"{label} run as `{configuration or 'the defaults'}` (this report has "
+                        f"`{new[label][0] or 'the defaults'}`)")
+        elif seeds - new[label][1]:
+            lost.append(f"{label} seeds {' '.join(sorted(seeds - new[label][1]))}")
+    return lost
+
+
 def report_dataset(collection: RunCollection, runs: pd.DataFrame, histories: pd.DataFrame, dataset: str,
                    notes: list[str], out_dir: Path, environment: dict, stream: TextIO) -> list[Path]:
     """Tables, figures and provenance of one dataset in ``out_dir/<dataset>/``."""
@@ -134,6 +173,11 @@ def report_dataset(collection: RunCollection, runs: pd.DataFrame, histories: pd.
     written += plots.plot_scores(runs, table, folder / "metrics")
     if not histories.empty:
         written += plots.plot_learning_curves(histories, folder / "learning_curves")
+    if "train_seconds_per_epoch" in runs and runs["train_seconds_per_epoch"].notna().any():
+        written += plots.plot_cost(runs, table, folder / "cost")
+    curves = reliability_curves(runs)
+    if curves:
+        written += plots.plot_reliability(curves, dataset, folder / "reliability")
     provenance = {
         "dataset": dataset,
         **environment,
@@ -259,7 +303,7 @@ def write_readme(out_dir: Path) -> Path:
                   *([provenance["note"], ""] if provenance.get("note") else []),
                   (folder / "table.md").read_text(encoding="utf-8").rstrip(), "",
                   *_included(folder / BEST_PARAMS_FILE),
-                  *_images(folder, ["metrics", "learning_curves"], out_dir), "",
+                  *_images(folder, ["metrics", "learning_curves", "cost", "reliability"], out_dir), "",
                   *_commands_block(provenance),
                   f"- Runs: {provenance['runs_used']} used, finished between {first} and {last}; "
                   f"ignored: {sum(ignored.values())}"
@@ -285,9 +329,13 @@ def write_readme(out_dir: Path) -> Path:
 
 def run_report(paths: Sequence[Path | str], out_dir: Path | str = "results", command: Optional[str] = None,
                study_storage: Optional[str] = None, study_names: Optional[Sequence[str]] = None,
-               stream: Optional[TextIO] = None, note: Optional[str] = None) -> ReportOutcome:
+               stream: Optional[TextIO] = None, note: Optional[str] = None, replace: bool = False) -> ReportOutcome:
     """Collect the runs under ``paths`` (and the Optuna studies of ``study_storage``) into
-    ``out_dir``; prints the tables, what was ignored and what was written to ``stream`` (stdout)."""
+    ``out_dir``; prints the tables, what was ignored and what was written to ``stream`` (stdout).
+
+    A dataset folder already in ``out_dir`` is only replaced by a report that keeps every model,
+    seed and configuration it holds (more runs, or the same); otherwise ``OverwriteError`` names
+    what would be lost, before anything is written, unless ``replace``."""
     stream = stream or sys.stdout
     out_dir = Path(out_dir)
     outcome = ReportOutcome()
@@ -299,6 +347,15 @@ def run_report(paths: Sequence[Path | str], out_dir: Path | str = "results", com
         histories, history_problems = load_histories(selected)
         for problem in history_problems[:_MAX_LISTED]:
             print(f"warning: {problem}", file=stream)
+        if not replace:
+            lost = {dataset: losses_of_replacing(out_dir / folder_name(str(dataset)), runs)
+                    for dataset, runs in selected.groupby("dataset", sort=True)}
+            lost = {dataset: items for dataset, items in lost.items() if items}
+            if lost:
+                raise OverwriteError(
+                    "not replacing results that this report lacks: " + "; ".join(
+                        f"{out_dir / folder_name(str(d))}: {', '.join(items)}" for d, items in lost.items())
+                    + ". Report all the runs together, write elsewhere (--out), or pass --replace to drop them.")
         for dataset, runs in selected.groupby("dataset", sort=True):
             outcome.written += report_dataset(collection, runs, histories[histories["dataset"] == dataset],
                                               str(dataset), notes.get(dataset, []), out_dir, environment, stream)
@@ -329,8 +386,11 @@ def _print_ignored(collection: RunCollection, stream: TextIO) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", type=Path, help="run, sweep or outputs folders (searched recursively)")
-    parser.add_argument("--out", type=Path, default=Path("results"), metavar="DIR",
-                        help="output root (default: results)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="output root (default: <the first folder>/results, next to its runs; the committed "
+                             "tables are under results/)")
+    parser.add_argument("--replace", action="store_true",
+                        help="replace dataset folders even where this report has fewer runs, models or seeds")
     parser.add_argument("--command", help="the command that produced the runs, recorded in the README")
     parser.add_argument("--note", help="what the data is, shown under the dataset's heading in the README")
     parser.add_argument("--study-storage", metavar="URL", help="Optuna storage URL, e.g. sqlite:///sweeps.db")
@@ -341,9 +401,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("give at least one run folder or --study-storage")
     if args.study_names and not args.study_storage:
         parser.error("--study-name needs --study-storage")
+    out = args.out or (args.paths[0] / "results" if args.paths else Path("results"))
     try:
-        outcome = run_report(args.paths, args.out, args.command, args.study_storage, args.study_names,
-                             note=args.note)
+        outcome = run_report(args.paths, out, args.command, args.study_storage, args.study_names,
+                             note=args.note, replace=args.replace)
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -61,7 +61,7 @@ class PlateauSchedule(pl.Callback):
         value = float(value)
         if self.improves(value):
             self.best, self.best_epoch, self.epochs_without_improvement = value, trainer.current_epoch, 0
-            trainer.save_checkpoint(self.checkpoint_path)
+            trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
         else:
             self.epochs_without_improvement += 1
             if self.lr_factor != 1:

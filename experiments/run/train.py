@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import resource
 import time
+from typing import Optional
 from pathlib import Path
 
 import numpy as np
@@ -20,23 +22,27 @@ from omegaconf import DictConfig
 
 from experiments.run.config import TRUSTED_TARGETS
 from experiments.run.ddp import wait_for_started_ranks
+from experiments.run.errors import configured
 from experiments.run.history import EpochHistory
 from experiments.run.objective import objective_mode
+from experiments.run.output import EpochLines, interactive, quiet_library_notices
 from experiments.run.plateau import PlateauSchedule
 from experiments.run.trial import sweep_trial_pruning
 from models import MODELS
-from models.metrics import auc, logloss
+from models.metrics import auc, expected_calibration_error, logloss
 
 log = logging.getLogger(__name__)
 def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     """Fit, restore the best epoch, test; write ``metrics.json`` into ``out_dir`` and return it."""
     out_dir = Path(out_dir)
-    objective_mode(cfg.objective)  # fails fast on an objective the models do not log
+    with configured("objective"):
+        objective_mode(cfg.objective)  # fails fast on an objective the models do not log
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     pl.seed_everything(cfg.seed, workers=True)
 
-    datamodule = instantiate(cfg.data, seed=cfg.seed, _execution_whitelist_=TRUSTED_TARGETS)
+    with configured("data"):
+        datamodule = instantiate(cfg.data, seed=cfg.seed, _execution_whitelist_=TRUSTED_TARGETS)
     datamodule.prepare_data()
     datamodule.setup("fit")
     model = build_model(cfg, datamodule.schema)
@@ -62,18 +68,27 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         "dataset": datamodule.name,
         "seed": cfg.seed,
         **{k: float(v) for k, v in {**val, **test}.items() if k.startswith(("val/", "test/"))},
+        **calibration_metrics(model),
         "objective": cfg.objective,
         "best_epoch": plateau.best_epoch,
         "epochs": epochs,
+        "epochs_to_best": None if plateau.best_epoch is None else plateau.best_epoch + 1,
         "train_time_s": train_time,  # wall time of fit, validation included
+        "train_seconds_per_epoch": history.train_seconds / max(epochs, 1),  # validation left out
         "train_samples_per_s": history.samples_per_second,
+        "inference_samples_per_s": inference_rate(model),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "num_params": sum(p.numel() for p in model.parameters()),
+        "train_rows": datamodule.num_rows("train"),
         **oracle_metrics(datamodule),
+        **truncation(trainer),
     }
     if not all(math.isfinite(v) for v in metrics.values() if isinstance(v, float)):
         raise RuntimeError(f"non-finite metrics: {metrics}")
     if trainer.is_global_zero:  # under DDP every rank runs this function on the same metrics
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        if cfg.save_predictions and model.test_predictions is not None:
+            save_predictions(model, out_dir / PREDICTIONS_DIR)
     wait_for_started_ranks(trainer)
     return metrics
 
@@ -82,23 +97,72 @@ def build_model(cfg: DictConfig, schema) -> pl.LightningModule:
     """``cfg.model`` over ``schema``, with the optimisation (``cfg.optim``) and initialisation
     (``cfg.init``) settings, its parameters drawn as ``cfg.init`` says."""
     # plain containers: checkpoints store hyperparameters and must load without OmegaConf types
-    model = instantiate(cfg.model, schema=schema, **cfg.optim, init=cfg.init, _convert_="all",
-                        _execution_whitelist_=TRUSTED_TARGETS)
+    with configured("model, optim or init"):
+        model = instantiate(cfg.model, schema=schema, **cfg.optim, init=cfg.init, _convert_="all",
+                            _execution_whitelist_=TRUSTED_TARGETS)
     model.reset_parameters()
     return model
 
 
 def plateau_schedule(cfg: DictConfig, checkpoint_path: Path) -> PlateauSchedule:
     """The run's best-epoch, learning-rate-decay and early-stopping rule (``cfg.plateau``)."""
-    return PlateauSchedule(cfg.objective, objective_mode(cfg.objective), checkpoint_path, **cfg.plateau)
+    with configured("plateau"):
+        return PlateauSchedule(cfg.objective, objective_mode(cfg.objective), checkpoint_path, **cfg.plateau)
 
 
 def build_trainer(cfg: DictConfig, out_dir: Path, callbacks: list[pl.Callback], **overrides) -> pl.Trainer:
     """The ``pl.Trainer`` of ``cfg.trainer`` with the configured loggers, writing into ``out_dir``."""
-    loggers = [instantiate(logger, save_dir=str(out_dir), _execution_whitelist_=TRUSTED_TARGETS)
-               for logger in cfg.logger.values()]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out_dir),
-                       **overrides, _execution_whitelist_=TRUSTED_TARGETS)
+    quiet_library_notices()
+    if cfg.trainer.get("enable_progress_bar", True) and not interactive():  # a bar's every redraw would be a line
+        overrides = {"enable_progress_bar": False, **overrides}
+        callbacks = [*callbacks, EpochLines()]
+    with configured("logger or trainer"):
+        loggers = [instantiate(logger, save_dir=str(out_dir), _execution_whitelist_=TRUSTED_TARGETS)
+                   for logger in cfg.logger.values()]
+        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out_dir),
+                           **overrides, _execution_whitelist_=TRUSTED_TARGETS)
+
+
+PREDICTIONS_DIR = "predictions"
+
+
+def calibration_metrics(model) -> dict:
+    """The test split's expected calibration error (equal-mass bins), mean prediction and click rate."""
+    if model.test_predictions is None:
+        return {}
+    p, y = model.test_predictions
+    return {"test/ece": expected_calibration_error(y, p), "test/mean_prediction": float(p.double().mean()),
+            "test/click_rate": float(y.double().mean())}
+
+
+def inference_rate(model) -> Optional[float]:
+    """Test rows scored per second (forward passes of the whole split, all ranks together)."""
+    if model.test_predictions is None or not model.test_seconds:
+        return None
+    return len(model.test_predictions[0]) / model.test_seconds
+
+
+def save_predictions(model, folder: Path) -> None:
+    """``test_p.npy`` (float32 click probabilities) and ``test_y.npy`` (int8 labels), in the cache's
+    row order: what the report's significance tests and reliability diagrams read."""
+    folder.mkdir(parents=True, exist_ok=True)
+    p, y = model.test_predictions
+    np.save(folder / "test_p.npy", p.numpy().astype(np.float32))
+    np.save(folder / "test_y.npy", y.numpy().astype(np.int8))
+
+
+TRUNCATING = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
+
+
+def truncation(trainer: pl.Trainer) -> dict:
+    """``{"truncated": "<what>"}`` for a run that saw only part of its data (``fast_dev_run``,
+    ``limit_*_batches``, ``trainer=debug``): its metrics are not comparable with full runs."""
+    reasons = ["fast_dev_run"] if trainer.fast_dev_run else []
+    for name in TRUNCATING:
+        value = getattr(trainer, name)
+        if value is not None and value != 1.0:
+            reasons.append(f"{name}={value}")
+    return {"truncated": ", ".join(reasons)} if reasons else {}
 
 
 def model_name(cfg: DictConfig, model: pl.LightningModule) -> str:
@@ -124,9 +188,13 @@ def labelled(datamodule, split: str) -> bool:
 
 
 def oracle_metrics(datamodule) -> dict:
-    """Test AUC/LogLoss of the true probabilities, where the data has them (synthetic)."""
+    """Test AUC/LogLoss of the true probabilities and of each ceiling (the true probability
+    restricted to a model family, ``ceiling/<name>/test/...``), where the data has them (synthetic)."""
     p_true = datamodule.true_probabilities("test")
     if p_true is None:
         return {}
     y = datamodule.labels("test")
-    return {"oracle/test/auc": float(auc(y, p_true)), "oracle/test/logloss": float(logloss(y, p_true))}
+    metrics = {"oracle/test/auc": float(auc(y, p_true)), "oracle/test/logloss": float(logloss(y, p_true))}
+    for name, p in datamodule.ceiling_probabilities("test").items():
+        metrics |= {f"ceiling/{name}/test/auc": float(auc(y, p)), f"ceiling/{name}/test/logloss": float(logloss(y, p))}
+    return metrics

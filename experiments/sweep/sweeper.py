@@ -111,13 +111,22 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class NamedStorage(optuna.storages.RDBStorage):
+    """An ``RDBStorage`` that prints as its URL, password masked (the plugin logs the storage)."""
+
+    def __repr__(self) -> str:
+        return sqlalchemy.make_url(self.url).render_as_string(hide_password=True)
+
+    __str__ = __repr__
+
+
 def open_storage(url: str, attempts: int = 5, **storage_options: Any) -> optuna.storages.RDBStorage:
     """``optuna.storages.RDBStorage(url, **storage_options)``, retried when workers race to create
     the tables of a fresh database (PostgreSQL then fails all but one ``CREATE TABLE`` with a
     duplicate-key or already-exists error; on a retry the tables are there)."""
     for attempt in range(1, attempts + 1):
         try:
-            return optuna.storages.RDBStorage(url, **storage_options)
+            return NamedStorage(url, **storage_options)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             if attempt == attempts:
                 raise
@@ -279,6 +288,9 @@ class DistributedOptunaSweeper(OptunaSweeperImpl):
         worker = worker_name()
         for trial in trials:
             trial.set_user_attr(WORKER_ATTR, worker)
+        objective = OmegaConf.select(self.config, "objective") if getattr(self, "config", None) else None
+        if trials and objective and trials[0].study.metric_names is None:
+            trials[0].study.set_metric_names([str(objective)])  # the dashboard shows val/auc, not "Objective 0"
         pruning = bool(trials) and self.prunes and isinstance(self.storage, optuna.storages.RDBStorage)
         if pruning and trials[0].study is not self._study_telling_pruned:  # the plugin's study, once
             self._study_telling_pruned = trials[0].study
