@@ -2,6 +2,8 @@
 ".[reference]"``; the main install and CI have no FuxiCTR, and these tests then skip)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytest.importorskip("fuxictr", reason="FuxiCTR is an optional extra: pip install -e '.[reference]'")
@@ -37,3 +39,22 @@ def test_fuxictr_preprocessing_gives_our_ids(files, tmp_path):
         {"name": "label", "dtype": "float"}, files["csv"], 1)
     result = check.compare_preprocessing("tiny", check.datamodule(cfg), sizes, encoded, 1)
     assert result.total_ids == 3000 * 10 and result.mismatched_ids == 0 and result.vocab_sizes_equal
+
+
+def test_a_resumed_check_keeps_what_was_measured_and_runs_only_the_rest(files, tmp_path, monkeypatch):
+    from experiments.reference import __main__ as reference
+
+    calls = []
+
+    def fake_steps(name, *args, **kwargs):
+        calls.append(name)
+        return check.StepComparison("frappe_like", name, 1, 512, 0.0, [0.5], [0.5], [0.5], [0.5], [0.5])
+
+    monkeypatch.setattr(reference, "write_frappe_like", lambda folder, rows: files)
+    monkeypatch.setattr(check, "compare_steps", fake_steps)
+    argv = ["--parts", "steps", "--models", "lr,fm", "--out", str(tmp_path / "out"), "--workdir", str(tmp_path)]
+    assert reference.main(argv) == 0 and calls == ["lr", "fm"]
+    assert reference.main([*argv[:3], "lr,fm,dnn", *argv[4:], "--resume"]) == 0
+    assert calls == ["lr", "fm", "dnn"]
+    saved = reference.Outcome.from_json(json.loads((tmp_path / "out" / "reference.json").read_text()))
+    assert [s.model for s in saved.steps] == ["lr", "fm", "dnn"] and "--resume" in saved.command

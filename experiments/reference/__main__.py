@@ -64,6 +64,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--auc-tolerance", type=float, default=0.001, help="largest gap of mean AUC")
     parser.add_argument("--workdir", type=Path, default=Path(".cache/reference"))
     parser.add_argument("--out", type=Path, default=Path("results/reference"))
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the comparisons of <out>/reference.json and run only those it lacks")
     return parser.parse_args(argv)
 
 
@@ -93,17 +95,29 @@ def has_preset(experiment: str, model: str) -> bool:
     return (CONF / "preset" / experiment / f"{model}.yaml").is_file()
 
 
-def run(args, save) -> Outcome:
-    """Every comparison of ``args``; ``save(outcome)`` after each, so that an interrupted check
-    keeps what it measured."""
+def start(args, argv: list[str]) -> Outcome:
+    """A new outcome, or with ``--resume`` the saved one, whose comparisons are not run again."""
+    command = shlex.join(["python", "-m", "experiments.reference", *argv])
+    saved = args.out / "reference.json"
+    if not (args.resume and saved.is_file()):
+        return Outcome(command=command, args=vars(args))
+    outcome = Outcome.from_json(json.loads(saved.read_text()))
+    outcome.command = f"{outcome.command}; then {command}"
+    return outcome
+
+
+def run(args, outcome: Outcome, save) -> Outcome:
+    """Every comparison of ``args`` that ``outcome`` lacks; ``save(outcome)`` after each, so that an
+    interrupted check keeps what it measured."""
     torch.set_num_threads(args.threads)
     parts = args.parts.split(",")
-    outcome = Outcome(command=shlex.join(["python", "-m", "experiments.reference", *sys.argv[1:]]), args=vars(args))
     outcome.note_load("start")
     cache = args.workdir / "cache"
     for data in datasets(args):
         if "preprocessing" in parts:
             for min_count in data["min_counts"]:
+                if outcome.has("preprocessing", dataset=data["name"], min_count=min_count):
+                    continue
                 cfg = check.preset_config(data["experiment"], "deepfm", data["ours"], cache,
                                           [f"data.encoding.min_count={min_count}"])
                 sizes, encoded = check.fuxictr_encoding(processor_class(data["processor"]), data["columns"],
@@ -116,6 +130,8 @@ def run(args, save) -> Outcome:
         models = [m for m in args.models.split(",") if has_preset(data["experiment"], m)]
         if "steps" in parts:
             for name in models:
+                if outcome.has("steps", dataset=data["name"], model=name):
+                    continue
                 cfg = check.preset_config(data["experiment"], name, data["ours"], cache)
                 result = check.compare_steps(name, cfg, check.datamodule(cfg), data["name"], args.steps, 0,
                                              args.workdir / "steps")
@@ -130,10 +146,13 @@ def run(args, save) -> Outcome:
                 dm = check.datamodule(cfg)
                 seeds = dict(item.split("=") for item in filter(None, args.more_seeds.split(",")))
                 for seed in range(int(seeds.get(name, args.seeds))):
-                    for run_one in (lambda: check.train_ours(name, cfg, data["name"], seed,
-                                                             args.workdir / "runs" / f"{name}_{seed}"),
-                                    lambda: check.train_theirs(name, cfg, dm, data["name"], seed,
-                                                               args.workdir / "runs")):
+                    for library, run_one in (
+                            ("ctr-bench", lambda: check.train_ours(name, cfg, data["name"], seed,
+                                                                   args.workdir / "runs" / f"{name}_{seed}")),
+                            ("FuxiCTR", lambda: check.train_theirs(name, cfg, dm, data["name"], seed,
+                                                                   args.workdir / "runs"))):
+                        if outcome.has("training", dataset=data["name"], model=name, seed=seed, library=library):
+                            continue
                         result = run_one()
                         outcome.training.append(result)
                         save(outcome)
@@ -143,16 +162,18 @@ def run(args, save) -> Outcome:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    started = time.perf_counter()
+    outcome = start(args, argv)
+    started, earlier = time.perf_counter(), outcome.seconds
 
     def save(outcome: Outcome) -> bool:
-        outcome.seconds = time.perf_counter() - started
+        outcome.seconds = earlier + time.perf_counter() - started
         passed = write_report(outcome, args.out, args.step_tolerance, args.auc_tolerance)
         (args.out / "reference.json").write_text(json.dumps(outcome.to_json(), indent=1, default=str))
         return passed
 
-    outcome = run(args, save)
+    outcome = run(args, outcome, save)
     outcome.note_load("end")
     passed = save(outcome)
     print(f"wrote {args.out / 'README.md'}: {'every comparison passed' if passed else 'some comparisons FAILED'}")

@@ -26,6 +26,18 @@ class Outcome:
     def note_load(self, moment: str) -> None:
         self.load_averages.append((moment, os.getloadavg()))
 
+    def has(self, part: str, **key) -> bool:
+        """Whether a comparison of ``part`` with these field values is already measured."""
+        return any(all(getattr(item, name) == value for name, value in key.items()) for item in getattr(self, part))
+
+    @classmethod
+    def from_json(cls, saved: dict) -> "Outcome":
+        return cls(command=saved["command"], args={}, seconds=saved["seconds"],
+                   load_averages=[(moment, tuple(load)) for moment, load in saved["load_averages"]],
+                   preprocessing=[PreprocessingComparison(**p) for p in saved["preprocessing"]],
+                   steps=[StepComparison(**s) for s in saved["steps"]],
+                   training=[TrainingRun(**t) for t in saved["training"]])
+
     def to_json(self) -> dict:
         return {"command": self.command, "seconds": self.seconds, "load_averages": self.load_averages,
                 "preprocessing": [asdict(p) for p in self.preprocessing], "steps": [asdict(s) for s in self.steps],
