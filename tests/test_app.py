@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -110,6 +111,9 @@ def test_optuna_sweep_persists_and_resumes(tmp_path, cache):
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
     assert all(0.5 < t.value < 1 for t in study.trials)
+    assert study.metric_names == ["val/auc"]  # the dashboard's name for the objective
+    printed = first.stdout + first.stderr
+    assert f"Storage: {storage}" in printed and "RDBStorage object" not in printed
 
     second = run_app(*args, f"hydra.sweep.dir={tmp_path / 's2'}", cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -188,3 +192,17 @@ def test_a_missing_data_file_is_named(tmp_path):
     cfg = run_config.compose_config(["data=criteo", f"data.source.path={missing}", f"data.cache_dir={tmp_path}"])
     with pytest.raises(Exception, match=f"{missing}.*does not exist"):
         train(cfg, tmp_path / "run")
+
+
+def test_peak_memory_is_the_runs_own_not_an_earlier_runs_in_the_same_process():
+    from experiments.run.memory import PeakMemory
+
+    memory = PeakMemory()
+    memory.start()
+    block = np.ones(300_000_000 // 8)  # 300 MB, touched
+    first = memory.mib()
+    del block
+    memory.start()  # the next run of a multirun
+    if memory.scope != "run":
+        pytest.skip("this system cannot reset the peak resident memory (no /proc/self/clear_refs)")
+    assert first > memory.mib() + 250

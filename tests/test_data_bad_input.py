@@ -28,6 +28,8 @@ CRITEO_CASES = {
     "long line": ({6: criteo_line("0") + "\textra"}, 6, "wrong number of fields: expected 40 tab-separated fields, found 41"),
     "text in integer field": ({5: criteo_line("1", {5: "12a"})}, 5, "numeric field not a valid integer: I5='12a'"),
     "float in integer field": ({3: criteo_line("1", {2: "1.5"})}, 3, "numeric field not a valid integer: I2='1.5'"),
+    "integer out of range": ({10: criteo_line("1", {3: "1" + "0" * 30})}, 10,
+                             "numeric field out of range: I3='1000000000000000000000000000000' is out of range"),
     "label 2": ({7: criteo_line("2", {1: "3"})}, 7, "label not in {0,1}: label '2'"),
     "label -1": ({2: criteo_line("-1")}, 2, "label not in {0,1}: label '-1'"),
     "missing label": ({8: criteo_line("", {1: "3"})}, 8, "missing label"),
@@ -69,6 +71,8 @@ def test_line_numbers_stay_exact_after_skipped_lines_and_blocks(tmp_path):
 
 
 LIBFM_CASES = {
+    "integer out of range": ({10: criteo_line("1", {3: "1" + "0" * 30})}, 10,
+                             "numeric field out of range: I3='1000000000000000000000000000000' is out of range"),
     "label 2": ("2 1:1 2:1 3:1", "label not in {-1,0,1}"),
     "too few features": ("1 1:1 2:1", "wrong number of features: expected a label and 3 index:value features, found 2"),
     "malformed feature": ("1 1:1 2 3:1", "malformed feature (expected index:value): field f2"),

@@ -60,7 +60,7 @@ def test_a_run_ends_with_its_summary_and_writes_its_predictions(tmp_path, cache)
     done = run_app(f"data.cache_dir={cache}", *TINY, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     tail = done.stdout.strip().splitlines()[-5:]
-    assert tail[0].startswith("deepfm on synthetic (seed 0): best epoch 0 of 1")
+    assert tail[0].startswith("deepfm on synthetic (seed 0): best epoch 1 of 1")
     assert tail[1].startswith("  val  AUC 0.") and tail[2].startswith("  test AUC 0.")
     assert tail[-1].startswith("  run folder: run ")
     # not a terminal: one line per epoch, no progress bar; and no advertisement

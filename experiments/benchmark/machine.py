@@ -5,12 +5,24 @@ import os
 import platform
 import resource
 import subprocess
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from experiments.run.config import REPO
+
+
+@dataclass
+class LoadNotes:
+    """Load averages (1, 5, 15 min) noted at named moments of a measurement: a busy machine skews
+    its numbers, so every report says how busy this one was."""
+
+    load_averages: list[tuple[str, tuple[float, float, float]]] = field(default_factory=list, kw_only=True)
+
+    def note_load(self, moment: str) -> None:
+        self.load_averages.append((moment, os.getloadavg()))
 
 
 def cpu_name() -> str:

@@ -13,7 +13,7 @@ from typing import Optional
 import pytorch_lightning as pl
 import torch
 
-from experiments.benchmark.machine import cpu_name
+from experiments.benchmark.machine import LoadNotes, cpu_name
 from experiments.benchmark.scale import with_scale_report
 from experiments.benchmark.workload import DEFAULT_OPTIM, Workload
 
@@ -26,16 +26,12 @@ ENCODE_RSS_TARGET_MIB = 4096
 
 
 @dataclass
-class Report:
+class Report(LoadNotes):
     workload: Workload
     command: str
     models: list[dict] = field(default_factory=list)
     lightning: list[dict] = field(default_factory=list)
     data: Optional[dict] = None
-    load_averages: list[tuple[str, tuple[float, float, float]]] = field(default_factory=list)
-
-    def note_load(self, moment: str) -> None:
-        self.load_averages.append((moment, os.getloadavg()))
 
     def rows(self) -> list[dict]:
         """Every measured value as ``{section, item, metric, value}`` (the CSV)."""

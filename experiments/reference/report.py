@@ -8,23 +8,19 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from experiments.benchmark.machine import cpu_name
+from experiments.benchmark.machine import LoadNotes, cpu_name
 from experiments.reference.check import (PreprocessingComparison, StepComparison, TrainingRun, mean,
                                          spread)
 
 
 @dataclass
-class Outcome:
+class Outcome(LoadNotes):
     command: str
     args: dict
     preprocessing: list[PreprocessingComparison] = field(default_factory=list)
     steps: list[StepComparison] = field(default_factory=list)
     training: list[TrainingRun] = field(default_factory=list)
-    load_averages: list[tuple[str, tuple[float, float, float]]] = field(default_factory=list)
     seconds: float = 0.0
-
-    def note_load(self, moment: str) -> None:
-        self.load_averages.append((moment, os.getloadavg()))
 
     def has(self, part: str, **key) -> bool:
         """Whether a comparison of ``part`` with these field values is already measured."""

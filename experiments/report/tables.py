@@ -385,7 +385,8 @@ def explanation(table: DatasetTable) -> list[str]:
 def cost_explanation() -> str:
     return ("Cost, means over seeds: parameters; training seconds per epoch (validation excluded); epochs to the "
             "best epoch (the one tested); training and inference (test split) samples per second; peak resident "
-            "memory of the run's process.")
+            "memory of the run (runs whose metrics.json lacks `peak_rss_scope` recorded their process's peak "
+            "instead, which in a multirun, whose jobs share one process, includes the runs before them).")
 
 
 def _markdown_table(headers: list[str], body: list[list[_Cell]]) -> list[str]:

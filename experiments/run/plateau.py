@@ -73,7 +73,7 @@ class PlateauSchedule(pl.Callback):
         for optimizer in trainer.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = max(group["lr"] * self.lr_factor, self.min_lr)
-        log.info("epoch %d did not improve %s: learning rate now %.3g", trainer.current_epoch, self.monitor,
+        log.info("epoch %d did not improve %s: learning rate now %.3g", trainer.current_epoch + 1, self.monitor,
                  trainer.optimizers[0].param_groups[0]["lr"])
 
     @property

@@ -14,8 +14,8 @@ def _shown(path: Path) -> str:
 
 def run_summary(metrics: dict, out_dir: Path, seconds: float) -> str:
     """A few lines: model and data, best epoch, val and test AUC / LogLoss, the wall time, the folder."""
-    best = metrics.get("best_epoch")
-    epochs = f"best epoch {best} of {metrics.get('epochs')}" if best is not None else f"{metrics.get('epochs')} epochs"
+    best = metrics.get("best_epoch")  # counted from 0 in metrics.json; from 1 here, as the epoch lines do
+    epochs = f"best epoch {best + 1} of {metrics.get('epochs')}" if best is not None else f"{metrics.get('epochs')} epochs"
     lines = [f"{metrics['model']} on {metrics['dataset']} (seed {metrics['seed']}): {epochs}, {seconds:.0f} s"]
     for split in ("val", "test"):
         if f"{split}/auc" in metrics:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import resource
 import time
 from typing import Optional
 from pathlib import Path
@@ -24,6 +23,7 @@ from experiments.run.config import TRUSTED_TARGETS
 from experiments.run.ddp import wait_for_started_ranks
 from experiments.run.errors import configured
 from experiments.run.history import EpochHistory
+from experiments.run.memory import PeakMemory
 from experiments.run.objective import objective_mode
 from experiments.run.output import EpochLines, interactive, quiet_library_notices
 from experiments.run.plateau import PlateauSchedule
@@ -32,9 +32,13 @@ from models import MODELS
 from models.metrics import auc, expected_calibration_error, logloss
 
 log = logging.getLogger(__name__)
+
+
 def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     """Fit, restore the best epoch, test; write ``metrics.json`` into ``out_dir`` and return it."""
     out_dir = Path(out_dir)
+    memory = PeakMemory()
+    memory.start()
     with configured("objective"):
         objective_mode(cfg.objective)  # fails fast on an objective the models do not log
     if cfg.threads:
@@ -77,7 +81,8 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         "train_seconds_per_epoch": history.train_seconds / max(epochs, 1),  # validation left out
         "train_samples_per_s": history.samples_per_second,
         "inference_samples_per_s": inference_rate(model),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": memory.mib(),
+        "peak_rss_scope": memory.scope,  # "run", or "process" where the peak could not be reset
         "num_params": sum(p.numel() for p in model.parameters()),
         "train_rows": datamodule.num_rows("train"),
         **oracle_metrics(datamodule),
