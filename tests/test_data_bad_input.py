@@ -71,8 +71,6 @@ def test_line_numbers_stay_exact_after_skipped_lines_and_blocks(tmp_path):
 
 
 LIBFM_CASES = {
-    "integer out of range": ({10: criteo_line("1", {3: "1" + "0" * 30})}, 10,
-                             "numeric field out of range: I3='1000000000000000000000000000000' is out of range"),
     "label 2": ("2 1:1 2:1 3:1", "label not in {-1,0,1}"),
     "too few features": ("1 1:1 2:1", "wrong number of features: expected a label and 3 index:value features, found 2"),
     "malformed feature": ("1 1:1 2 3:1", "malformed feature (expected index:value): field f2"),
