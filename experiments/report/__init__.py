@@ -2,7 +2,9 @@
 
 - ``collect``: read finished run folders into one DataFrame (and the runs left out, with reasons);
 - ``tables``: one table per dataset (means over seeds, the oracle and the published reference);
+- ``stats``: which differences are real (DeLong, paired LogLoss, Holm) and calibration;
 - ``plots``: the seaborn figures beside each table;
+- ``scaling``: the data-scaling table and plot (test AUC against training rows, with the ceilings);
 - ``references``/``references.yaml``: published numbers to compare with;
 - ``naming``: the models' printed names and order;
 - ``writer``: the whole report, ``python -m experiments.report``;

@@ -4,6 +4,10 @@
   tests, and the resolvers the configs use;
 - ``train``: fit, restore the best epoch, validate, test, write ``metrics.json``;
 - ``objective``: which validation metrics are optimised, and in which direction;
+- ``plateau``: after each validation, the best epoch, the learning-rate decay and early stopping;
+- ``memory``: the run's own peak resident memory, also when a multirun's runs share a process;
+- ``output``: per-epoch lines outside a terminal, library notices kept quiet;
+- ``summary``: the lines a run ends with; ``errors``: a user's mistake as one or two lines;
 - ``history``: ``history.csv``, one row per epoch, and the training throughput;
 - ``ddp``: one DDP world per run, also inside multiruns;
 - ``trial``: a sweep trial's pruning, reported to its study after every epoch.
