@@ -91,7 +91,16 @@ def test_a_multirun_with_a_failed_run_reports_the_others_lists_the_failure_and_e
     assert (tmp_path / "sweep" / "results" / "synthetic" / "table.md").is_file()
 
 
-def test_debug_runs_are_flagged_and_marked_in_the_table(tmp_path, cache):
+def test_debug_runs_are_flagged_and_marked_in_the_table_and_every_figure(tmp_path, cache, monkeypatch):
+    from experiments.report import plots
+
+    notes, save = {}, plots.save_figure
+
+    def save_and_note(fig, stem, note=None):
+        notes[stem.name] = note
+        return save(fig, stem, note)
+
+    monkeypatch.setattr(plots, "save_figure", save_and_note)
     done = run_app("trainer=debug", f"data.cache_dir={cache}", "data.source.rows=3000", "model.hidden_units=[8]",
                    f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -100,6 +109,8 @@ def test_debug_runs_are_flagged_and_marked_in_the_table(tmp_path, cache):
     run_report([tmp_path / "run"], tmp_path / "results", stream=open("/dev/null", "w"))
     table = (tmp_path / "results" / "synthetic" / "table.md").read_text()
     assert "| DeepFM † |" in table and "†: debug run, not comparable" in table
+    assert set(notes) == {"metrics", "learning_curves", "cost", "reliability"}
+    assert all(note.startswith("† debug runs, not comparable") and note.endswith(": DeepFM") for note in notes.values())
 
 
 def test_the_report_refuses_to_replace_results_with_fewer_runs(tmp_path, cache):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
 
 import matplotlib
 
@@ -65,14 +66,24 @@ def _style():
         yield
 
 
-def save_figure(fig: plt.Figure, stem: Path) -> list[Path]:
-    """``stem`` + .png and .svg (no timestamps inside, so unchanged figures stay unchanged)."""
+def save_figure(fig: plt.Figure, stem: Path, note: Optional[str] = None) -> list[Path]:
+    """``stem`` + .png and .svg (no timestamps inside, so unchanged figures stay unchanged), with
+    ``note`` as a footnote under the figure."""
     stem.parent.mkdir(parents=True, exist_ok=True)
+    if note:
+        fig.text(0.0, 0.0, note, ha="left", va="top", fontsize=9, color="firebrick", wrap=True)
     paths = [stem.with_suffix(f".{fmt}") for fmt in FIGURE_FORMATS]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Software": None})
     fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     return paths
+
+
+def debug_note(table: DatasetTable) -> Optional[str]:
+    """The footnote of every figure of a table with debug runs: they are not comparable."""
+    if not table.truncated:
+        return None
+    return f"† debug runs, not comparable with full ones (they saw only part of their data): {', '.join(table.truncated)}"
 
 
 def plot_scores(runs: pd.DataFrame, table: DatasetTable, stem: Path) -> list[Path]:
@@ -107,10 +118,10 @@ def plot_scores(runs: pd.DataFrame, table: DatasetTable, stem: Path) -> list[Pat
         axes[0].get_legend().remove()  # one legend, beside the right panel
         axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
         fig.suptitle(f"{table.dataset}: one dot per seed")
-        return save_figure(fig, stem)
+        return save_figure(fig, stem, debug_note(table))
 
 
-def plot_learning_curves(histories: pd.DataFrame, stem: Path) -> list[Path]:
+def plot_learning_curves(histories: pd.DataFrame, stem: Path, note: Optional[str] = None) -> list[Path]:
     """history.csv rows of one dataset (columns label, seed, epoch, val/auc[, val/logloss])
     -> ``stem``.{png,svg}; the legend lists models by their last-epoch mean validation AUC."""
     final_epoch = histories.loc[histories.groupby(["label", "seed"])["epoch"].idxmax()]
@@ -128,7 +139,7 @@ def plot_learning_curves(histories: pd.DataFrame, stem: Path) -> list[Path]:
             ax.xaxis.get_major_locator().set_params(integer=True)
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, title="model")
         fig.suptitle(f"{histories['dataset'].iloc[0]}: learning curves (mean, 95% CI over seeds)")
-        return save_figure(fig, stem)
+        return save_figure(fig, stem, note)
 
 
 def pareto_front(points: pd.DataFrame, cost: str, score: str) -> pd.DataFrame:
@@ -158,11 +169,11 @@ def plot_cost(runs: pd.DataFrame, table: DatasetTable, stem: Path) -> list[Path]
         ax.set(title=f"{table.dataset}: quality against cost (mean ± sd over seeds)",
                xlabel="training seconds per epoch (log scale)", ylabel="test AUC")
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
-        return save_figure(fig, stem)
+        return save_figure(fig, stem, debug_note(table))
 
 
 def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dataset: str,
-                     stem: Path) -> list[Path]:
+                     stem: Path, note: Optional[str] = None) -> list[Path]:
     """``{label: (mean predicted [B], observed rate [B], rows [B])}`` -> ``stem``.{png,svg}: one
     panel per model, the diagonal of perfect calibration, each bin's rows in the title."""
     labels = sorted(curves, key=lambda label: KNOWN_LABELS.index(label) if label in KNOWN_LABELS else len(KNOWN_LABELS))
@@ -185,7 +196,7 @@ def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]
         for ax in axes[:, 0]:
             ax.set_ylabel("observed click rate")
         fig.suptitle(f"{dataset}: reliability of the test predictions (equal-mass bins, seeds pooled)")
-        return save_figure(fig, stem)
+        return save_figure(fig, stem, note)
 
 
 def plot_study(study, folder: Path) -> tuple[list[Path], list[str]]:

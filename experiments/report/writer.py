@@ -172,12 +172,12 @@ def report_dataset(collection: RunCollection, runs: pd.DataFrame, histories: pd.
     written = write_table(table, folder)
     written += plots.plot_scores(runs, table, folder / "metrics")
     if not histories.empty:
-        written += plots.plot_learning_curves(histories, folder / "learning_curves")
+        written += plots.plot_learning_curves(histories, folder / "learning_curves", plots.debug_note(table))
     if "train_seconds_per_epoch" in runs and runs["train_seconds_per_epoch"].notna().any():
         written += plots.plot_cost(runs, table, folder / "cost")
     curves = reliability_curves(runs)
     if curves:
-        written += plots.plot_reliability(curves, dataset, folder / "reliability")
+        written += plots.plot_reliability(curves, dataset, folder / "reliability", plots.debug_note(table))
     provenance = {
         "dataset": dataset,
         **environment,
