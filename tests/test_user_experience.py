@@ -66,7 +66,7 @@ def test_a_run_ends_with_its_summary_and_writes_its_predictions(tmp_path, cache)
     # not a terminal: one line per epoch, no progress bar; and no advertisement
     assert any(line.startswith("epoch 1/1  train/loss") for line in done.stdout.splitlines())
     assert "💡" not in done.stdout + done.stderr and "LeafSpec" not in done.stderr
-    assert "Restoring states" not in done.stdout + done.stderr
+    assert "Restoring states" not in done.stdout + done.stderr and "logging interval" not in done.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     for key in ("test/ece", "inference_samples_per_s", "peak_rss_mib", "train_seconds_per_epoch", "epochs_to_best",
                 "ceiling/first_order/test/auc", "ceiling/pairwise/test/auc"):

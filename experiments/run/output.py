@@ -20,13 +20,15 @@ class _DropNotices(logging.Filter):
 
 
 def quiet_library_notices() -> None:
-    """Once per process: drop Lightning's tips and restore notes, and torch's deprecation warning
-    about the pytree API that Lightning itself calls."""
+    """Once per process: drop Lightning's tips and restore notes, torch's deprecation warning
+    about the pytree API that Lightning itself calls, and Lightning's warning that an epoch has
+    fewer steps than its logging interval (a run's metrics are per epoch; small data is normal)."""
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
         target = logging.getLogger(name)
         if not any(isinstance(f, _DropNotices) for f in target.filters):
             target.addFilter(_DropNotices())
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval")
 
 
 def interactive() -> bool:
