@@ -1,7 +1,8 @@
 """Model keys (config names) -> the names the DeepFM paper prints, and the order its Table 2 uses.
 
 Every table and plot goes through ``model_label`` and ``label_sort_key`` so that a model is
-spelled and ordered the same everywhere.
+spelled and ordered the same everywhere. ``shown_storage`` is how a study's storage URL is
+printed, in logs and committed READMEs alike.
 """
 from __future__ import annotations
 
@@ -68,3 +69,14 @@ def label_sort_key(label: str) -> tuple[int, str]:
 
 def order_labels(labels) -> list[str]:
     return sorted(set(labels), key=label_sort_key)
+
+
+def shown_storage(url: str) -> str:
+    """A storage URL fit to print or commit: ``postgresql://user:***@host/db``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not an SQLAlchemy URL: it holds no password
+        return url

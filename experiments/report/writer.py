@@ -32,6 +32,7 @@ import pandas as pd
 
 from experiments.report.collect import (RunCollection, collect_runs, load_histories, reconstruct_commands,
                                         select_configurations)
+from experiments.report.naming import shown_storage
 from experiments.report.references import load_references, reference_for
 from experiments.report.tables import build_table, reliability_curves, write_table
 
@@ -197,17 +198,6 @@ def report_dataset(collection: RunCollection, runs: pd.DataFrame, histories: pd.
     return written
 
 
-def _mask_password(storage: str) -> str:
-    """A storage URL fit for a committed README: ``postgresql://user:***@host/db``."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(storage).render_as_string(hide_password=True)
-    except ArgumentError:  # not an SQLAlchemy URL: it holds no password
-        return storage
-
-
 def _check_sqlite_file_exists(storage: str) -> None:
     # Optuna would silently create an empty database for a mistyped SQLite path.
     prefix = "sqlite:///"
@@ -227,7 +217,7 @@ def report_studies(storage: str, study_names: Optional[Sequence[str]], out_dir: 
     names = list(study_names) if study_names else available
     unknown = [n for n in names if n not in available]
     if unknown:
-        raise ValueError(f"no study {', '.join(map(repr, unknown))} in {_mask_password(storage)}; "
+        raise ValueError(f"no study {', '.join(map(repr, unknown))} in {shown_storage(storage)}; "
                        f"it holds: {', '.join(available) or 'none'}")
     written: list[Path] = []
     for name in names:
@@ -239,7 +229,7 @@ def report_studies(storage: str, study_names: Optional[Sequence[str]], out_dir: 
         states = dict(Counter(trial.state.name.lower() for trial in study.trials))
         single = len(study.directions) == 1 and states.get("complete")
         summary = {
-            "study": name, "storage": _mask_password(storage), **environment,
+            "study": name, "storage": shown_storage(storage), **environment,
             "directions": [d.name.lower() for d in study.directions],
             "objective": (study.metric_names or ["objective"])[0], "trials": states,
             "best_value": study.best_value if single else None,

@@ -39,6 +39,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from experiments.report.naming import shown_storage
 from experiments.run.trial import build_pruner
 from experiments.sweep.pruning import tell_marked_trials_pruned, trial_env_overrides
 
@@ -115,7 +116,7 @@ class NamedStorage(optuna.storages.RDBStorage):
     """An ``RDBStorage`` that prints as its URL, password masked (the plugin logs the storage)."""
 
     def __repr__(self) -> str:
-        return sqlalchemy.make_url(self.url).render_as_string(hide_password=True)
+        return shown_storage(self.url)
 
     __str__ = __repr__
 
@@ -228,7 +229,7 @@ class DistributedOptunaSweeper(OptunaSweeperImpl):
                     # trials run for hours on a cluster; servers and firewalls drop idle connections
                     engine_kwargs={"pool_pre_ping": True})
                 log.info("Storage: %s, heartbeat every %ss, a trial silent for %ss is failed and retried "
-                         "(at most %s times)", sqlalchemy.make_url(url).render_as_string(hide_password=True),
+                         "(at most %s times)", shown_storage(url),
                          self.heartbeat_interval, self.storage.grace_period or 2 * self.heartbeat_interval,
                          "unlimited" if self.max_retry is None else self.max_retry)
                 self._fail_stale_trials_of_existing_study()
