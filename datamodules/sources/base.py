@@ -204,13 +204,14 @@ def open_decompressed(path: Path, compression: Optional[str]) -> Iterator[tuple[
 def check_text(path: Path, head: bytes, compression: Optional[str]) -> None:
     """A file whose first bytes are binary gets one sentence, never its bytes echoed."""
     where = f"{path}" + (f" (after {compression} decompression)" if compression else "")
-    if b"\0" in head[:SNIFF_BYTES] and head[:SNIFF_BYTES].count(b"\0") > 1:
+    sniff = head[:SNIFF_BYTES]
+    if sniff.count(b"\0") > 1:  # one NUL is a bad line, reported with its line number
         raise BadInputError(f"{where}: this is not a text file (it holds binary data); expected "
                             f"delimited text lines, plain or compressed with gzip, bz2, xz or zstd")
     try:
-        head[:SNIFF_BYTES].decode("utf-8")
+        sniff.decode("utf-8")
     except UnicodeDecodeError as error:
-        if error.start < len(head[:SNIFF_BYTES]) - 4:  # not just a character cut by the sniff's end
+        if error.start < len(sniff) - 4:  # not just a character cut by the sniff's end
             raise BadInputError(f"{where}: not UTF-8 text (byte {error.start + 1} cannot start a character); "
                                 f"expected delimited text lines, plain or compressed") from None
 
