@@ -79,10 +79,11 @@ def _best_flags(values: pd.Series, higher_is_better: bool) -> pd.Series:
     return values.eq(best) & values.notna()
 
 
-def build_table(runs: pd.DataFrame, reference: Optional[Reference] = None,
-                notes: Optional[list[str]] = None) -> DatasetTable:
+def build_table(runs: pd.DataFrame, reference: Optional[Reference] = None, notes: Optional[list[str]] = None,
+                predictions: Optional["SavedPredictions"] = None) -> DatasetTable:
     """Runs of one dataset (one configuration per model, see ``collect.select_configurations``)
-    -> ``DatasetTable``. Models of the reference that were not run get a row with its numbers."""
+    -> ``DatasetTable``. Models of the reference that were not run get a row with its numbers.
+    ``predictions``: the runs' ``saved_predictions`` where the caller has read them already."""
     datasets = runs["dataset"].unique()
     if len(datasets) != 1:
         raise ValueError(f"build_table wants the runs of one dataset, got {list(datasets)}")
@@ -103,7 +104,7 @@ def build_table(runs: pd.DataFrame, reference: Optional[Reference] = None,
         "truncated": by_model["truncated"].agg(lambda t: "; ".join(sorted({str(v) for v in t if isinstance(v, str)})))
         if "truncated" in runs else "",
     })
-    rows = rows.join(significance(runs))
+    rows = rows.join(significance(runs, saved_predictions(runs) if predictions is None else predictions))
     if reference is not None:
         reference_only = reference.scores.index.difference(rows.index)
         if len(reference_only):
@@ -190,33 +191,40 @@ def _load_predictions(run_dir: str) -> Optional[tuple[np.ndarray, np.ndarray]]:
     return np.load(files[0]).astype(np.float64), np.load(files[1])
 
 
-def significance(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per model (label): the 95% interval of its seed-mean test AUC, and Holm-adjusted p-values
-    of its AUC and LogLoss against the best model's (``stats``), from the saved test predictions
-    of every run; empty where a run of the dataset saved none or the runs scored different rows."""
-    columns = ["auc_ci_low", "auc_ci_high", "p_auc", "p_logloss", "not_worse_auc", "not_worse_logloss"]
-    predictions, labels = {}, None
+SavedPredictions = dict[str, list[tuple[np.ndarray, np.ndarray]]]
+
+
+def saved_predictions(runs: pd.DataFrame) -> SavedPredictions:
+    """Per model (label) whose every run saved its test predictions: each seed's ``(p, y)``.
+    Read once per report, for the significance tests and the reliability diagrams."""
+    out = {}
     for label, group in runs.groupby("label", sort=False):
         loaded = [_load_predictions(run_dir) for run_dir in group["run_dir"]]
-        if any(item is None for item in loaded):
-            return pd.DataFrame(columns=columns)
-        for _, y in loaded:
-            if labels is None:
-                labels = y
-            elif len(y) != len(labels) or not np.array_equal(y, labels):
-                return pd.DataFrame(columns=columns)  # different test rows: no paired test
-        predictions[label] = [p for p, _ in loaded]
-    if not predictions:
+        if loaded and all(item is not None for item in loaded):
+            out[str(label)] = loaded
+    return out
+
+
+def significance(runs: pd.DataFrame, predictions: SavedPredictions) -> pd.DataFrame:
+    """Per model (label): the 95% interval of its seed-mean test AUC, and Holm-adjusted p-values
+    of its AUC and LogLoss against the best model's (``stats``), from the saved test predictions
+    of every run; empty where a model of the dataset saved none or the runs scored different rows."""
+    columns = ["auc_ci_low", "auc_ci_high", "p_auc", "p_logloss", "not_worse_auc", "not_worse_logloss"]
+    if not predictions or set(predictions) != set(runs["label"].astype(str)):
         return pd.DataFrame(columns=columns)
+    labels = next(iter(predictions.values()))[0][1]
+    if any(len(y) != len(labels) or not np.array_equal(y, labels) for seeds in predictions.values() for _, y in seeds):
+        return pd.DataFrame(columns=columns)  # different test rows: no paired test
+    scores = {label: [p for p, _ in seeds] for label, seeds in predictions.items()}
     means = runs.groupby("label")[[TEST_AUC, TEST_LOGLOSS]].mean()
     best_auc, best_logloss = means[TEST_AUC].idxmax(), means[TEST_LOGLOSS].idxmin()
-    out = pd.DataFrame(index=pd.Index(list(predictions), name="label"), columns=columns, dtype=float)
-    for label, seeds in predictions.items():
+    out = pd.DataFrame(index=pd.Index(list(scores), name="label"), columns=columns, dtype=float)
+    for label, seeds in scores.items():
         _, out.loc[label, "auc_ci_low"], out.loc[label, "auc_ci_high"] = stats.auc_interval(labels, seeds)
     for metric, best, compare in (("auc", best_auc, stats.compare_auc),
                                   ("logloss", best_logloss, stats.compare_logloss)):
-        others = [label for label in predictions if label != best]
-        raw = [compare(labels, predictions[label], predictions[best]).p_value for label in others]
+        others = [label for label in scores if label != best]
+        raw = [compare(labels, scores[label], scores[best]).p_value for label in others]
         adjusted = stats.holm(raw) if raw else []
         out.loc[best, f"p_{metric}"] = np.nan
         out.loc[others, f"p_{metric}"] = adjusted
@@ -224,17 +232,12 @@ def significance(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def reliability_curves(runs: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def reliability_curves(predictions: SavedPredictions) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per model with saved predictions: its seeds' test predictions pooled, in equal-mass bins
     (``stats.calibration_bins``)."""
-    curves = {}
-    for label, group in runs.groupby("label", sort=False):
-        loaded = [_load_predictions(run_dir) for run_dir in group["run_dir"]]
-        if loaded and all(item is not None for item in loaded):
-            p = np.concatenate([p for p, _ in loaded])
-            y = np.concatenate([y for _, y in loaded]).astype(np.float64)
-            curves[str(label)] = stats.calibration_bins(y, p)
-    return curves
+    return {label: stats.calibration_bins(np.concatenate([y for _, y in seeds]).astype(np.float64),
+                                          np.concatenate([p for p, _ in seeds]))
+            for label, seeds in predictions.items()}
 
 
 # --- formatting ---------------------------------------------------------------------------------
@@ -253,6 +256,11 @@ def _fmt(value, digits: int, sign: bool = False, suffix: str = "") -> str:
 class _Cell:
     text: str
     bold: bool = False
+
+
+def _model_cell(row: pd.Series) -> _Cell:
+    """A model's name, marked † when its runs were truncated (debug runs)."""
+    return _Cell(str(row["label"]) + (" †" if row.get("truncated") else ""))
 
 
 def _p(value) -> str:
@@ -284,10 +292,7 @@ def _display_columns(table: DatasetTable) -> list[tuple[str, Callable[[pd.Series
     def percent(column: str):
         return lambda row: _Cell(_DASH if pd.isna(row.get(column)) else f"{100 * row[column]:.1f}%")
 
-    def name(row: pd.Series) -> _Cell:
-        return _Cell(str(row["label"]) + (" †" if row.get("truncated") else ""))
-
-    columns = [("Model", name), ("AUC", mean_std("auc"))]
+    columns = [("Model", _model_cell), ("AUC", mean_std("auc"))]
     if significance:
         columns += [("AUC 95% CI", lambda row: _Cell(_DASH if pd.isna(row.get("auc_ci_low")) else
                                                       f"{row['auc_ci_low']:.4f}–{row['auc_ci_high']:.4f}")),
@@ -324,7 +329,7 @@ def _display_columns(table: DatasetTable) -> list[tuple[str, Callable[[pd.Series
 
 
 def _cost_columns() -> list[tuple[str, Callable[[pd.Series], _Cell]]]:
-    return [("Model", lambda row: _Cell(str(row["label"]) + (" †" if row.get("truncated") else ""))),
+    return [("Model", _model_cell),
             ("Parameters", lambda row: _Cell(_count(row.get("params")))),
             ("Train s/epoch", lambda row: _Cell(_fmt(row.get("seconds_per_epoch"), 1))),
             ("Epochs to best", lambda row: _Cell(_fmt(row.get("epochs_to_best"), 1))),

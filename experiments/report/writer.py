@@ -34,7 +34,7 @@ from experiments.report.collect import (RunCollection, collect_runs, load_histor
                                         select_configurations)
 from experiments.report.naming import shown_storage
 from experiments.report.references import load_references, reference_for
-from experiments.report.tables import build_table, reliability_curves, write_table
+from experiments.report.tables import build_table, reliability_curves, saved_predictions, write_table
 
 PROVENANCE_FILE = "provenance.json"
 STUDIES_DIR = "studies"
@@ -169,14 +169,15 @@ def report_dataset(collection: RunCollection, runs: pd.DataFrame, histories: pd.
     folder = out_dir / folder_name(dataset)
     folder.mkdir(parents=True, exist_ok=True)
     _clear(folder, _DATASET_OUTPUTS)
-    table = build_table(runs, reference_for(dataset, load_references()), notes)
+    predictions = saved_predictions(runs)
+    table = build_table(runs, reference_for(dataset, load_references()), notes, predictions)
     written = write_table(table, folder)
     written += plots.plot_scores(runs, table, folder / "metrics")
     if not histories.empty:
         written += plots.plot_learning_curves(histories, folder / "learning_curves", plots.debug_note(table))
     if "train_seconds_per_epoch" in runs and runs["train_seconds_per_epoch"].notna().any():
         written += plots.plot_cost(runs, table, folder / "cost")
-    curves = reliability_curves(runs)
+    curves = reliability_curves(predictions)
     if curves:
         written += plots.plot_reliability(curves, dataset, folder / "reliability", plots.debug_note(table))
     provenance = {
