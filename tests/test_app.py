@@ -3,6 +3,7 @@ and the mistakes a user makes get clear errors."""
 from __future__ import annotations
 
 import json
+import os
 import math
 import socket
 import subprocess
@@ -71,6 +72,8 @@ def test_single_run_writes_config_metrics_and_history(tmp_path, cache):
     assert 0.55 < written["test/auc"] <= written["oracle/test/auc"] + 0.02
     assert written["epochs"] == 3 and written["best_epoch"] in (0, 1, 2)
     assert written["num_params"] > 0 and written["dataset"] == "synthetic"
+    # threads: auto, the default, says which thread counts the run used
+    assert 1 <= written["threads_min"] <= written["threads_max"] <= len(os.sched_getaffinity(0))
     history = (tmp_path / "run" / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,train/loss,val/auc") and len(history) == 4
 

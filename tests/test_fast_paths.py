@@ -238,7 +238,8 @@ def test_benchmark_writes_its_tables(tmp_path):
     out = tmp_path / "results"
     report = benchmark_main(["--models", "deepfm,fm:adam", "--lightning-models", "deepfm", "--num-ids", "3000",
                              "--rows", "2048", "--batch-size", "256", "--warmup", "1", "--steps", "2",
-                             "--repeats", "1", "--threads", "1", "--encode-rows", "0", "--out", str(out)])
+                             "--repeats", "1", "--threads", "1", "--encode-rows", "0", "--contention", "",
+                             "--out", str(out)])
     with (out / "benchmark.csv").open() as f:
         rows = list(csv.DictReader(f))
     value = {(r["item"], r["metric"]): float(r["value"]) for r in rows}
@@ -254,3 +255,19 @@ def test_benchmark_writes_its_tables(tmp_path):
     text = (out / "benchmark.md").read_text()
     assert "| deepfm | lazy_adam |" in text and "| fm | adam |" in text and "Lightning Trainer" in text
     assert f"torch {torch.__version__}" in text and "torch threads: 1" in text
+
+
+def test_benchmark_measures_training_beside_busy_processes(tmp_path):
+    out = tmp_path / "results"
+    report = benchmark_main(["--models", "", "--lightning-models", "", "--contention", "fm", "--hogs", "1",
+                             "--contention-seconds", "0.3,0.5", "--num-ids", "3000", "--rows", "2048",
+                             "--batch-size", "256", "--repeats", "1", "--threads", "2", "--encode-rows", "0",
+                             "--out", str(out)])
+    assert [(c["model"], c["policy"], c["hogs"]) for c in report.contention] == [("fm", "auto", 1), ("fm", "fixed", 1)]
+    for c in report.contention:
+        assert c["quiet_samples_per_s"] > 0 and c["loaded_samples_per_s"] > 0
+        assert c["slowdown"] == pytest.approx(c["quiet_samples_per_s"] / c["loaded_samples_per_s"])
+    assert report.contention[1]["quiet_threads"] == report.contention[1]["loaded_threads"] == "2"
+    text = (out / "benchmark.md").read_text()
+    assert "## Sharing the machine" in text and "| fm | lazy_adam | auto |" in text
+    assert "fm beside 1 busy processes <= 2.5x slower than quiet (threads: auto)" in text

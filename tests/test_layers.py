@@ -188,9 +188,30 @@ def test_cross_products_reject_unknown_fields():
 def test_mlp_layout_and_output():
     mlp = MLP(6, [5, 4], activation="tanh", dropout=0.3, batch_norm=True)
     kinds = [type(m).__name__ for m in mlp.layers]
-    assert kinds == ["Linear", "BatchNorm1d", "Tanh", "Dropout"] * 2 + ["Linear"]
+    assert kinds == ["Linear", "BatchNorm", "Tanh", "Dropout"] * 2 + ["Linear"]
     assert mlp(torch.randn(B, 6)).shape == (B, 1)
     trunk = MLP(6, [5, 4], output_dim=None)
     assert trunk.output_dim == 4 and trunk(torch.randn(B, 6)).shape == (B, 4)
     with pytest.raises(ValueError, match="activation"):
         MLP(6, [5], activation="swishy")
+
+
+def test_batch_norm_matches_torch_in_training_and_evaluation():
+    from models.layers.mlp import BatchNorm
+    x = (torch.randn(64, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 3 + 1)
+    ours, torchs = BatchNorm(7).double(), nn.BatchNorm1d(7).double()
+    with torch.no_grad():
+        torchs.weight.uniform_(0.5, 2.0)
+        torchs.bias.normal_()
+    ours.load_state_dict(torchs.state_dict())
+    for step in range(3):
+        inputs = (x + step).requires_grad_()
+        weights = torch.linspace(-1, 1, 7, dtype=torch.float64)
+        grads = [torch.autograd.grad((norm(inputs) * weights).square().sum(), inputs)[0] for norm in (ours, torchs)]
+        torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
+    for name, value in torchs.state_dict().items():
+        torch.testing.assert_close(ours.state_dict()[name], value, rtol=1e-12, atol=1e-12)
+    ours.eval(), torchs.eval()
+    torch.testing.assert_close(ours(x), torchs(x), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="more than 1 row"):
+        ours.train()(x[:1])

@@ -5,6 +5,7 @@
     python -m experiments.benchmark --models deepfm --steps 20 --repeats 7
     python -m experiments.benchmark --models deepfm,deepfm:adam     # row-sparse against dense Adam
     python -m experiments.benchmark --encode-rows 10000000          # the 10M-row encoding target
+    python -m experiments.benchmark --models '' --lightning-models '' --encode-rows 0   # contention only
 
 Writes ``<out>/benchmark.md`` and ``<out>/benchmark.csv`` (one row per measured value).
 """
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from experiments.benchmark.contention import POLICIES, default_hogs, measure_contended, measure_contention
 from experiments.benchmark.report import Report, or_na
 from experiments.benchmark.throughput import in_subprocess, measure_data, measure_lightning, measure_model
 from experiments.benchmark.workload import DEFAULT_OPTIM, Workload
@@ -37,11 +39,18 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=6, help="timed steps per repeat")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (medians are reported)")
     parser.add_argument("--compile", action="store_true", help="torch.compile each model first")
+    parser.add_argument("--contention", default="deepfm,fm",
+                        help="model[:optim] to train quiet and beside busy processes, per thread policy; '' for none")
+    parser.add_argument("--hogs", type=int, default=default_hogs(),
+                        help="busy processes started for the contention rows (default: one per CPU)")
+    parser.add_argument("--contention-seconds", default="4,8",
+                        help="warm-up and measured seconds of training per contention measurement")
     parser.add_argument("--encode-rows", type=int, default=1_000_000,
                         help="rows of the Criteo-format file to encode and load; 0 skips")
     parser.add_argument("--workdir", type=Path, default=Path(".cache/benchmark"), help="scratch for data files")
     parser.add_argument("--out", type=Path, default=Path("results"), help="folder for benchmark.{md,csv}")
-    parser.add_argument("--task", choices=["model", "lightning"], help=argparse.SUPPRESS)
+    parser.add_argument("--task", choices=["model", "lightning", "contended"], help=argparse.SUPPRESS)
+    parser.add_argument("--policy", choices=POLICIES, help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -49,10 +58,14 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[list[str]] = None) -> Report:
     args = parse_args(argv)
+    seconds = [float(s) for s in args.contention_seconds.split(",")]
     if args.task:  # a child process: one measurement, as JSON on the last line of stdout
         workload = Workload(**json.loads(args.workload))
-        task = measure_model if args.task == "model" else measure_lightning
-        print(json.dumps(task(args.spec, workload)))
+        if args.task == "contended":
+            print(json.dumps(measure_contended(args.spec, workload, args.policy, *seconds)))
+        else:
+            task = measure_model if args.task == "model" else measure_lightning
+            print(json.dumps(task(args.spec, workload)))
         return None
     workload = Workload(num_ids=args.num_ids, rows=args.rows, batch_size=args.batch_size, threads=args.threads,
                         warmup=args.warmup, steps=args.steps, repeats=args.repeats, compile=args.compile)
@@ -67,6 +80,10 @@ def main(argv: Optional[list[str]] = None) -> Report:
         report.lightning.append(in_subprocess("lightning", spec, workload))
         print(f"{spec} under Lightning: " + ", ".join(
             f"{s['setting']} x{s['ratio_to_bare']:.2f}" for s in report.lightning[-1]["settings"]), flush=True)
+    for spec in filter(None, args.contention.split(",")):
+        report.contention += measure_contention(spec, workload, args.hogs, *seconds)
+        print(f"{spec} beside {args.hogs} busy processes: " + ", ".join(
+            f"{c['policy']} x{c['slowdown']:.2f}" for c in report.contention[-len(POLICIES):]), flush=True)
     report.note_load("after models")
     if args.encode_rows:
         report.data = measure_data(args.encode_rows, args.workdir)

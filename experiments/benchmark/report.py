@@ -23,6 +23,8 @@ TRAINER_OVERHEAD_TARGET = 1.3
 LOADER_TARGET = 10
 ENCODE_RATE_TARGET = 300_000
 ENCODE_RSS_TARGET_MIB = 4096
+CONTENTION_SLOWDOWN_TARGET = 2.5  # beside one busy process per CPU
+QUIET_COST_TARGET = 0.95  # the default policy's quiet speed over the fixed policy's
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Report(LoadNotes):
     command: str
     models: list[dict] = field(default_factory=list)
     lightning: list[dict] = field(default_factory=list)
+    contention: list[dict] = field(default_factory=list)
     data: Optional[dict] = None
 
     def rows(self) -> list[dict]:
@@ -48,6 +51,10 @@ class Report(LoadNotes):
                 item = f"{run['model']}:{run['optim']} {s['setting']}"
                 for metric in ("samples_per_s", "step_ms", "ratio_to_bare"):
                     out.append({"section": "lightning", "item": item, "metric": metric, "value": s[metric]})
+        for c in self.contention:
+            item = f"{c['model']}:{c['optim']} threads={c['policy']} hogs={c['hogs']}"
+            for metric in ("quiet_samples_per_s", "loaded_samples_per_s", "slowdown"):
+                out.append({"section": "contention", "item": item, "metric": metric, "value": c[metric]})
         if self.data:
             d = self.data
             for metric, value in (("encode_rows_per_s", d["encode"]["rows_per_second"]),
@@ -92,6 +99,7 @@ class Report(LoadNotes):
             lines += [f"| {s['setting']} | {s['samples_per_s']:,.0f} | {s['step_ms']:.1f} | {s['ratio_to_bare']:.3f} |"
                       for s in run["settings"]]
             lines.append("")
+        lines += self._contention_markdown()
         lines += self._data_markdown()
         targets = self.targets()
         if targets:
@@ -119,6 +127,15 @@ class Report(LoadNotes):
                 rates.append(("cache loader", self.data["load"]["train_epoch"]["samples_per_second"]))
             out += [(f"{name} >= {LOADER_TARGET}x DeepFM training rate", f"{rate / train:.0f}x",
                      rate >= LOADER_TARGET * train) for name, rate in rates]
+        for auto in (c for c in self.contention if c["policy"] == "auto"):
+            fixed = next(c for c in self.contention if c["policy"] == "fixed" and c["model"] == auto["model"]
+                         and c["optim"] == auto["optim"])
+            out.append((f"{auto['model']} beside {auto['hogs']} busy processes <= {CONTENTION_SLOWDOWN_TARGET}x "
+                        "slower than quiet (threads: auto)", f"{auto['slowdown']:.2f}x",
+                        auto["slowdown"] <= CONTENTION_SLOWDOWN_TARGET))
+            quiet = auto["quiet_samples_per_s"] / fixed["quiet_samples_per_s"]
+            out.append((f"{auto['model']} quiet, threads: auto >= {QUIET_COST_TARGET:.0%} of fixed threads",
+                        f"{quiet:.0%}", quiet >= QUIET_COST_TARGET))
         if self.data:
             e = self.data["encode"]
             out.append((f"encoding >= {ENCODE_RATE_TARGET:,} rows/s (at {self.data['rows']:,} rows)",
@@ -126,6 +143,21 @@ class Report(LoadNotes):
             out.append((f"encoding peak RSS < {ENCODE_RSS_TARGET_MIB:,} MiB (at {self.data['rows']:,} rows)",
                         f"{e['peak_rss_mib']:,} MiB", e["peak_rss_mib"] < ENCODE_RSS_TARGET_MIB))
         return out
+
+    def _contention_markdown(self) -> list[str]:
+        if not self.contention:
+            return []
+        lines = ["## Sharing the machine", "",
+                 f"Bare training loop, quiet and beside {self.contention[0]['hogs']} busy processes (one per CPU, "
+                 "started by the benchmark), alternating; medians. `auto` is the runs' default thread policy (one "
+                 f"thread per CPU other processes leave free); `fixed` keeps {self.workload.threads} threads "
+                 "whatever the load.", "",
+                 "| model | optim | threads | quiet samples/s | loaded samples/s | slowdown | threads used quiet, loaded |",
+                 "|---|---|---|---:|---:|---:|---|"]
+        lines += [f"| {c['model']} | {c['optim']} | {c['policy']} | {c['quiet_samples_per_s']:,.0f} | "
+                  f"{c['loaded_samples_per_s']:,.0f} | {c['slowdown']:.2f}x | {c['quiet_threads']}, {c['loaded_threads']} |"
+                  for c in self.contention]
+        return lines + [""]
 
     def _data_markdown(self) -> list[str]:
         loader_rates = [(m["model"], m["loader_samples_per_s"], m["train_samples_per_s"]) for m in self.models]

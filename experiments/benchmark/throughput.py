@@ -244,10 +244,10 @@ def _measure_lightning(spec: str, workload: Workload, schema: Schema, loader: Da
 # -- processes ------------------------------------------------------------------------------------
 
 
-def in_subprocess(task: str, spec: str, workload: Workload) -> dict:
+def in_subprocess(task: str, spec: str, workload: Workload, *options: str) -> dict:
     """Run ``task`` for ``spec`` in a fresh interpreter: its peak RSS and allocator are its own."""
     command = [sys.executable, "-m", "experiments.benchmark", "--task", task, "--spec", spec,
-               "--workload", json.dumps(asdict(workload))]
+               "--workload", json.dumps(asdict(workload)), *options]
     output = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if output.returncode != 0:
         raise RuntimeError(f"{task} {spec} failed:\n{output.stderr[-3000:]}")

@@ -36,7 +36,7 @@ def _copy_mlp(ours: MLP, reference) -> None:
     kinds = (nn.Linear, nn.BatchNorm1d)
     mine = [m for m in ours.layers if isinstance(m, kinds)]
     theirs = [m for m in reference.mlp if isinstance(m, kinds)]
-    if [type(m) for m in mine] != [type(m) for m in theirs]:
+    if [isinstance(m, nn.Linear) for m in mine] != [isinstance(m, nn.Linear) for m in theirs]:
         raise ValueError(f"MLPs differ: {[type(m).__name__ for m in mine]} against "
                          f"{[type(m).__name__ for m in theirs]}")
     for a, b in zip(mine, theirs):

@@ -5,6 +5,7 @@
 - ``train``: fit, restore the best epoch, validate, test, write ``metrics.json``;
 - ``objective``: which validation metrics are optimised, and in which direction;
 - ``plateau``: after each validation, the best epoch, the learning-rate decay and early stopping;
+- ``threads``: how many torch threads a run uses (``threads: auto`` follows the free CPUs);
 - ``memory``: the run's own peak resident memory, also when a multirun's runs share a process;
 - ``output``: per-epoch lines outside a terminal, library notices kept quiet;
 - ``summary``: the lines a run ends with; ``errors``: a user's mistake as one or two lines;

@@ -27,6 +27,7 @@ from experiments.run.memory import PeakMemory
 from experiments.run.objective import objective_mode
 from experiments.run.output import EpochLines, interactive, quiet_library_notices
 from experiments.run.plateau import PlateauSchedule
+from experiments.run.threads import GovernThreads, thread_policy
 from experiments.run.trial import sweep_trial_pruning
 from models import MODELS
 from models.metrics import auc, expected_calibration_error, logloss
@@ -41,8 +42,8 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     memory.start()
     with configured("objective"):
         objective_mode(cfg.objective)  # fails fast on an objective the models do not log
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    with configured("threads"):
+        governor = thread_policy(cfg.threads)
     pl.seed_everything(cfg.seed, workers=True)
 
     with configured("data"):
@@ -53,6 +54,8 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     history = EpochHistory(out_dir / "history.csv")
     plateau = plateau_schedule(cfg, out_dir / "checkpoints" / "best.ckpt")
     callbacks = [history, plateau, *sweep_trial_pruning(cfg.objective)]  # a sweep trial the pruner may stop
+    if governor:
+        callbacks.append(GovernThreads(governor))
     trainer = build_trainer(cfg, out_dir, callbacks)
 
     started = time.perf_counter()
@@ -86,6 +89,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         "num_params": sum(p.numel() for p in model.parameters()),
         "train_rows": datamodule.num_rows("train"),
         **oracle_metrics(datamodule),
+        **(governor.summary() if governor else {}),
         **truncation(trainer),
     }
     if not all(math.isfinite(v) for v in metrics.values() if isinstance(v, float)):

@@ -11,6 +11,29 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "prelu":
                "identity": nn.Identity}
 
 
+class BatchNorm(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` (same parameters, buffers and running-statistics rule) whose training-mode
+    batch statistics are plain column means. Torch's fused CPU kernel sums in an order that depends
+    on the thread count, and ``threads: auto`` changes that count mid-run: column means give the
+    same bits at any count, so a run's numbers do not depend on the machine's load."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if not (self.training and self.track_running_stats and self.momentum is not None):
+            return super().forward(inputs)
+        rows = inputs.shape[0]
+        if rows < 2:
+            raise ValueError(f"batch norm needs more than 1 row per batch when training, got {rows}")
+        mean = inputs.mean(0)
+        centred = inputs - mean
+        var = centred.square().mean(0)
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            self.running_mean.mul_(1 - self.momentum).add_(mean, alpha=self.momentum)
+            self.running_var.mul_(1 - self.momentum).add_(var, alpha=self.momentum * rows / (rows - 1))
+        normalised = centred * torch.rsqrt(var + self.eps)
+        return normalised * self.weight + self.bias if self.affine else normalised
+
+
 class MLP(nn.Module):
     """``[B, input_dim] -> [B, output_dim]`` (or ``[B, hidden_units[-1]]`` when ``output_dim`` is None).
 
@@ -31,7 +54,7 @@ class MLP(nn.Module):
         for units in (int(u) for u in hidden_units):
             layers.append(nn.Linear(width, units))
             if batch_norm:
-                layers.append(nn.BatchNorm1d(units))
+                layers.append(BatchNorm(units))
             layers.append(ACTIVATIONS[activation]())
             if dropout > 0:
                 layers.append(Dropout(dropout))
