@@ -30,6 +30,7 @@ from experiments.run.plateau import PlateauSchedule
 from experiments.run.threads import GovernThreads, thread_policy
 from experiments.run.trial import sweep_trial_pruning
 from models import MODELS
+from models.layers.precision import set_precision
 from models.metrics import auc, expected_calibration_error, logloss
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ def build_model(cfg: DictConfig, schema) -> pl.LightningModule:
         model = instantiate(cfg.model, schema=schema, **cfg.optim, init=cfg.init, _convert_="all",
                             _execution_whitelist_=TRUSTED_TARGETS)
     model.reset_parameters()
+    with configured("precision"):
+        set_precision(model, cfg.precision)
     return model
 
 

@@ -6,8 +6,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from models.layers.precision import LowPrecisionCompute
 
-class CIN(nn.Module):
+
+class CIN(LowPrecisionCompute, nn.Module):
     """``[B, F, K] -> [B, output_dim]``: explicit vector-wise interactions of bounded degree.
 
     Layer ``k`` (``H_0 = F``, ``X^0`` the embeddings):
@@ -44,13 +46,17 @@ class CIN(nn.Module):
         # work in [B, K, maps] so each layer's products come out contiguous in the layout its
         # matmul reads (~25% faster on CPU than products in [B, maps, K] plus transposes)
         x0 = x0.transpose(1, 2)
+        if self.compute_dtype is not None:
+            x0 = x0.to(self.compute_dtype)  # the products too, not only the filters' matmuls
         hidden, pooled = x0, []
+        pool_dtype = None if self.compute_dtype is None else torch.float32
         for index, (conv, forward_maps) in enumerate(zip(self.filters, self.forward_sizes)):
             products = (hidden.unsqueeze(3) * x0.unsqueeze(2)).flatten(2)  # [B, K, H*F]
-            maps = conv(products)  # [B, K, H_k]
+            with self.low_precision(products):
+                maps = conv(products)  # [B, K, H_k]
             if self.split_half and index < len(self.filters) - 1:
                 hidden, direct = maps.split([forward_maps, maps.shape[2] - forward_maps], dim=2)
             else:
                 hidden = direct = maps
-            pooled.append(direct.sum(dim=1))
+            pooled.append(direct.sum(dim=1, dtype=pool_dtype))
         return torch.cat(pooled, dim=1)

@@ -7,8 +7,14 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from models.layers.precision import LowPrecisionCompute
+
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "prelu": nn.PReLU,
                "identity": nn.Identity}
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
 
 
 class BatchNorm(nn.BatchNorm1d):
@@ -19,7 +25,8 @@ class BatchNorm(nn.BatchNorm1d):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if not (self.training and self.track_running_stats and self.momentum is not None):
-            return super().forward(inputs)
+            return super().forward(at_least_float32(inputs))
+        inputs = at_least_float32(inputs)  # statistics in float32, also behind a bf16 linear layer
         rows = inputs.shape[0]
         if rows < 2:
             raise ValueError(f"batch norm needs more than 1 row per batch when training, got {rows}")
@@ -34,7 +41,7 @@ class BatchNorm(nn.BatchNorm1d):
         return normalised * self.weight + self.bias if self.affine else normalised
 
 
-class MLP(nn.Module):
+class MLP(LowPrecisionCompute, nn.Module):
     """``[B, input_dim] -> [B, output_dim]`` (or ``[B, hidden_units[-1]]`` when ``output_dim`` is None).
 
     Each hidden layer is Linear -> BatchNorm (if ``batch_norm``) -> activation -> Dropout, with
@@ -64,9 +71,14 @@ class MLP(nn.Module):
             width = output_dim
         self.output_dim = width
         self.layers = nn.Sequential(*layers)
+        self.hidden_layers = len(layers) - (output_dim is not None)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.layers(inputs)
+        if self.compute_dtype is None:
+            return self.layers(inputs)
+        with self.low_precision(inputs):
+            hidden = self.layers[:self.hidden_layers](inputs)
+        return self.layers[self.hidden_layers:](hidden.float())  # the output layer in float32
 
 
 class Dropout(nn.Dropout):
