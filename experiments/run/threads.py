@@ -90,15 +90,17 @@ class ThreadGovernor:
             return
         others = max(0, (now[1] - self._last[1]) - (now[2] - self._last[2])) / self._ticks_per_s / seconds
         self._last, self._next_check = now, now[0] + self.interval_s
-        self.set(self.threads_for(others))
+        threads = self.threads_for(others)
+        if self.used and threads != self.used[-1]:
+            log.info("torch threads %d -> %d: other processes keep %.1f of %d CPUs busy",
+                     self.used[-1], threads, others, self.max_threads)
+        self.set(threads)
 
     def threads_for(self, others_busy_cpus: float) -> int:
         return max(1, min(self.max_threads, int(self.max_threads - others_busy_cpus + 0.5)))
 
     def set(self, threads: int) -> None:
         if not self.used or self.used[-1] != threads:
-            if self.used:
-                log.info("torch threads %d -> %d (other processes busy)", self.used[-1], threads)
             torch.set_num_threads(threads)
             self.used.append(threads)
 
