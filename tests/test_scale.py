@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from experiments.benchmark import scale
+from experiments.benchmark import embed, scale
 from experiments.benchmark.report import Report
 from experiments.benchmark.workload import Workload
 
@@ -54,5 +54,5 @@ def test_scale_run_measures_and_reports(tmp_path, monkeypatch):
     assert scale.main(["--rows", "3000", "--workdir", "work", "--out", "results", "--model", "fm", "--reuse-cache",
                        "--batch-size", "256", "threads=1", "logger=none"]) == 0
     combined = (tmp_path / "results" / "benchmark.md").read_text()
-    assert combined.startswith("# ") and combined.count(scale.EMBED_HEADER) == 1
+    assert combined.startswith("# ") and combined.count(embed.header("benchmark_scale.md")) == 1
     assert "data.batch_size=256" in combined and "data.batch_size=512" not in combined

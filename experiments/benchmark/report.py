@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 
 from experiments.benchmark.machine import LoadNotes, cpu_name
-from experiments.benchmark.scale import with_scale_report
+from experiments.benchmark.embed import with_embedded
 from experiments.benchmark.workload import DEFAULT_OPTIM, Workload
 
 # The targets (measured here, never asserted in tests).
@@ -181,7 +181,7 @@ class Report(LoadNotes):
 
     def write(self, out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "benchmark.md").write_text(with_scale_report(self.markdown(), out_dir))
+        (out_dir / "benchmark.md").write_text(with_embedded(self.markdown(), out_dir))
         with (out_dir / "benchmark.csv").open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["section", "item", "metric", "value"])
             writer.writeheader()

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Optional
 
 from experiments.benchmark.data import write_criteo_tsv
+from experiments.benchmark.embed import refresh
 from experiments.benchmark.machine import environment
 from experiments.run.config import REPO
 
@@ -234,25 +235,8 @@ def write_report(result: dict, env: dict, command: str, out: Path) -> Path:
         writer = csv.writer(f)
         writer.writerow(["metric", "value"])
         writer.writerows(csv_rows(result))
-    benchmark_report = out / "benchmark.md"
-    if benchmark_report.exists():  # written earlier by the training benchmark: embed this run instead
-        benchmark_report.write_text(with_scale_report(benchmark_report.read_text().split(EMBED_HEADER)[0], out))
+    refresh(out)  # the training benchmark's report shows this run instead of the last
     return out / "benchmark_scale.md"
-
-
-# How the training benchmark's benchmark.md shows the newest full-scale run (hours at full size,
-# so that benchmark does not rerun it): below this line, its headings one level down.
-EMBED_HEADER = "\n_Embedded from [benchmark_scale.md](benchmark_scale.md):_\n"
-
-
-def with_scale_report(text: str, out: Path) -> str:
-    """``text`` followed by ``out/benchmark_scale.md``, embedded, where that exists."""
-    scale = out / "benchmark_scale.md"
-    if not scale.exists():
-        return text
-    return (text + EMBED_HEADER + "\n"
-            + "\n".join("#" + line if line.startswith("#") else line for line in scale.read_text().splitlines())
-            + "\n")
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:

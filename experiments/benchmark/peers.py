@@ -1,0 +1,328 @@
+"""ctr-bench against DeepCTR-Torch and FuxiCTR, end to end on one generated Criteo-format file.
+
+    pip install -e ".[peers]"     # deepctr-torch 0.3.0 (+ requests), FuxiCTR 2.3.10 (+ polars<2)
+    python -m experiments.benchmark.peers --rows 500000 --threads 1,2
+
+The file (``experiments.benchmark.data.write_criteo_tsv``: label, 13 integers, 26 hashed
+categoricals from the synthetic generator) is cut into train/val/test files, 80/10/10. Each library
+then runs, in a fresh process with ``--threads`` torch threads, from those files to test metrics:
+
+- preprocessing, from CSV copies of the files (BARS's Criteo_x4 layout, made before any clock
+  starts): integers bucketized by log_square, categorical values seen fewer than 10 times in
+  training share one id, every field embedded (BARS's Criteo_x4 encoding). ctr-bench: its
+  datamodule (``data=criteo_x4``, ``data.encoding.convention=fuxictr``). FuxiCTR: its
+  ``CustomizedFeatureProcessor`` (BARS's Criteo_x4 processor). DeepCTR-Torch ships no
+  preprocessing: pandas and scikit-learn's ``LabelEncoder``, as its README's Criteo example does,
+  plus the same buckets and min-count;
+- training: one epoch, then one pass over the validation file, the same model settings for all
+  (the DeepFM paper's: embedding 10, DNN 400-400-400, ReLU, dropout 0.5; Adam, lr 1e-3, no L2;
+  batch 4096). ctr-bench: ``experiment=bars_criteo_x4`` with those settings and ``optim=adam``
+  (plain Adam, like the peers), ``precision=32``. FuxiCTR: its ``BaseModel.fit`` on the models
+  of ``experiments.reference`` (its layers), fed by a torch ``DataLoader`` over its encoded arrays.
+  DeepCTR-Torch: its ``DeepFM`` (FM: no DNN; LR: neither FM nor DNN) and ``fit``;
+- test: AUC of the test file's predictions (scikit-learn's ``roc_auc_score`` for all).
+
+Reported per library: preprocessing s, train s (the epoch and the validation pass), training
+samples/s, CPU-s of the process, end-to-end s (process start to test AUC, imports included) and
+ctr-bench's speed ratio over each peer on train s and end-to-end s. Libraries alternate within each
+(threads, model) cell, the order rotating between repeats; medians over repeats.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from experiments.benchmark.embed import refresh
+from experiments.benchmark.machine import LoadNotes, cpu_name
+from experiments.run.config import REPO
+
+STARTED = time.perf_counter()  # a child's clock starts at its imports
+LIBRARIES = ("ctr-bench", "DeepCTR-Torch", "FuxiCTR")
+MODELS = ("deepfm", "fm", "lr")
+EMBEDDING_DIM, HIDDEN, DROPOUT, BATCH_SIZE, LR, MIN_COUNT = 10, [400, 400, 400], 0.5, 4096, 1e-3, 10
+NUMERIC = [f"I{i}" for i in range(1, 14)]
+CATEGORICAL = [f"C{i}" for i in range(1, 27)]
+SPLITS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+
+def write_files(rows: int, folder: Path) -> dict[str, dict[str, Path]]:
+    """``{"tsv": {split: path}, "csv": {split: path}}``: the generated file cut 80/10/10, and
+    FuxiCTR's CSV copies (BARS's Criteo_x4 layout)."""
+    from experiments.benchmark.data import write_criteo_tsv
+    from experiments.reference.data import criteo_x4_csv
+    folder.mkdir(parents=True, exist_ok=True)
+    tsv = {split: folder / f"{split}.tsv" for split in SPLITS}
+    if not all(p.exists() for p in tsv.values()):
+        whole = folder / "all.tsv"
+        write_criteo_tsv(whole, rows)
+        lines = whole.read_bytes().splitlines(keepends=True)
+        ends = np.cumsum([int(round(share * len(lines))) for share in SPLITS.values()])
+        ends[-1] = len(lines)
+        for (split, path), start, end in zip(tsv.items(), [0, *ends[:-1]], ends):
+            path.write_bytes(b"".join(lines[start:end]))
+        whole.unlink()
+    csv = {split: folder / "csv" / f"{'valid' if split == 'val' else split}.csv" for split in SPLITS}
+    if not all(p.exists() for p in csv.values()):
+        csv = criteo_x4_csv(tsv, folder / "csv")
+    return {"tsv": tsv, "csv": csv}
+
+
+# -- one library, one model (a child process) -----------------------------------------------------
+
+
+def ours(model: str, files: dict, workdir: Path) -> dict:
+    from experiments.reference.check import datamodule, preset_config
+    from experiments.run.train import train
+    overrides = ["optim=adam", "optim.embedding_table_l2=0", "optim.net_l2=0", f"data.batch_size={BATCH_SIZE}",
+                 "trainer.max_epochs=1", "precision=32", "save_predictions=false", "threads=null"]
+    overrides += {"lr": [], "fm": [f"model.embedding_dim={EMBEDDING_DIM}"],
+                  "deepfm": [f"model.embedding_dim={EMBEDDING_DIM}", f"model.hidden_units={HIDDEN}",
+                             f"model.dropout={DROPOUT}", "model.batch_norm=false"]}[model]
+    cfg = preset_config("bars_criteo_x4", model, files["csv"], workdir / "cache", overrides)
+    started = time.perf_counter()
+    datamodule(cfg)
+    preprocess = time.perf_counter() - started
+    metrics = train(cfg, workdir / "run")
+    return {"preprocess_s": preprocess, "train_s": metrics["train_time_s"], "train_rows": metrics["train_rows"],
+            "test_auc": metrics["test/auc"]}
+
+
+def deepctr(model: str, files: dict, workdir: Path) -> dict:
+    import pandas as pd
+    import torch
+    from deepctr_torch.inputs import SparseFeat
+    from deepctr_torch.models import DeepFM
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import LabelEncoder
+
+    from datamodules.encode import log_square
+
+    started = time.perf_counter()
+    frames = {split: pd.read_csv(path, dtype={c: str for c in CATEGORICAL}) for split, path in files["csv"].items()}
+    for column in NUMERIC:  # the same buckets as the others; missing is a bucket of its own
+        for frame in frames.values():
+            values = frame[column].to_numpy(dtype=float)
+            frame[column] = np.where(np.isnan(values), -1, log_square(np.nan_to_num(values))).astype(np.int64)
+    for column in [*NUMERIC, *CATEGORICAL]:
+        counts = frames["train"][column].value_counts()
+        kept = set(counts.index[counts >= MIN_COUNT])
+        for frame in frames.values():
+            frame[column] = frame[column].where(frame[column].isin(kept), "__rare__").astype(str)
+        encoder = LabelEncoder().fit(pd.concat([frames["train"][column], pd.Series(["__rare__"])]))
+        for frame in frames.values():
+            frame[column] = encoder.transform(frame[column])
+    features = [SparseFeat(c, vocabulary_size=int(frames["train"][c].max()) + 2, embedding_dim=EMBEDDING_DIM)
+                for c in [*NUMERIC, *CATEGORICAL]]
+    inputs = {split: {c: frame[c].to_numpy() for c in [*NUMERIC, *CATEGORICAL]} for split, frame in frames.items()}
+    labels = {split: frame["Label"].to_numpy(dtype=np.float32) for split, frame in frames.items()}
+    preprocess = time.perf_counter() - started
+
+    torch.manual_seed(0)
+    network = DeepFM(features, features, use_fm=model != "lr", dnn_hidden_units=HIDDEN if model == "deepfm" else (),
+                     dnn_dropout=DROPOUT, l2_reg_linear=0, l2_reg_embedding=0, l2_reg_dnn=0, task="binary",
+                     device="cpu", seed=0)
+    network.compile(torch.optim.Adam(network.parameters(), lr=LR), "binary_crossentropy")
+    started = time.perf_counter()
+    network.fit(inputs["train"], labels["train"], batch_size=BATCH_SIZE, epochs=1, verbose=0)
+    network.predict(inputs["val"], batch_size=BATCH_SIZE)
+    train_s = time.perf_counter() - started
+    auc = roc_auc_score(labels["test"], network.predict(inputs["test"], batch_size=BATCH_SIZE))
+    return {"preprocess_s": preprocess, "train_s": train_s, "train_rows": len(labels["train"]), "test_auc": float(auc)}
+
+
+def fuxictr(model: str, files: dict, workdir: Path) -> dict:
+    from sklearn.metrics import roc_auc_score
+    from torch.utils.data import DataLoader
+
+    from experiments.reference.__main__ import CRITEO_X4_COLUMNS, CRITEO_X4_LABEL, processor_class
+    from experiments.reference.check import fuxictr_encoding
+    from experiments.reference.fuxictr_models import REFERENCE_MODELS, feature_map
+
+    started = time.perf_counter()
+    sizes, encoded = fuxictr_encoding(processor_class("CustomizedFeatureProcessor"), CRITEO_X4_COLUMNS,
+                                      CRITEO_X4_LABEL, files["csv"], MIN_COUNT)
+    preprocess = time.perf_counter() - started
+    import torch
+    names = [*NUMERIC, *CATEGORICAL]
+    arrays = {split: {**{n: torch.from_numpy(columns[n].astype(np.int64)) for n in names},
+                      "label": torch.from_numpy(columns["Label"].astype(np.float32))}
+              for split, columns in encoded.items()}
+
+    def loader(split: str, shuffle: bool) -> DataLoader:
+        data = arrays[split]
+        return DataLoader(np.arange(len(data["label"])), batch_size=BATCH_SIZE, shuffle=shuffle,
+                          collate_fn=lambda rows: {k: v[torch.as_tensor(np.array(rows))] for k, v in data.items()})
+
+    torch.manual_seed(0)
+    settings = {"embedding_regularizer": 0, "net_regularizer": 0, "monitor": "AUC", "early_stop_patience": 2,
+                "learning_rate": LR}
+    if model != "lr":
+        settings["embedding_dim"] = EMBEDDING_DIM
+    if model == "deepfm":
+        settings.update(hidden_units=HIDDEN, activation="relu", dropout=DROPOUT, batch_norm=False)
+    fmap = feature_map([sizes[n] for n in names], EMBEDDING_DIM, names)
+    reference = REFERENCE_MODELS[model](fmap, **settings, model_root=workdir / "fuxictr")
+    started = time.perf_counter()
+    reference.fit(loader("train", True), epochs=1, validation_data=loader("val", False), max_gradient_norm=10)
+    train_s = time.perf_counter() - started
+    test = loader("test", False)
+    p = torch.cat([reference.forward(b)["y_pred"].detach().flatten() for b in test]).numpy()
+    auc = roc_auc_score(arrays["test"]["label"].numpy(), p)
+    return {"preprocess_s": preprocess, "train_s": train_s, "train_rows": len(arrays["train"]["label"]),
+            "test_auc": float(auc)}
+
+
+RUNNERS = {"ctr-bench": ours, "DeepCTR-Torch": deepctr, "FuxiCTR": fuxictr}
+
+
+def child(library: str, model: str, threads: int, files: dict, workdir: Path) -> dict:
+    import torch
+    torch.set_num_threads(threads)
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    result = RUNNERS[library](model, files, workdir)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {**result, "library": library, "model": model, "threads": threads,
+            "cpu_s": usage.ru_utime + usage.ru_stime, "end_to_end_s": time.perf_counter() - STARTED,
+            "samples_per_s": result["train_rows"] / result["train_s"]}
+
+
+def in_child(library: str, model: str, threads: int, files: dict, workdir: Path) -> dict:
+    command = [sys.executable, "-m", "experiments.benchmark.peers", "--child", library, "--model", model,
+               "--threads", str(threads), "--files", json.dumps({k: {s: str(p) for s, p in v.items()}
+                                                                  for k, v in files.items()}),
+               "--workdir", str(workdir)]
+    started = time.perf_counter()
+    output = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if output.returncode != 0:
+        raise RuntimeError(f"{library} {model} failed:\n{output.stderr[-3000:]}")
+    result = json.loads(output.stdout.strip().splitlines()[-1])
+    return {**result, "process_s": time.perf_counter() - started}
+
+
+# -- the comparison -------------------------------------------------------------------------------
+
+
+class PeersReport(LoadNotes):
+    def __init__(self, command: str, rows: int):
+        super().__init__()
+        self.command, self.rows, self.runs = command, rows, []
+
+    def medians(self) -> list[dict]:
+        cells: dict[tuple, list[dict]] = {}
+        for run in self.runs:
+            cells.setdefault((run["threads"], run["model"], run["library"]), []).append(run)
+        out = []
+        for (threads, model, library), runs in cells.items():
+            row = {"threads": threads, "model": model, "library": library, "repeats": len(runs)}
+            for key in ("preprocess_s", "train_s", "samples_per_s", "cpu_s", "end_to_end_s", "test_auc"):
+                row[key] = statistics.median(r[key] for r in runs)
+            out.append(row)
+        for row in out:
+            mine = next(r for r in out if (r["threads"], r["model"], r["library"]) ==
+                        (row["threads"], row["model"], "ctr-bench"))
+            row["train_ratio"] = row["train_s"] / mine["train_s"]
+            row["end_to_end_ratio"] = row["end_to_end_s"] / mine["end_to_end_s"]
+        return out
+
+    def markdown(self) -> str:
+        import platform
+
+        import torch
+        lines = ["# ctr-bench against its peers, end to end", "", f"Generated by `{self.command}`.", "",
+                 f"- hardware: {cpu_name()}; torch {torch.__version__}, Python {platform.python_version()}; "
+                 f"{', '.join(f'{lib} {_version(lib)}' for lib in LIBRARIES[1:])}",
+                 f"- data: {self.rows:,} generated Criteo-format rows, 80/10/10 train/val/test files; the DeepFM "
+                 "paper's model settings, plain Adam, batch 4096, one epoch (see "
+                 "`experiments/benchmark/peers.py` for each library's pipeline)",
+                 "- load average (1, 5, 15 min): " + "; ".join(
+                     f"{moment} {a:.2f} {b:.2f} {c:.2f}" for moment, (a, b, c) in self.load_averages), "",
+                 "| threads | model | library | preprocessing s | train s | train samples/s | CPU-s | end to end s "
+                 "| test AUC | ctr-bench faster, train | ctr-bench faster, end to end |",
+                 "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in sorted(self.medians(), key=lambda r: (r["threads"], MODELS.index(r["model"]),
+                                                        LIBRARIES.index(r["library"]))):
+            lines.append(f"| {r['threads']} | {r['model']} | {r['library']} | {r['preprocess_s']:.1f} | "
+                         f"{r['train_s']:.1f} | {r['samples_per_s']:,.0f} | {r['cpu_s']:.0f} | {r['end_to_end_s']:.1f} | "
+                         f"{r['test_auc']:.4f} | {r['train_ratio']:.2f}x | {r['end_to_end_ratio']:.2f}x |")
+        lines += ["", "Train s: the epoch and one pass over the validation file. End to end: the process from "
+                  "its start (imports included) to the test AUC. The ratios are the peer's seconds over "
+                  "ctr-bench's in the same cell (1.00x for ctr-bench itself).", ""]
+        return "\n".join(lines)
+
+    def write(self, out: Path) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "benchmark_peers.md").write_text(self.markdown())
+        refresh(out)  # the training benchmark's report shows this run
+        (out / "benchmark_peers.json").write_text(json.dumps({"command": self.command, "rows": self.rows,
+                                                              "load": self.load_averages, "runs": self.runs},
+                                                             indent=1))
+
+
+def _version(library: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version({"DeepCTR-Torch": "deepctr-torch", "FuxiCTR": "fuxictr"}[library])
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m experiments.benchmark.peers", description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=500_000)
+    parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--libraries", default=",".join(LIBRARIES))
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--workdir", type=Path, default=Path(".cache/peers"))
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("--child", choices=LIBRARIES, help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--files", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> Optional[PeersReport]:
+    args = parse_args(argv)
+    if args.child:
+        files = {k: {s: Path(p) for s, p in v.items()} for k, v in json.loads(args.files).items()}
+        print(json.dumps(child(args.child, args.model, int(args.threads), files, args.workdir)))
+        return None
+    libraries = args.libraries.split(",")
+    missing = [lib for lib in libraries[1:] if _version(lib) == "not installed"]
+    if missing:
+        raise SystemExit(f"not installed: {', '.join(missing)}; pip install -e \".[peers]\"")
+    report = PeersReport("python -m experiments.benchmark.peers " + " ".join(sys.argv[1:] if argv is None else argv),
+                         args.rows)
+    files = write_files(args.rows, args.workdir / f"criteo_like_{args.rows}")
+    report.note_load("start")
+    for repeat in range(args.repeats):
+        for threads in (int(t) for t in args.threads.split(",")):
+            for model in args.models.split(","):
+                order = libraries[repeat % len(libraries):] + libraries[:repeat % len(libraries)]
+                for library in order:
+                    run = in_child(library, model, threads, files, args.workdir / "run")
+                    report.runs.append(run)
+                    print(f"{threads} threads {model} {library}: train {run['train_s']:.1f} s, "
+                          f"end to end {run['end_to_end_s']:.1f} s, AUC {run['test_auc']:.4f}", flush=True)
+    report.note_load("end")
+    report.write(args.out)
+    print(f"wrote {args.out / 'benchmark_peers.md'}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
