@@ -236,7 +236,7 @@ def test_flop_count_and_first_layer_of_deepfm():
 
 def test_benchmark_writes_its_tables(tmp_path):
     out = tmp_path / "results"
-    report = benchmark_main(["--models", "deepfm,fm:adam", "--lightning-models", "deepfm", "--num-ids", "3000",
+    report = benchmark_main(["--models", "deepfm,fm:adam,deepfm::bf16", "--lightning-models", "deepfm", "--num-ids", "3000",
                              "--rows", "2048", "--batch-size", "256", "--warmup", "1", "--steps", "2",
                              "--repeats", "1", "--threads", "1", "--encode-rows", "0", "--contention", "",
                              "--out", str(out)])
@@ -248,12 +248,15 @@ def test_benchmark_writes_its_tables(tmp_path):
     assert 0 < value[("deepfm:lazy_adam", "roofline_fraction")] < 1.5
     assert value[("deepfm:lazy_adam", "train_samples_per_s")] > 0
     assert ("fm:adam", "roofline_fraction") not in value and value[("fm:adam", "mflop_per_sample")] == 0
+    assert value[("deepfm:lazy_adam:bf16", "train_samples_per_s")] > 0  # its roofline is a bf16 matmul's
+    assert 0 < value[("deepfm:lazy_adam:bf16", "roofline_fraction")] < 1.5
     assert value[("deepfm:lazy_adam bare loop", "ratio_to_bare")] == 1.0
     assert value[("deepfm:lazy_adam Trainer as configured", "samples_per_s")] > 0
     assert {s["setting"] for s in report.lightning[0]["settings"]} == \
         {"bare loop", "Trainer as configured"} | {label for label, _ in throughput.TRAINER_VARIANTS}
     text = (out / "benchmark.md").read_text()
-    assert "| deepfm | lazy_adam |" in text and "| fm | adam |" in text and "Lightning Trainer" in text
+    assert "| deepfm | lazy_adam | 32 |" in text and "| fm | adam | 32 |" in text and "Lightning Trainer" in text
+    assert "| deepfm | lazy_adam | bf16 |" in text and "deepfm bf16 >= 1.6x float32 training rate" in text
     assert f"torch {torch.__version__}" in text and "torch threads: 1" in text
 
 

@@ -22,14 +22,15 @@ from experiments.benchmark.report import Report, or_na
 from experiments.benchmark.throughput import in_subprocess, measure_data, measure_lightning, measure_model
 from experiments.benchmark.workload import DEFAULT_OPTIM, Workload
 
-DEFAULT_MODELS = "deepfm,deepfm:adam,lr,fm,fnn,ipnn,opnn,pnn_star,lr_dnn,fm_dnn,ffm,dnn,wide_deep,dcn,xdeepfm"
+DEFAULT_MODELS = ("deepfm,deepfm::bf16,deepfm:adam,lr,fm,fnn,ipnn,opnn,pnn_star,lr_dnn,fm_dnn,ffm,dnn,wide_deep,dcn,"
+                  "xdeepfm,xdeepfm::bf16")
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m experiments.benchmark",
                                      description="The training-throughput benchmark")
     parser.add_argument("--models", default=DEFAULT_MODELS,
-                        help=f"comma-separated model[:optim] (optim default {DEFAULT_OPTIM}); '' for none")
+                        help=f"comma-separated model[:optim[:precision]] (default {DEFAULT_OPTIM}, 32); '' for none")
     parser.add_argument("--lightning-models", default="deepfm", help="model[:optim] to run under the Trainer too")
     parser.add_argument("--num-ids", type=int, default=1_000_000, help="vocabulary size over all fields")
     parser.add_argument("--rows", type=int, default=1 << 17, help="in-memory training rows")

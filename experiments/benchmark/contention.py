@@ -94,12 +94,12 @@ def measure_contention(spec: str, workload: Workload, busy: int, warmup_s: float
                     runs.setdefault((policy, loaded), []).append(
                         in_subprocess("contended", spec, workload, "--policy", policy,
                                       "--contention-seconds", f"{warmup_s},{measure_s}"))
-    model, optim = parse_spec(spec)
+    model, optim, precision = parse_spec(spec)
     out = []
     for policy in POLICIES:
         quiet = statistics.median(r["samples_per_s"] for r in runs[(policy, False)])
         loaded = statistics.median(r["samples_per_s"] for r in runs[(policy, True)])
-        out.append({"model": model, "optim": optim, "policy": policy, "hogs": busy, "quiet_samples_per_s": quiet,
+        out.append({"model": model, "optim": optim, "precision": precision, "policy": policy, "hogs": busy, "quiet_samples_per_s": quiet,
                     "loaded_samples_per_s": loaded, "slowdown": quiet / loaded,
                     "quiet_threads": thread_range(runs[(policy, False)]),
                     "loaded_threads": thread_range(runs[(policy, True)])})

@@ -14,7 +14,7 @@ shuffled order per batch, one vectorised gather), so the data step is part of ev
 For each model, in a fresh process (so that its peak RSS is its own), after ``--warmup`` steps:
 ``--repeats`` times, first the roofline, then ``--steps`` training steps. The roofline is this
 machine's FLOP/s for a matmul shaped like the model's first ``nn.Linear`` at this batch size
-(``[B, in] x [in, out]``, ``F.linear``); the model's achieved FLOP/s is its matmul FLOPs per sample
+(``[B, in] x [in, out]``, ``F.linear``, in bf16 for a ``:bf16`` spec); the model's achieved FLOP/s is its matmul FLOPs per sample
 (counted by ``torch.utils.flop_counter`` over one forward + backward: the dense layers, CIN's
 filters, IPNN's Gram matrices) times training samples/s. ``% roofline`` is the median over repeats of their ratio, so a
 burst of load on the shared machine hits both sides of a ratio. Evaluation samples/s is
@@ -54,6 +54,7 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from datamodules.schema import Batch, Schema
+from models.layers.precision import PRECISIONS
 from experiments.benchmark.machine import peak_rss_mib
 from experiments.benchmark.workload import Workload, as_is, build_model, compiled, endless, parse_spec, prepared
 from experiments.run.config import REPO
@@ -93,10 +94,10 @@ def matmul_flops_per_sample(model, batch: Batch) -> float:
     return counter.get_total_flops() / batch.size
 
 
-def matmul_rate(shape: tuple[int, int, int], seconds: float = 0.25) -> float:
-    """FLOP/s of ``F.linear`` on ``[rows, in] x [in, out]`` (+ bias), repeated for ~``seconds``."""
+def matmul_rate(shape: tuple[int, int, int], seconds: float = 0.25, dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of ``F.linear`` on ``[rows, in] x [in, out]`` (+ bias) in ``dtype``, repeated for ~``seconds``."""
     rows, fan_in, fan_out = shape
-    x, weight, bias = torch.randn(rows, fan_in), torch.randn(fan_out, fan_in), torch.randn(fan_out)
+    x, weight, bias = (torch.randn(*size, dtype=dtype) for size in ((rows, fan_in), (fan_out, fan_in), (fan_out,)))
     F.linear(x, weight, bias)
     calls, started = 0, time.perf_counter()
     while True:
@@ -146,12 +147,13 @@ def _measure_model(spec: str, workload: Workload, schema: Schema, loader: DataLo
     compiled(model, workload)
     optimizer = model.build_optimizer()
     batches = endless(loader)
+    precision = parse_spec(spec)[2]  # the roofline of the dtype the dense layers compute in
     train, evaluate = bare_training_step(model, optimizer), evaluation_step(model)
     model.train()
     warmup_seconds = timed_steps(train, batches, workload.warmup)
     train_seconds, rooflines, fractions = [], [], []
     for _ in range(workload.repeats):
-        roofline = matmul_rate(shape) if shape else float("nan")
+        roofline = matmul_rate(shape, dtype=PRECISIONS[precision] or torch.float32) if shape else float("nan")
         timed_steps(train, batches, 1)  # the matmuls evicted the step's working set: warm it again
         seconds = timed_steps(train, batches, workload.steps)
         train_seconds.append(seconds)
@@ -162,9 +164,9 @@ def _measure_model(spec: str, workload: Workload, schema: Schema, loader: DataLo
     eval_seconds = [timed_steps(evaluate, batches, workload.steps) for _ in range(workload.repeats)]
     loader_seconds = [timed_steps(as_is, batches, workload.steps) for _ in range(workload.repeats)]
     samples = workload.steps * workload.batch_size
-    name, optim = parse_spec(spec)
+    name, optim, precision = parse_spec(spec)
     return {
-        "model": name, "optim": optim, "params": sum(p.numel() for p in model.parameters()),
+        "model": name, "optim": optim, "precision": precision, "params": sum(p.numel() for p in model.parameters()),
         "first_layer": list(shape) if shape else None, "mflop_per_sample": flops / 1e6,
         "warmup_s": warmup_seconds,
         "train_samples_per_s": samples / statistics.median(train_seconds),
@@ -234,8 +236,8 @@ def _measure_lightning(spec: str, workload: Workload, schema: Schema, loader: Da
                     seconds[label].append(lightning_seconds(spec, workload, schema, loader, overrides, folder))
     samples = workload.steps * workload.batch_size
     bare = statistics.median(seconds["bare loop"])
-    name, optim = parse_spec(spec)
-    return {"model": name, "optim": optim,
+    name, optim, precision = parse_spec(spec)
+    return {"model": name, "optim": optim, "precision": precision,
             "settings": [{"setting": label, "samples_per_s": samples / statistics.median(s),
                           "step_ms": 1e3 * statistics.median(s) / workload.steps,
                           "ratio_to_bare": statistics.median(s) / bare} for label, s in seconds.items()]}

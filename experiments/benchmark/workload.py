@@ -83,19 +83,27 @@ def endless(loader: DataLoader) -> Iterator[Batch]:
 # -- models as run.py builds them ------------------------------------------------------------------
 
 
-def parse_spec(spec: str) -> tuple[str, str]:
-    """``"model[:optim]"`` -> ``(model, optim)``, the optimiser defaulting to ``DEFAULT_OPTIM``."""
-    model, _, optim = spec.partition(":")
-    return model, optim or DEFAULT_OPTIM
+def parse_spec(spec: str) -> tuple[str, str, str]:
+    """``"model[:optim[:precision]]"`` -> ``(model, optim, precision)``, defaulting to ``DEFAULT_OPTIM``
+    and float32 (``"32"``): ``deepfm::bf16`` is DeepFM with the default optimiser in bf16."""
+    model, optim, precision = (spec.split(":") + ["", ""])[:3]
+    return model, optim or DEFAULT_OPTIM, precision or "32"
+
+
+def spec_label(model: str, optim: str, precision: str) -> str:
+    """The CSV's name of a measured configuration: ``model:optim``, ``:bf16`` appended when not float32."""
+    return f"{model}:{optim}" + ("" if precision == "32" else f":{precision}")
 
 
 def build_model(spec: str, schema: Schema, seed: int):
-    """``(model, cfg)``: ``conf/model/<model>`` + ``conf/optim/<optim>`` instantiated like ``run.py``.
-    FNN's FM pre-training is a separate stage and is left out (``pretrain_epochs=0``)."""
+    """``(model, cfg)``: ``conf/model/<model>`` + ``conf/optim/<optim>`` instantiated like ``run.py``,
+    at the spec's precision. FNN's FM pre-training is a separate stage and is left out
+    (``pretrain_epochs=0``)."""
     from experiments.run.config import compose_config
     from experiments.run.train import build_model as build_run_model
-    model, optim = parse_spec(spec)
-    overrides = [f"model={model}", f"optim={optim}"] + (["model.pretrain_epochs=0"] if model == "fnn" else [])
+    model, optim, precision = parse_spec(spec)
+    overrides = [f"model={model}", f"optim={optim}", f"precision={precision}"]
+    overrides += ["model.pretrain_epochs=0"] if model == "fnn" else []
     cfg = compose_config(overrides)
     torch.manual_seed(seed)
     return build_run_model(cfg, schema), cfg
