@@ -392,3 +392,36 @@ def test_reference_file_errors_name_file_and_line(tmp_path: Path, body: str, mes
     path.write_text(body)
     with pytest.raises(ReferenceFileError, match=message):
         load_references(path)
+
+
+def test_ab_compares_two_settings_model_by_model_on_saved_predictions(tmp_path: Path):
+    import numpy as np
+
+    from experiments.report import ab, stats
+    rng = np.random.default_rng(0)
+    y = (rng.random(2000) < 0.3).astype(np.int8)
+    signal = y + rng.normal(0, 1.2, size=len(y))
+    predictions = {}
+    for side, noise in (("a", 1.0), ("b", 0.5)):  # b's scores are less noisy: a real AUC gain
+        for seed in range(3):
+            run = make_run(tmp_path / side / str(seed), "deepfm", "synthetic", seed, 0.7, 0.5)
+            p = 1 / (1 + np.exp(-(signal + rng.normal(0, noise, size=len(y)))))
+            (run / "predictions").mkdir()
+            np.save(run / "predictions" / "test_p.npy", p.astype(np.float32))
+            np.save(run / "predictions" / "test_y.npy", y)
+            predictions.setdefault(side, []).append(p.astype(np.float32).astype(np.float64))
+            metrics = json.loads((run / "metrics.json").read_text())
+            metrics["test/auc"] = float(stats.delong(y, [p.astype(np.float32).astype(np.float64)]).auc[0])
+            metrics["train_samples_per_s"] = 1000.0 if side == "a" else 1500.0
+            (run / "metrics.json").write_text(json.dumps(metrics))
+    make_run(tmp_path / "a" / "lr0", "lr", "synthetic", 0, 0.6, 0.55)  # on one side only: left out
+    table = ab.main([str(tmp_path / "a"), "--vs", str(tmp_path / "b"), "--names", "float32,bf16",
+                     "--out", str(tmp_path / "out")])
+    assert list(table["model"]) == ["DeepFM"]
+    row = table.iloc[0]
+    expected = stats.compare_auc(y, predictions["b"], predictions["a"])
+    assert row["auc_diff"] == pytest.approx(expected.difference, abs=1e-9) and row["auc_diff"] > 0.02
+    assert row["p_auc"] == pytest.approx(expected.p_value) and row["p_auc"] < 0.001
+    assert row["speed_ratio"] == pytest.approx(1.5) and bool(row["within_tolerance"])
+    text = (tmp_path / "out" / "ab.md").read_text()
+    assert "# bf16 against float32" in text and "| synthetic | DeepFM | 3, 3 |" in text and "| 1.50x | yes |" in text

@@ -4,6 +4,8 @@
 - ``tables``: one table per dataset (means over seeds, the oracle and the published reference);
 - ``stats``: which differences are real (DeLong, paired LogLoss, Holm) and calibration;
 - ``plots``: the seaborn figures beside each table;
+- ``ab``: two settings of the same runs side by side (``python -m experiments.report.ab``: e.g. bf16
+  against float32), with the significance of each model's difference;
 - ``scaling``: the data-scaling table and plot (test AUC against training rows, with the ceilings);
 - ``references``/``references.yaml``: published numbers to compare with;
 - ``naming``: the models' printed names and order;
