@@ -84,7 +84,7 @@ def write_files(rows: int, folder: Path) -> dict[str, dict[str, Path]]:
 
 
 def ours(model: str, files: dict, workdir: Path) -> dict:
-    from experiments.reference.check import datamodule, preset_config
+    from experiments.reference.data import datamodule, preset_config
     from experiments.run.train import train
     overrides = ["optim=adam", "optim.embedding_table_l2=0", "optim.net_l2=0", f"data.batch_size={BATCH_SIZE}",
                  "trainer.max_epochs=1", "precision=32", "save_predictions=false", "threads=null"]

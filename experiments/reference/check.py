@@ -27,27 +27,11 @@ from torch.utils.data import DataLoader
 
 from datamodules.ctr import ShuffledBatches
 from datamodules.schema import Batch
+from experiments.reference.data import datamodule, preset_config  # noqa: F401 (used as check.*)
 from experiments.reference.fuxictr_models import REFERENCE_MODELS, feature_map
 from experiments.reference.weights import copy_weights
 from experiments.run.config import TRUSTED_TARGETS, compose_config
 from experiments.run.train import build_model, train
-
-
-def preset_config(experiment: str, model: str, files: dict[str, Path], cache_dir: Path,
-                  overrides: Sequence[str] = ()) -> DictConfig:
-    """The app's config for ``experiment=<experiment> model=<model>`` on ``files``."""
-    listed = ", ".join(f"{split}: {path}" for split, path in files.items())
-    return compose_config([f"experiment={experiment}", f"model={model}", f"data.source.files={{{listed}}}",
-                           f"data.cache_dir={cache_dir}", "logger=none", "trainer.enable_progress_bar=false",
-                           *overrides])
-
-
-def datamodule(cfg: DictConfig, seed: int = 0):
-    from hydra.utils import instantiate
-    dm = instantiate(cfg.data, seed=seed, progress=False, _execution_whitelist_=TRUSTED_TARGETS)
-    dm.prepare_data()
-    dm.setup("fit")
-    return dm
 
 
 def reference_settings(name: str, cfg: DictConfig) -> dict:

@@ -3,13 +3,16 @@ and the Criteo sample rewritten as BARS's Criteo_x4 CSV."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from omegaconf import DictConfig
 
 from datamodules import SyntheticSource
 from datamodules.sources.criteo import CATEGORICAL, NUMERIC
 from datamodules.sources.frappe import FIELDS
+from experiments.run.config import TRUSTED_TARGETS, compose_config
 
 # Frappe's fields and their cardinalities in the NFM split; Frappe_x1's rows and 7:2:1 split.
 FRAPPE_CARDINALITIES = (957, 4082, 7, 7, 2, 3, 2, 9, 80, 233)
@@ -73,3 +76,23 @@ def criteo_x4_csv(tsv_files: dict[str, Path], folder: Path) -> dict[str, Path]:
         out[split] = folder / f"{'valid' if split == 'val' else split}.csv"
         table.to_csv(out[split], index=False)
     return out
+
+
+# -- the app's side (no FuxiCTR needed) -------------------------------------------------------------
+
+
+def preset_config(experiment: str, model: str, files: dict[str, Path], cache_dir: Path,
+                  overrides: Sequence[str] = ()) -> DictConfig:
+    """The app's config for ``experiment=<experiment> model=<model>`` on ``files``."""
+    listed = ", ".join(f"{split}: {path}" for split, path in files.items())
+    return compose_config([f"experiment={experiment}", f"model={model}", f"data.source.files={{{listed}}}",
+                           f"data.cache_dir={cache_dir}", "logger=none", "trainer.enable_progress_bar=false",
+                           *overrides])
+
+
+def datamodule(cfg: DictConfig, seed: int = 0):
+    from hydra.utils import instantiate
+    dm = instantiate(cfg.data, seed=seed, progress=False, _execution_whitelist_=TRUSTED_TARGETS)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
