@@ -63,6 +63,11 @@ def test_one_thread_per_free_cpu_and_never_none(machine, others, threads):
     assert governed(machine).threads_for(others) == threads
 
 
+@pytest.mark.parametrize("others, current, threads", [(0.3, 1, 1), (0.15, 1, 2), (0.4, 2, 2), (0.7, 2, 1)])
+def test_more_threads_only_with_a_margin_so_a_neighbour_does_not_make_it_flip(machine, others, current, threads):
+    assert governed(machine).threads_for(others, current) == threads
+
+
 def test_without_proc_the_governor_leaves_threads_alone(machine):
     torch.set_num_threads(1)
     governor = ThreadGovernor(read=lambda: None, clock=lambda: machine.now)

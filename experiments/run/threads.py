@@ -8,8 +8,9 @@ of the ~2x a fair share costs. One thread per *free* CPU keeps a run at its fair
 How: every ``interval_s`` of wall time (checked at each batch, so the cost is a clock read), the
 governor reads the busy time of this process's CPUs (``/proc/stat``) and of this process
 (``/proc/self/stat``, all its threads). Other processes' busy CPUs are the difference; the run then
-uses ``round(cpus - others)`` threads, at least 1, at most ``max_threads``. Two governed runs side by
-side settle at one thread each. Where ``/proc`` is missing (not Linux), the governor does nothing.
+uses ``round(cpus - others)`` threads, at least 1, at most ``max_threads`` (more than now only with
+a margin, so that it does not flip at every check). Two governed runs side by side settle at one
+thread each. Where ``/proc`` is missing (not Linux), the governor does nothing.
 
 Changing the thread count does not change results: the models' kernels give the same bits at any
 thread count (``tests/test_threads.py`` checks every model), so a run stays reproducible from its
@@ -90,14 +91,21 @@ class ThreadGovernor:
             return
         others = max(0, (now[1] - self._last[1]) - (now[2] - self._last[2])) / self._ticks_per_s / seconds
         self._last, self._next_check = now, now[0] + self.interval_s
-        threads = self.threads_for(others)
+        threads = self.threads_for(others, self.used[-1] if self.used else None)
         if self.used and threads != self.used[-1]:
             log.info("torch threads %d -> %d: other processes keep %.1f of %d CPUs busy",
                      self.used[-1], threads, others, self.max_threads)
         self.set(threads)
 
-    def threads_for(self, others_busy_cpus: float) -> int:
-        return max(1, min(self.max_threads, int(self.max_threads - others_busy_cpus + 0.5)))
+    def threads_for(self, others_busy_cpus: float, current: Optional[int] = None) -> int:
+        """One thread per free CPU, rounded; more than ``current`` only when a quarter of a CPU more
+        is free: while this run holds a neighbour's CPU, the neighbour's share reads low, and
+        plain rounding would flip between two counts at every check."""
+        free = self.max_threads - others_busy_cpus
+        threads = int(free + 0.5)
+        if current is not None and threads > current:
+            threads = max(current, int(free + 0.25))
+        return max(1, min(self.max_threads, threads))
 
     def set(self, threads: int) -> None:
         if not self.used or self.used[-1] != threads:
