@@ -35,9 +35,7 @@ def machine(monkeypatch):
 
 
 def governed(machine: FakeMachine) -> ThreadGovernor:
-    governor = ThreadGovernor(interval_s=2.0, read=machine.read, clock=lambda: machine.now)
-    governor.set(governor.max_threads)
-    return governor
+    return ThreadGovernor(interval_s=2.0, read=machine.read, clock=lambda: machine.now).start()
 
 
 def test_threads_follow_the_cpus_other_processes_leave_free(machine):

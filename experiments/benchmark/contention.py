@@ -9,8 +9,8 @@ quiet and beside them, alternating, under two policies:
 - ``fixed``: ``--threads`` threads whatever the load (torch's default when that is one per core).
 
 Each measurement is a fresh process that trains for ``warmup_s`` seconds (long enough for the
-governor's first decisions), then counts the samples of ``measure_s`` seconds. The slowdown is quiet over loaded
-samples/s; a fair share of two CPUs between three busy processes would be 1.5x per thread, and a
+governor's first decisions), then counts the samples of ``measure_s`` seconds. The slowdown is quiet
+over loaded samples/s; a fair share of two CPUs between three busy processes would be 1.5x per thread, and a
 run that used two threads quiet pays for losing one of them too.
 """
 from __future__ import annotations
@@ -35,9 +35,7 @@ def measure_contended(spec: str, workload: Workload, policy: str, warmup_s: floa
     with prepared(workload) as (schema, loader):
         model, _ = build_model(spec, schema, workload.seed)
         step = bare_training_step(model, model.build_optimizer())
-        governor = ThreadGovernor(max_threads=workload.threads) if policy == "auto" else None
-        if governor:
-            governor.set(governor.max_threads)
+        governor = ThreadGovernor(max_threads=workload.threads).start() if policy == "auto" else None
         model.train()
         batches = endless(loader)
 

@@ -144,6 +144,7 @@ def deepctr(model: str, files: dict, workdir: Path) -> dict:
 
 
 def fuxictr(model: str, files: dict, workdir: Path) -> dict:
+    import torch
     from sklearn.metrics import roc_auc_score
     from torch.utils.data import DataLoader
 
@@ -155,7 +156,6 @@ def fuxictr(model: str, files: dict, workdir: Path) -> dict:
     sizes, encoded = fuxictr_encoding(processor_class("CustomizedFeatureProcessor"), CRITEO_X4_COLUMNS,
                                       CRITEO_X4_LABEL, files["csv"], MIN_COUNT)
     preprocess = time.perf_counter() - started
-    import torch
     names = [*NUMERIC, *CATEGORICAL]
     arrays = {split: {**{n: torch.from_numpy(columns[n].astype(np.int64)) for n in names},
                       "label": torch.from_numpy(columns["Label"].astype(np.float32))}

@@ -134,8 +134,7 @@ class Report(LoadNotes):
             out += [(f"{name} >= {LOADER_TARGET}x DeepFM training rate", f"{rate / train:.0f}x",
                      rate >= LOADER_TARGET * train) for name, rate in rates]
         for auto in (c for c in self.contention if c["policy"] == "auto"):
-            fixed = next(c for c in self.contention if c["policy"] == "fixed" and c["model"] == auto["model"]
-                         and c["optim"] == auto["optim"])
+            fixed = next(c for c in self.contention if c["policy"] == "fixed" and label(c) == label(auto))
             out.append((f"{auto['model']} beside {auto['hogs']} busy processes <= {CONTENTION_SLOWDOWN_TARGET}x "
                         "slower than quiet (threads: auto)", f"{auto['slowdown']:.2f}x",
                         auto["slowdown"] <= CONTENTION_SLOWDOWN_TARGET))

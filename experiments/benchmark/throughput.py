@@ -147,7 +147,7 @@ def _measure_model(spec: str, workload: Workload, schema: Schema, loader: DataLo
     compiled(model, workload)
     optimizer = model.build_optimizer()
     batches = endless(loader)
-    precision = parse_spec(spec)[2]  # the roofline of the dtype the dense layers compute in
+    name, optim, precision = parse_spec(spec)  # the roofline is a matmul's in the dtype the dense layers use
     train, evaluate = bare_training_step(model, optimizer), evaluation_step(model)
     model.train()
     warmup_seconds = timed_steps(train, batches, workload.warmup)
@@ -164,7 +164,6 @@ def _measure_model(spec: str, workload: Workload, schema: Schema, loader: DataLo
     eval_seconds = [timed_steps(evaluate, batches, workload.steps) for _ in range(workload.repeats)]
     loader_seconds = [timed_steps(as_is, batches, workload.steps) for _ in range(workload.repeats)]
     samples = workload.steps * workload.batch_size
-    name, optim, precision = parse_spec(spec)
     return {
         "model": name, "optim": optim, "precision": precision, "params": sum(p.numel() for p in model.parameters()),
         "first_layer": list(shape) if shape else None, "mflop_per_sample": flops / 1e6,

@@ -22,7 +22,7 @@ import pandas as pd
 from experiments.report import stats
 from experiments.report.collect import TEST_AUC, TEST_LOGLOSS, collect_runs
 from experiments.report.naming import label_sort_key
-from experiments.report.tables import saved_predictions
+from experiments.report.tables import saved_predictions, shared_labels
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame, tolerance: float) -> pd.DataFrame:
@@ -38,8 +38,8 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, tolerance: float) -> pd.DataFrame:
                "speed_ratio": group_b["train_samples_per_s"].mean() / group_a["train_samples_per_s"].mean()}
         row["auc_diff"], row["logloss_diff"] = row["auc_b"] - row["auc_a"], row["logloss_b"] - row["logloss_a"]
         pa, pb = saved_predictions(group_a).get(label), saved_predictions(group_b).get(label)
-        if pa and pb and all(np.array_equal(y, pa[0][1]) for _, y in pa + pb):
-            labels = pa[0][1]
+        labels = shared_labels(pa, pb) if pa and pb else None
+        if labels is not None:
             auc = stats.compare_auc(labels, [p for p, _ in pb], [p for p, _ in pa])
             logloss = stats.compare_logloss(labels, [p for p, _ in pb], [p for p, _ in pa])
             row |= {"auc_se": auc.standard_error, "p_auc": auc.p_value, "logloss_se": logloss.standard_error,

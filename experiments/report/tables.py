@@ -205,6 +205,14 @@ def saved_predictions(runs: pd.DataFrame) -> SavedPredictions:
     return out
 
 
+def shared_labels(*seed_lists: list[tuple[np.ndarray, np.ndarray]]) -> Optional[np.ndarray]:
+    """The test labels every run of ``seed_lists`` scored, or None where they scored different rows
+    (then no paired test applies)."""
+    labels = seed_lists[0][0][1]
+    same = all(np.array_equal(y, labels) for seeds in seed_lists for _, y in seeds)
+    return labels if same else None
+
+
 def significance(runs: pd.DataFrame, predictions: SavedPredictions) -> pd.DataFrame:
     """Per model (label): the 95% interval of its seed-mean test AUC, and Holm-adjusted p-values
     of its AUC and LogLoss against the best model's (``stats``), from the saved test predictions
@@ -212,8 +220,8 @@ def significance(runs: pd.DataFrame, predictions: SavedPredictions) -> pd.DataFr
     columns = ["auc_ci_low", "auc_ci_high", "p_auc", "p_logloss", "not_worse_auc", "not_worse_logloss"]
     if not predictions or set(predictions) != set(runs["label"].astype(str)):
         return pd.DataFrame(columns=columns)
-    labels = next(iter(predictions.values()))[0][1]
-    if any(len(y) != len(labels) or not np.array_equal(y, labels) for seeds in predictions.values() for _, y in seeds):
+    labels = shared_labels(*predictions.values())
+    if labels is None:
         return pd.DataFrame(columns=columns)  # different test rows: no paired test
     scores = {label: [p for p, _ in seeds] for label, seeds in predictions.items()}
     means = runs.groupby("label")[[TEST_AUC, TEST_LOGLOSS]].mean()

@@ -107,6 +107,11 @@ class ThreadGovernor:
             threads = max(current, int(free + 0.25))
         return max(1, min(self.max_threads, threads))
 
+    def start(self) -> "ThreadGovernor":
+        """Sets every thread it may use, until the first check says otherwise."""
+        self.set(self.max_threads)
+        return self
+
     def set(self, threads: int) -> None:
         if not self.used or self.used[-1] != threads:
             torch.set_num_threads(threads)
@@ -141,9 +146,7 @@ def thread_policy(threads: Union[int, str, None]) -> Optional[ThreadGovernor]:
     if threads in (None, "null"):
         return None
     if threads == "auto":
-        governor = ThreadGovernor()
-        governor.set(governor.max_threads)
-        return governor
+        return ThreadGovernor().start()
     if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0:
         torch.set_num_threads(threads)
         return None

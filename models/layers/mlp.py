@@ -24,9 +24,9 @@ class BatchNorm(nn.BatchNorm1d):
     same bits at any count, so a run's numbers do not depend on the machine's load."""
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if not (self.training and self.track_running_stats and self.momentum is not None):
-            return super().forward(at_least_float32(inputs))
         inputs = at_least_float32(inputs)  # statistics in float32, also behind a bf16 linear layer
+        if not (self.training and self.track_running_stats and self.momentum is not None):
+            return super().forward(inputs)
         rows = inputs.shape[0]
         if rows < 2:
             raise ValueError(f"batch norm needs more than 1 row per batch when training, got {rows}")
