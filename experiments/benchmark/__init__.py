@@ -4,6 +4,8 @@
   matmul roofline, the Trainer against a bare loop (``workload``, ``throughput``, ``report``);
 - ``python -m experiments.benchmark.data``: encoding and loading rates of Criteo-format files;
 - ``python -m experiments.benchmark.scale``: the app on a full-Criteo-sized file, wall time and memory;
+- ``python -m experiments.benchmark.paper_scale``: the paper's nine models one epoch each on such a file;
+- ``python -m experiments.benchmark.peers``: ctr-bench against DeepCTR-Torch and FuxiCTR, side by side;
 - ``machine``: what every benchmark records of the machine and of its processes.
 
 May import ``experiments.run``, ``models`` and ``datamodules``.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-EMBEDDED = ("benchmark_peers.md", "benchmark_scale.md")
+EMBEDDED = ("benchmark_peers.md", "benchmark_scale.md", "benchmark_paper_scale.md")
 MARK = "\n_Embedded from ["
 
 

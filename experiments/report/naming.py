@@ -36,6 +36,7 @@ MODEL_LABELS: dict[str, str] = {**_PAPER_ROWS, **_OTHER_ROWS}
 KNOWN_LABELS: tuple[str, ...] = (
     *_PAPER_ROWS.values(), *_OTHER_ROWS.values(), *(f"PNN ({p})" for p in PNN_PRODUCTS))
 PAPER_LABELS: tuple[str, ...] = tuple(_PAPER_ROWS.values())
+PAPER_MODELS: tuple[str, ...] = tuple(_PAPER_ROWS)  # their config names
 
 DEEPFM_LABEL = MODEL_LABELS["deepfm"]
 ORACLE_LABEL = "Oracle (true p)"
