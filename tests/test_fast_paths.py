@@ -14,7 +14,8 @@ import models
 from datamodules.schema import Batch, Schema
 from experiments.benchmark import throughput, workload
 from experiments.benchmark.__main__ import main as benchmark_main
-from models.layers.embedding import RowSparseEmbedding
+from models.layers import embedding
+from models.layers.embedding import RowSparseEmbedding, distinct_ids
 from models.layers.mlp import MLP, Dropout
 from models.optim import LazyAdam, distinct_rows
 from tests.test_models import random_batch, single_thread  # noqa: F401 (an autouse fixture)
@@ -86,6 +87,19 @@ def test_sparse_lookup_gradient_is_coalesced_and_equals_the_dense_one():
     torch.testing.assert_close(values, dense.weight.grad[[1, 3, 7]])
 
 
+@pytest.mark.parametrize("num_ids, num_rows", [(2000, 50), (2000, 5000), (2000, 10**6), (0, 10), (1, 1)])
+def test_distinct_ids_by_marks_or_sort_equal_unique(num_ids, num_rows):
+    # both ways (marks when the table is small for the ids read, sort otherwise) give torch.unique's
+    # sorted distinct ids and inverse positions, bit for bit
+    ids = torch.randint(0, num_rows, (num_ids // 4 if num_ids >= 4 else 1, 4) if num_ids else (0,),
+                        generator=torch.Generator().manual_seed(num_rows))
+    rows, position = distinct_ids(ids, num_rows)
+    expected_rows, expected_position = torch.unique(ids.reshape(-1), sorted=True, return_inverse=True)
+    assert rows.dtype == position.dtype == torch.int64
+    assert torch.equal(rows, expected_rows) and torch.equal(position, expected_position)
+    assert torch.equal(rows[position], ids.reshape(-1))
+
+
 def test_distinct_rows_coalesces_gradients_that_need_it():
     grad = torch.sparse_coo_tensor(torch.tensor([[4, 1, 4]]), torch.tensor([[1.0], [2.0], [3.0]]), (6, 1),
                                    check_invariants=True)
@@ -103,8 +117,8 @@ def test_sparse_lookup_gradients_accumulate_over_two_reads():
 
 def test_tables_reading_the_same_ids_sort_them_once_and_see_in_place_edits(monkeypatch):
     sorts = []
-    unique = torch.unique
-    monkeypatch.setattr(torch, "unique", lambda *args, **kwargs: sorts.append(1) or unique(*args, **kwargs))
+    find = embedding.distinct_ids
+    monkeypatch.setattr(embedding, "distinct_ids", lambda *args: sorts.append(1) or find(*args))
     first, second = RowSparseEmbedding(6, 2, sparse=True), RowSparseEmbedding(6, 3, sparse=True)
     ids = torch.tensor([4, 1, 4])
     (first(ids).sum() + second(ids).sum()).backward()

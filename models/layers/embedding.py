@@ -17,21 +17,42 @@ from torch import nn
 from datamodules.schema import Batch, Schema
 
 
+# A table of at most this many rows per id read finds a batch's distinct ids by marking them in a
+# flag per row, O(rows + ids), instead of sorting the ids, O(ids log ids). Wide&Deep's 325 crosses
+# read 1.3M ids per batch of 4096 from 3.25M rows (2.4 rows per id), where the sort was a fifth of
+# the step and marking makes the step ~10% faster; DeepFM's 160k ids from 1M rows (6.3) ran ~8%
+# slower marked (zeroing and scanning the flags costs more than the sort saves).
+MARK_ROWS_PER_ID = 3
+
+
+def distinct_ids(ids: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(distinct ids sorted [U], position of each id among them [N])`` of ``ids`` (any shape,
+    values in ``[0, num_rows)``): ``torch.unique(sorted=True, return_inverse=True)``'s result."""
+    flat = ids.reshape(-1)
+    if num_rows > MARK_ROWS_PER_ID * flat.numel():
+        return torch.unique(flat, sorted=True, return_inverse=True)
+    read = torch.zeros(num_rows, dtype=torch.int32, device=flat.device).index_fill_(0, flat, 1)
+    position = read.cumsum(0, dtype=torch.int32).index_select(0, flat).long() - 1  # the id's rank
+    rows = flat.new_empty(int(position.max()) + 1 if flat.numel() else 0).index_copy_(0, position, flat)
+    return rows, position
+
+
 class _LastDistinctIds:
-    """``(distinct sorted ids [U], position of each id among them [N])`` of a flattened id tensor,
-    remembered for the last tensor seen: tables that read the same ids (DeepFM's first-order weights
-    and embeddings both read ``batch.x``) sort them once per backward pass. Keyed on the tensor
-    object itself (held, so its memory cannot be reused) and its version counter (in-place edits)."""
+    """``distinct_ids`` remembered for the last id tensor seen: tables that read the same ids
+    (DeepFM's first-order weights and embeddings both read ``batch.x``) find them once per backward
+    pass. Keyed on the tensor object itself (held, so its memory cannot be reused), its version
+    counter (in-place edits) and the table size."""
 
     def __init__(self):
+        self.key: tuple | None = None
         self.ids: torch.Tensor | None = None
-        self.version = -1
         self.result: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def __call__(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if ids is not self.ids or ids._version != self.version:
-            self.result = torch.unique(ids.reshape(-1), sorted=True, return_inverse=True)
-            self.ids, self.version = ids, ids._version
+    def __call__(self, ids: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (ids._version, num_rows)
+        if ids is not self.ids or key != self.key:
+            self.result = distinct_ids(ids, num_rows)
+            self.ids, self.key = ids, key
         return self.result
 
 
@@ -51,7 +72,7 @@ class _CoalescedRowGradient(torch.autograd.Function):
     def backward(ctx, grad_output: torch.Tensor):
         (ids,) = ctx.saved_tensors
         num_rows, dim = ctx.weight_shape
-        rows, position = _distinct_ids(ids)
+        rows, position = _distinct_ids(ids, num_rows)
         values = grad_output.new_zeros(rows.numel(), dim).index_add_(0, position, grad_output.reshape(-1, dim))
         grad = torch.sparse_coo_tensor(rows.unsqueeze(0), values, (num_rows, dim), is_coalesced=True,
                                        check_invariants=False)
