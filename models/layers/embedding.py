@@ -212,21 +212,19 @@ class CrossProductLogit(IdTable):
         combinations = torch.tensor([fields[i].vocab_size for i in first.tolist()]) * vocab_second
         rows = combinations.clamp(max=num_buckets)
         super().__init__(int(rows.sum()), 1, init_std=0.0, sparse=sparse)
-        offsets = torch.tensor([f.offset for f in fields])
+        self.register_buffer("offset", torch.tensor([f.offset for f in fields]), persistent=False)
         self.register_buffer("first", first, persistent=False)
         self.register_buffer("second", second, persistent=False)
-        self.register_buffer("first_offset", offsets[first], persistent=False)
-        self.register_buffer("second_offset", offsets[second], persistent=False)
         self.register_buffer("vocab_second", vocab_second, persistent=False)
         self.register_buffer("rows", rows, persistent=False)
         self.register_buffer("row_offset", torch.cumsum(rows, 0) - rows, persistent=False)
 
     def ids(self, batch: Batch) -> torch.Tensor:
         """``[B, P]`` rows of the cross table, one per configured pair."""
-        local_a = batch.x[:, self.first] - self.first_offset
-        local_b = batch.x[:, self.second] - self.second_offset
-        product_index = local_a * self.vocab_second + local_b
-        return torch.remainder(product_index, self.rows) + self.row_offset
+        local = batch.x - self.offset  # [B, S] before the [B, P] columns: 26 fields make 325 pairs
+        product_index = local.index_select(1, self.first) * self.vocab_second
+        product_index.add_(local.index_select(1, self.second))
+        return product_index.remainder_(self.rows).add_(self.row_offset)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.table(self.ids(batch)).sum(dim=(1, 2))
