@@ -50,6 +50,25 @@ def test_field_aware_interaction_equals_its_definition():
     torch.testing.assert_close(FieldAwareInteraction(F)(per_field), expected)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_field_aware_interaction_gradient_is_the_definitions_bit_for_bit(dtype):
+    # its hand-written backward pass against autograd through the pair loop's formula (and, in
+    # float32, through the same whole-tensor formula autograd would differentiate, to the bit)
+    per_field = torch.randn(B, F, F, K, dtype=dtype, requires_grad=True)
+    upstream = torch.randn(B, dtype=dtype)
+    FieldAwareInteraction(F)(per_field).backward(upstream)
+    written = per_field.grad.clone()
+    per_field.grad = None
+    whole = (per_field * per_field.transpose(1, 2)).sum(dim=(1, 2, 3))
+    (0.5 * (whole - per_field.diagonal(dim1=1, dim2=2).pow(2).sum(dim=(1, 2)))).backward(upstream)
+    assert torch.equal(written, per_field.grad)
+    per_field.grad = None
+    loop = torch.stack([sum(per_field[b, i, j] @ per_field[b, j, i] for i, j in pairs(F)) for b in range(B)])
+    loop.backward(upstream)
+    torch.testing.assert_close(written, per_field.grad)
+    assert torch.all(written.diagonal(dim1=1, dim2=2) == 0)
+
+
 def test_inner_product_equals_loop(embedded):
     expected = torch.tensor([[embedded[b, i] @ embedded[b, j] for i, j in pairs(F)] for b in range(B)],
                             dtype=torch.float64)
