@@ -48,7 +48,10 @@ class _FieldAwarePairs(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
         (embedded,) = ctx.saved_tensors
-        grad = torch.mul(embedded.transpose(1, 2), grad_output.view(-1, 1, 1, 1))
+        # written in the input's (contiguous) layout, not the transpose's: the embedding's view of
+        # [B, F, F * K] as [B, F, F, K] takes it back without a copy
+        grad = torch.empty_like(embedded, memory_format=torch.contiguous_format)
+        torch.mul(embedded.transpose(1, 2), grad_output.view(-1, 1, 1, 1), out=grad)
         grad.diagonal(dim1=1, dim2=2).zero_()
         return grad
 
