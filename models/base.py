@@ -91,6 +91,7 @@ class CTRModule(pl.LightningModule):
                  embedding_table_l2: float = 0.0, net_l2: float = 0.0,
                  sparse_embeddings: bool = False, init: Optional[dict] = None,
                  adam_beta1: float = 0.9, adam_beta2: float = 0.999, adam_eps: float = 1e-8,
+                 adam_fused: bool = True,
                  adagrad_initial_accumulator: float = 0.0, adagrad_eps: float = 1e-10,
                  sgd_momentum: float = 0.0,
                  ftrl_beta: float = 0.01, ftrl_l1: float = 0.0, ftrl_l2: float = 0.0):

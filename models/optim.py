@@ -10,7 +10,7 @@ from torch.optim import Optimizer
 
 # The constructor arguments of CTRModule that only one optimiser reads.
 OPTIMIZER_KEYS: dict[str, tuple[str, ...]] = {
-    "adam": ("adam_beta1", "adam_beta2", "adam_eps"),
+    "adam": ("adam_beta1", "adam_beta2", "adam_eps", "adam_fused"),
     "lazy_adam": ("adam_beta1", "adam_beta2", "adam_eps"),
     "adagrad": ("adagrad_initial_accumulator", "adagrad_eps"),
     "sgd": ("sgd_momentum",),
@@ -29,7 +29,7 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], name: str, lr: float, 
         raise ValueError(f"optimizer {name!r} needs {missing}")
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, betas=(options["adam_beta1"], options["adam_beta2"]),
-                                eps=options["adam_eps"])
+                                eps=options["adam_eps"], fused=bool(options["adam_fused"]))
     if name == "lazy_adam":
         return LazyAdam(params, lr=lr, betas=(options["adam_beta1"], options["adam_beta2"]),
                         eps=options["adam_eps"])

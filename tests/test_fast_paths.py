@@ -193,9 +193,10 @@ def test_lazy_adam_rejects_bad_settings():
 def test_lazy_adam_config_trains_deepfm_with_row_sparse_tables():
     settings = OmegaConf.load(CONF / "optim" / "lazy_adam.yaml")
     adam = OmegaConf.load(CONF / "optim" / "adam.yaml")
-    assert set(settings) == set(adam) and settings.sparse_embeddings
+    # the same settings as plain Adam, but for sparse tables (and fusing, which only adam's kernel has)
+    assert set(settings) == set(adam) - {"adam_fused"} and settings.sparse_embeddings
     assert {k: settings[k] for k in settings if k not in ("optimizer", "sparse_embeddings")} == \
-        {k: adam[k] for k in adam if k not in ("optimizer", "sparse_embeddings")}
+        {k: adam[k] for k in adam if k not in ("optimizer", "sparse_embeddings", "adam_fused")}
     schema = Schema.build([("a", "categorical", 5), ("b", "categorical", 7)])
     torch.manual_seed(0)
     model = instantiate(OmegaConf.load(CONF / "model" / "deepfm.yaml"), schema=schema, hidden_units=[8],
@@ -288,3 +289,22 @@ def test_benchmark_measures_training_beside_busy_processes(tmp_path):
     text = (out / "benchmark.md").read_text()
     assert "## Sharing the machine" in text and "| fm | lazy_adam | auto |" in text
     assert "fm beside 1 busy processes <= 2.5x slower than quiet (threads: auto)" in text
+
+
+def test_fused_adam_takes_torch_adams_steps_to_the_last_bits():
+    # optim=adam runs torch's fused kernel by default; adam_fused=false is torch's per-tensor loop
+    schema = Schema.build([("a", "categorical", 50), ("b", "categorical", 70), ("n", "numeric", 1)])
+    batch = random_batch(schema, 64, seed=3)
+    weights = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        model = models.DeepFM(schema, hidden_units=[16], dropout=0.0, optimizer="adam", adam_fused=fused)
+        optimizer = model.configure_optimizers()
+        assert optimizer.param_groups[0]["fused"] is fused
+        for _ in range(5):
+            optimizer.zero_grad()
+            model.losses(batch)[0].backward()
+            optimizer.step()
+        weights.append([p.detach().clone() for p in model.parameters()])
+    for fused, loop in zip(*weights):
+        torch.testing.assert_close(fused, loop, rtol=1e-6, atol=1e-7)
