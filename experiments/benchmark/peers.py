@@ -17,7 +17,8 @@ then runs, in a fresh process with ``--threads`` torch threads, from those files
 - training: one epoch, then one pass over the validation file, the same model settings for all
   (the DeepFM paper's: embedding 10, DNN 400-400-400, ReLU, dropout 0.5; Adam, lr 1e-3, no L2;
   batch 4096). ctr-bench: ``experiment=bars_criteo_x4`` with those settings and ``optim=adam``
-  (plain Adam, like the peers), ``precision=32``. FuxiCTR: its ``BaseModel.fit`` on the models
+  (plain Adam, like the peers; in torch's fused kernel, ctr-bench's default for it, where the
+  peers run torch's per-tensor loop), ``precision=32``. FuxiCTR: its ``BaseModel.fit`` on the models
   of ``experiments.reference`` (its layers), fed by a torch ``DataLoader`` over its encoded arrays.
   DeepCTR-Torch: its ``DeepFM`` (FM: no DNN; LR: neither FM nor DNN) and ``fit``;
 - test: AUC of the test file's predictions (scikit-learn's ``roc_auc_score`` for all).
