@@ -38,12 +38,7 @@ NAME = "benchmark_paper_scale"
 
 
 def measure(args: argparse.Namespace) -> dict:
-    workdir = args.workdir.resolve()
-    tsv, cache_dir = workdir / f"criteo_like_{args.rows}.tsv", workdir / "cache"
-    wrote = scale.ensure_tsv(tsv, args.rows)
-    print(f"{'wrote' if wrote else 'reusing'} {tsv} ({tsv.stat().st_size / 2**30:.2f} GiB)", flush=True)
-    if not args.reuse_cache:
-        shutil.rmtree(cache_dir, ignore_errors=True)
+    workdir, tsv, cache_dir, _ = scale.prepare_input(args)
     runs, encoding = [], None
     for model in args.models:
         run_dir = workdir / "run" / model
@@ -56,22 +51,19 @@ def measure(args: argparse.Namespace) -> dict:
         manifest_path = scale.newest_manifest(cache_dir)
         built_here = manifest_path.stat().st_mtime >= started
         if built_here:
-            manifest = json.loads(manifest_path.read_text())
-            encoding = {"encode_s": manifest["seconds"]["total"], "rows_per_s": manifest["rows_per_second"],
-                        "split_rows": {split: stats["rows"] for split, stats in manifest["splits"].items()},
-                        "num_ids": manifest["schema"]["num_ids"]}
+            encoding = scale.encoding_summary(json.loads(manifest_path.read_text()))
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        model_s = child["wall_s"] - (encoding["encode_s"] if built_here else 0.0)
+        model_s = child["wall_s"] - (encoding["encode_s"]["total"] if built_here else 0.0)
         runs.append({"model": model, "overrides": overrides, **child, "model_s": round(model_s, 1),
-                     "built_cache": built_here, "metrics": metrics})
+                     "metrics": metrics})
         print(f"{model}: {model_s:,.0f} s, test AUC {metrics['test/auc']:.4f}", flush=True)
-    return {"rows": args.rows, "batch_size": args.batch_size, "workdir": str(workdir), "runs": runs,
-            "encoding": encoding, "tsv_gib": tsv.stat().st_size / 2**30}
+    return {"rows": args.rows, "workdir": str(workdir), "runs": runs, "encoding": encoding,
+            "tsv_gib": tsv.stat().st_size / 2**30}
 
 
 def totals(result: dict) -> dict:
     """Encoding (when one of the runs did it) plus every model's time; scaled to 45M rows."""
-    encode_s = result["encoding"]["encode_s"] if result["encoding"] else 0.0
+    encode_s = result["encoding"]["encode_s"]["total"] if result["encoding"] else 0.0
     total = encode_s + sum(run["model_s"] for run in result["runs"])
     factor = CRITEO_ROWS / result["rows"]
     return {"encode_s": encode_s, "total_s": total, "factor": factor, "projected_s": total * factor}
@@ -115,7 +107,7 @@ def markdown(result: dict, env: dict, command: str) -> str:
                      f"{row['peak_rss_mib']:,} | {row['train_samples_per_s']:,} | {row['num_params']:,} | "
                      f"{row['test_auc']:.4f} | {row['test_logloss']:.4f} |")
     if enc:
-        lines.append(f"| encoding (once) | {enc['encode_s']:,.0f} | | | | | | |")
+        lines.append(f"| encoding (once) | {t['encode_s']:,.0f} | | | | | | |")
     lines += [f"| **total** | **{t['total_s']:,.0f}** | | | | | | |", "",
               "- wall s: the model's process from start to exit (training, validation, test, writing its run "
               "folder); the first run's encoding is its own row.",

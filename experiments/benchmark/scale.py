@@ -129,15 +129,31 @@ def disk_usage_bytes(folder: Path) -> int:
     return sum(p.stat().st_blocks * 512 for p in folder.rglob("*") if p.is_file())
 
 
-def measure(args: argparse.Namespace) -> dict:
+def prepare_input(args: argparse.Namespace) -> tuple[Path, Path, Path, Optional[float]]:
+    """``(workdir, tsv, cache_dir, seconds writing the TSV or None if reused)``: the file of
+    ``args.rows`` rows in place, and the cache removed unless ``args.reuse_cache``."""
     workdir = args.workdir.resolve()
-    tsv, cache_dir, run_dir = workdir / f"criteo_like_{args.rows}.tsv", workdir / "cache", workdir / "run"
+    tsv, cache_dir = workdir / f"criteo_like_{args.rows}.tsv", workdir / "cache"
     started = time.perf_counter()
     wrote = ensure_tsv(tsv, args.rows)
     write_s = time.perf_counter() - started
     print(f"{'wrote' if wrote else 'reusing'} {tsv} ({tsv.stat().st_size / 2**30:.2f} GiB)", flush=True)
     if not args.reuse_cache:
         shutil.rmtree(cache_dir, ignore_errors=True)
+    return workdir, tsv, cache_dir, write_s if wrote else None
+
+
+def encoding_summary(manifest: dict) -> dict:
+    """What the reports show of a cache's encoding, from its manifest."""
+    return {"encode_s": manifest["seconds"], "encode_rows_per_s": manifest["rows_per_second"],
+            "encode_peak_rss_mib": manifest["process_peak_rss_mib"],
+            "split_rows": {split: stats["rows"] for split, stats in manifest["splits"].items()},
+            "num_ids": manifest["schema"]["num_ids"]}
+
+
+def measure(args: argparse.Namespace) -> dict:
+    workdir, tsv, cache_dir, write_s = prepare_input(args)
+    run_dir = workdir / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     overrides = app_overrides(args, tsv, cache_dir, run_dir)
     print(f"running run.py {shlex.join(overrides)} (log: {workdir / 'app.log'})", flush=True)
@@ -147,14 +163,9 @@ def measure(args: argparse.Namespace) -> dict:
     manifest = json.loads(manifest_path.read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return {"rows": args.rows, "batch_size": args.batch_size, "tsv_gib": tsv.stat().st_size / 2**30,
-            "tsv_written_s": write_s if wrote else None,
-            "overrides": overrides, "workdir": str(workdir), **child,
-            "cache_built": manifest_path.stat().st_mtime >= child_started,
-            "encode_s": manifest["seconds"], "encode_rows_per_s": manifest["rows_per_second"],
-            "encode_peak_rss_mib": manifest["process_peak_rss_mib"],
-            "split_rows": {split: stats["rows"] for split, stats in manifest["splits"].items()},
-            "num_ids": manifest["schema"]["num_ids"], "cache_gib": disk_usage_bytes(cache_dir) / 2**30,
-            "metrics": metrics}
+            "tsv_written_s": write_s, "overrides": overrides, "workdir": str(workdir), **child,
+            "cache_built": manifest_path.stat().st_mtime >= child_started, **encoding_summary(manifest),
+            "cache_gib": disk_usage_bytes(cache_dir) / 2**30, "metrics": metrics}
 
 
 def versions() -> dict:

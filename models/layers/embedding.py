@@ -29,11 +29,12 @@ def distinct_ids(ids: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, torch.
     """``(distinct ids sorted [U], position of each id among them [N])`` of ``ids`` (any shape,
     values in ``[0, num_rows)``): ``torch.unique(sorted=True, return_inverse=True)``'s result."""
     flat = ids.reshape(-1)
-    if num_rows > MARK_ROWS_PER_ID * flat.numel():
+    if not flat.numel() or num_rows > MARK_ROWS_PER_ID * flat.numel():
         return torch.unique(flat, sorted=True, return_inverse=True)
     read = torch.zeros(num_rows, dtype=torch.int32, device=flat.device).index_fill_(0, flat, 1)
-    position = read.cumsum(0, dtype=torch.int32).index_select(0, flat).long() - 1  # the id's rank
-    rows = flat.new_empty(int(position.max()) + 1 if flat.numel() else 0).index_copy_(0, position, flat)
+    ranks = read.cumsum(0, dtype=torch.int32)  # the last is the number of distinct ids
+    position = ranks.index_select(0, flat).long() - 1
+    rows = flat.new_empty(int(ranks[-1])).index_copy_(0, position, flat)
     return rows, position
 
 
