@@ -310,3 +310,17 @@ def test_slurm_launcher_config_composes_into_a_submitit_launcher():
     for resource in ("cpus_per_task", "mem_gb", "timeout_min"):  # set by slurm.yaml, not left to the cluster
         assert isinstance(launcher.params[resource], int) and launcher.params[resource] > 0, resource
     assert str(launcher.params["submitit_folder"]).endswith(".submitit/%j")
+
+
+@pytest.mark.parametrize("experiment", ["paper_table", "zoo_table", "paper_criteo"])
+def test_table_experiments_launch_one_job_per_cpu_unless_told_otherwise(experiment):
+    def launcher(*overrides):
+        with initialize_config_dir(config_dir=str(CONF)):
+            return compose(config_name="config", return_hydra_config=True,
+                           overrides=[f"experiment={experiment}", *overrides]).hydra.launcher
+
+    parallel = launcher()
+    assert parallel._target_.endswith("JoblibLauncher") and parallel.n_jobs == -1
+    assert launcher("hydra.launcher.n_jobs=2").n_jobs == 2
+    basic = launcher("hydra/launcher=basic")  # the parallel launcher's settings must not linger
+    assert basic._target_.endswith("BasicLauncher") and "n_jobs" not in basic
