@@ -67,10 +67,14 @@ def test_paper_scale_encodes_once_and_totals_every_model(tmp_path, monkeypatch):
     assert [row["model"] for row in rows] == ["lr", "fm"]
     for row in rows:
         assert 0 < float(row["model_s"]) <= float(row["wall_s"]) and 0.3 < float(row["test_auc"]) < 1
-    # only the first run encoded: its encoding is taken out of its time and counted once in the total
+    # only the first run encoded: its encoding (a few ms at 3,000 rows, so compared at the CSV's
+    # 0.1 s rounding) is taken out of its time and counted once in the total
     first, second = rows
-    assert float(first["model_s"]) < float(first["wall_s"]) and second["model_s"] == second["wall_s"]
-    assert len(list((tmp_path / "work" / "cache").glob("*/manifest.json"))) == 1
+    manifests = list((tmp_path / "work" / "cache").glob("*/manifest.json"))
+    assert len(manifests) == 1
+    encoded_s = scale.encoding_summary(json.loads(manifests[0].read_text()))["encode_s"]["total"]
+    assert abs(float(first["wall_s"]) - float(first["model_s"]) - encoded_s) <= 0.1 + 1e-9
+    assert second["model_s"] == second["wall_s"]
     report = (tmp_path / "results" / "benchmark_paper_scale.md").read_text()
     encode_s = float(first["wall_s"]) - float(first["model_s"])
     total = encode_s + sum(float(row["model_s"]) for row in rows)
