@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from datamodules.cache import DEFAULT_BLOCK_BYTES, Cache, SplitArrays, open_or_build
 from datamodules.encode import EncodingConfig
 from datamodules.errors import check_on_bad_line
+from datamodules.prefetch import Prefetched
 from datamodules.schema import Batch, Schema
 from datamodules.sources.base import SPLITS, Source
 from datamodules.sources.synthetic import SyntheticSource
@@ -153,6 +154,7 @@ class CTRDataModule(pl.LightningDataModule):
     batch_size / eval_batch_size (default: batch_size); seed: the run seed, which only drives the
     per-epoch shuffling (split and generator seeds are separate, so runs share one cache);
     on_bad_line: ``error`` or ``skip``; num_workers / pin_memory: passed to the DataLoaders;
+    prefetch: batches gathered ahead on a background thread (``Prefetched``; 0: on the calling thread);
     drop_last: drop the last partial training batch; block_bytes: input read per chunk while
     preprocessing; progress: show a progress bar while preprocessing large inputs.
     """
@@ -161,11 +163,14 @@ class CTRDataModule(pl.LightningDataModule):
                  encoding: Optional[Mapping[str, Any] | EncodingConfig] = None, name: Optional[str] = None,
                  cache_dir: str = DEFAULT_CACHE_DIR, batch_size: int = 4096, eval_batch_size: Optional[int] = None,
                  seed: int = 0, on_bad_line: str = "error", num_workers: int = 0, pin_memory: bool = False,
-                 drop_last: bool = False, block_bytes: int = DEFAULT_BLOCK_BYTES, progress: bool = True):
+                 drop_last: bool = False, block_bytes: int = DEFAULT_BLOCK_BYTES, progress: bool = True,
+                 prefetch: int = 0):
         super().__init__()
         source = SyntheticSource() if source is None else source
         if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
             raise ValueError("batch sizes must be >= 1")
+        if prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0 batches, got {prefetch}")
         self.source = source
         self.split_config = SplitConfig.from_any(plain(split))
         self.encoding_config = EncodingConfig.from_any(plain(encoding))
@@ -176,7 +181,7 @@ class CTRDataModule(pl.LightningDataModule):
         self.seed = int(seed)
         self.on_bad_line = check_on_bad_line(on_bad_line)
         self.num_workers, self.pin_memory, self.drop_last = int(num_workers), bool(pin_memory), bool(drop_last)
-        self.block_bytes, self.progress = int(block_bytes), bool(progress)
+        self.block_bytes, self.progress, self.prefetch = int(block_bytes), bool(progress), int(prefetch)
         self._cache: Optional[Cache] = None
         self._arrays: dict[str, SplitArrays] = {}
 
@@ -265,7 +270,8 @@ class CTRDataModule(pl.LightningDataModule):
         arrays = self.split_arrays(split)
         return self._loader(arrays, ContiguousBatches(arrays.num_rows, self.eval_batch_size, *self.replica()))
 
-    def _loader(self, arrays: SplitArrays, sampler: Sampler) -> DataLoader:
-        return DataLoader(SplitBatches(arrays), batch_size=None, sampler=sampler, collate_fn=_unchanged,
-                          num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.num_workers > 0)
+    def _loader(self, arrays: SplitArrays, sampler: Sampler) -> DataLoader | Prefetched:
+        loader = DataLoader(SplitBatches(arrays), batch_size=None, sampler=sampler, collate_fn=_unchanged,
+                            num_workers=self.num_workers, pin_memory=self.pin_memory,
+                            persistent_workers=self.num_workers > 0)
+        return Prefetched(loader, self.prefetch) if self.prefetch else loader

@@ -221,3 +221,70 @@ def test_worker_processes_serve_the_same_batches(tmp_path):
     in_process = CTRDataModule(SyntheticSource(rows=5000, seed=3), cache_dir=str(tmp_path), batch_size=512)
     for a, b in zip(module.val_dataloader(), in_process.val_dataloader()):
         assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+
+
+def batches_of(loader) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(b.x.numpy().copy(), b.y.numpy().copy()) for b in loader]
+
+
+def test_prefetching_thread_serves_the_same_batches_in_the_same_order_every_epoch(tmp_path):
+    source = SyntheticSource(rows=5000, seed=3)
+    ahead = CTRDataModule(source, cache_dir=str(tmp_path), batch_size=512, prefetch=2)
+    inline = CTRDataModule(source, cache_dir=str(tmp_path), batch_size=512)
+    ahead_train, inline_train = ahead.train_dataloader(), inline.train_dataloader()
+    assert len(ahead_train) == len(inline_train) == 8
+    for epoch in (0, 1, 5):  # Lightning's set_epoch reaches the shuffling sampler through the wrapper
+        ahead_train.sampler.set_epoch(epoch)
+        inline_train.sampler.set_epoch(epoch)
+        got, want = batches_of(ahead_train), batches_of(inline_train)
+        assert len(got) == len(want) == 8
+        for (gx, gy), (wx, wy) in zip(got, want):
+            np.testing.assert_array_equal(gx, wx)
+            np.testing.assert_array_equal(gy, wy)
+    for a, b in zip(batches_of(ahead.test_dataloader()), batches_of(inline.test_dataloader())):
+        np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_prefetching_thread_raises_the_loaders_error_and_stops_when_the_consumer_does():
+    import threading
+
+    from datamodules.prefetch import Prefetched
+
+    def failing():
+        yield 1
+        yield 2
+        raise OSError("disk gone at batch 3")
+
+    seen = []
+    with pytest.raises(OSError, match="disk gone at batch 3"):
+        for item in Prefetched(failing(), depth=1):
+            seen.append(item)
+    assert seen == [1, 2]
+
+    endless = Prefetched(iter(range(10**9)), depth=2)
+    iterator = iter(endless)
+    assert [next(iterator) for _ in range(3)] == [0, 1, 2]
+    iterator.close()  # what a `break` out of a for loop does
+    assert not [t for t in threading.enumerate() if t.name == "ctr-bench-prefetch"]
+    with pytest.raises(ValueError, match="depth must be >= 1"):
+        Prefetched([], depth=0)
+
+
+def test_a_model_trains_to_the_same_weights_with_batches_prefetched(tmp_path):
+    from models import DeepFM
+
+    def trained(prefetch: int) -> dict[str, torch.Tensor]:
+        pl.seed_everything(0)
+        data = CTRDataModule(SyntheticSource(rows=3000, seed=3), cache_dir=str(tmp_path), batch_size=256,
+                             prefetch=prefetch)
+        data.setup()
+        model = DeepFM(data.schema, embedding_dim=4, hidden_units=[16])
+        trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, deterministic=True)
+        trainer.fit(model, datamodule=data)
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    inline, ahead = trained(0), trained(2)
+    assert inline.keys() == ahead.keys()
+    for key in inline:
+        assert torch.equal(inline[key], ahead[key]), key

@@ -281,13 +281,14 @@ def test_benchmark_measures_training_beside_busy_processes(tmp_path):
                              "--contention-seconds", "0.3,0.5", "--num-ids", "3000", "--rows", "2048",
                              "--batch-size", "256", "--repeats", "1", "--threads", "2", "--encode-rows", "0",
                              "--out", str(out)])
-    assert [(c["model"], c["policy"], c["hogs"]) for c in report.contention] == [("fm", "auto", 1), ("fm", "fixed", 1)]
+    assert [(c["model"], c["policy"], c["batches"], c["hogs"]) for c in report.contention] == [
+        ("fm", "auto", "inline", 1), ("fm", "fixed", "inline", 1), ("fm", "auto", "thread", 1), ("fm", "auto", "process", 1)]
     for c in report.contention:
         assert c["quiet_samples_per_s"] > 0 and c["loaded_samples_per_s"] > 0
         assert c["slowdown"] == pytest.approx(c["quiet_samples_per_s"] / c["loaded_samples_per_s"])
     assert report.contention[1]["quiet_threads"] == report.contention[1]["loaded_threads"] == "2"
     text = (out / "benchmark.md").read_text()
-    assert "## Sharing the machine" in text and "| fm | lazy_adam | auto |" in text
+    assert "## Sharing the machine" in text and "| fm | lazy_adam | auto | thread |" in text
     assert "fm beside 1 busy processes <= 2.5x slower than quiet (threads: auto)" in text
 
 

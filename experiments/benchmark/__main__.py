@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from experiments.benchmark.contention import POLICIES, default_hogs, measure_contended, measure_contention
+from experiments.benchmark.contention import (INPUTS, POLICIES, SETTINGS, default_hogs, measure_contended,
+                                              measure_contention)
 from experiments.benchmark.report import Report, or_na
 from experiments.benchmark.throughput import in_subprocess, measure_data, measure_lightning, measure_model
 from experiments.benchmark.workload import DEFAULT_OPTIM, Workload
@@ -41,7 +42,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (medians are reported)")
     parser.add_argument("--compile", action="store_true", help="torch.compile each model first")
     parser.add_argument("--contention", default="deepfm,fm",
-                        help="model[:optim] to train quiet and beside busy processes, per thread policy; '' for none")
+                        help="model[:optim] to train quiet and beside busy processes, per thread policy and way of "
+                             "making batches; '' for none")
     parser.add_argument("--hogs", type=int, default=default_hogs(),
                         help="busy processes started for the contention rows (default: one per CPU)")
     parser.add_argument("--contention-seconds", default="4,8",
@@ -52,6 +54,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("results"), help="folder for benchmark.{md,csv}")
     parser.add_argument("--task", choices=["model", "lightning", "contended"], help=argparse.SUPPRESS)
     parser.add_argument("--policy", choices=POLICIES, help=argparse.SUPPRESS)
+    parser.add_argument("--batches", choices=INPUTS, default="inline", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -63,7 +66,8 @@ def main(argv: Optional[list[str]] = None) -> Report:
     if args.task:  # a child process: one measurement, as JSON on the last line of stdout
         workload = Workload(**json.loads(args.workload))
         if args.task == "contended":
-            print(json.dumps(measure_contended(args.spec, workload, args.policy, *seconds)))
+            print(json.dumps(measure_contended(args.spec, workload, args.policy, *seconds,
+                                               batches=args.batches)))
         else:
             task = measure_model if args.task == "model" else measure_lightning
             print(json.dumps(task(args.spec, workload)))
@@ -84,7 +88,8 @@ def main(argv: Optional[list[str]] = None) -> Report:
     for spec in filter(None, args.contention.split(",")):
         report.contention += measure_contention(spec, workload, args.hogs, *seconds)
         print(f"{spec} beside {args.hogs} busy processes: " + ", ".join(
-            f"{c['policy']} x{c['slowdown']:.2f}" for c in report.contention[-len(POLICIES):]), flush=True)
+            f"{c['policy']}/{c['batches']} x{c['slowdown']:.2f}" for c in report.contention[-len(SETTINGS):]),
+              flush=True)
     report.note_load("after models")
     if args.encode_rows:
         report.data = measure_data(args.encode_rows, args.workdir)

@@ -6,7 +6,13 @@ quiet and beside them, alternating, under two policies:
 
 - ``auto``: the run's default, ``threads: auto`` (``experiments.run.threads``): one thread per CPU
   the other processes leave free, re-decided every 2 s;
-- ``fixed``: ``--threads`` threads whatever the load (torch's default when that is one per core).
+- ``fixed``: ``--threads`` threads whatever the load (torch's default when that is one per core);
+
+and, under ``auto``, three ways of making the batches (``INPUTS``):
+
+- ``inline``: gathered on the training thread, between steps (the default, ``data.prefetch=0``);
+- ``thread``: two batches ahead on a background thread (``data.prefetch=2``, ``Prefetched``);
+- ``process``: in a DataLoader worker process (``data.num_workers=1``).
 
 Each measurement is a fresh process that trains for ``warmup_s`` seconds (long enough for the
 governor's first decisions), then counts the samples of ``measure_s`` seconds. The slowdown is quiet
@@ -22,17 +28,25 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
+from datamodules.prefetch import Prefetched
 from experiments.benchmark.throughput import bare_training_step, in_subprocess
 from experiments.benchmark.workload import Workload, build_model, endless, parse_spec, prepared
 from experiments.run.threads import ThreadGovernor, usable_cpus
 
 POLICIES = ("auto", "fixed")
+INPUTS = ("inline", "thread", "process")
+# (thread policy, input) pairs measured: the policies with batches inline, the inputs under auto
+SETTINGS = (("auto", "inline"), ("fixed", "inline"), ("auto", "thread"), ("auto", "process"))
+PREFETCH_DEPTH = 2
 
 
-def measure_contended(spec: str, workload: Workload, policy: str, warmup_s: float, measure_s: float) -> dict:
-    """Training samples/s of ``spec`` under ``policy`` on whatever load the machine has now
-    (runs in its own process)."""
-    with prepared(workload) as (schema, loader):
+def measure_contended(spec: str, workload: Workload, policy: str, warmup_s: float, measure_s: float,
+                      batches: str = "inline") -> dict:
+    """Training samples/s of ``spec`` under ``policy``, its batches made as ``batches`` says
+    (``INPUTS``), on whatever load the machine has now (runs in its own process)."""
+    with prepared(workload, num_workers=1 if batches == "process" else 0) as (schema, loader):
+        if batches == "thread":
+            loader = Prefetched(loader, PREFETCH_DEPTH)
         model, _ = build_model(spec, schema, workload.seed)
         step = bare_training_step(model, model.build_optimizer())
         governor = ThreadGovernor(max_threads=workload.threads).start() if policy == "auto" else None
@@ -82,23 +96,24 @@ def default_hogs() -> int:
 
 def measure_contention(spec: str, workload: Workload, busy: int, warmup_s: float = 4.0,
                        measure_s: float = 8.0) -> list[dict]:
-    """Per policy, median samples/s quiet and beside ``busy`` hogs over ``workload.repeats`` rounds,
-    quiet and loaded alternating."""
-    runs: dict[tuple[str, bool], list[dict]] = {}
+    """Per setting (``SETTINGS``), median samples/s quiet and beside ``busy`` hogs over
+    ``workload.repeats`` rounds, quiet and loaded alternating."""
+    runs: dict[tuple[str, str, bool], list[dict]] = {}
     for _ in range(workload.repeats):
-        for policy in POLICIES:
+        for policy, batches in SETTINGS:
             for loaded in (False, True):
                 with hogs(busy if loaded else 0):
-                    runs.setdefault((policy, loaded), []).append(
-                        in_subprocess("contended", spec, workload, "--policy", policy,
+                    runs.setdefault((policy, batches, loaded), []).append(
+                        in_subprocess("contended", spec, workload, "--policy", policy, "--batches", batches,
                                       "--contention-seconds", f"{warmup_s},{measure_s}"))
     model, optim, precision = parse_spec(spec)
     out = []
-    for policy in POLICIES:
-        quiet = statistics.median(r["samples_per_s"] for r in runs[(policy, False)])
-        loaded = statistics.median(r["samples_per_s"] for r in runs[(policy, True)])
-        out.append({"model": model, "optim": optim, "precision": precision, "policy": policy, "hogs": busy, "quiet_samples_per_s": quiet,
-                    "loaded_samples_per_s": loaded, "slowdown": quiet / loaded,
-                    "quiet_threads": thread_range(runs[(policy, False)]),
-                    "loaded_threads": thread_range(runs[(policy, True)])})
+    for policy, batches in SETTINGS:
+        quiet_runs, loaded_runs = runs[(policy, batches, False)], runs[(policy, batches, True)]
+        quiet = statistics.median(r["samples_per_s"] for r in quiet_runs)
+        loaded = statistics.median(r["samples_per_s"] for r in loaded_runs)
+        out.append({"model": model, "optim": optim, "precision": precision, "policy": policy, "batches": batches,
+                    "hogs": busy, "quiet_samples_per_s": quiet, "loaded_samples_per_s": loaded,
+                    "slowdown": quiet / loaded, "quiet_threads": thread_range(quiet_runs),
+                    "loaded_threads": thread_range(loaded_runs)})
     return out

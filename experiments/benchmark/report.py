@@ -56,7 +56,7 @@ class Report(LoadNotes):
                 for metric in ("samples_per_s", "step_ms", "ratio_to_bare"):
                     out.append({"section": "lightning", "item": item, "metric": metric, "value": s[metric]})
         for c in self.contention:
-            item = f"{label(c)} threads={c['policy']} hogs={c['hogs']}"
+            item = f"{label(c)} threads={c['policy']} batches={batches_of(c)} hogs={c['hogs']}"
             for metric in ("quiet_samples_per_s", "loaded_samples_per_s", "slowdown"):
                 out.append({"section": "contention", "item": item, "metric": metric, "value": c[metric]})
         if self.data:
@@ -133,8 +133,9 @@ class Report(LoadNotes):
                 rates.append(("cache loader", self.data["load"]["train_epoch"]["samples_per_second"]))
             out += [(f"{name} >= {LOADER_TARGET}x DeepFM training rate", f"{rate / train:.0f}x",
                      rate >= LOADER_TARGET * train) for name, rate in rates]
-        for auto in (c for c in self.contention if c["policy"] == "auto"):
-            fixed = next(c for c in self.contention if c["policy"] == "fixed" and label(c) == label(auto))
+        inline = [c for c in self.contention if batches_of(c) == "inline"]
+        for auto in (c for c in inline if c["policy"] == "auto"):
+            fixed = next(c for c in inline if c["policy"] == "fixed" and label(c) == label(auto))
             out.append((f"{auto['model']} beside {auto['hogs']} busy processes <= {CONTENTION_SLOWDOWN_TARGET}x "
                         "slower than quiet (threads: auto)", f"{auto['slowdown']:.2f}x",
                         auto["slowdown"] <= CONTENTION_SLOWDOWN_TARGET))
@@ -178,12 +179,15 @@ class Report(LoadNotes):
                  f"Bare training loop, quiet and beside {self.contention[0]['hogs']} busy processes (one per CPU, "
                  "started by the benchmark), alternating; medians. `auto` is the runs' default thread policy (one "
                  f"thread per CPU other processes leave free); `fixed` keeps {self.workload.threads} threads "
-                 "whatever the load.", "",
-                 "| model | optim | threads | quiet samples/s | loaded samples/s | slowdown | threads used quiet, loaded |",
-                 "|---|---|---|---:|---:|---:|---|"]
-        lines += [f"| {c['model']} | {c['optim']} | {c['policy']} | {c['quiet_samples_per_s']:,.0f} | "
-                  f"{c['loaded_samples_per_s']:,.0f} | {c['slowdown']:.2f}x | {c['quiet_threads']}, {c['loaded_threads']} |"
-                  for c in self.contention]
+                 "whatever the load. Batches: `inline` gathered on the training thread between steps (the "
+                 "default), `thread` two ahead on a background thread (`data.prefetch=2`), `process` in a "
+                 "DataLoader worker process (`data.num_workers=1`).", "",
+                 "| model | optim | threads | batches | quiet samples/s | loaded samples/s | slowdown | "
+                 "threads used quiet, loaded |",
+                 "|---|---|---|---|---:|---:|---:|---|"]
+        lines += [f"| {c['model']} | {c['optim']} | {c['policy']} | {batches_of(c)} | "
+                  f"{c['quiet_samples_per_s']:,.0f} | {c['loaded_samples_per_s']:,.0f} | {c['slowdown']:.2f}x | "
+                  f"{c['quiet_threads']}, {c['loaded_threads']} |" for c in self.contention]
         return lines + [""]
 
     def _data_markdown(self) -> list[str]:
@@ -217,6 +221,11 @@ class Report(LoadNotes):
 
 def label(measured: dict) -> str:
     return spec_label(measured["model"], measured["optim"], measured.get("precision", "32"))
+
+
+def batches_of(contended: dict) -> str:
+    """How a contention row's batches were made (rows measured before there was a choice: inline)."""
+    return contended.get("batches", "inline")
 
 
 def or_na(value: Optional[float], spec: str) -> str:

@@ -63,7 +63,8 @@ def as_is(batch: Batch) -> Batch:
     return batch
 
 
-def split_loader(folder: Path, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> DataLoader:
+def split_loader(folder: Path, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
+                 num_workers: int = 0) -> DataLoader:
     """Writes ``x``, ``y`` as a cache split into ``folder`` and serves it the way
     ``CTRDataModule.train_dataloader`` does (memory-mapped, shuffled sorted slices): yields ``Batch``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -71,7 +72,8 @@ def split_loader(folder: Path, x: np.ndarray, y: np.ndarray, batch_size: int, se
     np.save(folder / "y.npy", y)
     arrays = SplitArrays.open(folder)
     return DataLoader(SplitBatches(arrays), batch_size=None, collate_fn=as_is,
-                      sampler=ShuffledBatches(arrays.num_rows, batch_size, seed, drop_last=True))
+                      sampler=ShuffledBatches(arrays.num_rows, batch_size, seed, drop_last=True),
+                      num_workers=num_workers, persistent_workers=num_workers > 0)
 
 
 def endless(loader: DataLoader) -> Iterator[Batch]:
@@ -132,10 +134,11 @@ class Workload:
 
 
 @contextmanager
-def prepared(workload: Workload) -> Iterator[tuple[Schema, DataLoader]]:
-    """Sets the threads; yields the schema and a loader over freshly written id rows."""
+def prepared(workload: Workload, num_workers: int = 0) -> Iterator[tuple[Schema, DataLoader]]:
+    """Sets the threads; yields the schema and a loader over freshly written id rows (batches made
+    in ``num_workers`` worker processes, or in the caller's if 0)."""
     torch.set_num_threads(workload.threads)
     schema = criteo_schema(workload.num_ids)
     x, y = id_rows(schema, workload.rows, workload.seed)
     with tempfile.TemporaryDirectory() as scratch:
-        yield schema, split_loader(Path(scratch), x, y, workload.batch_size, workload.seed)
+        yield schema, split_loader(Path(scratch), x, y, workload.batch_size, workload.seed, num_workers)

@@ -113,7 +113,7 @@ def _hydra_choices(run_dir: Path) -> dict:
 # Overrides that are not part of a configuration: the seed (what results average over) and the
 # keys that change how a run executes, not what it trains.
 NOT_CONFIGURATION = ("seed", "threads", "trainer.enable_progress_bar", "data.cache_dir", "data.num_workers",
-                     "save_predictions", "logger")
+                     "data.prefetch", "save_predictions", "logger")
 
 
 def _is_configuration_override(override: str) -> bool:
