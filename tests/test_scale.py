@@ -81,3 +81,27 @@ def test_paper_scale_encodes_once_and_totals_every_model(tmp_path, monkeypatch):
     assert f"| **total** | **{total:,.0f}** |" in report
     assert "| LR |" in report and "| FM |" in report and "scaled by 15000.0x" in report
     assert "data.source.path=<workdir>/criteo_like_3000.tsv" in report and str(tmp_path) not in report
+
+
+@pytest.mark.slow
+def test_paper_scale_resumes_keeping_the_models_an_earlier_call_measured(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    common = ["--rows", "2000", "--workdir", "work", "--out", "results", "--batch-size", "512", "threads=1",
+              "logger=none"]
+    assert paper_scale.main(["--models", "lr", "--resume", *common]) == 0
+    first = json.loads((tmp_path / "work" / "run" / "lr.json").read_text())
+    log_written = (tmp_path / "work" / "lr.log").stat().st_mtime_ns
+    assert paper_scale.main(["--models", "lr,fm", "--resume", *common]) == 0
+    assert (tmp_path / "work" / "lr.log").stat().st_mtime_ns == log_written  # lr not run again
+    rows = list(csv.DictReader((tmp_path / "results" / "benchmark_paper_scale.csv").open()))
+    assert [row["model"] for row in rows] == ["lr", "fm"]
+    assert float(rows[0]["model_s"]) == first["model_s"]
+    report = (tmp_path / "results" / "benchmark_paper_scale.md").read_text()
+    # the encoding, done by the first call, still counts once in the total
+    encode_s = json.loads((tmp_path / "work" / "encoding.json").read_text())["encode_s"]["total"]
+    assert "| encoding (once) |" in report and f"LR {first['date_utc']}" in report
+    total = encode_s + sum(float(row["model_s"]) for row in rows)
+    assert f"| **total** | **{total:,.0f}** |" in report
+    # another setting is measured again, not mixed with the kept one
+    assert paper_scale.main(["--models", "lr", "--resume", *common[:-2], "threads=2", "logger=none"]) == 0
+    assert (tmp_path / "work" / "lr.log").stat().st_mtime_ns != log_written

@@ -9,6 +9,11 @@ one generated Criteo-format file that is encoded once: the first run builds the 
 process, as in ``experiments.benchmark.scale`` (same file, same overrides: batch 4096, the default
 optimiser, each model's paper settings); extra arguments go to every run as Hydra overrides.
 
+``--resume`` keeps each finished model's measurement (``<workdir>/run/<model>.json``, with the date
+and load it ran at) and measures only the models without one, so the hours of a 45M-row table can
+be spread over several quiet sittings; a kept measurement is used only if its run had the same
+overrides, and the report lists the dates.
+
 Reported per model: wall time of its process (for the first, minus the encoding it did), CPU
 seconds, peak RSS, training samples/s and test AUC/LogLoss; in total, encoding plus every model's
 wall time, against the issue's target of under two hours for 45M rows. Below 45M rows the total is
@@ -35,30 +40,54 @@ from experiments.report.naming import PAPER_MODELS, model_label
 CRITEO_ROWS = 45_000_000
 TARGET_S = 2 * 3600
 NAME = "benchmark_paper_scale"
+ENCODING_FILE = "encoding.json"  # in the workdir, with --resume: the encoding of the cache the runs read
 
 
 def measure(args: argparse.Namespace) -> dict:
     workdir, tsv, cache_dir, _ = scale.prepare_input(args)
-    runs, encoding = [], None
+    runs, encoding = [], kept(workdir / ENCODING_FILE) if args.resume else None
     for model in args.models:
         run_dir = workdir / "run" / model
-        shutil.rmtree(run_dir, ignore_errors=True)
         overrides = scale.app_overrides(argparse.Namespace(**{**vars(args), "model": model}), tsv, cache_dir,
                                         run_dir)
-        print(f"running run.py {shlex.join(overrides)} (load {load_average()})", flush=True)
+        record = run_dir.with_suffix(".json")
+        earlier = kept(record) if args.resume else None
+        if earlier and earlier["overrides"] == overrides:
+            print(f"{model}: kept from {earlier['date_utc']}", flush=True)
+            runs.append(earlier)
+            continue
+        shutil.rmtree(run_dir, ignore_errors=True)
+        record.unlink(missing_ok=True)
+        load = load_average()
+        print(f"running run.py {shlex.join(overrides)} (load {load})", flush=True)
         started = time.time()
         child = scale.run_child([sys.executable, str(scale.REPO / "run.py"), *overrides], workdir / f"{model}.log")
         manifest_path = scale.newest_manifest(cache_dir)
         built_here = manifest_path.stat().st_mtime >= started
         if built_here:
             encoding = scale.encoding_summary(json.loads(manifest_path.read_text()))
+            keep(workdir / ENCODING_FILE, encoding)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         model_s = child["wall_s"] - (encoding["encode_s"]["total"] if built_here else 0.0)
-        runs.append({"model": model, "overrides": overrides, **child, "model_s": round(model_s, 1),
-                     "metrics": metrics})
+        env = environment()
+        runs.append(keep(record, {"model": model, "overrides": overrides, **child, "model_s": round(model_s, 1),
+                                  "metrics": metrics, "date_utc": env["date_utc"], "commit": env["commit"],
+                                  "load_start": load}))
         print(f"{model}: {model_s:,.0f} s, test AUC {metrics['test/auc']:.4f}", flush=True)
     return {"rows": args.rows, "workdir": str(workdir), "runs": runs, "encoding": encoding,
             "tsv_gib": tsv.stat().st_size / 2**30}
+
+
+def keep(path: Path, value: dict) -> dict:
+    """``value`` written to ``path`` as JSON, all or nothing (an interrupted write leaves no record)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(value, indent=1))
+    partial.replace(path)
+    return value
+
+
+def kept(path: Path) -> Optional[dict]:
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def totals(result: dict) -> dict:
@@ -111,6 +140,9 @@ def markdown(result: dict, env: dict, command: str) -> str:
     lines += [f"| **total** | **{t['total_s']:,.0f}** | | | | | | |", "",
               "- wall s: the model's process from start to exit (training, validation, test, writing its run "
               "folder); the first run's encoding is its own row.",
+              "- each model's start (UTC), commit and load average then: " + "; ".join(
+                  f"{model_label(run['model'])} {run['date_utc']}, {run['commit']}, {run['load_start']}"
+                  for run in result["runs"]) + ".",
               ""]
     if full:
         lines.append(f"Target: the paper's table at Criteo scale in under 2 h: "
@@ -147,12 +179,15 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", help="torch threads of every run (default: the config's)")
     parser.add_argument("--reuse-cache", action="store_true", help="keep an existing cache instead of rebuilding")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the measurements of models an earlier call finished (implies --reuse-cache)")
     parser.add_argument("overrides", nargs="*", help="more run.py overrides for every run, e.g. precision=bf16")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
+    args.reuse_cache = args.reuse_cache or args.resume
     load_start = load_average()
     result = measure(args)
     env = {**environment(), "load_start": load_start, "load_end": load_average()}
