@@ -2,6 +2,7 @@
 between its stages, and the pruning of trials (experiments.run.trial) by their runs."""
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -33,7 +34,8 @@ TINY = ["data.source.rows=3000", "data.batch_size=512", "trainer.max_epochs=2", 
 def arguments(root: Path, *more: str) -> list[str]:
     overrides = ",".join([*TINY, f"data.cache_dir={root / 'cache'}"])
     return [f"models=[{','.join(MODELS)}]", "trials=2", f"seeds=[{','.join(map(str, SEEDS))}]",
-            f"overrides=[{overrides}]", f"out={root / 'runs'}", f"results={root / 'results'}", *more]
+            f"overrides=[{overrides}]", f"out={root / 'runs'}", f"results={root / 'results'}",
+            "note=Tiny data: three thousand rows, two epochs.", *more]
 
 
 def trial_records(invocation: tuned.Tuned) -> dict[str, list[tuple]]:
@@ -118,6 +120,10 @@ def test_report_tables_the_final_runs_and_the_best_hyperparameters(protocol):
         assert row["best_trial"] == best.number and row["best_value"] == pytest.approx(best.value, rel=1e-7)
         assert {name: row[name] for name in best.params} == pytest.approx(best.params, rel=1e-7), model
     assert best_params.loc[0, ["model.embedding_dim", "mlp_width"]].isna().all()  # not in LR's template
+
+    note = json.loads((results / "provenance.json").read_text())["note"]
+    assert note.startswith("Tuned comparison: each model's hyperparameters searched by Optuna (2 trials per model")
+    assert note.endswith("with seeds 0 1. Tiny data: three thousand rows, two epochs.")
 
     markdown = (results / "best_params.md").read_text()
     assert "| LR | linear |" in markdown and "| DeepFM | deep |" in markdown
@@ -240,3 +246,8 @@ def test_sweep_with_a_pruner_stops_the_run_and_records_the_trial_pruned(tmp_path
     assert list(trial.intermediate_values) == [0] and trial.value == trial.intermediate_values[0]
     history = pd.read_csv(tmp_path / "sweep" / "0" / "history.csv")
     assert history["epoch"].tolist() == [0]  # stopped after the epoch it was pruned at, of 3
+
+
+def test_the_report_names_the_protocol_command_without_stages_or_note():
+    assert tuned.protocol_command(["trials=8", "stages=[report]", "note=Why: these rows.", "overrides=[threads=1]"]) \
+        == "python -m experiments.sweep.tuned trials=8 'overrides=[threads=1]'"

@@ -59,13 +59,17 @@ class ProtocolError(RuntimeError):
 
 
 def load_config(argv: Sequence[str] = ()) -> DictConfig:
-    """conf/tuned.yaml with ``key=value`` arguments merged in; an unknown key or stage is an error."""
+    """conf/tuned.yaml with ``key=value`` arguments merged in; an unknown key or stage is an error.
+    ``note=...`` is prose and taken as written (as YAML, a colon or a leading dash would change it)."""
     config = OmegaConf.load(CONF / "tuned.yaml")
     OmegaConf.set_struct(config, True)
+    notes = [arg.split("=", 1)[1] for arg in argv if arg.startswith("note=")]
     try:
-        config = OmegaConf.merge(config, OmegaConf.from_dotlist(list(argv)))
+        config = OmegaConf.merge(config, OmegaConf.from_dotlist([arg for arg in argv if not arg.startswith("note=")]))
     except OmegaConfBaseException as err:
         raise ProtocolError(f"{err}; the keys are those of conf/tuned.yaml") from err
+    if notes:
+        config.note = notes[-1]
     unknown = [stage for stage in config.stages if stage not in STAGES]
     if unknown:
         raise ProtocolError(f"unknown stage {', '.join(map(str, unknown))}; the stages are {', '.join(STAGES)}")
@@ -305,7 +309,7 @@ def report(tuned: Tuned, command: str) -> None:
     folders = [final_folder(tuned, model, best_trial(tuned, model)) for model in tuned.models]
     note = (f"Tuned comparison: each model's hyperparameters searched by Optuna ({tuned.config.trials} trials per "
             f"model, best {tuned.objective} on the validation split), then its best configuration run with seeds "
-            f"{' '.join(map(str, tuned.config.seeds))}.")
+            f"{' '.join(map(str, tuned.config.seeds))}." + (f" {tuned.config.note}" if tuned.config.note else ""))
     run_report([folder for folder in folders if folder.is_dir()], tuned.results, command=command,
                study_storage=tuned.storage, study_names=[tuned.study_name(m) for m in tuned.models], note=note)
     written = write_best_params(tuned)
@@ -332,13 +336,21 @@ def run_protocol(config: DictConfig, command: str = "python -m experiments.sweep
     return tuned
 
 
+def protocol_command(argv: Sequence[str]) -> str:
+    """The command the report names as the runs' origin: the arguments less ``stages=`` and
+    ``note=``, which change neither the runs nor the studies (a report-only call then shows the
+    command that makes everything)."""
+    kept = [arg for arg in argv if not arg.startswith(("stages=", "note="))]
+    return shlex.join(["python", "-m", "experiments.sweep.tuned", *kept])
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if any(arg in ("-h", "--help") for arg in argv):
         print(__doc__)
         return 0
     try:
-        run_protocol(load_config(argv), command=shlex.join(["python", "-m", "experiments.sweep.tuned", *argv]))
+        run_protocol(load_config(argv), command=protocol_command(argv))
     except ProtocolError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
