@@ -4,6 +4,12 @@ training step instead of waiting for it.
 A thread and not a worker process: a batch is one vectorised gather from the memory-mapped cache
 (numpy and torch release the GIL while they copy), so a thread overlaps it with the step at no
 cost of pickling batches between processes or forking the model's process.
+
+Off by default (``data.prefetch: 0``): measured beside batches inline and a worker process,
+quiet and beside two busy processes, it gained nothing for DeepFM (34.8k against 35.6k samples/s
+quiet, 12.8k against 13.1k loaded) and FM was within noise either way: a batch costs under 1% of
+a step (results/benchmark_contention/benchmark.md). It pays off where reading a batch does cost,
+e.g. a cache on a slow network disk.
 """
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional
@@ -74,7 +75,8 @@ def main(argv: Optional[list[str]] = None) -> Report:
         return None
     workload = Workload(num_ids=args.num_ids, rows=args.rows, batch_size=args.batch_size, threads=args.threads,
                         warmup=args.warmup, steps=args.steps, repeats=args.repeats, compile=args.compile)
-    report = Report(workload, "python -m experiments.benchmark " + " ".join(sys.argv[1:] if argv is None else argv))
+    command = shlex.join(["python", "-m", "experiments.benchmark", *(sys.argv[1:] if argv is None else argv)])
+    report = Report(workload, command)
     report.note_load("start")
     for spec in filter(None, args.models.split(",")):
         report.models.append(in_subprocess("model", spec, workload))
