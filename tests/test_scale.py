@@ -91,7 +91,8 @@ def test_paper_scale_resumes_keeping_the_models_an_earlier_call_measured(tmp_pat
     assert paper_scale.main(["--models", "lr", "--resume", *common]) == 0
     first = json.loads((tmp_path / "work" / "run" / "lr.json").read_text())
     log_written = (tmp_path / "work" / "lr.log").stat().st_mtime_ns
-    assert paper_scale.main(["--models", "lr,fm", "--resume", *common]) == 0
+    note = "Read with: the float32 table."
+    assert paper_scale.main(["--models", "lr,fm", "--resume", "--note", note, *common]) == 0
     assert (tmp_path / "work" / "lr.log").stat().st_mtime_ns == log_written  # lr not run again
     rows = list(csv.DictReader((tmp_path / "results" / "benchmark_paper_scale.csv").open()))
     assert [row["model"] for row in rows] == ["lr", "fm"]
@@ -100,6 +101,7 @@ def test_paper_scale_resumes_keeping_the_models_an_earlier_call_measured(tmp_pat
     # the encoding, done by the first call, still counts once in the total
     encode_s = json.loads((tmp_path / "work" / "encoding.json").read_text())["encode_s"]["total"]
     assert "| encoding (once) |" in report and f"LR {first['date_utc']}" in report
+    assert report.rstrip().endswith(note) and "--note" not in report
     total = encode_s + sum(float(row["model_s"]) for row in rows)
     assert f"| **total** | **{total:,.0f}** |" in report
     # another setting is measured again, not mixed with the kept one

@@ -12,7 +12,8 @@ optimiser, each model's paper settings); extra arguments go to every run as Hydr
 ``--resume`` keeps each finished model's measurement (``<workdir>/run/<model>.json``, with the date
 and load it ran at) and measures only the models without one, so the hours of a 45M-row table can
 be spread over several quiet sittings; a kept measurement is used only if its run had the same
-overrides, and the report lists the dates.
+overrides, and the report lists the dates. ``--note`` adds prose after the table (what the numbers
+are to be read with); a later ``--resume`` call can add or change it without running anything.
 
 Reported per model: wall time of its process (for the first, minus the encoding it did), CPU
 seconds, peak RSS, training samples/s and test AUC/LogLoss; in total, encoding plus every model's
@@ -114,7 +115,7 @@ def hours(seconds: float) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
-def markdown(result: dict, env: dict, command: str) -> str:
+def markdown(result: dict, env: dict, command: str, note: str = "") -> str:
     t, enc = totals(result), result["encoding"]
     workdir = result["workdir"]
     first = scale.shown(shlex.join(["python", "run.py", *result["runs"][0]["overrides"]]), workdir)
@@ -151,12 +152,14 @@ def markdown(result: dict, env: dict, command: str) -> str:
         lines.append(f"Measured at {result['rows']:,} rows, not at Criteo's {CRITEO_ROWS:,}: scaled by "
                      f"{t['factor']:.1f}x, the rows' ratio, the total would be {hours(t['projected_s'])} "
                      f"(a projection, not a measurement; the target is under 2 h at 45M rows).")
+    if note:
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
-def write_report(result: dict, env: dict, command: str, out: Path) -> Path:
+def write_report(result: dict, env: dict, command: str, out: Path, note: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{NAME}.md").write_text(markdown(result, env, command))
+    (out / f"{NAME}.md").write_text(markdown(result, env, command, note))
     rows = csv_rows(result)
     with (out / f"{NAME}.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -181,8 +184,21 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--reuse-cache", action="store_true", help="keep an existing cache instead of rebuilding")
     parser.add_argument("--resume", action="store_true",
                         help="keep the measurements of models an earlier call finished (implies --reuse-cache)")
+    parser.add_argument("--note", default="", help="prose for the report, after the table (not shown in its command)")
     parser.add_argument("overrides", nargs="*", help="more run.py overrides for every run, e.g. precision=bf16")
     return parser.parse_args(argv)
+
+
+def without_note(argv: list[str]) -> list[str]:
+    """The command line less ``--note``: the report prints the note itself, as prose."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip or arg == "--note":
+            skip = not skip
+            continue
+        if not arg.startswith("--note="):
+            kept.append(arg)
+    return kept
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -192,8 +208,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     result = measure(args)
     env = {**environment(), "load_start": load_start, "load_end": load_average()}
     command = shlex.join(["python", "-m", "experiments.benchmark.paper_scale",
-                          *(sys.argv[1:] if argv is None else argv)])
-    report = write_report(result, env, command, args.out)
+                          *without_note(sys.argv[1:] if argv is None else argv)])
+    report = write_report(result, env, command, args.out, args.note)
     print(report.read_text())
     return 0
 
