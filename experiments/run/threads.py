@@ -14,7 +14,8 @@ thread each. Where ``/proc`` is missing (not Linux), the governor does nothing.
 
 Changing the thread count does not change results: the models' kernels give the same bits at any
 thread count (``tests/test_threads.py`` checks every model), so a run stays reproducible from its
-config and seed whatever the load was.
+config and seed whatever the load was. For the matrix products this takes MKL's strict reproducible
+mode, which importing ``models`` turns on (see there).
 """
 from __future__ import annotations
 

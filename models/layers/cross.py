@@ -23,5 +23,7 @@ class CrossNetwork(nn.Module):
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         x = x0
         for weight, bias in zip(self.weight, self.bias):
-            x = x0 * (x @ weight).unsqueeze(1) + bias + x
+            # a [D, 1] matrix rather than a vector: MKL's matrix-vector gradient sums the batch in
+            # an order that depends on the thread count; the matrix product's does not
+            x = x0 * (x @ weight.unsqueeze(1)) + bias + x
         return x
