@@ -50,6 +50,7 @@ class FNN(CTRModule):
             return
         if self.hparams.fm_checkpoint:
             fm = FM.from_checkpoint(self.hparams.fm_checkpoint, map_location=self.device)
+            log.info("FNN stage one: the FM of %s", self.hparams.fm_checkpoint)
         elif self.hparams.pretrain_epochs > 0:
             if self.trainer.world_size > 1:
                 raise RuntimeError("FNN under DDP: pre-train the FM once and pass fm_checkpoint")

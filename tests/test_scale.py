@@ -83,11 +83,31 @@ def test_paper_scale_encodes_once_and_totals_every_model(tmp_path, monkeypatch):
     assert "data.source.path=<workdir>/criteo_like_3000.tsv" in report and str(tmp_path) not in report
 
 
+SMALL_TABLE = ["--rows", "2000", "--workdir", "work", "--out", "results", "--batch-size", "512", "threads=1",
+               "logger=none"]
+
+
+@pytest.mark.slow
+def test_paper_scale_starts_fnn_from_the_tables_fm(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    common = SMALL_TABLE
+    assert paper_scale.main(["--models", "fm,fnn", "--resume", *common]) == 0
+    fnn = json.loads((tmp_path / "work" / "run" / "fnn.json").read_text())
+    checkpoint = paper_scale.fm_checkpoint(tmp_path / "work")
+    assert f"model.fm_checkpoint={checkpoint}" in fnn["overrides"] and checkpoint.is_file()
+    log = (tmp_path / "work" / "fnn.log").read_text()
+    assert f"FNN stage one: the FM of {checkpoint}" in log and "FM epoch 1/1" not in log
+    # an FM measured again makes a kept FNN stale: it started from the other FM
+    fnn_log = (tmp_path / "work" / "fnn.log").stat().st_mtime_ns
+    (tmp_path / "work" / "run" / "fm.json").unlink()
+    assert paper_scale.main(["--models", "fm,fnn", "--resume", *common]) == 0
+    assert (tmp_path / "work" / "fnn.log").stat().st_mtime_ns != fnn_log
+
+
 @pytest.mark.slow
 def test_paper_scale_resumes_keeping_the_models_an_earlier_call_measured(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    common = ["--rows", "2000", "--workdir", "work", "--out", "results", "--batch-size", "512", "threads=1",
-              "logger=none"]
+    common = SMALL_TABLE
     assert paper_scale.main(["--models", "lr", "--resume", *common]) == 0
     first = json.loads((tmp_path / "work" / "run" / "lr.json").read_text())
     log_written = (tmp_path / "work" / "lr.log").stat().st_mtime_ns

@@ -9,6 +9,11 @@ one generated Criteo-format file that is encoded once: the first run builds the 
 process, as in ``experiments.benchmark.scale`` (same file, same overrides: batch 4096, the default
 optimiser, each model's paper settings); extra arguments go to every run as Hydra overrides.
 
+FNN's stage one is an FM trained on the same split with the same settings, which is what the FM
+row of the table is: when FM runs before FNN, FNN starts from that FM's best checkpoint
+(``model.fm_checkpoint``) instead of training a second one inside its own run, as the paper's
+FNN starts from a pre-trained FM. ``--no-fnn-from-fm`` keeps FNN's own stage one.
+
 ``--resume`` keeps each finished model's measurement (``<workdir>/run/<model>.json``, with the date
 and load it ran at) and measures only the models without one, so the hours of a 45M-row table can
 be spread over several quiet sittings; a kept measurement is used only if its run had the same
@@ -47,12 +52,17 @@ ENCODING_FILE = "encoding.json"  # in the workdir, with --resume: the encoding o
 def measure(args: argparse.Namespace) -> dict:
     workdir, tsv, cache_dir, _ = scale.prepare_input(args)
     runs, encoding = [], kept(workdir / ENCODING_FILE) if args.resume else None
+    measured_fm = False  # in this call: an FNN kept from an earlier one was initialised from another FM
     for model in args.models:
         run_dir = workdir / "run" / model
         overrides = scale.app_overrides(argparse.Namespace(**{**vars(args), "model": model}), tsv, cache_dir,
                                         run_dir)
+        if model == "fnn" and args.fnn_from_fm and "fm" in args.models[:args.models.index("fnn")]:
+            overrides.append(f"model.fm_checkpoint={fm_checkpoint(workdir)}")
         record = run_dir.with_suffix(".json")
         earlier = kept(record) if args.resume else None
+        if model == "fnn" and measured_fm:
+            earlier = None
         if earlier and earlier["overrides"] == overrides:
             print(f"{model}: kept from {earlier['date_utc']}", flush=True)
             runs.append(earlier)
@@ -75,8 +85,14 @@ def measure(args: argparse.Namespace) -> dict:
                                   "metrics": metrics, "date_utc": env["date_utc"], "commit": env["commit"],
                                   "load_start": load}))
         print(f"{model}: {model_s:,.0f} s, test AUC {metrics['test/auc']:.4f}", flush=True)
+        measured_fm = measured_fm or model == "fm"
     return {"rows": args.rows, "workdir": str(workdir), "runs": runs, "encoding": encoding,
             "tsv_gib": tsv.stat().st_size / 2**30}
+
+
+def fm_checkpoint(workdir: Path) -> Path:
+    """The best epoch of the table's FM, which FNN's stage one loads instead of training its own."""
+    return workdir / "run" / "fm" / "checkpoints" / "best.ckpt"
 
 
 def keep(path: Path, value: dict) -> dict:
@@ -184,6 +200,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--reuse-cache", action="store_true", help="keep an existing cache instead of rebuilding")
     parser.add_argument("--resume", action="store_true",
                         help="keep the measurements of models an earlier call finished (implies --reuse-cache)")
+    parser.add_argument("--fnn-from-fm", action=argparse.BooleanOptionalAction, default=True,
+                        help="FNN's stage one loads the table's FM when FM runs before it (default), "
+                             "instead of training an FM of its own")
     parser.add_argument("--note", default="", help="prose for the report, after the table (not shown in its command)")
     parser.add_argument("overrides", nargs="*", help="more run.py overrides for every run, e.g. precision=bf16")
     return parser.parse_args(argv)
