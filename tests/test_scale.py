@@ -79,7 +79,8 @@ def test_paper_scale_encodes_once_and_totals_every_model(tmp_path, monkeypatch):
     encode_s = float(first["wall_s"]) - float(first["model_s"])
     total = encode_s + sum(float(row["model_s"]) for row in rows)
     assert f"| **total** | **{total:,.0f}** |" in report
-    assert "| LR |" in report and "| FM |" in report and "scaled by 15000.0x" in report
+    assert "| LR |" in report and "| FM |" in report and "scaled by 15000.0x" not in report
+    assert "(FNN, IPNN, OPNN, PNN*, LR&DNN, FM&DNN, DeepFM not run): no verdict" in report
     assert "data.source.path=<workdir>/criteo_like_3000.tsv" in report and str(tmp_path) not in report
 
 
@@ -127,3 +128,27 @@ def test_paper_scale_resumes_keeping_the_models_an_earlier_call_measured(tmp_pat
     # another setting is measured again, not mixed with the kept one
     assert paper_scale.main(["--models", "lr", "--resume", *common[:-2], "threads=2", "logger=none"]) == 0
     assert (tmp_path / "work" / "lr.log").stat().st_mtime_ns != log_written
+
+
+def nine_model_table(rows: int, model_s: float) -> dict:
+    metrics = {"train_time_s": 1.0, "train_samples_per_s": 10, "num_params": 5, "test/auc": 0.8, "test/logloss": 0.4}
+    runs = [{"model": m, "overrides": [f"model={m}"], "wall_s": model_s, "model_s": model_s, "cpu_s": 1.0,
+             "peak_rss_mib": 100, "metrics": metrics, "date_utc": "2026-12-03T00:00+00:00", "commit": "abc",
+             "load_start": 0.1} for m in paper_scale.PAPER_MODELS]
+    return {"rows": rows, "workdir": "work", "runs": runs, "encoding": None, "tsv_gib": 1.0}
+
+
+def test_paper_scale_judges_the_target_on_the_whole_table_only():
+    env = {"date_utc": "2026-12-03T00:00+00:00", "load_start": 0.1, "load_end": 0.1, "cpu": "cpu", "cores": 2,
+           "memory_gib": 24, "commit": "abc"}
+    # nine models at 45M rows: 9 x 800 s = 2 h 00 min is not under 2 h
+    assert "under 2 h: FAIL (2 h 00 min)" in paper_scale.markdown(nine_model_table(45_000_000, 800), env, "cmd")
+    assert "under 2 h: PASS (1 h 58 min)" in paper_scale.markdown(nine_model_table(45_000_000, 790), env, "cmd")
+    # fewer rows: scaled in proportion, labelled a projection
+    assert "scaled by 10.0x, the rows' ratio, the total would be 1 h 58 min (a projection" in \
+        paper_scale.markdown(nine_model_table(4_500_000, 79), env, "cmd")
+    part = nine_model_table(45_000_000, 10)
+    part["runs"] = part["runs"][1:3]
+    text = paper_scale.markdown(part, env, "cmd")
+    assert "Target:" not in text and "projection" not in text
+    assert "(LR, IPNN, OPNN, PNN*, LR&DNN, FM&DNN, DeepFM not run): no verdict" in text
