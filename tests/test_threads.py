@@ -1,5 +1,7 @@
 """The thread policy (``threads: auto``): its decisions on measured load, and that the thread count
 never changes a model's numbers, which is what lets it change mid-run."""
+import os
+
 import pytest
 import torch
 
@@ -140,3 +142,13 @@ def test_the_thread_count_does_not_change_a_training_step(name):
         torch.set_num_threads(threads)
     for key, value in states[0].items():
         assert torch.equal(value, states[1][key]), f"{name}: {key} differs between 1 and 2 threads"
+
+
+def test_importing_models_turns_on_mkl_strict_mode_unless_the_user_chose(monkeypatch):
+    import importlib
+    monkeypatch.delenv("MKL_CBWR", raising=False)
+    importlib.reload(models)
+    assert os.environ["MKL_CBWR"] == "AUTO,STRICT"
+    monkeypatch.setenv("MKL_CBWR", "AUTO")
+    importlib.reload(models)
+    assert os.environ["MKL_CBWR"] == "AUTO"
