@@ -91,8 +91,7 @@ SMALL_TABLE = ["--rows", "2000", "--workdir", "work", "--out", "results", "--bat
 @pytest.mark.slow
 def test_paper_scale_starts_fnn_from_the_tables_fm(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    common = SMALL_TABLE
-    assert paper_scale.main(["--models", "fm,fnn", "--resume", *common]) == 0
+    assert paper_scale.main(["--models", "fm,fnn", "--resume", *SMALL_TABLE]) == 0
     fnn = json.loads((tmp_path / "work" / "run" / "fnn.json").read_text())
     checkpoint = paper_scale.fm_checkpoint(tmp_path / "work")
     assert f"model.fm_checkpoint={checkpoint}" in fnn["overrides"] and checkpoint.is_file()
@@ -101,7 +100,7 @@ def test_paper_scale_starts_fnn_from_the_tables_fm(tmp_path, monkeypatch):
     # an FM measured again makes a kept FNN stale: it started from the other FM
     fnn_log = (tmp_path / "work" / "fnn.log").stat().st_mtime_ns
     (tmp_path / "work" / "run" / "fm.json").unlink()
-    assert paper_scale.main(["--models", "fm,fnn", "--resume", *common]) == 0
+    assert paper_scale.main(["--models", "fm,fnn", "--resume", *SMALL_TABLE]) == 0
     assert (tmp_path / "work" / "fnn.log").stat().st_mtime_ns != fnn_log
 
 

@@ -1,5 +1,6 @@
 """The thread policy (``threads: auto``): its decisions on measured load, and that the thread count
 never changes a model's numbers, which is what lets it change mid-run."""
+import importlib
 import os
 
 import pytest
@@ -145,7 +146,6 @@ def test_the_thread_count_does_not_change_a_training_step(name):
 
 
 def test_importing_models_turns_on_mkl_strict_mode_unless_the_user_chose(monkeypatch):
-    import importlib
     monkeypatch.delenv("MKL_CBWR", raising=False)
     importlib.reload(models)
     assert os.environ["MKL_CBWR"] == "AUTO,STRICT"

@@ -52,18 +52,18 @@ ENCODING_FILE = "encoding.json"  # in the workdir, with --resume: the encoding o
 def measure(args: argparse.Namespace) -> dict:
     workdir, tsv, cache_dir, _ = scale.prepare_input(args)
     runs, encoding = [], kept(workdir / ENCODING_FILE) if args.resume else None
-    measured_fm = False  # in this call: an FNN kept from an earlier one was initialised from another FM
+    measured = set()  # models run in this call, not kept from an earlier one
     for model in args.models:
         run_dir = workdir / "run" / model
         overrides = scale.app_overrides(argparse.Namespace(**{**vars(args), "model": model}), tsv, cache_dir,
                                         run_dir)
-        if model == "fnn" and args.fnn_from_fm and "fm" in args.models[:args.models.index("fnn")]:
+        from_fm = model == "fnn" and args.fnn_from_fm and "fm" in args.models[:args.models.index("fnn")]
+        if from_fm:
             overrides.append(f"model.fm_checkpoint={fm_checkpoint(workdir)}")
         record = run_dir.with_suffix(".json")
         earlier = kept(record) if args.resume else None
-        if model == "fnn" and measured_fm:
-            earlier = None
-        if earlier and earlier["overrides"] == overrides:
+        stale = from_fm and "fm" in measured  # a kept FNN started from the FM measured before this one
+        if earlier and earlier["overrides"] == overrides and not stale:
             print(f"{model}: kept from {earlier['date_utc']}", flush=True)
             runs.append(earlier)
             continue
@@ -84,7 +84,7 @@ def measure(args: argparse.Namespace) -> dict:
                                   "metrics": metrics, "date_utc": env["date_utc"], "commit": env["commit"],
                                   "load_start": load}))
         print(f"{model}: {model_s:,.0f} s, test AUC {metrics['test/auc']:.4f}", flush=True)
-        measured_fm = measured_fm or model == "fm"
+        measured.add(model)
     return {"rows": args.rows, "workdir": str(workdir), "runs": runs, "encoding": encoding,
             "tsv_gib": tsv.stat().st_size / 2**30}
 
