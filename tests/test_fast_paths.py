@@ -16,7 +16,7 @@ from experiments.benchmark import throughput, workload
 from experiments.benchmark.__main__ import main as benchmark_main
 from models.layers import embedding
 from models.layers.embedding import RowSparseEmbedding, distinct_ids
-from models.layers.mlp import MLP, Dropout
+from models.layers.mlp import MLP, Dropout, keep_mask, lane_bits, scaled_keep_mask
 from models.optim import LazyAdam, distinct_rows
 from tests.test_models import random_batch, single_thread  # noqa: F401 (an autouse fixture)
 
@@ -66,6 +66,35 @@ def test_dropout_is_the_identity_in_eval_mode_and_at_p_zero():
     assert isinstance(mlp.layers[2], Dropout) and isinstance(mlp.layers[2], nn.Dropout)
 
 
+
+@pytest.mark.parametrize("p", [0.5, 0.25, 0.1875, 0.75, 0.2, 0.1])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_scaled_mask_is_the_keep_mask_times_the_scale_bit_for_bit(p, dtype):
+    # the table look-up (lanes of <= 4 bits) and the comparison (8 and 16 bits) both give the mask
+    # the lanes themselves give, scaled as a Python-float multiply rounds the scale, from the same draws
+    bits, level = lane_bits(p)
+    shape = torch.Size([333, 7])  # not a whole number of 64-bit draws
+    torch.manual_seed(11)
+    expected = keep_mask(shape, bits, level, torch.device("cpu")).to(dtype).mul_((1 << bits) / ((1 << bits) - level))
+    torch.manual_seed(11)
+    got = scaled_keep_mask(shape, bits, level, dtype, torch.device("cpu"))
+    assert got.dtype == dtype and got.shape == shape
+    assert torch.equal(got, expected)
+    assert 0 < (got == 0).float().mean().item() < 1
+
+
+def test_keep_mask_reads_each_units_own_lane_low_bits_first():
+    # brute force from the draws themselves: unit u reads bits [b*u, b*(u+1)) of the stream
+    for p in (0.5, 0.25, 0.1875):
+        bits, level = lane_bits(p)
+        torch.manual_seed(4)
+        keep = keep_mask(torch.Size([40]), bits, level, torch.device("cpu"))
+        torch.manual_seed(4)
+        word = torch.empty(1, dtype=torch.int64).random_(-(1 << 63), None).item() % (1 << 64)
+        lanes = [(word >> (bits * u)) & ((1 << bits) - 1) for u in range(40) if bits * (u + 1) <= 64]
+        assert keep[:len(lanes)].tolist() == [lane >= level for lane in lanes]
+
+
 # -- row-sparse embedding gradients ------------------------------------------------------------
 
 
@@ -86,6 +115,22 @@ def test_sparse_lookup_gradient_is_coalesced_and_equals_the_dense_one():
     assert rows.data_ptr() == grad._indices().data_ptr()  # used as they are, no coalesce
     torch.testing.assert_close(values, dense.weight.grad[[1, 3, 7]])
 
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dense_lookup_gradient_is_torchs_bit_for_bit_at_any_thread_count(threads):
+    # heavy repeats (a few hot rows, as real ids are) so that the summation order matters
+    generator = torch.Generator().manual_seed(0)
+    ids = (torch.rand(512, 39, generator=generator) ** 4 * 300).long()
+    upstream = torch.randn(512, 39, 10, generator=generator)
+    fast, plain = RowSparseEmbedding(300, 10), nn.Embedding(300, 10)
+    plain.weight.data.copy_(fast.weight.data)
+    torch.set_num_threads(threads)
+    fast(ids).backward(upstream)
+    plain(ids).backward(upstream)
+    assert not fast.weight.grad.is_sparse
+    assert torch.equal(fast.weight.grad, plain.weight.grad)
+    assert fast.weight.grad.abs().sum() > 0
 
 @pytest.mark.parametrize("shape, num_rows", [((500, 4), 50), ((500, 4), 5000), ((500, 4), 10**6), ((0,), 10),
                                              ((1,), 1)])

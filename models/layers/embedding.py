@@ -60,14 +60,30 @@ class _LastDistinctIds:
 _distinct_ids = _LastDistinctIds()
 
 
-class _CoalescedRowGradient(torch.autograd.Function):
-    """``F.embedding`` whose weight gradient is a coalesced sparse tensor over the distinct ids."""
+class _IndexAddGradient(torch.autograd.Function):
+    """``F.embedding`` whose dense weight gradient is one ``index_add_`` of the lookups' gradients.
+
+    The same sum in the same order as torch's dense embedding backward (the same bits, at any
+    thread count), which on CPU adds one row per lookup through a BLAS call: for DeepFM's batch of
+    4096 x 39 lookups it took ~20 ms for the 10-wide table and ~15 ms for the first-order weights,
+    against ~7 ms and ~1 ms here, single-threaded."""
 
     @staticmethod
     def forward(ctx, weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(ids)
         ctx.weight_shape = weight.shape
         return F.embedding(ids, weight)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        (ids,) = ctx.saved_tensors
+        num_rows, dim = ctx.weight_shape
+        grad = grad_output.new_zeros(num_rows, dim).index_add_(0, ids.reshape(-1), grad_output.reshape(-1, dim))
+        return grad, None
+
+
+class _CoalescedRowGradient(_IndexAddGradient):
+    """``F.embedding`` whose weight gradient is a coalesced sparse tensor over the distinct ids."""
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
@@ -87,13 +103,15 @@ class RowSparseEmbedding(nn.Embedding):
     every optimiser first coalesces it, a sort of all B*F rows of values for each table. Summing
     the repeats here, on the distinct ids (``unique`` + ``index_add``), is ~3x cheaper, and the
     result has distinct sorted rows, which ``models.optim.distinct_rows`` uses as they are.
-    Dense (``sparse=False``) tables are plain ``nn.Embedding``.
+    Dense (``sparse=False``) gradients are torch's, summed faster on CPU (``_IndexAddGradient``).
     """
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        plain = (not self.sparse or self.padding_idx is not None or self.max_norm is not None
-                 or self.scale_grad_by_freq or not (torch.is_grad_enabled() and self.weight.requires_grad))
-        return super().forward(ids) if plain else _CoalescedRowGradient.apply(self.weight, ids)
+        plain = (self.padding_idx is not None or self.max_norm is not None or self.scale_grad_by_freq
+                 or not (torch.is_grad_enabled() and self.weight.requires_grad))
+        if plain or not (self.sparse or self.weight.device.type == "cpu"):  # CUDA's index_add_ races
+            return super().forward(ids)
+        return (_CoalescedRowGradient if self.sparse else _IndexAddGradient).apply(self.weight, ids)
 
 
 class IdTable(nn.Module):
