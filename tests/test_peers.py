@@ -1,6 +1,7 @@
 """The peers benchmark (``python -m experiments.benchmark.peers``): its files, its ratios, and each
 library's pipeline end to end on a tiny file (the peers' only where they are installed)."""
 import importlib.util
+import os
 
 import pytest
 
@@ -44,10 +45,14 @@ def test_each_installed_library_runs_end_to_end(tmp_path):
     report = peers.main(["--rows", "3000", "--threads", "1", "--models", "fm", "--libraries", ",".join(LIBRARIES),
                          "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out")])
     assert [r["library"] for r in report.runs] == LIBRARIES
+    ours = os.environ.get("MKL_CBWR", "AUTO,STRICT")  # what importing models sets, unless already set
     for r in report.runs:
         assert r["train_rows"] == 2400 and 0 < r["test_auc"] < 1 and r["train_s"] > 0
         assert r["end_to_end_s"] >= r["preprocess_s"] + r["train_s"]
-    assert "| 1 | fm | ctr-bench |" in (tmp_path / "out" / "benchmark_peers.md").read_text()
+        # ctr-bench in its MKL mode (strict, unless the environment chose), the peers in MKL's default
+        assert r["mkl_cbwr"] == (ours if r["library"] == "ctr-bench" else "AUTO")
+    text = (tmp_path / "out" / "benchmark_peers.md").read_text()
+    assert "| 1 | fm | ctr-bench |" in text and f"- MKL (its `MKL_CBWR`): ctr-bench {ours}" in text
 
 
 def test_benchmark_md_embeds_the_peers_report_once_and_keeps_its_own_part(tmp_path):

@@ -23,6 +23,9 @@ then runs, in a fresh process with ``--threads`` torch threads, from those files
   DeepCTR-Torch: its ``DeepFM`` (FM: no DNN; LR: neither FM nor DNN) and ``fit``;
 - test: AUC of the test file's predictions (scikit-learn's ``roc_auc_score`` for all).
 
+Each runs in its own numerical mode: ctr-bench in MKL's strict reproducible mode (its default, set
+when ``models`` is imported), the peers in MKL's default (``MKL_CBWR=AUTO`` in their processes).
+
 Reported per library: preprocessing s, train s (the epoch and the validation pass), training
 samples/s, CPU-s of the process, end-to-end s (process start to test AUC, imports included) and
 ctr-bench's speed ratio over each peer on train s and end-to-end s. Libraries alternate within each
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -198,6 +202,7 @@ def child(library: str, model: str, threads: int, files: dict, workdir: Path) ->
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {**result, "library": library, "model": model, "threads": threads,
             "cpu_s": usage.ru_utime + usage.ru_stime, "end_to_end_s": time.perf_counter() - STARTED,
+            "mkl_cbwr": os.environ.get("MKL_CBWR", "unset"),
             "samples_per_s": result["train_rows"] / result["train_s"]}
 
 
@@ -206,8 +211,13 @@ def in_child(library: str, model: str, threads: int, files: dict, workdir: Path)
                "--threads", str(threads), "--files", json.dumps({k: {s: str(p) for s, p in v.items()}
                                                                   for k, v in files.items()}),
                "--workdir", str(workdir)]
+    env = dict(os.environ)
+    if library != "ctr-bench":
+        # importing ctr-bench's layers (FuxiCTR's runner does, for the reference models) turns on MKL's
+        # strict reproducible mode, ctr-bench's own choice; the peers run in MKL's default
+        env["MKL_CBWR"] = "AUTO"
     started = time.perf_counter()
-    output = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    output = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
     if output.returncode != 0:
         raise RuntimeError(f"{library} {model} failed:\n{output.stderr[-3000:]}")
     result = json.loads(output.stdout.strip().splitlines()[-1])
@@ -239,6 +249,13 @@ class PeersReport(LoadNotes):
             row["end_to_end_ratio"] = row["end_to_end_s"] / mine["end_to_end_s"]
         return out
 
+    def mkl_modes(self) -> dict[str, set[str]]:
+        """Each library's ``MKL_CBWR`` values over its runs, in ``LIBRARIES`` order."""
+        modes: dict[str, set[str]] = {}
+        for run in sorted(self.runs, key=lambda r: LIBRARIES.index(r["library"])):
+            modes.setdefault(run["library"], set()).add(run.get("mkl_cbwr", "not recorded"))
+        return modes
+
     def markdown(self) -> str:
         import platform
 
@@ -249,6 +266,8 @@ class PeersReport(LoadNotes):
                  f"- data: {self.rows:,} generated Criteo-format rows, 80/10/10 train/val/test files; the DeepFM "
                  "paper's model settings, plain Adam, batch 4096, one epoch (see "
                  "`experiments/benchmark/peers.py` for each library's pipeline)",
+                 "- MKL (its `MKL_CBWR`): " + "; ".join(f"{lib} {', '.join(sorted(modes))}"
+                                                        for lib, modes in self.mkl_modes().items()),
                  "- load average (1, 5, 15 min): " + "; ".join(
                      f"{moment} {a:.2f} {b:.2f} {c:.2f}" for moment, (a, b, c) in self.load_averages), "",
                  "| threads | model | library | preprocessing s | train s | train samples/s | CPU-s | end to end s "
