@@ -66,7 +66,6 @@ def test_dropout_is_the_identity_in_eval_mode_and_at_p_zero():
     assert isinstance(mlp.layers[2], Dropout) and isinstance(mlp.layers[2], nn.Dropout)
 
 
-
 @pytest.mark.parametrize("p", [0.5, 0.25, 0.1875, 0.75, 0.2, 0.1])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
 def test_scaled_mask_is_the_keep_mask_times_the_scale_bit_for_bit(p, dtype):
@@ -116,7 +115,6 @@ def test_sparse_lookup_gradient_is_coalesced_and_equals_the_dense_one():
     torch.testing.assert_close(values, dense.weight.grad[[1, 3, 7]])
 
 
-
 @pytest.mark.parametrize("threads", [1, 2])
 def test_dense_lookup_gradient_is_torchs_bit_for_bit_at_any_thread_count(threads):
     # heavy repeats (a few hot rows, as real ids are) so that the summation order matters
@@ -131,6 +129,7 @@ def test_dense_lookup_gradient_is_torchs_bit_for_bit_at_any_thread_count(threads
     assert not fast.weight.grad.is_sparse
     assert torch.equal(fast.weight.grad, plain.weight.grad)
     assert fast.weight.grad.abs().sum() > 0
+
 
 @pytest.mark.parametrize("shape, num_rows", [((500, 4), 50), ((500, 4), 5000), ((500, 4), 10**6), ((0,), 10),
                                              ((1,), 1)])

@@ -116,13 +116,18 @@ def lane_bits(p: float) -> tuple[int, int]:
     return 16, round(p * (1 << 16))
 
 
+def lane_draws(count: int, bits: int, device: torch.device) -> torch.Tensor:
+    """int64 draws holding ``count`` lanes of ``bits`` bits, from the default seeded generator."""
+    words = torch.empty(math.ceil(count * bits / 64), dtype=torch.int64, device=device)
+    return words.random_(-(1 << 63), None)  # uniform over all of int64: every bit is a fair coin
+
+
 def keep_mask(shape: torch.Size, bits: int, drop_level: int, device: torch.device) -> torch.Tensor:
     """bool ``shape``: each unit kept with probability ``1 - drop_level / 2^bits``, independently.
 
     Each unit reads its own ``bits``-bit lane (``bits`` in 1, 2, 4, 8, 16) of 64-bit draws."""
     count = math.prod(shape)
-    words = torch.empty(math.ceil(count * bits / 64), dtype=torch.int64, device=device)
-    words.random_(-(1 << 63), None)  # uniform over all of int64: every bit is a fair coin
+    words = lane_draws(count, bits, device)
     if bits == 16:  # signed lanes, uniform over [-2^15, 2^15): shift the level alike
         return (words.view(torch.int16)[:count] >= drop_level - (1 << 15)).view(shape)
     shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=device)
@@ -143,8 +148,7 @@ def scaled_keep_mask(shape: torch.Size, bits: int, drop_level: int, dtype: torch
         keep = keep_mask(shape, bits, drop_level, device)
         return keep.view(torch.uint8).to(dtype).mul_(scale)
     count = math.prod(shape)
-    words = torch.empty(math.ceil(count * bits / 64), dtype=torch.int64, device=device)
-    words.random_(-(1 << 63), None)
+    words = lane_draws(count, bits, device)
     table = _lane_values(bits, drop_level, scale, dtype, device)
     return table.index_select(0, words.view(torch.uint8).int()).view(-1)[:count].view(shape)
 
