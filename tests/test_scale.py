@@ -124,6 +124,12 @@ def test_paper_scale_resumes_keeping_the_models_an_earlier_call_measured(tmp_pat
     assert report.rstrip().endswith(note) and "--note" not in report
     total = encode_s + sum(float(row["model_s"]) for row in rows)
     assert f"| **total** | **{total:,.0f}** |" in report
+    # a call that only changes the note runs nothing and keeps the measurements' dates in the header
+    fm = json.loads((tmp_path / "work" / "run" / "fm.json").read_text())
+    assert paper_scale.main(["--models", "lr,fm", "--resume", "--note", "Another note.", *common]) == 0
+    report = (tmp_path / "results" / "benchmark_paper_scale.md").read_text()
+    assert f"the models ran from {first['date_utc']} to {fm['date_utc']}" in report
+    assert report.rstrip().endswith("Another note.") and note not in report
     # another setting is measured again, not mixed with the kept one
     assert paper_scale.main(["--models", "lr", "--resume", *common[:-2], "threads=2", "logger=none"]) == 0
     assert (tmp_path / "work" / "lr.log").stat().st_mtime_ns != log_written
@@ -138,8 +144,7 @@ def nine_model_table(rows: int, model_s: float) -> dict:
 
 
 def test_paper_scale_judges_the_target_on_the_whole_table_only():
-    env = {"date_utc": "2026-12-03T00:00+00:00", "load_start": 0.1, "load_end": 0.1, "cpu": "cpu", "cores": 2,
-           "memory_gib": 24, "commit": "abc"}
+    env = {"date_utc": "2026-12-03T00:00+00:00", "cpu": "cpu", "cores": 2, "memory_gib": 24, "commit": "abc"}
     # nine models at 45M rows: 9 x 800 s = 2 h 00 min is not under 2 h
     assert "under 2 h: FAIL (2 h 00 min)" in paper_scale.markdown(nine_model_table(45_000_000, 800), env, "cmd")
     assert "under 2 h: PASS (1 h 58 min)" in paper_scale.markdown(nine_model_table(45_000_000, 790), env, "cmd")
