@@ -8,7 +8,7 @@ cost of pickling batches between processes or forking the model's process.
 Off by default (``data.prefetch: 0``): measured beside batches inline and a worker process,
 quiet and beside two busy processes, it gained nothing for DeepFM (34.8k against 35.6k samples/s
 quiet, 12.8k against 13.1k loaded) and FM was within noise either way: a batch costs under 1% of
-a step (results/benchmark_contention/benchmark.md). It is there for inputs whose batches do cost
+a step (results/benchmarks/contention/benchmark.md). It is there for inputs whose batches do cost
 (a cache on a slow disk, say), which that benchmark does not measure.
 """
 from __future__ import annotations

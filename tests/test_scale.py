@@ -22,6 +22,24 @@ def test_tsv_is_written_once_per_row_count(tmp_path):
     assert json.loads((tmp_path / "criteo_like.tsv.json").read_text())["rows"] == 200
 
 
+
+def test_the_training_report_embeds_the_others_from_their_own_folders(tmp_path):
+    # the committed layout: results/benchmarks/<name>/, the training benchmark's in training/
+    (tmp_path / "scale").mkdir()
+    (tmp_path / "scale" / "benchmark_scale.md").write_text("# Full-scale run\n\nfirst\n")
+    (tmp_path / "contention").mkdir()
+    Report(Workload(num_ids=10, rows=10, batch_size=4, threads=1, warmup=0, steps=1, repeats=1),
+           "python -m experiments.benchmark").write(tmp_path / "training")
+    combined = (tmp_path / "training" / "benchmark.md").read_text()
+    assert "[../scale/benchmark_scale.md](../scale/benchmark_scale.md)" in combined and "\n## Full-scale run" in combined
+    # a new full-scale report refreshes that copy; another folder (the contention run's) embeds nothing
+    (tmp_path / "scale" / "benchmark_scale.md").write_text("# Full-scale run\n\nsecond\n")
+    embed.refresh(tmp_path / "scale")
+    combined = (tmp_path / "training" / "benchmark.md").read_text()
+    assert "second" in combined and "first" not in combined
+    assert embed.with_embedded("# Training-throughput benchmark\n", tmp_path / "contention") == (
+        "# Training-throughput benchmark\n")
+
 @pytest.mark.slow
 def test_scale_run_measures_and_reports(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative paths, as the report should show them

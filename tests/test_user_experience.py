@@ -137,4 +137,4 @@ def test_the_report_command_writes_next_to_the_runs_by_default(tmp_path, cache):
                             capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "run" / "results" / "synthetic" / "table.md").is_file()
-    assert not (REPO / "results" / "synthetic" / "provenance.json").read_text().count(str(tmp_path))
+    assert not (REPO / "results" / "tables" / "synthetic" / "provenance.json").read_text().count(str(tmp_path))

@@ -1,4 +1,4 @@
-"""On-demand benchmarks (never part of the tests): their numbers go to ``results/benchmark*.md``.
+"""On-demand benchmarks (never part of the tests): their numbers go to ``results/benchmarks/<name>/``.
 
 - ``python -m experiments.benchmark``: training throughput per model against this machine's
   matmul roofline, the Trainer against a bare loop (``workload``, ``throughput``, ``report``);

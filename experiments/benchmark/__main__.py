@@ -23,6 +23,7 @@ from experiments.benchmark.contention import (INPUTS, POLICIES, SETTINGS, defaul
 from experiments.benchmark.report import Report, or_na
 from experiments.benchmark.throughput import in_subprocess, measure_data, measure_lightning, measure_model
 from experiments.benchmark.workload import DEFAULT_OPTIM, Workload
+from experiments.report.layout import BENCHMARKS
 
 DEFAULT_MODELS = ("deepfm,deepfm::bf16,deepfm:adam,lr,fm,fnn,ipnn,opnn,pnn_star,lr_dnn,fm_dnn,ffm,dnn,wide_deep,dcn,"
                   "xdeepfm,xdeepfm::bf16")
@@ -52,7 +53,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--encode-rows", type=int, default=1_000_000,
                         help="rows of the Criteo-format file to encode and load; 0 skips")
     parser.add_argument("--workdir", type=Path, default=Path(".cache/benchmark"), help="scratch for data files")
-    parser.add_argument("--out", type=Path, default=Path("results"), help="folder for benchmark.{md,csv}")
+    parser.add_argument("--out", type=Path, default=BENCHMARKS / "training", help="folder for benchmark.{md,csv}")
     parser.add_argument("--task", choices=["model", "lightning", "contended"], help=argparse.SUPPRESS)
     parser.add_argument("--policy", choices=POLICIES, help=argparse.SUPPRESS)
     parser.add_argument("--batches", choices=INPUTS, default="inline", help=argparse.SUPPRESS)

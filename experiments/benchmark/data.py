@@ -1,4 +1,4 @@
-"""Data pipeline benchmark (on demand, not part of the tests): writes ``results/benchmark_data.md``.
+"""Data pipeline benchmark (on demand, not part of the tests): writes ``results/benchmarks/data/benchmark_data.md``.
 
     python -m experiments.benchmark.data [--rows 1000000 10000000] [--repeats 3] [--workdir .cache/bench-data]
     python -m experiments.benchmark.data --before DIR --before-name 'before (abc1234)'   # + another tree's, as before
@@ -33,11 +33,12 @@ from typing import Optional
 import numpy as np
 
 from experiments.benchmark.machine import cpu_seconds, environment, load_average, peak_rss_mib
+from experiments.report.layout import BENCHMARKS
 from experiments.run.config import REPO
 
 HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 BATCH_SIZE = 4096
-DEFAULT_OUT = Path("results/benchmark_data.md")
+DEFAULT_OUT = BENCHMARKS / "data" / "benchmark_data.md"
 
 
 def hex8(values: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Time to the paper's table at Criteo scale (on demand): writes ``results/benchmark_paper_scale.{md,csv}``.
+"""Time to the paper's table at Criteo scale (on demand): writes ``benchmark_paper_scale.{md,csv}`` into
+``results/benchmarks/paper_scale/``.
 
     python -m experiments.benchmark.paper_scale --rows 45000000 --workdir .cache/scale   # hours
     python -m experiments.benchmark.paper_scale --rows 4500000 --workdir .cache/scale precision=bf16
@@ -41,6 +42,7 @@ from typing import Optional
 from experiments.benchmark import scale
 from experiments.benchmark.embed import refresh
 from experiments.benchmark.machine import environment, load_average
+from experiments.report.layout import BENCHMARKS
 from experiments.report.naming import PAPER_MODELS, model_label
 
 CRITEO_ROWS = 45_000_000
@@ -198,7 +200,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=CRITEO_ROWS, help="rows of the generated Criteo-format file")
     parser.add_argument("--workdir", type=Path, default=Path(".cache/scale"), help="scratch: TSV, cache, runs")
-    parser.add_argument("--out", type=Path, default=Path("results"), help=f"folder for {NAME}.{{md,csv}}")
+    parser.add_argument("--out", type=Path, default=BENCHMARKS / "paper_scale", help=f"folder for {NAME}.{{md,csv}}")
     parser.add_argument("--models", type=lambda s: s.split(","), default=list(PAPER_MODELS),
                         help="comma-separated config names (default: the paper's nine)")
     parser.add_argument("--optim", default="lazy_adam")

@@ -49,6 +49,7 @@ import numpy as np
 
 from experiments.benchmark.embed import refresh
 from experiments.benchmark.machine import LoadNotes, cpu_name
+from experiments.report.layout import BENCHMARKS
 from experiments.run.config import REPO
 
 STARTED = time.perf_counter()  # a child's clock starts at its imports
@@ -308,7 +309,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--libraries", default=",".join(LIBRARIES))
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=Path(".cache/peers"))
-    parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("--out", type=Path, default=BENCHMARKS / "peers")
     parser.add_argument("--child", choices=LIBRARIES, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--files", help=argparse.SUPPRESS)

@@ -1,6 +1,7 @@
-"""Full-Criteo-scale run (on demand, not part of the tests): writes ``results/benchmark_scale.{md,csv}``.
+"""Full-Criteo-scale run (on demand, not part of the tests): writes ``benchmark_scale.{md,csv}`` into
+``results/benchmarks/scale/``.
 
-    python -m experiments.benchmark.scale --rows 45000000 --workdir .cache/scale --out results   # ~18 GB of scratch
+    python -m experiments.benchmark.scale --rows 45000000 --workdir .cache/scale               # ~18 GB of scratch
     python -m experiments.benchmark.scale --rows 3000 --workdir tmp --model fm logger=none     # a quick check
 
 Writes a Criteo-format TSV of ``--rows`` rows from the synthetic generator
@@ -38,6 +39,7 @@ from typing import Optional
 from experiments.benchmark.data import write_criteo_tsv
 from experiments.benchmark.embed import refresh
 from experiments.benchmark.machine import environment
+from experiments.report.layout import BENCHMARKS
 from experiments.run.config import REPO
 
 RSS_TARGET_GIB = 16
@@ -254,7 +256,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m experiments.benchmark.scale", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=45_000_000, help="rows of the generated Criteo-format file")
     parser.add_argument("--workdir", type=Path, default=Path(".cache/scale"), help="scratch: TSV, cache, run")
-    parser.add_argument("--out", type=Path, default=Path("results"), help="folder for benchmark_scale.{md,csv}")
+    parser.add_argument("--out", type=Path, default=BENCHMARKS / "scale", help="folder for benchmark_scale.{md,csv}")
     parser.add_argument("--model", default="deepfm")
     parser.add_argument("--optim", default="lazy_adam")
     parser.add_argument("--batch-size", type=int, default=4096)

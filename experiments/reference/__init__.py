@@ -4,7 +4,7 @@
 - ``weights``: their parameters copied into ours, for runs from identical weights;
 - ``data``: a generated Frappe-shaped dataset in both Frappe formats, the Criteo sample as Criteo_x4;
 - ``check``: the comparisons (preprocessing, step by step, full training);
-- ``report``: ``results/reference/README.md``.
+- ``report``: ``results/checks/reference/README.md``.
 
 Needs FuxiCTR (``pip install -e ".[reference]"``), which nothing else in the suite imports. May
 import ``experiments.run``, ``models`` and ``datamodules``.

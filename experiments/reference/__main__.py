@@ -30,6 +30,7 @@ from datamodules.sources.frappe import FIELDS
 from experiments.reference import check
 from experiments.reference.data import FRAPPE_ROWS, criteo_x4_csv, write_frappe_like
 from experiments.reference.report import Outcome, write_report
+from experiments.report.layout import CHECKS
 from experiments.run.config import CONF
 
 MODELS = ("lr", "fm", "ffm", "dnn", "ipnn", "lr_dnn", "deepfm", "dcn", "xdeepfm")
@@ -63,7 +64,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help="largest relative loss gap per step, in float64")
     parser.add_argument("--auc-tolerance", type=float, default=0.001, help="largest gap of mean AUC")
     parser.add_argument("--workdir", type=Path, default=Path(".cache/reference"))
-    parser.add_argument("--out", type=Path, default=Path("results/reference"))
+    parser.add_argument("--out", type=Path, default=CHECKS / "reference")
     parser.add_argument("--resume", action="store_true",
                         help="keep the comparisons of <out>/reference.json and run only those it lacks")
     return parser.parse_args(argv)

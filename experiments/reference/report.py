@@ -1,4 +1,4 @@
-"""The reference check's report: ``results/reference/README.md``, each comparison against its bar."""
+"""The reference check's report: ``results/checks/reference/README.md``, each comparison against its bar."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
-"""Results: run folders -> ``results/<dataset>/table.{md,csv,tex}``, plots and ``results/README.md``.
+"""Results: run folders -> ``results/tables/<dataset>/table.{md,csv,tex}``, plots and ``results/tables/README.md``;
+the index of everything under ``results/``.
 
 - ``collect``: read finished run folders into one DataFrame (and the runs left out, with reasons);
 - ``tables``: one table per dataset (means over seeds, the oracle and the published reference);
@@ -10,6 +11,7 @@
 - ``references``/``references.yaml``: published numbers to compare with;
 - ``naming``: the models' printed names and order;
 - ``writer``: the whole report, ``python -m experiments.report``;
+- ``layout``: where the committed results live (``results/tables``, ``results/checks``, ``results/benchmarks``);
 - ``callback``: the Hydra callback that reports a multirun when it ends.
 
 Imports nothing else of ``experiments``: reports can be made where no model can be trained.

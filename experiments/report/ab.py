@@ -1,7 +1,7 @@
 """Two settings of the same runs, model by model: ``python -m experiments.report.ab``.
 
     python -m experiments.report.ab multirun/paper_table_synthetic --vs multirun/paper_table_synthetic_bf16 \\
-        --names float32,bf16 --tolerance 0.0005 --out results/precision_check/synthetic
+        --names float32,bf16 --tolerance 0.0005 --out results/checks/precision_check/synthetic
 
 For every model (and dataset) with finished runs on both sides: the seed-mean test AUC and LogLoss of
 each side, B − A with its standard error and two-sided p-value from the saved test predictions of

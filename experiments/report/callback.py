@@ -4,7 +4,7 @@
       callbacks:
         report:
           _target_: experiments.report.callback.ReportCallback
-          out_dir: results   # null: into the sweep folder, <sweep dir>/results
+          out_dir: results/tables   # null: into the sweep folder, <sweep dir>/results
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from typing import Any, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.report.layout import TABLES
+
 log = logging.getLogger(__name__)
 
 
@@ -26,7 +28,7 @@ class ReportCallback(Callback):
     to the multirun's own command line (the Optuna sweeper writes no multirun.yaml, so only this
     callback still sees its search space)."""
 
-    def __init__(self, out_dir: Optional[str] = "results", command: Optional[str] = None,
+    def __init__(self, out_dir: Optional[str] = str(TABLES), command: Optional[str] = None,
                  plot_study: bool = True):
         self.out_dir = out_dir
         self.command = command

@@ -1,6 +1,6 @@
 """The data-scaling report: test AUC against training rows per model, beside the ceilings.
 
-    python -m experiments.report.scaling multirun/<date>/<time> --out results/data_scaling
+    python -m experiments.report.scaling multirun/<date>/<time> --out results/tables/data_scaling
 
 From the runs of ``experiment=data_scaling`` (one dataset, models x ``data.source.rows``): a table
 of each model's test AUC and its share of its family's ceiling per training-set size, and a plot of

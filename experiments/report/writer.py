@@ -1,6 +1,6 @@
-"""The results collector: run folders -> results/<dataset>/table.{md,csv,tex} + figures + README.md.
+"""The results collector: run folders -> <out>/<dataset>/table.{md,csv,tex} + figures + README.md.
 
-    python -m experiments.report multirun/2026-11-24/12-00-00 [more folders] [--out results [--replace]]
+    python -m experiments.report multirun/2026-11-24/12-00-00 [more folders] [--out results/tables [--replace]]
         [--command "what you ran"] [--study-storage sqlite:///sweeps.db [--study-name NAME]]
 
 Without ``--out`` the report goes next to the runs (``<first folder>/results``). Into an existing
@@ -10,7 +10,7 @@ a dataset's table with one of fewer models, seeds or another configuration (``--
 Per dataset: finished runs are grouped by model, one configuration per model is kept
 (``collect.select_configurations``), seeds are averaged (``tables.build_table``), figures are drawn
 (``plots``) and a ``provenance.json`` records how (commands, dates, hardware, versions).
-``results/README.md`` is then rebuilt from every dataset folder under the output root, so a
+``<out>/README.md`` is then rebuilt from every dataset folder under the output root, so a
 report on one dataset keeps the others' sections.
 """
 from __future__ import annotations
@@ -32,6 +32,7 @@ import pandas as pd
 
 from experiments.report.collect import (RunCollection, collect_runs, load_histories, reconstruct_commands,
                                         select_configurations)
+from experiments.report.layout import TABLES
 from experiments.report.naming import shown_storage
 from experiments.report.references import load_references, reference_for
 from experiments.report.tables import build_table, reliability_curves, saved_predictions, write_table
@@ -318,7 +319,7 @@ def write_readme(out_dir: Path) -> Path:
     return readme
 
 
-def run_report(paths: Sequence[Path | str], out_dir: Path | str = "results", command: Optional[str] = None,
+def run_report(paths: Sequence[Path | str], out_dir: Path | str = TABLES, command: Optional[str] = None,
                study_storage: Optional[str] = None, study_names: Optional[Sequence[str]] = None,
                stream: Optional[TextIO] = None, note: Optional[str] = None, replace: bool = False) -> ReportOutcome:
     """Collect the runs under ``paths`` (and the Optuna studies of ``study_storage``) into
@@ -379,7 +380,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("paths", nargs="*", type=Path, help="run, sweep or outputs folders (searched recursively)")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="output root (default: <the first folder>/results, next to its runs; the committed "
-                             "tables are under results/)")
+                             "tables are under results/tables/)")
     parser.add_argument("--replace", action="store_true",
                         help="replace dataset folders even where this report has fewer runs, models or seeds")
     parser.add_argument("--command", help="the command that produced the runs, recorded in the README")
