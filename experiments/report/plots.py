@@ -1,4 +1,4 @@
-"""Seaborn figures beside the tables, each saved as PNG and SVG.
+"""Seaborn figures beside the tables, each saved as PNG (``save_figure`` can add SVG).
 
 - ``plot_scores``: test AUC and LogLoss per model, one dot per seed, mean with 95% CI over seeds,
   the reference's number as a cross and the oracle as a dashed line.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import matplotlib
 
@@ -45,7 +45,11 @@ _HASHED_HUES = sns.husl_palette(36, l=0.5).as_hex()
 
 CI = ("ci", 95)
 BOOTSTRAP = {"n_boot": 1000, "seed": 0}  # fixed so that re-running the report redraws the same bars
-FIGURE_FORMATS = ("png", "svg")
+# PNG alone by default: every browser and GitHub shows it, and a second copy of each figure only
+# doubled the committed files; pass formats=("png", "svg") for vector copies.
+FIGURE_FORMATS = ("png",)
+# no timestamps or tool versions inside, so that an unchanged figure is saved byte for byte the same
+_SAVE_OPTIONS = {"png": {"dpi": 150, "metadata": {"Software": None}}, "svg": {"metadata": {"Date": None}}}
 
 
 def model_color(label: str) -> str:
@@ -66,16 +70,19 @@ def _style():
         yield
 
 
-def save_figure(fig: plt.Figure, stem: Path, note: Optional[str] = None) -> list[Path]:
-    """``stem`` + .png and .svg (no timestamps inside, so unchanged figures stay unchanged), with
-    ``note`` as a footnote under the figure."""
+def save_figure(fig: plt.Figure, stem: Path, note: Optional[str] = None,
+                formats: Sequence[str] = FIGURE_FORMATS) -> list[Path]:
+    """``stem`` + one file per format, with ``note`` as a footnote under the figure; a copy in
+    another format left by an older report is removed, so that it cannot outlive this figure."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     if note:
         fig.text(0.0, 0.0, note, ha="left", va="top", fontsize=9, color="firebrick", wrap=True)
-    paths = [stem.with_suffix(f".{fmt}") for fmt in FIGURE_FORMATS]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Software": None})
-    fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
+    paths = [stem.with_suffix(f".{fmt}") for fmt in formats]
+    for path, fmt in zip(paths, formats):
+        fig.savefig(path, bbox_inches="tight", **_SAVE_OPTIONS[fmt])
     plt.close(fig)
+    for fmt in set(_SAVE_OPTIONS) - set(formats):
+        stem.with_suffix(f".{fmt}").unlink(missing_ok=True)
     return paths
 
 
@@ -87,7 +94,7 @@ def debug_note(table: DatasetTable) -> Optional[str]:
 
 
 def plot_scores(runs: pd.DataFrame, table: DatasetTable, stem: Path) -> list[Path]:
-    """Runs of one dataset (columns label, test/auc, test/logloss) -> ``stem``.{png,svg}."""
+    """Runs of one dataset (columns label, test/auc, test/logloss) -> ``stem``.png."""
     order = runs.groupby("label")[TEST_AUC].mean().sort_values(ascending=False).index.tolist()
     summary = table.rows.set_index("label")
     # Each seed a little off its model's row, the same offset in both panels; computed rather than
@@ -123,7 +130,7 @@ def plot_scores(runs: pd.DataFrame, table: DatasetTable, stem: Path) -> list[Pat
 
 def plot_learning_curves(histories: pd.DataFrame, stem: Path, note: Optional[str] = None) -> list[Path]:
     """history.csv rows of one dataset (columns label, seed, epoch, val/auc[, val/logloss])
-    -> ``stem``.{png,svg}; the legend lists models by their last-epoch mean validation AUC."""
+    -> ``stem``.png; the legend lists models by their last-epoch mean validation AUC."""
     final_epoch = histories.loc[histories.groupby(["label", "seed"])["epoch"].idxmax()]
     order = final_epoch.groupby("label")["val/auc"].mean().sort_values(ascending=False).index.tolist()
     panels = [("val/auc", "Validation AUC")] + ([("val/logloss", "Validation LogLoss")]
@@ -150,7 +157,7 @@ def pareto_front(points: pd.DataFrame, cost: str, score: str) -> pd.DataFrame:
 
 def plot_cost(runs: pd.DataFrame, table: DatasetTable, stem: Path) -> list[Path]:
     """Test AUC against training seconds per epoch (log x): dots per seed, a mean with its seed
-    spread per model, the Pareto front through the means -> ``stem``.{png,svg}."""
+    spread per model, the Pareto front through the means -> ``stem``.png."""
     runs = runs.dropna(subset=["train_seconds_per_epoch", TEST_AUC])
     means = runs.groupby("label").agg(cost=("train_seconds_per_epoch", "mean"),
                                       cost_sd=("train_seconds_per_epoch", "std"), auc=(TEST_AUC, "mean"),
@@ -174,7 +181,7 @@ def plot_cost(runs: pd.DataFrame, table: DatasetTable, stem: Path) -> list[Path]
 
 def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dataset: str,
                      stem: Path, note: Optional[str] = None) -> list[Path]:
-    """``{label: (mean predicted [B], observed rate [B], rows [B])}`` -> ``stem``.{png,svg}: one
+    """``{label: (mean predicted [B], observed rate [B], rows [B])}`` -> ``stem``.png: one
     panel per model, the diagonal of perfect calibration, each bin's rows in the title."""
     labels = sorted(curves, key=lambda label: KNOWN_LABELS.index(label) if label in KNOWN_LABELS else len(KNOWN_LABELS))
     columns = min(4, len(labels))
@@ -200,7 +207,7 @@ def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def plot_study(study, folder: Path) -> tuple[list[Path], list[str]]:
-    """An ``optuna.Study`` -> optimization_history.{png,svg} and param_importances.{png,svg} in
+    """An ``optuna.Study`` -> optimization_history.png and param_importances.png in
     ``folder``; returns the files and notes on what could not be drawn."""
     import optuna
 

@@ -43,13 +43,21 @@ LIBRARIES = ("torch", "pytorch-lightning", "hydra-core", "hydra-optuna-sweeper",
              "numpy", "seaborn", "matplotlib")
 # The best hyperparameters of a tuned comparison (experiments.sweep.tuned writes them after the report).
 BEST_PARAMS_FILE = "best_params.md"
+_DATASET_FIGURES = ("metrics", "learning_curves", "cost", "reliability")
+_STUDY_FIGURES = ("optimization_history", "param_importances")
+# every format a report has saved figures in (SVG beside PNG until reports wrote PNG alone)
+_FIGURE_SUFFIXES = (".png", ".svg")
+
+
+def _figure_files(stems: Sequence[str]) -> tuple[str, ...]:
+    return tuple(stem + suffix for stem in stems for suffix in _FIGURE_SUFFIXES)
+
+
 # Everything a dataset folder gets, removed before rewriting so that no figure of an older
 # report survives beside newer tables.
-_DATASET_OUTPUTS = ("table.md", "table.csv", "table.tex", "metrics.png", "metrics.svg",
-                    "learning_curves.png", "learning_curves.svg", "cost.png", "cost.svg", "reliability.png",
-                    "reliability.svg", PROVENANCE_FILE, BEST_PARAMS_FILE, "best_params.csv")
-_STUDY_OUTPUTS = ("optimization_history.png", "optimization_history.svg", "param_importances.png",
-                  "param_importances.svg", PROVENANCE_FILE)
+_DATASET_OUTPUTS = ("table.md", "table.csv", "table.tex", *_figure_files(_DATASET_FIGURES), PROVENANCE_FILE,
+                    BEST_PARAMS_FILE, "best_params.csv")
+_STUDY_OUTPUTS = (*_figure_files(_STUDY_FIGURES), PROVENANCE_FILE)
 _MAX_LISTED = 10
 
 
@@ -295,7 +303,7 @@ def write_readme(out_dir: Path) -> Path:
                   *([provenance["note"], ""] if provenance.get("note") else []),
                   (folder / "table.md").read_text(encoding="utf-8").rstrip(), "",
                   *_included(folder / BEST_PARAMS_FILE),
-                  *_images(folder, ["metrics", "learning_curves", "cost", "reliability"], out_dir), "",
+                  *_images(folder, _DATASET_FIGURES, out_dir), "",
                   *_commands_block(provenance),
                   f"- Runs: {provenance['runs_used']} used, finished between {first} and {last}; "
                   f"ignored: {sum(ignored.values())}"
@@ -311,7 +319,7 @@ def write_readme(out_dir: Path) -> Path:
         lines += [f"### {summary['study']}", "",
                   f"Storage `{summary['storage']}`, direction {', '.join(summary['directions'])}, "
                   f"trials {json.dumps(summary['trials'])}; {best}.", "",
-                  *_images(folder, ["optimization_history", "param_importances"], out_dir), "",
+                  *_images(folder, _STUDY_FIGURES, out_dir), "",
                   *[f"- {note}" for note in summary.get("notes", [])],
                   *_commands_block(summary), *_environment_lines(summary), ""]
     readme = out_dir / "README.md"
