@@ -32,7 +32,7 @@ from typing import Optional
 
 import numpy as np
 
-from experiments.benchmark.machine import cpu_seconds, environment, load_average, peak_rss_mib
+from experiments.benchmark.machine import code_of, cpu_seconds, environment, load_average, peak_rss_mib
 from experiments.report.layout import BENCHMARKS
 from experiments.run.config import REPO
 
@@ -167,8 +167,7 @@ def markdown(results: list[dict], env: dict, baseline_mib: dict, command: str, t
              f"- software: Python {env['python']}, numpy {env['numpy']}, pandas {env['pandas']}, pyarrow "
              f"{env['pyarrow']} (CSV parsing on {env['pyarrow_threads']} threads); the encoder runs its reader "
              f"one chunk ahead in a second thread",
-             f"- code: commit {env['commit']}" + (" with uncommitted changes to `datamodules`"
-                                                 if env["uncommitted_datamodules"] else "")
+             f"- code: {code_of(env)}"
              + (f"; rows labelled `{next(iter(trees))}` time another tree's `datamodules` (`--before`)"
                 if len(trees) > 1 else ""),
              "- input: Criteo-format TSV from the synthetic generator (label, 13 integers with empty values, 26 "

@@ -1,4 +1,4 @@
-"""What the benchmarks record of the machine and of their own processes: CPU, memory, load, versions."""
+"""What the benchmarks record of the machine and of their own processes: CPU, memory, load, versions, commit."""
 from __future__ import annotations
 
 import os
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.report.revision import describe, git_commit
 from experiments.run.config import REPO
 
 
@@ -44,8 +45,20 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="minutes")
+
+
 def load_average() -> float:
     return round(os.getloadavg()[0], 2)
+
+
+def code_of(env: dict) -> str:
+    """The commit an ``environment()`` was taken at, as the reports print it; changes to `datamodules`
+    are named apart because the data path's numbers depend on them."""
+    if env.get("commit") and env.get("uncommitted_datamodules"):
+        return f"commit {env['commit']} with uncommitted changes to `datamodules`"
+    return f"commit {describe(env)}"
 
 
 def environment() -> dict:
@@ -55,11 +68,9 @@ def environment() -> dict:
     cpu = cpu_name()
     memory = next((int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
                    if line.startswith("MemTotal")), None) if Path("/proc/meminfo").exists() else None
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
     changed = subprocess.run(["git", "status", "--porcelain", "--", "datamodules"], capture_output=True, text=True,
                              cwd=REPO)
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory / 2**30, 1) if memory else None,
             "python": platform.python_version(), "numpy": np.__version__, "pandas": pandas.__version__,
             "pyarrow": pyarrow.__version__, "pyarrow_threads": pyarrow.cpu_count(),
-            "commit": commit.stdout.strip() or None, "uncommitted_datamodules": bool(changed.stdout.strip()),
-            "date_utc": datetime.now(timezone.utc).isoformat(timespec="minutes")}
+            **git_commit(REPO), "uncommitted_datamodules": bool(changed.stdout.strip()), "date_utc": utc_now()}

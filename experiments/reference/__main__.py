@@ -31,6 +31,7 @@ from experiments.reference import check
 from experiments.reference.data import FRAPPE_ROWS, criteo_x4_csv, write_frappe_like
 from experiments.reference.report import Outcome, write_report
 from experiments.report.layout import CHECKS
+from experiments.report.revision import describe, git_commit
 from experiments.run.config import CONF
 
 MODELS = ("lr", "fm", "ffm", "dnn", "ipnn", "lr_dnn", "deepfm", "dcn", "xdeepfm")
@@ -101,9 +102,10 @@ def start(args, argv: list[str]) -> Outcome:
     command = shlex.join(["python", "-m", "experiments.reference", *argv])
     saved = args.out / "reference.json"
     if not (args.resume and saved.is_file()):
-        return Outcome(command=command, args=vars(args))
+        return Outcome(command=command, args=vars(args), commits=[describe(git_commit())])
     outcome = Outcome.from_json(json.loads(saved.read_text()))
     outcome.command = f"{outcome.command}; then {command}"
+    outcome.commits.append(describe(git_commit()))
     return outcome
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from experiments.benchmark.machine import LoadNotes, cpu_name
 from experiments.reference.check import (PreprocessingComparison, StepComparison, TrainingRun, mean,
                                          spread)
+from experiments.report.revision import describe
 
 
 @dataclass
@@ -21,6 +22,8 @@ class Outcome(LoadNotes):
     steps: list[StepComparison] = field(default_factory=list)
     training: list[TrainingRun] = field(default_factory=list)
     seconds: float = 0.0
+    # the commit of each call that measured into this outcome (a --resume call adds to an earlier one's)
+    commits: list[str] = field(default_factory=list)
 
     def has(self, part: str, **key) -> bool:
         """Whether a comparison of ``part`` with these field values is already measured."""
@@ -29,13 +32,15 @@ class Outcome(LoadNotes):
     @classmethod
     def from_json(cls, saved: dict) -> "Outcome":
         return cls(command=saved["command"], args={}, seconds=saved["seconds"],
+                   commits=saved.get("commits", [describe(None)]),
                    load_averages=[(moment, tuple(load)) for moment, load in saved["load_averages"]],
                    preprocessing=[PreprocessingComparison(**p) for p in saved["preprocessing"]],
                    steps=[StepComparison(**s) for s in saved["steps"]],
                    training=[TrainingRun(**t) for t in saved["training"]])
 
     def to_json(self) -> dict:
-        return {"command": self.command, "seconds": self.seconds, "load_averages": self.load_averages,
+        return {"command": self.command, "commits": self.commits, "seconds": self.seconds,
+                "load_averages": self.load_averages,
                 "preprocessing": [asdict(p) for p in self.preprocessing], "steps": [asdict(s) for s in self.steps],
                 "training": [asdict(t) for t in self.training]}
 
@@ -155,6 +160,8 @@ def write_report(outcome: Outcome, out: Path, step_tolerance: float, auc_toleran
               f"{_version('polars')}, torch {_version('torch')}, Python {platform.python_version()}",
               f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs; load average (1, 5, 15 min): " + "; ".join(
                   f"{moment} {a:.2f} {b:.2f} {c:.2f}" for moment, (a, b, c) in outcome.load_averages),
+              f"- code: {'commit' if len(outcome.commits) == 1 else 'commits, call by call,'} "
+              + ", ".join(outcome.commits or [describe(None)]),
               "- data: a generated Frappe-shaped dataset (Frappe's 10 fields and cardinalities, Frappe_x1's 288,609 "
               "rows split 7:2:1, labels drawn from planted first-order, pairwise and higher-order effects), written "
               "as NFM libfm files and as BARS's CSV; and the 8,000-row Criteo sample rewritten as BARS's Criteo_x4 CSV",

@@ -23,6 +23,7 @@ from experiments.report import stats
 from experiments.report.collect import TEST_AUC, TEST_LOGLOSS, collect_runs
 from experiments.report.naming import label_sort_key
 from experiments.report.tables import saved_predictions, shared_labels
+from experiments.report.writer import record_provenance
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame, tolerance: float) -> pd.DataFrame:
@@ -101,6 +102,7 @@ def main(argv: Optional[list[str]] = None) -> pd.DataFrame:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ab.md").write_text(markdown(table, names, args.tolerance, command, args.note))
     table.to_csv(args.out / "ab.csv", index=False)
+    record_provenance(args.out, command, args.note or None)
     print(f"wrote {args.out / 'ab.md'}")
     return table
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from experiments.report.collect import TEST_AUC, collect_runs
 from experiments.report.naming import CEILING_LABELS, ORACLE_LABEL, family_of, label_sort_key
+from experiments.report.writer import record_provenance
 
 ORACLE_COLUMN = "oracle/test/auc"
 
@@ -91,7 +92,8 @@ def write_scaling_report(paths: Sequence[Path], out_dir: Path, command: Optional
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "table.md").write_text(to_markdown(table, ceilings, command), encoding="utf-8")
     table.to_csv(out_dir / "table.csv", index=False, float_format="%.6g")
-    return [out_dir / "table.md", out_dir / "table.csv", *plot(table, ceilings, out_dir / "scaling")]
+    return [out_dir / "table.md", out_dir / "table.csv", *plot(table, ceilings, out_dir / "scaling"),
+            record_provenance(out_dir, command)]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -35,6 +35,7 @@ from experiments.report.collect import (RunCollection, collect_runs, load_histor
 from experiments.report.layout import TABLES
 from experiments.report.naming import shown_storage
 from experiments.report.references import load_references, reference_for
+from experiments.report.revision import describe, git_commit
 from experiments.report.tables import build_table, reliability_curves, saved_predictions, write_table
 
 PROVENANCE_FILE = "provenance.json"
@@ -130,8 +131,17 @@ def _clear(folder: Path, names: Sequence[str]) -> None:
 
 def _environment(command_note: Optional[str], note: Optional[str] = None) -> dict:
     return {"generated_at": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
-            "command_note": command_note, "note": note, "hardware": describe_hardware(),
+            "command_note": command_note, "note": note, "git": git_commit(), "hardware": describe_hardware(),
             "versions": library_versions()}
+
+
+def record_provenance(folder: Path, command: Optional[str], note: Optional[str] = None) -> Path:
+    """``folder/provenance.json`` of a report that is not a dataset's table (``ab``, ``scaling``): the
+    command, when, at which commit and on what machine, for the results index."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / PROVENANCE_FILE
+    path.write_text(json.dumps(_environment(command, note), indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 class OverwriteError(ValueError):
@@ -266,6 +276,7 @@ def _environment_lines(provenance: dict) -> list[str]:
     gpus = ", ".join(hardware.get("gpus") or []) or "none"
     return [
         f"- Report generated: {provenance['generated_at']}",
+        *([f"- Code: commit {describe(provenance['git'])}"] if "git" in provenance else []),
         f"- Hardware (of the machine that generated the report): {hardware['cpu']}, "
         f"{hardware['logical_cpus']} logical CPUs, torch threads {hardware.get('torch_threads', '?')}, GPU: {gpus}",
         "- Versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()),
@@ -297,6 +308,8 @@ def write_readme(out_dir: Path) -> Path:
     dataset_folders = sorted(p.parent for p in out_dir.glob(f"*/{PROVENANCE_FILE}") if p.parent.name != STUDIES_DIR)
     for folder in dataset_folders:
         provenance = json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8"))
+        if "dataset" not in provenance:  # the record of another report (the data-scaling one), not a table's
+            continue
         ignored = provenance.get("runs_ignored") or {}
         first, last = provenance["runs_finished_between"]
         lines += [f"## {provenance['dataset']}", "",
