@@ -20,7 +20,8 @@ from experiments.report.collect import (BAD_METRICS, DUPLICATE, NO_METRICS, NON_
 from experiments.report.naming import KNOWN_LABELS, order_labels
 from experiments.report.plots import model_color
 from experiments.report.references import ReferenceFileError, load_references, reference_for
-from experiments.report.tables import build_table, to_latex, to_markdown
+from experiments.report.render import to_latex, to_markdown
+from experiments.report.tables import build_table
 
 _clock = iter(range(1_700_000_000, 1_800_000_000, 60))  # runs finish one minute apart, in creation order
 

@@ -3,6 +3,9 @@ the index of everything under ``results/``.
 
 - ``collect``: read finished run folders into one DataFrame (and the runs left out, with reasons);
 - ``tables``: one table per dataset (means over seeds, the oracle and the published reference);
+- ``predictions``: the runs' saved test predictions, read once per report;
+- ``significance``: each model against the best (intervals, Holm-adjusted p-values), from those;
+- ``render``: a table as table.md, table.csv and table.tex;
 - ``stats``: which differences are real (DeLong, paired LogLoss, Holm) and calibration;
 - ``plots``: the seaborn figures beside each table;
 - ``ab``: two settings of the same runs side by side (``python -m experiments.report.ab``: e.g. bf16

@@ -22,7 +22,7 @@ import pandas as pd
 from experiments.report import stats
 from experiments.report.collect import TEST_AUC, TEST_LOGLOSS, collect_runs
 from experiments.report.naming import label_sort_key
-from experiments.report.tables import saved_predictions, shared_labels
+from experiments.report.predictions import saved_predictions, shared_labels
 from experiments.report.writer import record_provenance
 
 

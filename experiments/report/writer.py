@@ -34,9 +34,11 @@ from experiments.report.collect import (RunCollection, collect_runs, load_histor
                                         select_configurations)
 from experiments.report.layout import TABLES
 from experiments.report.naming import shown_storage
+from experiments.report.predictions import reliability_curves, saved_predictions
 from experiments.report.references import load_references, reference_for
+from experiments.report.render import write_table
 from experiments.report.revision import describe, git_commit
-from experiments.report.tables import build_table, reliability_curves, saved_predictions, write_table
+from experiments.report.tables import build_table
 
 PROVENANCE_FILE = "provenance.json"
 STUDIES_DIR = "studies"
