@@ -160,8 +160,8 @@ def write_report(outcome: Outcome, out: Path, step_tolerance: float, auc_toleran
               f"{_version('polars')}, torch {_version('torch')}, Python {platform.python_version()}",
               f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs; load average (1, 5, 15 min): " + "; ".join(
                   f"{moment} {a:.2f} {b:.2f} {c:.2f}" for moment, (a, b, c) in outcome.load_averages),
-              f"- code: {'commit' if len(outcome.commits) == 1 else 'commits, call by call,'} "
-              + ", ".join(outcome.commits or [describe(None)]),
+              "- code: " + (f"commits {', '.join(outcome.commits)} (one per call)" if len(outcome.commits) > 1
+                            else f"commit {(outcome.commits or [describe(None)])[0]}"),
               "- data: a generated Frappe-shaped dataset (Frappe's 10 fields and cardinalities, Frappe_x1's 288,609 "
               "rows split 7:2:1, labels drawn from planted first-order, pairwise and higher-order effects), written "
               "as NFM libfm files and as BARS's CSV; and the 8,000-row Criteo sample rewritten as BARS's Criteo_x4 CSV",

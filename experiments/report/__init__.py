@@ -15,6 +15,8 @@ the index of everything under ``results/``.
 - ``naming``: the models' printed names and order;
 - ``writer``: the whole report, ``python -m experiments.report``;
 - ``layout``: where the committed results live (``results/tables``, ``results/checks``, ``results/benchmarks``);
+- ``index``: ``results/README.md``, the index of all of them (``python -m experiments.report.index``);
+- ``revision``: the commit a result was made from (``git_commit``);
 - ``callback``: the Hydra callback that reports a multirun when it ends.
 
 Imports nothing else of ``experiments``: reports can be made where no model can be trained.

@@ -15,3 +15,6 @@ RESULTS = Path("results")
 TABLES = RESULTS / "tables"
 CHECKS = RESULTS / "checks"
 BENCHMARKS = RESULTS / "benchmarks"
+# how each report's numbers were made (command, date, commit, machine): what the index reads first
+PROVENANCE_FILE = "provenance.json"
+STUDIES_DIR = "studies"  # a report's Optuna studies, one folder each

@@ -32,7 +32,7 @@ import pandas as pd
 
 from experiments.report.collect import (RunCollection, collect_runs, load_histories, reconstruct_commands,
                                         select_configurations)
-from experiments.report.layout import TABLES
+from experiments.report.layout import PROVENANCE_FILE, STUDIES_DIR, TABLES
 from experiments.report.naming import shown_storage
 from experiments.report.predictions import reliability_curves, saved_predictions
 from experiments.report.references import load_references, reference_for
@@ -40,8 +40,6 @@ from experiments.report.render import write_table
 from experiments.report.revision import describe, git_commit
 from experiments.report.tables import build_table
 
-PROVENANCE_FILE = "provenance.json"
-STUDIES_DIR = "studies"
 LIBRARIES = ("torch", "pytorch-lightning", "hydra-core", "hydra-optuna-sweeper", "optuna", "pandas",
              "numpy", "seaborn", "matplotlib")
 # The best hyperparameters of a tuned comparison (experiments.sweep.tuned writes them after the report).
