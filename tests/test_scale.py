@@ -31,7 +31,8 @@ def test_the_training_report_embeds_the_others_from_their_own_folders(tmp_path):
     Report(Workload(num_ids=10, rows=10, batch_size=4, threads=1, warmup=0, steps=1, repeats=1),
            "python -m experiments.benchmark").write(tmp_path / "training")
     combined = (tmp_path / "training" / "benchmark.md").read_text()
-    assert "[../scale/benchmark_scale.md](../scale/benchmark_scale.md)" in combined and "\n## Full-scale run" in combined
+    assert "[../scale/benchmark_scale.md](../scale/benchmark_scale.md)" in combined
+    assert "\n## Full-scale run" in combined
     # a new full-scale report refreshes that copy; another folder (the contention run's) embeds nothing
     (tmp_path / "scale" / "benchmark_scale.md").write_text("# Full-scale run\n\nsecond\n")
     embed.refresh(tmp_path / "scale")

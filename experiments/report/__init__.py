@@ -1,5 +1,5 @@
-"""Results: run folders -> ``results/tables/<dataset>/table.{md,csv,tex}``, plots and ``results/tables/README.md``;
-the index of everything under ``results/``.
+"""Results: run folders -> ``results/tables/<dataset>/table.{md,csv,tex}``, plots and the report's README;
+``results/README.md``, the index of everything under ``results/``.
 
 - ``collect``: read finished run folders into one DataFrame (and the runs left out, with reasons);
 - ``tables``: one table per dataset (means over seeds, the oracle and the published reference);
