@@ -1,6 +1,8 @@
 """CTR models: each a short composition of ``models.layers`` over one ``CTRModule`` base.
 
-``MODELS`` maps the names used in ``conf/model/<name>.yaml`` to the classes.
+``MODELS`` maps the names used in ``conf/model/<name>.yaml`` to the classes; the zoo itself (names,
+labels, families) is ``models.registry``. Classes load on first use, so that importing
+``models.registry`` alone (as reports do) costs no torch.
 """
 import os
 
@@ -12,18 +14,21 @@ import os
 # ``models`` keeps MKL's default, and ``MKL_CBWR=AUTO`` set by the user opts out.
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
-from models.base import CTRModule
-from models.deep import DCN, DNN, DeepFM, XDeepFM
-from models.fnn import FNN
-from models.pnn import IPNN, OPNN, PNN, PNNStar
-from models.shallow import FFM, FM, LR
-from models.wide_deep import FMDNN, LRDNN, WideDeep
+from models.registry import ENTRIES  # noqa: E402 (after the MKL setting)
 
-MODELS = {
-    "lr": LR, "fm": FM, "ffm": FFM, "fnn": FNN,
-    "ipnn": IPNN, "opnn": OPNN, "pnn_star": PNNStar, "pnn": PNN,
-    "lr_dnn": LRDNN, "fm_dnn": FMDNN, "wide_deep": WideDeep,
-    "dnn": DNN, "deepfm": DeepFM, "dcn": DCN, "xdeepfm": XDeepFM,
-}
+# the classes outside the zoo that ``models.<Name>`` also gives
+_OTHERS = {"CTRModule": "models.base:CTRModule", "PNN": "models.pnn:PNN"}
+_TARGETS = {**{entry.target.split(":")[1]: entry.target for entry in ENTRIES.values()}, **_OTHERS}
 
-__all__ = ["CTRModule", "MODELS", *(cls.__name__ for cls in MODELS.values())]
+
+def __getattr__(name: str):
+    if name == "MODELS":
+        globals()["MODELS"] = {key: entry.load() for key, entry in ENTRIES.items()}  # loaded once
+        return globals()["MODELS"]
+    if name in _TARGETS:
+        module, cls = _TARGETS[name].split(":")
+        return getattr(__import__(module, fromlist=[cls]), cls)
+    raise AttributeError(f"module 'models' has no attribute {name!r}")
+
+
+__all__ = ["MODELS", *_TARGETS]

@@ -1,10 +1,9 @@
 """``CTRModule``: the one place that owns the loss, the metrics, the optimiser and logging."""
 from __future__ import annotations
 
-import inspect
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional, Union
 
 import pytorch_lightning as pl
 import torch
@@ -16,7 +15,8 @@ from datamodules.schema import Batch, Schema
 from models.layers.embedding import FeatureEmbedding, IdTable, LinearLogit
 from models.metrics import auc, logloss
 from models.init import check_init, initialize
-from models.optim import OPTIMIZER_KEYS, SPARSE_OPTIMIZERS, build_optimizer
+from models.layers.mlp import MLPSpec
+from models.optim import OptimSpec
 
 _NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)
 
@@ -53,7 +53,7 @@ class PredictionBuffer:
 
 class CTRModule(pl.LightningModule):
     """Base of every model: subclasses build layers from ``schema`` and define ``forward(batch) -> [B]``
-    logits; everything else lives here and is set by the arguments below (no other defaults).
+    logits; everything else lives here and is set by ``optim`` and ``init`` (no other defaults).
 
     Objective: mean BCE-with-logits plus four optional L2 terms, two of each form:
 
@@ -75,56 +75,36 @@ class CTRModule(pl.LightningModule):
     ``datamodules.ctr.ContiguousBatches``); the blocks are all-gathered and the padding that made
     them equal is dropped, so the metrics are over exactly the split's rows, in stored order.
 
-    Optimisation: ``optimizer`` in adam | lazy_adam | adagrad | sgd | ftrl at learning rate ``lr``
-    (FTRL's alpha), each reading its own ``<name>_*`` keys (lazy_adam reads ``adam_*``). The
-    learning-rate schedule and early stopping are the run's, not the model's
-    (``experiments.run.plateau``). ``sparse_embeddings`` gives id tables sparse gradients
-    (lazy_adam, adagrad, sgd, ftrl only): a step then updates only the rows its batch read (see
-    ``models.optim.LazyAdam``).
+    Optimisation: ``optim``, one ``models.optim.OptimSpec`` (or the mapping of ``conf/optim/<name>.yaml``):
+    the optimiser, its learning rate and options, sparse embedding gradients and the four L2
+    weights above. The learning-rate schedule and early stopping are the run's, not the model's
+    (``experiments.run.plateau``). ``sparse_embeddings`` gives id tables sparse gradients: a step
+    then updates only the rows its batch read (see ``models.optim.LazyAdam``).
 
     Initialisation: each layer's own (see the model's docstring), unless ``init`` says otherwise;
     ``reset_parameters()`` applies it (``models.init``).
     """
 
-    def __init__(self, schema: Schema, *, optimizer: str = "adam", lr: float = 1e-3,
-                 embedding_l2: float = 0.0, weight_l2: float = 0.0,
-                 embedding_table_l2: float = 0.0, net_l2: float = 0.0,
-                 sparse_embeddings: bool = False, init: Optional[dict] = None,
-                 adam_beta1: float = 0.9, adam_beta2: float = 0.999, adam_eps: float = 1e-8,
-                 adam_fused: bool = True,
-                 adagrad_initial_accumulator: float = 0.0, adagrad_eps: float = 1e-10,
-                 sgd_momentum: float = 0.0,
-                 ftrl_beta: float = 0.01, ftrl_l1: float = 0.0, ftrl_l2: float = 0.0):
+    def __init__(self, schema: Schema, *, optim: Union[OptimSpec, Mapping], init: Optional[Mapping] = None):
         super().__init__()
         if not isinstance(schema, Schema):
             raise TypeError(f"schema must be a datamodules.schema.Schema, got {type(schema).__name__}")
-        if optimizer not in OPTIMIZER_KEYS:
-            raise ValueError(f"optimizer {optimizer!r}: expected one of {sorted(OPTIMIZER_KEYS)}")
-        if not lr > 0:
-            raise ValueError(f"the learning rate must be > 0, got {lr}")
-        if sparse_embeddings and optimizer not in SPARSE_OPTIMIZERS:
-            raise ValueError(f"sparse_embeddings=True needs an optimizer with a sparse update "
-                             f"{SPARSE_OPTIMIZERS}, not {optimizer!r}")
-        if sparse_embeddings and embedding_table_l2:
-            raise ValueError("embedding_table_l2 penalises every row of the id tables at every step, so their "
-                             "gradients are dense: it needs sparse_embeddings=False (e.g. optim=adam)")
+        self.optim = OptimSpec.of(optim)
         check_init(init)
         self.save_hyperparameters(ignore=["schema"])
+        for key, value in self.hparams.items():  # checkpoints keep plain values, loadable without our classes
+            if isinstance(value, (OptimSpec, MLPSpec)):
+                self.hparams[key] = value.to_dict()
         self.schema = schema
-        self.sparse_embeddings = sparse_embeddings
+        self.sparse_embeddings = self.optim.sparse_embeddings
         self._split_outputs: dict[str, Optional[PredictionBuffer]] = {"val": None, "test": None}
         # the last test pass: its click probabilities and labels ([N] each, split order), its seconds
         self.test_predictions: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         self.test_seconds: Optional[float] = None
 
-    @classmethod
-    def optim_keys(cls) -> tuple[str, ...]:
-        """Names of the arguments ``CTRModule`` itself takes (the optimisation config)."""
-        return tuple(inspect.signature(CTRModule.__init__).parameters)[2:]
-
-    def optim_kwargs(self) -> dict:
-        """This model's optimisation arguments, to build a sibling model trained the same way."""
-        return {key: self.hparams[key] for key in self.optim_keys()}
+    def training_settings(self) -> dict:
+        """This model's ``optim`` and ``init``, to build a sibling model trained the same way."""
+        return {"optim": self.optim, "init": self.hparams.init}
 
     # -- shared layers built the configured way ---------------------------------------------
     def feature_embedding(self, dim: int, init_std: float) -> FeatureEmbedding:
@@ -157,7 +137,7 @@ class CTRModule(pl.LightningModule):
     def penalty(self, batch: Batch) -> torch.Tensor:
         """The L2 terms of the objective: ``[]`` scalar (a zero tensor when all are off)."""
         total = torch.zeros((), device=batch.y.device)
-        hp = self.hparams
+        hp = self.optim
         if hp.embedding_l2:
             total = total + hp.embedding_l2 * sum(t.squared_norm(batch) for t in self.id_tables())
         if hp.weight_l2:
@@ -261,9 +241,7 @@ class CTRModule(pl.LightningModule):
     # -- optimisation ----------------------------------------------------------------------
     def build_optimizer(self, params=None) -> torch.optim.Optimizer:
         """The configured optimiser over ``params`` (default: all of this model's parameters)."""
-        options = {key: self.hparams[key] for key in OPTIMIZER_KEYS[self.hparams.optimizer]}
-        return build_optimizer(self.parameters() if params is None else params,
-                               self.hparams.optimizer, self.hparams.lr, **options)
+        return self.optim.build(self.parameters() if params is None else params)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.build_optimizer()

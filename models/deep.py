@@ -8,20 +8,17 @@ from torch import nn
 
 from datamodules.schema import Batch, Schema
 from models.base import CTRModule
-from models.layers import CIN, MLP, CrossNetwork, FMInteraction
+from models.layers import CIN, CrossNetwork, FMInteraction, MLPSpec
 
 
 class DNN(CTRModule):
     """The deep part alone: ``y = MLP([e_1..e_F])`` over concatenated field embeddings (as in
     the Wide & Deep / YouTube DNN line of work; the BARS benchmark's "DNN")."""
 
-    def __init__(self, schema: Schema, *, embedding_dim: int = 10, embedding_init_std: float = 0.01,
-                 hidden_units: Sequence[int] = (400, 400, 400), activation: str = "relu",
-                 dropout: float = 0.5, batch_norm: bool = False, **optim_kwargs):
-        super().__init__(schema, **optim_kwargs)
+    def __init__(self, schema: Schema, *, embedding_dim: int, embedding_init_std: float, mlp: MLPSpec, **training):
+        super().__init__(schema, **training)
         self.embedding = self.feature_embedding(embedding_dim, embedding_init_std)
-        self.dnn = MLP(schema.num_fields * embedding_dim, hidden_units, activation=activation,
-                       dropout=dropout, batch_norm=batch_norm)
+        self.dnn = MLPSpec.of(mlp).build(schema.num_fields * embedding_dim)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.dnn(self.embedding(batch).flatten(1)).squeeze(1)
@@ -36,15 +33,12 @@ class DeepFM(CTRModule):
     DNN's output bias kept next to ``w0``.
     """
 
-    def __init__(self, schema: Schema, *, embedding_dim: int = 10, embedding_init_std: float = 0.01,
-                 hidden_units: Sequence[int] = (400, 400, 400), activation: str = "relu",
-                 dropout: float = 0.5, batch_norm: bool = False, **optim_kwargs):
-        super().__init__(schema, **optim_kwargs)
+    def __init__(self, schema: Schema, *, embedding_dim: int, embedding_init_std: float, mlp: MLPSpec, **training):
+        super().__init__(schema, **training)
         self.linear = self.linear_logit()
         self.embedding = self.feature_embedding(embedding_dim, embedding_init_std)
         self.fm = FMInteraction()
-        self.dnn = MLP(schema.num_fields * embedding_dim, hidden_units, activation=activation,
-                       dropout=dropout, batch_norm=batch_norm)
+        self.dnn = MLPSpec.of(mlp).build(schema.num_fields * embedding_dim)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         embedded = self.embedding(batch)
@@ -59,16 +53,13 @@ class DCN(CTRModule):
     field (the paper stacks raw normalised values).
     """
 
-    def __init__(self, schema: Schema, *, cross_layers: int = 3, embedding_dim: int = 10,
-                 embedding_init_std: float = 0.01, hidden_units: Sequence[int] = (400, 400, 400),
-                 activation: str = "relu", dropout: float = 0.5, batch_norm: bool = False,
-                 **optim_kwargs):
-        super().__init__(schema, **optim_kwargs)
+    def __init__(self, schema: Schema, *, cross_layers: int, embedding_dim: int, embedding_init_std: float,
+                 mlp: MLPSpec, **training):
+        super().__init__(schema, **training)
         input_dim = schema.num_fields * embedding_dim
         self.embedding = self.feature_embedding(embedding_dim, embedding_init_std)
         self.cross = CrossNetwork(input_dim, cross_layers)
-        self.dnn = MLP(input_dim, hidden_units, activation=activation, dropout=dropout,
-                       batch_norm=batch_norm, output_dim=None)
+        self.dnn = MLPSpec.of(mlp).build(input_dim, output_dim=None)
         self.head = nn.Linear(input_dim + self.dnn.output_dim, 1)
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -84,18 +75,14 @@ class XDeepFM(CTRModule):
     maps unless ``cin_bias``; the CIN head has no bias (``w0`` is the model's one).
     """
 
-    def __init__(self, schema: Schema, *, cin_layer_sizes: Sequence[int] = (200, 200, 200),
-                 cin_split_half: bool = True, cin_bias: bool = False, embedding_dim: int = 10,
-                 embedding_init_std: float = 0.01,
-                 hidden_units: Sequence[int] = (400, 400, 400), activation: str = "relu",
-                 dropout: float = 0.5, batch_norm: bool = False, **optim_kwargs):
-        super().__init__(schema, **optim_kwargs)
+    def __init__(self, schema: Schema, *, cin_layer_sizes: Sequence[int], cin_split_half: bool, cin_bias: bool,
+                 embedding_dim: int, embedding_init_std: float, mlp: MLPSpec, **training):
+        super().__init__(schema, **training)
         self.linear = self.linear_logit()
         self.embedding = self.feature_embedding(embedding_dim, embedding_init_std)
         self.cin = CIN(schema.num_fields, cin_layer_sizes, split_half=cin_split_half, bias=cin_bias)
         self.cin_head = nn.Linear(self.cin.output_dim, 1, bias=False)
-        self.dnn = MLP(schema.num_fields * embedding_dim, hidden_units, activation=activation,
-                       dropout=dropout, batch_norm=batch_norm)
+        self.dnn = MLPSpec.of(mlp).build(schema.num_fields * embedding_dim)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         embedded = self.embedding(batch)

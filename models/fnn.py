@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional
 
 import torch
 
 from datamodules.schema import Batch, Schema
 from models.base import CTRModule, batch_to
-from models.layers import MLP
+from models.layers import MLPSpec
 from models.shallow import FM
 
 log = logging.getLogger(__name__)
@@ -30,15 +30,12 @@ class FNN(CTRModule):
     otherwise pre-train different FMs).
     """
 
-    def __init__(self, schema: Schema, *, embedding_dim: int = 10, embedding_init_std: float = 0.01,
-                 hidden_units: Sequence[int] = (400, 400, 400), activation: str = "relu",
-                 dropout: float = 0.5, batch_norm: bool = False, pretrain_epochs: int = 1,
-                 fm_checkpoint: Optional[str] = None, **optim_kwargs):
-        super().__init__(schema, **optim_kwargs)
+    def __init__(self, schema: Schema, *, embedding_dim: int, embedding_init_std: float, mlp: MLPSpec,
+                 pretrain_epochs: int, fm_checkpoint: Optional[str] = None, **training):
+        super().__init__(schema, **training)
         self.embedding = self.feature_embedding(embedding_dim, embedding_init_std)
         self.first_order = self.feature_embedding(1, 0.0)
-        self.dnn = MLP(schema.num_fields * (embedding_dim + 1), hidden_units, activation=activation,
-                       dropout=dropout, batch_norm=batch_norm)
+        self.dnn = MLPSpec.of(mlp).build(schema.num_fields * (embedding_dim + 1))
         self.register_buffer("fm_initialised", torch.tensor(False))
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -67,7 +64,7 @@ class FNN(CTRModule):
     def pretrain_fm(self, dataloader: Iterable[Batch], epochs: int) -> FM:
         """Train a fresh FM of this model's embedding size for ``epochs`` over ``dataloader``."""
         fm = FM(self.schema, embedding_dim=self.hparams.embedding_dim,
-                embedding_init_std=self.hparams.embedding_init_std, **self.optim_kwargs())
+                embedding_init_std=self.hparams.embedding_init_std, **self.training_settings())
         fm = fm.to(self.device).train()
         optimizer = fm.build_optimizer()
         with torch.enable_grad():

@@ -3,42 +3,63 @@ used for LR, and a lazy (row-sparse) Adam for large id tables."""
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Mapping, Union
 
 import torch
 from torch.optim import Optimizer
 
-# The constructor arguments of CTRModule that only one optimiser reads.
-OPTIMIZER_KEYS: dict[str, tuple[str, ...]] = {
-    "adam": ("adam_beta1", "adam_beta2", "adam_eps", "adam_fused"),
-    "lazy_adam": ("adam_beta1", "adam_beta2", "adam_eps"),
-    "adagrad": ("adagrad_initial_accumulator", "adagrad_eps"),
-    "sgd": ("sgd_momentum",),
-    "ftrl": ("ftrl_beta", "ftrl_l1", "ftrl_l2"),
-}
-# Optimisers whose update accepts the sparse gradients of ``sparse_embeddings=True`` tables.
-SPARSE_OPTIMIZERS = ("lazy_adam", "adagrad", "sgd", "ftrl")
 
+@dataclass(frozen=True)
+class OptimSpec:
+    """How a model is trained, as ``conf/optim/<name>.yaml`` gives it: one object for ``CTRModule``.
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], name: str, lr: float, **options) -> Optimizer:
-    """``name`` in ``OPTIMIZER_KEYS``; ``options`` holds (at least) that optimiser's keys."""
-    if name not in OPTIMIZER_KEYS:
-        raise ValueError(f"optimizer {name!r}: expected one of {sorted(OPTIMIZER_KEYS)}")
-    missing = [key for key in OPTIMIZER_KEYS[name] if key not in options]
-    if missing:
-        raise ValueError(f"optimizer {name!r} needs {missing}")
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=(options["adam_beta1"], options["adam_beta2"]),
-                                eps=options["adam_eps"], fused=bool(options["adam_fused"]))
-    if name == "lazy_adam":
-        return LazyAdam(params, lr=lr, betas=(options["adam_beta1"], options["adam_beta2"]),
-                        eps=options["adam_eps"])
-    if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, eps=options["adagrad_eps"],
-                                   initial_accumulator_value=options["adagrad_initial_accumulator"])
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=options["sgd_momentum"])
-    return FTRL(params, lr=lr, beta=options["ftrl_beta"], l1=options["ftrl_l1"], l2=options["ftrl_l2"])
+    - ``name``: a key of ``OPTIMIZERS``; ``lr`` its learning rate (FTRL's alpha);
+      ``options``: the optimiser class's own keyword arguments (Adam's ``betas``, ``eps``, ...);
+    - ``sparse_embeddings``: id tables get sparse gradients, so a step updates only the rows its
+      batch read (optimisers in ``SPARSE_OPTIMIZERS`` only);
+    - the four L2 terms of the objective (their two forms are described in ``CTRModule``); 0 is off.
+
+    Adding an optimiser is one entry in ``OPTIMIZERS`` (and ``SPARSE_OPTIMIZERS`` if it takes sparse
+    gradients) plus its config file.
+    """
+
+    name: str
+    lr: float
+    options: Mapping[str, Any] = field(default_factory=dict)
+    sparse_embeddings: bool = False
+    embedding_l2: float = 0.0
+    weight_l2: float = 0.0
+    embedding_table_l2: float = 0.0
+    net_l2: float = 0.0
+
+    def __post_init__(self):
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"optimizer {self.name!r}: expected one of {sorted(OPTIMIZERS)}")
+        if not self.lr > 0:
+            raise ValueError(f"the learning rate must be > 0, got {self.lr}")
+        if self.sparse_embeddings and self.name not in SPARSE_OPTIMIZERS:
+            raise ValueError(f"sparse_embeddings=True needs an optimizer with a sparse update "
+                             f"{SPARSE_OPTIMIZERS}, not {self.name!r}")
+        if self.sparse_embeddings and self.embedding_table_l2:
+            raise ValueError("embedding_table_l2 penalises every row of the id tables at every step, so their "
+                             "gradients are dense: it needs sparse_embeddings=False (e.g. optim=adam)")
+        # YAML gives sequences as lists; the optimisers keep tuples (Adam's betas)
+        object.__setattr__(self, "options", {key: tuple(value) if isinstance(value, list) else value
+                                             for key, value in dict(self.options).items()})
+
+    @classmethod
+    def of(cls, spec: Union["OptimSpec", Mapping[str, Any]]) -> "OptimSpec":
+        """``spec`` itself, or the spec a config mapping describes."""
+        return spec if isinstance(spec, cls) else cls(**spec)
+
+    def to_dict(self) -> dict:
+        """Plain values (lists for tuples), as a checkpoint's hyperparameters keep them."""
+        return {key: ({k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
+                      if key == "options" else value) for key, value in asdict(self).items()}
+
+    def build(self, params: Iterable[torch.nn.Parameter]) -> Optimizer:
+        return OPTIMIZERS[self.name](params, lr=self.lr, **self.options)
 
 
 class PerParameterOptimizer(Optimizer):
@@ -165,3 +186,12 @@ def _ftrl_update(w, g, z, n, alpha, beta, l1, l2):
     w_new = torch.where(z_new.abs() <= l1, torch.zeros_like(w),
                         -shrunk / ((beta + n_new.sqrt()) / alpha + l2))
     return w_new, z_new, n_new
+
+
+# The optimisers by config name; each takes ``(params, lr=..., **OptimSpec.options)``.
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "adam": torch.optim.Adam, "lazy_adam": LazyAdam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD,
+    "ftrl": FTRL,
+}
+# Optimisers whose update accepts the sparse gradients of ``sparse_embeddings=True`` tables.
+SPARSE_OPTIMIZERS = ("lazy_adam", "adagrad", "sgd", "ftrl")

@@ -1,13 +1,11 @@
 """Product-based neural networks: IPNN, OPNN, PNN* (Qu et al. 2016)."""
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 
 from datamodules.schema import Batch, Schema
 from models.base import CTRModule
-from models.layers import MLP, InnerProduct, OuterProduct
+from models.layers import InnerProduct, MLPSpec, OuterProduct
 
 
 class PNN(CTRModule):
@@ -23,11 +21,9 @@ class PNN(CTRModule):
 
     PRODUCTS = ("inner", "outer", "both")
 
-    def __init__(self, schema: Schema, *, product: str = "inner", outer_form: str = "sum_pooled",
-                 embedding_dim: int = 10, embedding_init_std: float = 0.01,
-                 hidden_units: Sequence[int] = (400, 400, 400), activation: str = "tanh",
-                 dropout: float = 0.5, batch_norm: bool = False, **optim_kwargs):
-        super().__init__(schema, **optim_kwargs)
+    def __init__(self, schema: Schema, *, product: str, embedding_dim: int, embedding_init_std: float,
+                 mlp: MLPSpec, outer_form: str = "sum_pooled", **training):
+        super().__init__(schema, **training)
         if product not in self.PRODUCTS:
             raise ValueError(f"product {product!r}: expected one of {self.PRODUCTS}")
         num_fields = schema.num_fields
@@ -37,8 +33,7 @@ class PNN(CTRModule):
         input_dim = num_fields * embedding_dim
         input_dim += self.inner.num_pairs if self.inner is not None else 0
         input_dim += self.outer.output_dim(embedding_dim) if self.outer is not None else 0
-        self.dnn = MLP(input_dim, hidden_units, activation=activation, dropout=dropout,
-                       batch_norm=batch_norm)
+        self.dnn = MLPSpec.of(mlp).build(input_dim)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         embedded = self.embedding(batch)
@@ -51,21 +46,21 @@ class PNN(CTRModule):
 
 
 class IPNN(PNN):
-    """PNN with the inner-product layer (see ``PNN``); tanh, the DeepFM paper's setting for IPNN."""
+    """PNN with the inner-product layer (see ``PNN``); the DeepFM paper runs it with tanh."""
 
-    def __init__(self, schema: Schema, *, activation: str = "tanh", **kwargs):
-        super().__init__(schema, product="inner", activation=activation, **kwargs)
+    def __init__(self, schema: Schema, **kwargs):
+        super().__init__(schema, product="inner", **kwargs)
 
 
 class OPNN(PNN):
-    """PNN with the outer-product layer, sum-pooled by default (see ``PNN``); relu."""
+    """PNN with the outer-product layer, sum-pooled by default (see ``PNN``)."""
 
-    def __init__(self, schema: Schema, *, activation: str = "relu", **kwargs):
-        super().__init__(schema, product="outer", activation=activation, **kwargs)
+    def __init__(self, schema: Schema, **kwargs):
+        super().__init__(schema, product="outer", **kwargs)
 
 
 class PNNStar(PNN):
-    """PNN*: inner and outer products together (see ``PNN``); relu."""
+    """PNN*: inner and outer products together (see ``PNN``)."""
 
-    def __init__(self, schema: Schema, *, activation: str = "relu", **kwargs):
-        super().__init__(schema, product="both", activation=activation, **kwargs)
+    def __init__(self, schema: Schema, **kwargs):
+        super().__init__(schema, product="both", **kwargs)

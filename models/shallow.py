@@ -13,8 +13,8 @@ class LR(CTRModule):
     for that; the default optimiser config is Adam. Weights start at zero.
     """
 
-    def __init__(self, schema: Schema, **optim_kwargs):
-        super().__init__(schema, **optim_kwargs)
+    def __init__(self, schema: Schema, **training):
+        super().__init__(schema, **training)
         self.linear = self.linear_logit()
 
     def forward(self, batch: Batch):
@@ -27,9 +27,8 @@ class FM(CTRModule):
     live in a separate 1-d table, as in the paper's definition.
     """
 
-    def __init__(self, schema: Schema, *, embedding_dim: int = 10, embedding_init_std: float = 0.01,
-                 **optim_kwargs):
-        super().__init__(schema, **optim_kwargs)
+    def __init__(self, schema: Schema, *, embedding_dim: int, embedding_init_std: float, **training):
+        super().__init__(schema, **training)
         self.linear = self.linear_logit()
         self.embedding = self.feature_embedding(embedding_dim, embedding_init_std)
         self.fm = FMInteraction()
@@ -47,9 +46,8 @@ class FFM(CTRModule):
     (ours: FFM is not in the DeepFM paper's table); init as FM.
     """
 
-    def __init__(self, schema: Schema, *, embedding_dim: int = 4, embedding_init_std: float = 0.01,
-                 **optim_kwargs):
-        super().__init__(schema, **optim_kwargs)
+    def __init__(self, schema: Schema, *, embedding_dim: int, embedding_init_std: float, **training):
+        super().__init__(schema, **training)
         num_fields = schema.num_fields
         self.embedding_dim = embedding_dim
         self.linear = self.linear_logit()

@@ -11,7 +11,7 @@ import torch
 
 from datamodules.schema import Batch, Schema
 from models.base import CTRModule
-from models.layers import MLP, CrossProductLogit, FMInteraction, all_sparse_pairs
+from models.layers import CrossProductLogit, FMInteraction, MLPSpec, all_sparse_pairs
 
 
 class LRDNN(CTRModule):
@@ -23,18 +23,16 @@ class LRDNN(CTRModule):
     BARS's WideDeep, which is this model).
     """
 
-    def __init__(self, schema: Schema, *, cross_fields: Union[str, Sequence[Sequence[str]]] = (),
-                 cross_buckets: int = 10000, linear_bias: bool = True, embedding_dim: int = 10,
-                 embedding_init_std: float = 0.01, hidden_units: Sequence[int] = (400, 400, 400),
-                 activation: str = "relu", dropout: float = 0.5, batch_norm: bool = False, **optim_kwargs):
-        super().__init__(schema, **optim_kwargs)
+    def __init__(self, schema: Schema, *, linear_bias: bool, embedding_dim: int, embedding_init_std: float,
+                 mlp: MLPSpec, cross_fields: Union[str, Sequence[Sequence[str]]] = (), cross_buckets: int = 0,
+                 **training):
+        super().__init__(schema, **training)
         pairs = cross_pairs(schema, cross_fields)
         self.linear = self.linear_logit(bias=linear_bias)
         self.crosses = CrossProductLogit(schema, pairs, cross_buckets, sparse=self.sparse_embeddings) \
             if pairs else None
         self.dnn_embedding = self.feature_embedding(embedding_dim, embedding_init_std)
-        self.dnn = MLP(schema.num_fields * embedding_dim, hidden_units, activation=activation,
-                       dropout=dropout, batch_norm=batch_norm)
+        self.dnn = MLPSpec.of(mlp).build(schema.num_fields * embedding_dim)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         wide = self.linear(batch) if self.crosses is None else self.linear(batch) + self.crosses(batch)
@@ -54,16 +52,13 @@ class FMDNN(CTRModule):
     """FM&DNN (Wide & Deep with an FM wide part, the DeepFM paper's baseline):
     ``y = FM(x; v) + MLP([e_1..e_F])`` with ``v`` and ``e`` **separate** tables of the same size."""
 
-    def __init__(self, schema: Schema, *, embedding_dim: int = 10, embedding_init_std: float = 0.01,
-                 hidden_units: Sequence[int] = (400, 400, 400), activation: str = "relu",
-                 dropout: float = 0.5, batch_norm: bool = False, **optim_kwargs):
-        super().__init__(schema, **optim_kwargs)
+    def __init__(self, schema: Schema, *, embedding_dim: int, embedding_init_std: float, mlp: MLPSpec, **training):
+        super().__init__(schema, **training)
         self.linear = self.linear_logit()
         self.fm_embedding = self.feature_embedding(embedding_dim, embedding_init_std)
         self.fm = FMInteraction()
         self.dnn_embedding = self.feature_embedding(embedding_dim, embedding_init_std)
-        self.dnn = MLP(schema.num_fields * embedding_dim, hidden_units, activation=activation,
-                       dropout=dropout, batch_norm=batch_norm)
+        self.dnn = MLPSpec.of(mlp).build(schema.num_fields * embedding_dim)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         fm_logit = self.linear(batch) + self.fm(self.fm_embedding(batch))
@@ -80,8 +75,8 @@ class WideDeep(LRDNN):
     the pair has more combinations than that (``CrossProductLogit``).
     """
 
-    def __init__(self, schema: Schema, *, cross_fields: Union[str, Sequence[Sequence[str]]] = "all",
+    def __init__(self, schema: Schema, *, cross_fields: Union[str, Sequence[Sequence[str]]], cross_buckets: int,
                  **kwargs):
         if not cross_pairs(schema, cross_fields):
             raise ValueError("Wide&Deep without cross features is LR&DNN: use model lr_dnn")
-        super().__init__(schema, cross_fields=cross_fields, **kwargs)
+        super().__init__(schema, cross_fields=cross_fields, cross_buckets=cross_buckets, **kwargs)

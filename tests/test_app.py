@@ -3,8 +3,8 @@ and the mistakes a user makes get clear errors."""
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -22,38 +22,26 @@ from hydra.utils import instantiate
 from datamodules.schema import Batch, Schema
 from experiments.run import config as run_config
 from experiments.run.train import train
+from tests.helpers import CONF, run_app
 
-REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
-WITH_MLP = {m for m in MODELS if "hidden_units" in (CONF / "model" / f"{m}.yaml").read_text()}
+WITH_MLP = {m for m in MODELS if "- mlp:" in (CONF / "model" / f"{m}.yaml").read_text()}
 
 # Small enough to train in seconds, large enough that a model learns something.
 TINY = ["data.source.rows=20000", "data.batch_size=512", "trainer.max_epochs=3", "optim.lr=0.01",
         "trainer.enable_progress_bar=false"]
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    """One data cache for the module: every run here reads the same synthetic rows."""
-    return tmp_path_factory.mktemp("cache")
-
-
 def tiny_overrides(model: str, cache: Path) -> list[str]:
-    narrow = ["model.hidden_units=[16,16]"] if model in WITH_MLP else []
+    narrow = ["model.mlp.hidden_units=[16,16]"] if model in WITH_MLP else []
     return [f"model={model}", f"data.cache_dir={cache}", *TINY, *narrow]
-
-
-def run_app(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_config_composes_and_instantiates(model):
     cfg = run_config.compose_config([f"model={model}"])
     schema = Schema.build([("a", "categorical", 5), ("b", "categorical", 7), ("c", "numeric", 4)], ["d"])
-    module = instantiate(cfg.model, schema=schema, **cfg.optim, _convert_="all",
+    module = instantiate(cfg.model, schema=schema, optim=cfg.optim, _convert_="all",
                          _execution_whitelist_=run_config.TRUSTED_TARGETS)
     batch = Batch(x=torch.tensor([[0, 5, 12], [4, 11, 15]]), y=torch.tensor([0.0, 1.0]),
                   x_dense=torch.tensor([[0.5], [-1.0]]))
@@ -86,7 +74,7 @@ def test_same_seed_same_metrics(tmp_path, cache):
         assert first[key] == second[key], key
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_multirun_of_three_models_writes_three_run_folders(tmp_path, cache):
     sweep = tmp_path / "sweep"
     result = run_app("-m", "model=lr,fm,deepfm", f"hydra.sweep.dir={sweep}",
@@ -101,7 +89,7 @@ def test_multirun_of_three_models_writes_three_run_folders(tmp_path, cache):
     assert (sweep / "results" / "synthetic" / "table.md").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_optuna_sweep_persists_and_resumes(tmp_path, cache):
     storage = f"sqlite:///{tmp_path / 'studies' / 'optuna.db'}"
     args = ["-m", "hparams_search=deepfm", "hydra.sweeper.n_trials=3",

@@ -8,8 +8,16 @@ import pytest
 
 from datamodules import BadInputError, CTRDataModule
 from datamodules.sources import CriteoSource, LibFMSource, TableSource
-from tests.test_data_formats import (AVAZU_COLUMNS, avazu_like_rows, criteo_line, criteo_rows, libfm_rows, read_all,
-                                     write_criteo, write_text)
+from tests.test_data_formats import (
+    AVAZU_COLUMNS,
+    avazu_like_rows,
+    criteo_line,
+    criteo_rows,
+    libfm_rows,
+    read_all,
+    write_criteo,
+    write_text,
+)
 
 CRITEO_HEADER = "\t".join(["label"] + [f"I{i}" for i in range(1, 14)] + [f"C{i}" for i in range(1, 27)])
 

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from datamodules import CTRDataModule
-from datamodules.encode import MISSING_ID, OOV_ID, ValueCounter, Vocabulary, log_square, signed_log
+from datamodules.encode import (
+    MISSING_ID,
+    OOV_ID,
+    ValueCounter,
+    Vocabulary,
+    log_square,
+    signed_log,
+)
 from datamodules.sources import CriteoSource, TableSource
 from tests.test_data_formats import criteo_line, criteo_rows, write_text
 

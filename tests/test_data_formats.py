@@ -11,11 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datamodules.errors import RejectLog
+import datamodules.sources.criteo as criteo_module
+from datamodules.errors import BadInputError, RejectLog
 from datamodules.sources import CriteoSource, LibFMSource, TableSource
 from datamodules.sources.base import WHOLE, RawChunk, Source
-import datamodules.sources.criteo as criteo_module
-from datamodules.errors import BadInputError
 from datamodules.sources.columns import fixed_width_keys, string_keys
 
 CRITEO_NUMERIC = [f"I{i}" for i in range(1, 14)]

@@ -14,7 +14,14 @@ from hydra.utils import instantiate
 from datamodules import Batch, CriteoSource, CTRDataModule, Schema, SyntheticSource
 from datamodules.__main__ import main as cli_main
 from datamodules.ctr import ShuffledBatches
-from tests.test_data_formats import AVAZU_COLUMNS, avazu_like_rows, libfm_rows, write_criteo, write_text
+from tests.helpers import build as build_model
+from tests.test_data_formats import (
+    AVAZU_COLUMNS,
+    avazu_like_rows,
+    libfm_rows,
+    write_criteo,
+    write_text,
+)
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -271,14 +278,13 @@ def test_prefetching_thread_raises_the_loaders_error_and_stops_when_the_consumer
 
 
 def test_a_model_trains_to_the_same_weights_with_batches_prefetched(tmp_path):
-    from models import DeepFM
 
     def trained(prefetch: int) -> dict[str, torch.Tensor]:
         pl.seed_everything(0)
         data = CTRDataModule(SyntheticSource(rows=3000, seed=3), cache_dir=str(tmp_path), batch_size=256,
                              prefetch=prefetch)
         data.setup()
-        model = DeepFM(data.schema, embedding_dim=4, hidden_units=[16])
+        model = build_model("deepfm", data.schema, hidden_units=[16], dropout=0.5)
         trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False, deterministic=True)
         trainer.fit(model, datamodule=data)

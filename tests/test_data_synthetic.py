@@ -71,14 +71,6 @@ def test_positive_rate_and_oracle():
     assert auc(chunk.labels, chunk.true_probability) > 0.8
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train faster on one thread, and much faster when other processes share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def train_and_score(dm: CTRDataModule, pairwise: bool, epochs: int = 10) -> float:
     """Test AUC of a small LR (first-order weights) or FM (plus <v_i, v_j> over field pairs)
@@ -114,7 +106,7 @@ def signal_dm(tmp_path, **effects) -> CTRDataModule:
 
 
 @pytest.mark.slow
-def test_pairwise_only_signal_is_learnt_by_fm_not_lr(tmp_path, one_thread):
+def test_pairwise_only_signal_is_learnt_by_fm_not_lr(tmp_path, single_thread):
     dm = signal_dm(tmp_path, first_order=0.0, pairwise=1.5, higher_order=0.0)
     oracle = auc(dm.labels("test"), dm.true_probabilities("test"))
     lr, fm = train_and_score(dm, pairwise=False), train_and_score(dm, pairwise=True)
@@ -122,7 +114,7 @@ def test_pairwise_only_signal_is_learnt_by_fm_not_lr(tmp_path, one_thread):
 
 
 @pytest.mark.slow
-def test_default_mix_has_first_order_signal_and_headroom(tmp_path, one_thread):
+def test_default_mix_has_first_order_signal_and_headroom(tmp_path, single_thread):
     dm = signal_dm(tmp_path)
     oracle = auc(dm.labels("test"), dm.true_probabilities("test"))
     lr = train_and_score(dm, pairwise=False)
@@ -160,7 +152,7 @@ def small_vocabulary_dm(tmp_path, **effects) -> CTRDataModule:
 
 
 @pytest.mark.slow
-def test_lr_approaches_its_ceiling_on_first_order_data(tmp_path, one_thread):
+def test_lr_approaches_its_ceiling_on_first_order_data(tmp_path, single_thread):
     dm = small_vocabulary_dm(tmp_path, first_order=1.0, pairwise=0.0, higher_order=0.0)
     ceiling = auc(dm.labels("test"), dm.ceiling_probabilities("test")["first_order"])
     lr = train_and_score(dm, pairwise=False, epochs=3)
@@ -168,7 +160,7 @@ def test_lr_approaches_its_ceiling_on_first_order_data(tmp_path, one_thread):
 
 
 @pytest.mark.slow
-def test_fm_approaches_its_ceiling_on_pairwise_data(tmp_path, one_thread):
+def test_fm_approaches_its_ceiling_on_pairwise_data(tmp_path, single_thread):
     dm = small_vocabulary_dm(tmp_path, first_order=1.0, pairwise=1.5, higher_order=0.0)
     ceilings = dm.ceiling_probabilities("test")
     fm = train_and_score(dm, pairwise=True, epochs=5)

@@ -23,9 +23,7 @@ from experiments.run import config as run_config
 from experiments.run.ddp import wait_for_started_ranks
 from experiments.run.history import EpochHistory
 from experiments.run.train import train
-from models import LR
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO, build
 
 
 def epoch_batches(sampler, epoch: int) -> list[np.ndarray]:
@@ -90,7 +88,7 @@ def rank_rows(num_rows: int, batch_size: int, world_size: int) -> list[np.ndarra
 def gathered_by_model(per_rank: list[np.ndarray], num_rows: int) -> np.ndarray:
     """What ``CTRModule`` scores after ``all_gather`` of these per-rank values: a model whose
     trainer reports ``len(per_rank)`` ranks and a datamodule with a ``num_rows``-row split."""
-    model = LR(Schema.build([("a", "categorical", 3)], []))
+    model = build("lr", Schema.build([("a", "categorical", 3)], []))
     model._trainer = SimpleNamespace(world_size=len(per_rank),
                                      datamodule=SimpleNamespace(num_rows=lambda split: num_rows))
     stacked = torch.from_numpy(np.stack(per_rank))
@@ -146,6 +144,7 @@ def launched(*programs: str) -> SimpleNamespace:
     return SimpleNamespace(strategy=SimpleNamespace(launcher=SimpleNamespace(procs=procs)))
 
 
+@pytest.mark.integration
 def test_a_run_ends_after_the_ranks_it_started_and_fails_with_a_failed_one():
     wait_for_started_ranks(launched("pass", "pass"))
     wait_for_started_ranks(SimpleNamespace(strategy=SimpleNamespace(launcher=None)))  # no DDP
@@ -153,6 +152,7 @@ def test_a_run_ends_after_the_ranks_it_started_and_fails_with_a_failed_one():
         wait_for_started_ranks(launched("pass", "import os; os.abort()"))
 
 
+@pytest.mark.integration
 def test_a_rank_still_running_after_its_run_is_killed(caplog):
     trainer = launched("import time; time.sleep(60)")
     wait_for_started_ranks(trainer, timeout_s=0.5)
@@ -200,7 +200,7 @@ def stop_with_stacks(process: subprocess.Popen) -> tuple[str, str]:
         return process.communicate()
 
 
-def run_app(out_dir: Path, cache: Path, *overrides: str) -> dict:
+def run_metrics(out_dir: Path, cache: Path, *overrides: str) -> dict:
     run_py(out_dir.parent, cache, f"hydra.run.dir={out_dir}", *overrides)
     return json.loads((out_dir / "metrics.json").read_text())
 
@@ -230,11 +230,11 @@ def assert_same_training(ddp: dict, reference: dict) -> None:
     assert reference["val/auc"] > 0.55  # the model learned something, so equal metrics mean equal models
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_two_process_ddp_matches_one_process_at_the_same_global_batch(tmp_path):
     cache = tmp_path / "cache"
-    single = run_app(tmp_path / "single", cache, "data.batch_size=512")
-    ddp = run_app(tmp_path / "ddp", cache, "trainer=ddp", "trainer.devices=2", "data.batch_size=256")
+    single = run_metrics(tmp_path / "single", cache, "data.batch_size=512")
+    ddp = run_metrics(tmp_path / "ddp", cache, "trainer=ddp", "trainer.devices=2", "data.batch_size=256")
     assert (tmp_path / "ddp" / "train_ddp_process_1.log").exists()  # the second rank ran in this folder
     assert_same_training(ddp, single)
 
@@ -244,7 +244,7 @@ def test_two_process_ddp_matches_one_process_at_the_same_global_batch(tmp_path):
 DDP = ["trainer=ddp", "trainer.devices=2", "data.batch_size=256"]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_ddp_multirun_jobs_train_as_single_ddp_runs_in_their_own_folders(tmp_path):
     cache, sweep = tmp_path / "cache", tmp_path / "sweep"
     # seeds whose runs learn on this little data (seed 1 ends at a validation AUC of 0.53)
@@ -262,7 +262,7 @@ def test_ddp_multirun_jobs_train_as_single_ddp_runs_in_their_own_folders(tmp_pat
         assert_same_training(json.loads((job / "metrics.json").read_text()), one_process)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_ddp_optuna_sweep_records_one_trial_per_job(tmp_path):
     storage, sweep = f"sqlite:///{tmp_path / 'optuna.db'}", tmp_path / "sweep"
     # With a storage the sweeper's pruning is on: after each epoch rank 0 broadcasts its pruning

@@ -24,13 +24,17 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from optuna.trial import FrozenTrial, TrialState
 
-from experiments.sweep.sweeper import WORKER_ATTR, Heartbeat, open_storage, resumable_tpe
+from experiments.sweep.sweeper import (
+    WORKER_ATTR,
+    Heartbeat,
+    open_storage,
+    resumable_tpe,
+)
+from tests.helpers import CONF, REPO
 from tests.postgres import server_binaries, temporary_server
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
 # Trials of a fraction of a second: a few thousand synthetic rows, one epoch, narrow layers.
 TINY = ["data.source.rows=3000", "data.batch_size=512", "trainer.max_epochs=1", "threads=1",
         "trainer.enable_progress_bar=false"]

@@ -6,11 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torch import nn
 
-import models
 from datamodules.schema import Batch, Schema
 from experiments.benchmark import throughput, workload
 from experiments.benchmark.__main__ import main as benchmark_main
@@ -18,7 +15,9 @@ from models.layers import embedding
 from models.layers.embedding import RowSparseEmbedding, distinct_ids
 from models.layers.mlp import MLP, Dropout, keep_mask, lane_bits, scaled_keep_mask
 from models.optim import LazyAdam, distinct_rows
-from tests.test_models import random_batch, single_thread  # noqa: F401 (an autouse fixture)
+from tests.helpers import build, composed, random_batch
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -235,16 +234,15 @@ def test_lazy_adam_rejects_bad_settings():
 
 
 def test_lazy_adam_config_trains_deepfm_with_row_sparse_tables():
-    settings = OmegaConf.load(CONF / "optim" / "lazy_adam.yaml")
-    adam = OmegaConf.load(CONF / "optim" / "adam.yaml")
+    _, settings = composed("deepfm", "lazy_adam")
+    _, adam = composed("deepfm", "adam")
     # the same settings as plain Adam, but for sparse tables (and fusing, which only adam's kernel has)
-    assert set(settings) == set(adam) - {"adam_fused"} and settings.sparse_embeddings
-    assert {k: settings[k] for k in settings if k not in ("optimizer", "sparse_embeddings")} == \
-        {k: adam[k] for k in adam if k not in ("optimizer", "sparse_embeddings", "adam_fused")}
+    assert settings["sparse_embeddings"] and not adam["sparse_embeddings"]
+    assert {k: v for k, v in settings.items() if k not in ("name", "sparse_embeddings")} == \
+        {k: ({o: w for o, w in v.items() if o != "fused"} if k == "options" else v)
+         for k, v in adam.items() if k not in ("name", "sparse_embeddings")}
     schema = Schema.build([("a", "categorical", 5), ("b", "categorical", 7)])
-    torch.manual_seed(0)
-    model = instantiate(OmegaConf.load(CONF / "model" / "deepfm.yaml"), schema=schema, hidden_units=[8],
-                        **settings, _execution_whitelist_="models.*")
+    model = build("deepfm", schema, "lazy_adam", hidden_units=[8], dropout=0.5)
     optimizer = model.configure_optimizers()
     assert isinstance(optimizer, LazyAdam)
     before = model.embedding.table.weight.detach().clone()
@@ -284,15 +282,16 @@ def test_id_rows_stay_inside_their_fields():
 
 def test_flop_count_and_first_layer_of_deepfm():
     schema = Schema.build([(f"c{i}", "categorical", 4) for i in range(5)])
-    model = models.DeepFM(schema, embedding_dim=3, hidden_units=[7, 6], dropout=0.0)
+    model = build("deepfm", schema, embedding_dim=3, hidden_units=[7, 6])
     batch = random_batch(schema, size=8)
     assert throughput.first_linear_shape(model, batch) == (8, 15, 7)
     # forward 2 * in * out per layer; backward twice that (input and weight gradients)
     assert throughput.matmul_flops_per_sample(model, batch) == 6 * (15 * 7 + 7 * 6 + 6 * 1)
     assert all(p.grad is None for p in model.parameters())
-    assert throughput.first_linear_shape(models.FM(schema), batch) is None
+    assert throughput.first_linear_shape(build("fm", schema), batch) is None
 
 
+@pytest.mark.slow
 def test_benchmark_writes_its_tables(tmp_path):
     out = tmp_path / "results"
     report = benchmark_main(["--models", "deepfm,fm:adam,deepfm::bf16", "--lightning-models", "deepfm", "--num-ids", "3000",
@@ -319,6 +318,7 @@ def test_benchmark_writes_its_tables(tmp_path):
     assert f"torch {torch.__version__}" in text and "torch threads: 1" in text
 
 
+@pytest.mark.integration
 def test_benchmark_measures_training_beside_busy_processes(tmp_path):
     out = tmp_path / "results"
     report = benchmark_main(["--models", "", "--lightning-models", "", "--contention", "fm", "--hogs", "1",
@@ -337,13 +337,12 @@ def test_benchmark_measures_training_beside_busy_processes(tmp_path):
 
 
 def test_fused_adam_takes_torch_adams_steps_to_the_last_bits():
-    # optim=adam runs torch's fused kernel by default; adam_fused=false is torch's per-tensor loop
+    # optim=adam runs torch's fused kernel by default; optim.options.fused=false is torch's per-tensor loop
     schema = Schema.build([("a", "categorical", 50), ("b", "categorical", 70), ("n", "numeric", 1)])
     batch = random_batch(schema, 64, seed=3)
     weights = []
     for fused in (True, False):
-        torch.manual_seed(0)
-        model = models.DeepFM(schema, hidden_units=[16], dropout=0.0, optimizer="adam", adam_fused=fused)
+        model = build("deepfm", schema, hidden_units=[16], options={**composed("deepfm")[1]["options"], "fused": fused})
         optimizer = model.configure_optimizers()
         assert optimizer.param_groups[0]["fused"] is fused
         for _ in range(5):

@@ -6,11 +6,21 @@ import torch
 from torch import nn
 
 from datamodules.schema import Batch, Schema
-from models.layers import (CIN, MLP, CrossNetwork, CrossProductLogit, FeatureEmbedding,
-                           FieldAwareInteraction, FMInteraction, InnerProduct, LinearLogit,
-                           OuterProduct)
+from models.layers import (
+    CIN,
+    MLP,
+    CrossNetwork,
+    CrossProductLogit,
+    FeatureEmbedding,
+    FieldAwareInteraction,
+    FMInteraction,
+    InnerProduct,
+    LinearLogit,
+    OuterProduct,
+)
 
-from tests.test_models import single_thread  # noqa: F401 (an autouse fixture)
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 B, F, K = 5, 4, 3
 

@@ -2,20 +2,20 @@
 and learning on planted-signal data."""
 import itertools
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
 
 import models
-from models.base import PredictionBuffer
 from datamodules.schema import Batch, Schema
+from models.base import PredictionBuffer
 from models.metrics import auc, logloss
-from models.optim import FTRL, build_optimizer
-from tests.test_models import build, single_thread  # noqa: F401 (an autouse fixture)
+from models.optim import FTRL, OptimSpec
+from tests.helpers import build
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 # -- metrics -------------------------------------------------------------------------------
 
@@ -112,9 +112,9 @@ def test_ftrl_sparse_gradients_match_dense():
     torch.testing.assert_close(tables[0], tables[1])
 
 
-def test_build_optimizer_validates_names_and_sparse_use():
+def test_optim_spec_validates_names_and_sparse_use():
     with pytest.raises(ValueError, match="optimizer 'rmsprop'"):
-        build_optimizer([torch.nn.Parameter(torch.zeros(1))], "rmsprop", 0.1)
+        OptimSpec("rmsprop", 0.1)
     with pytest.raises(ValueError, match="sparse_embeddings=True"):
         build("fm", Schema.build([("a", "categorical", 3)]), sparse_embeddings=True, optimizer="adam")
 
@@ -341,9 +341,7 @@ def test_fm_beats_lr_on_pairwise_structure(planted_splits):
 
 def test_lr_learns_with_ftrl_at_its_config(planted_splits):
     train, val, _ = planted_splits
-    settings = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "optim" / "ftrl.yaml")
-    model = models.LR(PLANTED_SCHEMA, **{k: settings[k] for k in settings if k != "sparse_embeddings"},
-                      sparse_embeddings=True)
+    model = build("lr", PLANTED_SCHEMA, "ftrl", sparse_embeddings=True)
     assert predicted_metrics(train_plain(model, train, 4), val)[0] > 0.62
 
 

@@ -1,5 +1,4 @@
 """Every model of the zoo: shapes, parameter counts, training steps, sharing, configs."""
-from pathlib import Path
 
 import pytest
 import torch
@@ -7,48 +6,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import models
-from datamodules.schema import Batch, Schema
 from models.layers import FeatureEmbedding, IdTable
+from tests.helpers import CONF, HIDDEN, K, build, composed, random_batch, small_schema
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-K, HIDDEN = 4, [8, 6]
-# small widths for every model; the configs' paper widths are exercised in the config tests
-SMALL = dict(embedding_dim=K, hidden_units=HIDDEN, dropout=0.0)
-SMALL_KWARGS = {
-    "lr": {}, "fm": dict(embedding_dim=K), "ffm": dict(embedding_dim=K),
-    "fnn": dict(SMALL, pretrain_epochs=0), "ipnn": SMALL, "opnn": SMALL, "pnn_star": SMALL,
-    "pnn": dict(SMALL, product="both", outer_form="pairwise"),
-    "lr_dnn": SMALL, "fm_dnn": SMALL, "wide_deep": dict(SMALL, cross_buckets=10),
-    "dnn": dict(SMALL, batch_norm=True), "deepfm": SMALL, "dcn": dict(SMALL, cross_layers=2),
-    "xdeepfm": dict(SMALL, cin_layer_sizes=[4, 2]),
-}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These tensors are tiny: one thread beats two fighting other processes on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def small_schema() -> Schema:
-    return Schema.build([("c0", "categorical", 3), ("c1", "categorical", 5), ("n0", "numeric", 4)],
-                        dense=["d0"])
-
-
-def random_batch(schema: Schema, size: int = 32, seed: int = 0) -> Batch:
-    generator = torch.Generator().manual_seed(seed)
-    ids = torch.stack([f.offset + torch.randint(0, f.vocab_size, (size,), generator=generator)
-                       for f in schema.sparse_fields], 1)
-    dense = torch.randn(size, schema.num_dense, generator=generator) if schema.num_dense else None
-    return Batch(ids, torch.randint(0, 2, (size,), generator=generator).float(), dense)
-
-
-def build(name: str, schema: Schema, **kwargs) -> models.CTRModule:
-    torch.manual_seed(0)
-    return models.MODELS[name](schema, **{**SMALL_KWARGS[name], **kwargs})
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def mlp_params(inputs: int, hidden=HIDDEN, output=1, batch_norm=False) -> int:
@@ -70,7 +31,6 @@ def expected_params(name: str) -> int:
         "ipnn": embedding + mlp_params(deep_in + pairs),
         "opnn": embedding + mlp_params(deep_in + K * K),
         "pnn_star": embedding + mlp_params(deep_in + pairs + K * K),
-        "pnn": embedding + mlp_params(deep_in + pairs + pairs * K * K),
         "lr_dnn": linear + embedding + mlp_params(deep_in),
         "fm_dnn": linear + 2 * embedding + mlp_params(deep_in),  # two embeddings
         # cross pairs (c0,c1), (c0,n0), (c1,n0): min(15, 10) + min(12, 10) + min(20, 10) rows
@@ -235,66 +195,62 @@ def test_embedding_l2_penalises_the_rows_the_batch_reads():
 
 
 # -- configs -------------------------------------------------------------------------------
-def load_yaml(group: str, name: str):
-    return OmegaConf.load(CONF / group / f"{name}.yaml")
-
-
 def model_yaml_names():
     return sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 
 
 def test_every_model_has_a_config_and_every_config_a_model():
-    assert model_yaml_names() == sorted(models.MODELS)
+    from models.registry import ENTRIES
+
+    assert model_yaml_names() == sorted(models.MODELS) == sorted(ENTRIES)
     for name, cls in models.MODELS.items():
-        assert load_yaml("model", name)._target_ == f"models.{cls.__name__}"
+        assert OmegaConf.load(CONF / "model" / f"{name}.yaml")._target_ == f"models.{cls.__name__}"
 
 
 @pytest.mark.parametrize("name", model_yaml_names())
 def test_config_instantiates_at_paper_widths_and_runs(name):
+    """The config gives every argument the class needs (the classes have no defaults of their own
+    for settings: conf/ is their one place) and no argument it does not take."""
     schema = small_schema()
-    model = instantiate(load_yaml("model", name), schema=schema, **load_yaml("optim", "adam"),
-                        _execution_whitelist_="models.*")
+    model_cfg, optim_cfg = composed(name)
+    model = instantiate(model_cfg, schema=schema, optim=optim_cfg, _execution_whitelist_="models.*")
     assert isinstance(model, models.MODELS[name])
     model.eval()
     logits = model(random_batch(schema))
     assert logits.shape == (32,) and torch.isfinite(logits).all()
 
 
-# what the class name fixes rather than a knob of its own
-FIXED_BY_CLASS = {"ipnn": {"product", "outer_form"}, "opnn": {"product"}, "pnn_star": {"product"}}
-
-
-def comparable(value):
-    value = OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
-    return list(value) if isinstance(value, tuple) else value
-
-
 @pytest.mark.parametrize("name", model_yaml_names())
-def test_config_shows_every_knob_at_the_code_default(name):
-    """No hidden defaults: each constructor argument is in the model's yaml or the optim yaml,
-    and the yaml's value is the one the code would use."""
-    defaults = dict(models.MODELS[name](small_schema()).hparams)
-    model_cfg = load_yaml("model", name)
-    optim_keys = set(models.CTRModule.optim_keys())  # conf/optim/*.yaml, checked below
-    model_keys = set(model_cfg) - {"_target_"}
-    assert set(defaults) - model_keys - optim_keys <= FIXED_BY_CLASS.get(name, set())
-    assert model_keys <= set(defaults), f"{sorted(model_keys - set(defaults))} are not arguments"
-    for key in model_keys:
-        assert comparable(model_cfg[key]) == comparable(defaults[key]), key
+def test_constructors_take_few_arguments_and_no_setting_defaults(name):
+    """At most 8 arguments beside ``self`` and ``schema`` (``optim`` and ``init`` included); a
+    default only where its absence means "off"."""
+    import inspect
+
+    switches = {"init", "fm_checkpoint", "outer_form", "cross_fields", "cross_buckets"}
+    arguments = {}
+    for cls in models.MODELS[name].__mro__:
+        if cls is models.CTRModule.__mro__[1]:
+            break
+        for parameter in list(inspect.signature(cls.__init__).parameters.values())[2:]:
+            if parameter.kind is parameter.KEYWORD_ONLY:
+                arguments.setdefault(parameter.name, parameter)
+    assert len(arguments) <= 8, sorted(arguments)
+    assert {n for n, p in arguments.items() if p.default is not p.empty} <= switches
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "adagrad", "sgd", "ftrl"])
-def test_optim_config_holds_common_and_its_own_keys(optimizer):
-    from models.optim import OPTIMIZER_KEYS
-    cfg = load_yaml("optim", optimizer)
-    assert cfg.optimizer == optimizer
-    common = set(models.CTRModule.optim_keys()) - {"init"} - {k for ks in OPTIMIZER_KEYS.values() for k in ks}
-    assert set(cfg) == common | set(OPTIMIZER_KEYS[optimizer])
-    defaults = models.LR(small_schema()).hparams
-    shown_at_default = set(OPTIMIZER_KEYS[optimizer]) | (set(cfg) if optimizer == "adam" else set())
-    assert {k: cfg[k] for k in shown_at_default} == {k: defaults[k] for k in shown_at_default}
-    model = instantiate(load_yaml("model", "lr"), schema=small_schema(), **cfg,
-                        _execution_whitelist_="models.*")
+@pytest.mark.parametrize("optimizer", ["adam", "lazy_adam", "adagrad", "sgd", "ftrl"])
+def test_each_optim_config_is_one_spec_that_builds_its_optimizer(optimizer):
+    from models.optim import OPTIMIZERS, OptimSpec
+
+    _, cfg = composed("lr", optimizer)
+    spec = OptimSpec.of(cfg)
+    assert spec.name == optimizer and {"embedding_l2", "weight_l2", "embedding_table_l2", "net_l2"} <= set(cfg)
+    model = models.LR(small_schema(), optim=cfg)
     built = model.configure_optimizers()
-    assert type(built).__name__.lower() == optimizer
-    assert built.param_groups[0]["lr"] == cfg.lr
+    assert type(built) is OPTIMIZERS[optimizer]
+    group = built.param_groups[0]
+    assert group["lr"] == cfg["lr"]
+    for key, value in cfg["options"].items():
+        assert group[key] == (tuple(value) if isinstance(value, list) else value), key
+    # the checkpoint keeps the spec as plain values, and they give the same spec back
+    assert OptimSpec.of(model.hparams.optim) == spec

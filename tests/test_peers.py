@@ -41,6 +41,7 @@ LIBRARIES = ["ctr-bench"] + [lib for lib, module in (("DeepCTR-Torch", "deepctr_
                              if importlib.util.find_spec(module)]
 
 
+@pytest.mark.slow
 def test_each_installed_library_runs_end_to_end(tmp_path):
     report = peers.main(["--rows", "3000", "--threads", "1", "--models", "fm", "--libraries", ",".join(LIBRARIES),
                          "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out")])

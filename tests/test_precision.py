@@ -7,7 +7,9 @@ import models
 from datamodules.schema import Batch
 from models.layers import CIN, MLP
 from models.layers.precision import set_precision
-from tests.test_models import build, random_batch, single_thread, small_schema  # noqa: F401 (fixture)
+from tests.helpers import build, random_batch, small_schema
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 DEEP = sorted(name for name, cls in models.MODELS.items()
               if any(isinstance(m, (MLP, CIN)) for m in build(name, small_schema()).modules()))
@@ -76,7 +78,7 @@ def test_a_run_with_precision_bf16_trains(tmp_path):
     from experiments.run.train import train
     cfg = run_config.compose_config(["model=deepfm", "precision=bf16", f"data.cache_dir={tmp_path / 'cache'}",
                                      "data.source.rows=20000", "data.batch_size=512", "trainer.max_epochs=2",
-                                     "optim.lr=0.01", "model.hidden_units=[16,16]", "threads=1",
+                                     "optim.lr=0.01", "model.mlp.hidden_units=[16,16]", "threads=1",
                                      "trainer.enable_progress_bar=false"])
     metrics = train(cfg, tmp_path / "run")
     assert 0.55 < metrics["test/auc"] <= metrics["oracle/test/auc"] + 0.02

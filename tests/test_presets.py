@@ -13,9 +13,9 @@ from datamodules.encode import Vocabulary
 from experiments.reference.data import criteo_x4_csv, write_frappe_like
 from experiments.run import config as run_config
 from experiments.run.train import train
+from tests.helpers import REPO
 from tests.test_data_formats import write_criteo
 
-REPO = Path(__file__).resolve().parents[1]
 FRAPPE_MODELS = sorted(p.stem for p in (REPO / "conf" / "preset" / "bars_frappe_x1").glob("*.yaml"))
 CRITEO_MODELS = sorted(p.stem for p in (REPO / "conf" / "preset" / "bars_criteo_x4").glob("*.yaml"))
 
@@ -52,7 +52,7 @@ def test_the_presets_cover_the_published_models():
 @pytest.mark.parametrize("model", FRAPPE_MODELS)
 def test_every_frappe_preset_trains_with_the_protocol(model, frappe_files, tmp_path):
     cfg = compose("bars_frappe_x1", model, frappe_files["libfm"], tmp_path / "cache", "trainer.max_epochs=2")
-    assert (cfg.optim.optimizer, cfg.optim.lr, cfg.data.batch_size) == ("adam", 1e-3, 4096)
+    assert (cfg.optim.name, cfg.optim.lr, cfg.data.batch_size) == ("adam", 1e-3, 4096)
     assert cfg.data.encoding.convention == "fuxictr" and cfg.init.embedding_std == 1e-4
     assert cfg.trainer.gradient_clip_val == 10 and cfg.objective == "val/auc"
     metrics = train(cfg, tmp_path / "run")
@@ -71,7 +71,7 @@ def test_every_criteo_x4_preset_trains_with_the_protocol(model, criteo_x4_files,
 
 def test_published_settings_reach_the_models(frappe_files, tmp_path):
     cfg = compose("bars_frappe_x1", "ipnn", frappe_files["libfm"], tmp_path)
-    assert (cfg.model.activation, cfg.model.dropout, cfg.model.batch_norm) == ("relu", 0.3, False)
+    assert (cfg.model.mlp.activation, cfg.model.mlp.dropout, cfg.model.mlp.batch_norm) == ("relu", 0.3, False)
     assert cfg.plateau.patience == 3
     assert cfg.optim.embedding_table_l2 == 0.05 and cfg.optim.net_l2 == 0
     cfg = compose("bars_frappe_x1", "xdeepfm", frappe_files["libfm"], tmp_path)

@@ -10,8 +10,10 @@ from torch import nn
 
 from experiments.run.plateau import PlateauSchedule
 from models.init import initialize
+from tests.helpers import build, random_batch, small_schema
 from tests.test_model_training import PlantedData, quiet_trainer
-from tests.test_models import build, random_batch, single_thread, small_schema  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # -- the plateau rule ----------------------------------------------------------------------------

@@ -8,12 +8,12 @@ import pytest
 
 pytest.importorskip("fuxictr", reason="FuxiCTR is an optional extra: pip install -e '.[reference]'")
 
-from experiments.reference import check  # noqa: E402
-from experiments.reference.data import write_frappe_like  # noqa: E402
-from experiments.reference.fuxictr_models import REFERENCE_MODELS  # noqa: E402
 from fuxictr.preprocess import FeatureProcessor  # noqa: E402
 
 from datamodules.sources.frappe import FIELDS  # noqa: E402
+from experiments.reference import check  # noqa: E402
+from experiments.reference.data import write_frappe_like  # noqa: E402
+from experiments.reference.fuxictr_models import REFERENCE_MODELS  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def files(tmp_path_factory):
 @pytest.mark.parametrize("model", sorted(REFERENCE_MODELS))
 def test_both_libraries_take_the_same_steps_in_float64(model, files, tmp_path):
     cfg = check.preset_config("bars_frappe_x1", model, files["libfm"], tmp_path / "cache",
-                              ["data.batch_size=512", "model.hidden_units=[32,32]"] if model not in ("lr", "fm", "ffm")
+                              ["data.batch_size=512", "model.mlp.hidden_units=[32,32]"] if model not in ("lr", "fm", "ffm")
                               else ["data.batch_size=512"])
     result = check.compare_steps(model, cfg, check.datamodule(cfg), "tiny", steps=8, seed=0, workdir=tmp_path)
     assert result.first_prediction_gap < 1e-6

@@ -9,7 +9,7 @@ import torch
 import models
 from datamodules.schema import Schema
 from experiments.run.threads import ThreadGovernor, busy_ticks, thread_policy
-from tests.test_models import SMALL_KWARGS, random_batch
+from tests.helpers import build, composed, random_batch
 
 
 class FakeMachine:
@@ -112,15 +112,10 @@ def test_thread_policy_values():
 
 
 # Wide enough that torch's kernels split their work across threads (its grain is 32k elements).
-WIDE = {"embedding_dim": 16, "hidden_units": [256, 128]}
-
-
 def wide_kwargs(name: str) -> dict:
-    kwargs = dict(SMALL_KWARGS[name])
-    for key, value in WIDE.items():
-        if key in kwargs:
-            kwargs[key] = value
-    return kwargs
+    model = composed(name)[0]
+    return {**({"embedding_dim": 16} if "embedding_dim" in model else {}),
+            **({"hidden_units": [256, 128]} if "mlp" in model else {})}
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
@@ -132,7 +127,7 @@ def test_the_thread_count_does_not_change_a_training_step(name):
         for count in (1, 2):
             torch.set_num_threads(count)
             torch.manual_seed(0)
-            model = models.MODELS[name](schema, **wide_kwargs(name))
+            model = build(name, schema, **wide_kwargs(name))
             optimizer = model.build_optimizer()
             for _ in range(3):
                 optimizer.zero_grad()

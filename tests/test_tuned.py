@@ -23,8 +23,8 @@ from experiments.sweep import sweeper as sweeper_module
 from experiments.sweep import tuned
 from experiments.sweep.pruning import override_value, tell_marked_trials_pruned
 from experiments.sweep.sweeper import DistributedOptunaSweeper
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 MODELS = ["lr", "deepfm"]  # the linear and the deep template: the deep one's final runs need its keys
 SEEDS = [0, 1]
 TINY = ["data.source.rows=3000", "data.batch_size=512", "trainer.max_epochs=2", "threads=1",
@@ -72,7 +72,7 @@ def test_stage_one_runs_one_study_per_model_with_the_budget(protocol):
         assert [state for _, state, *_ in trials] == [TrialState.COMPLETE] * 2, model
         assert all(0.3 < value < 1 for *_, value in trials)
     assert set(protocol.after_search["deepfm"][0][2]) == {
-        "optim.lr", "optim.embedding_l2", "model.embedding_dim", "mlp_width", "mlp_depth", "model.dropout",
+        "optim.lr", "optim.embedding_l2", "model.embedding_dim", "mlp_width", "mlp_depth", "model.mlp.dropout",
         "optim.weight_l2"}
     assert set(protocol.after_search["lr"][0][2]) == {"optim.lr", "optim.embedding_l2"}
     assert not protocol.final_after_search
@@ -101,7 +101,7 @@ def test_final_runs_use_exactly_the_best_trials_parameters(protocol):
             assert config.seed == seed and config.data.source.rows == 3000
             if model == "deepfm":  # the MLP as the trial had it, rebuilt from width and depth
                 register_resolvers()
-                assert OmegaConf.to_container(config.model, resolve=True)["hidden_units"] == \
+                assert OmegaConf.to_container(config.model, resolve=True)["mlp"]["hidden_units"] == \
                     [best.params["mlp_width"]] * best.params["mlp_depth"]
 
 
@@ -230,7 +230,7 @@ def test_a_trial_its_pruner_gives_up_on_stops_training_and_is_told_pruned():
     assert good_trial.state == TrialState.COMPLETE and good_trial.value == pytest.approx(0.81)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_sweep_with_a_pruner_stops_the_run_and_records_the_trial_pruned(tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     pruner = "{_target_:optuna.pruners.ThresholdPruner,lower:1.0,n_warmup_steps:0}"  # no AUC reaches 1: prunes

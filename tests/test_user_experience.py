@@ -14,22 +14,12 @@ import pytest
 from experiments.report.writer import OverwriteError, run_report
 from experiments.run.errors import ConfigError, configured, user_error_message
 from experiments.run.summary import run_summary
+from tests.helpers import REPO, run_app
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = ["data.source.rows=3000", "data.batch_size=512", "trainer.max_epochs=1", "model.hidden_units=[8]"]
-
-
-def run_app(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, **(env or {})})
+TINY = ["data.source.rows=3000", "data.batch_size=512", "trainer.max_epochs=1", "model.mlp.hidden_units=[8]"]
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
-
+@pytest.mark.integration
 def test_a_missing_data_file_is_one_message_without_a_traceback(tmp_path):
     done = run_app("data=criteo", f"data.source.path={tmp_path / 'nope.tsv'}", f"hydra.run.dir={tmp_path / 'run'}",
                    cwd=tmp_path)
@@ -39,8 +29,9 @@ def test_a_missing_data_file_is_one_message_without_a_traceback(tmp_path):
     assert (tmp_path / "run" / "failure.txt").read_text().startswith("CriteoSource: the input file")
 
 
+@pytest.mark.integration
 def test_a_rejected_setting_names_its_group_and_the_full_traceback_stays_available(tmp_path, cache):
-    args = ["model.dropout=1.5", f"data.cache_dir={cache}", *TINY, f"hydra.run.dir={tmp_path / 'run'}"]
+    args = ["model.mlp.dropout=1.5", f"data.cache_dir={cache}", *TINY, f"hydra.run.dir={tmp_path / 'run'}"]
     done = run_app(*args, cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "error: model, optim or init: dropout is a drop probability in [0, 1), got 1.5" in done.stderr
@@ -56,6 +47,7 @@ def test_bugs_keep_their_traceback():
     assert user_error_message(ConfigError("trainer: bad value")) == "trainer: bad value"
 
 
+@pytest.mark.integration
 def test_a_run_ends_with_its_summary_and_writes_its_predictions(tmp_path, cache):
     done = run_app(f"data.cache_dir={cache}", *TINY, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -81,6 +73,7 @@ def test_a_summary_marks_a_truncated_run():
     assert "truncated run (limit_train_batches=5)" in text and "not comparable" in text
 
 
+@pytest.mark.integration
 def test_a_multirun_with_a_failed_run_reports_the_others_lists_the_failure_and_exits_1(tmp_path, cache):
     done = run_app("-m", "optim.lr=0.001,-1", f"data.cache_dir={cache}", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}",
                    cwd=tmp_path)
@@ -91,6 +84,7 @@ def test_a_multirun_with_a_failed_run_reports_the_others_lists_the_failure_and_e
     assert (tmp_path / "sweep" / "results" / "synthetic" / "table.md").is_file()
 
 
+@pytest.mark.integration
 def test_debug_runs_are_flagged_and_marked_in_the_table_and_every_figure(tmp_path, cache, monkeypatch):
     from experiments.report import plots
 
@@ -101,7 +95,7 @@ def test_debug_runs_are_flagged_and_marked_in_the_table_and_every_figure(tmp_pat
         return save(fig, stem, note)
 
     monkeypatch.setattr(plots, "save_figure", save_and_note)
-    done = run_app("trainer=debug", f"data.cache_dir={cache}", "data.source.rows=3000", "model.hidden_units=[8]",
+    done = run_app("trainer=debug", f"data.cache_dir={cache}", "data.source.rows=3000", "model.mlp.hidden_units=[8]",
                    f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -113,6 +107,7 @@ def test_debug_runs_are_flagged_and_marked_in_the_table_and_every_figure(tmp_pat
     assert all(note.startswith("† debug runs, not comparable") and note.endswith(": DeepFM") for note in notes.values())
 
 
+@pytest.mark.integration
 def test_the_report_refuses_to_replace_results_with_fewer_runs(tmp_path, cache):
     sweep = tmp_path / "sweep"
     done = run_app("-m", "model=fm,lr", "seed=0,1", f"data.cache_dir={cache}", *TINY[:3], f"hydra.sweep.dir={sweep}",
@@ -130,6 +125,7 @@ def test_the_report_refuses_to_replace_results_with_fewer_runs(tmp_path, cache):
     assert pd.read_csv(out / "synthetic" / "table.csv")["seeds"].dropna().tolist() == [1]
 
 
+@pytest.mark.integration
 def test_the_report_command_writes_next_to_the_runs_by_default(tmp_path, cache):
     done = run_app(f"data.cache_dir={cache}", *TINY, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert done.returncode == 0

@@ -96,8 +96,8 @@ def ours(model: str, files: dict, workdir: Path) -> dict:
     overrides = ["optim=adam", "optim.embedding_table_l2=0", "optim.net_l2=0", f"data.batch_size={BATCH_SIZE}",
                  "trainer.max_epochs=1", "precision=32", "save_predictions=false", "threads=null"]
     overrides += {"lr": [], "fm": [f"model.embedding_dim={EMBEDDING_DIM}"],
-                  "deepfm": [f"model.embedding_dim={EMBEDDING_DIM}", f"model.hidden_units={HIDDEN}",
-                             f"model.dropout={DROPOUT}", "model.batch_norm=false"]}[model]
+                  "deepfm": [f"model.embedding_dim={EMBEDDING_DIM}", f"model.mlp.hidden_units={HIDDEN}",
+                             f"model.mlp.dropout={DROPOUT}", "model.mlp.batch_norm=false"]}[model]
     cfg = preset_config("bars_criteo_x4", model, files["csv"], workdir / "cache", overrides)
     started = time.perf_counter()
     datamodule(cfg)

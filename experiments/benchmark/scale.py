@@ -262,7 +262,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, help="torch threads of the run (default: torch's)")
     parser.add_argument("--reuse-cache", action="store_true", help="keep an existing cache instead of rebuilding")
-    parser.add_argument("overrides", nargs="*", help="more run.py overrides, e.g. model.hidden_units=[16,16]")
+    parser.add_argument("overrides", nargs="*", help="more run.py overrides, e.g. model.mlp.hidden_units=[16,16]")
     return parser.parse_args(argv)
 
 

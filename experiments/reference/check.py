@@ -45,9 +45,9 @@ def reference_settings(name: str, cfg: DictConfig) -> dict:
                 "early_stop_patience": cfg.plateau.patience, "learning_rate": optim.lr}
     if "embedding_dim" in model:
         settings["embedding_dim"] = model.embedding_dim
-    if "hidden_units" in model:
-        settings.update(hidden_units=list(model.hidden_units), activation=model.activation, dropout=model.dropout,
-                        batch_norm=model.batch_norm)
+    if "mlp" in model:
+        settings.update(hidden_units=list(model.mlp.hidden_units), activation=model.mlp.activation,
+                        dropout=model.mlp.dropout, batch_norm=model.mlp.batch_norm)
     if name == "dcn":
         settings["cross_layers"] = model.cross_layers
     if name == "xdeepfm":
@@ -56,7 +56,7 @@ def reference_settings(name: str, cfg: DictConfig) -> dict:
         settings["cin_layer_sizes"] = list(model.cin_layer_sizes)
     if name == "lr_dnn" and model.linear_bias:
         raise ValueError("FuxiCTR's WideDeep has no LR bias")
-    if optim.optimizer != "adam" or cfg.trainer.gradient_clip_val != 10 or cfg.plateau.lr_factor != 0.1 \
+    if optim.name != "adam" or cfg.trainer.gradient_clip_val != 10 or cfg.plateau.lr_factor != 0.1 \
             or cfg.plateau.min_lr != 1e-6 or cfg.plateau.min_delta != 1e-6:
         raise ValueError("the preset's protocol is not FuxiCTR's fixed one (Adam, clip 10, decay 0.1 to 1e-6)")
     return settings
@@ -160,8 +160,8 @@ def compare_steps(name: str, cfg: DictConfig, dm, dataset: str, steps: int, seed
     batches (the training split's first shuffled batches), dropout off (the libraries draw masks
     from different generators)."""
     cfg = copy.deepcopy(cfg)
-    if "dropout" in cfg.model:
-        cfg.model.dropout = 0.0
+    if "mlp" in cfg.model:
+        cfg.model.mlp.dropout = 0.0
     clip = cfg.trainer.gradient_clip_val
     torch.manual_seed(seed)
     reference = build_reference(name, cfg, dm.schema, workdir / "models")

@@ -179,7 +179,7 @@ def _read_run(run_dir: Path) -> dict:
         "sweep_dir": None if sweep_dir is None else str(sweep_dir),
         "dataset": str(dataset),
         "model": str(model),
-        "label": model_label(str(model), _dig(config, "model")),
+        "label": model_label(str(model)),
         "seed": seed,
         "configuration": _configuration(run_dir),
         "finished_at": metrics_path.stat().st_mtime,

@@ -6,57 +6,30 @@ printed, in logs and committed READMEs alike.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from models.registry import ENTRIES
 
-# The paper's Table 2 rows in its order, then the other models of the suite.
-_PAPER_ROWS = {
-    "lr": "LR",
-    "fm": "FM",
-    "fnn": "FNN",
-    "ipnn": "IPNN",
-    "opnn": "OPNN",
-    "pnn_star": "PNN*",
-    "lr_dnn": "LR&DNN",
-    "fm_dnn": "FM&DNN",
-    "deepfm": "DeepFM",
-}
-_OTHER_ROWS = {
-    "ffm": "FFM",
-    "dnn": "DNN",
-    "wide_deep": "Wide&Deep",
-    "dcn": "DCN",
-    "xdeepfm": "xDeepFM",
-}
-# `model=pnn` is one class with a `product` switch; each setting is its own row because the
-# settings are different models (IPNN, OPNN, PNN*) that were not necessarily tuned alike.
-PNN_PRODUCTS = ("inner", "outer", "both")
-PNN_DEFAULT_PRODUCT = "inner"
-
-MODEL_LABELS: dict[str, str] = {**_PAPER_ROWS, **_OTHER_ROWS}
-KNOWN_LABELS: tuple[str, ...] = (
-    *_PAPER_ROWS.values(), *_OTHER_ROWS.values(), *(f"PNN ({p})" for p in PNN_PRODUCTS))
-PAPER_LABELS: tuple[str, ...] = tuple(_PAPER_ROWS.values())
-PAPER_MODELS: tuple[str, ...] = tuple(_PAPER_ROWS)  # their config names
+# The paper's Table 2 rows in its order, then the other models of the suite (models.registry).
+MODEL_LABELS: dict[str, str] = {name: entry.label for name, entry in ENTRIES.items()}
+KNOWN_LABELS: tuple[str, ...] = tuple(MODEL_LABELS.values())
+PAPER_MODELS: tuple[str, ...] = tuple(name for name, entry in ENTRIES.items() if entry.paper)  # config names
+PAPER_LABELS: tuple[str, ...] = tuple(MODEL_LABELS[name] for name in PAPER_MODELS)
 
 DEEPFM_LABEL = MODEL_LABELS["deepfm"]
 ORACLE_LABEL = "Oracle (true p)"
 # The ceilings of synthetic data (datamodules.sources.synthetic): the family -> its row's name.
 CEILING_LABELS = {"first_order": "Ceiling: first-order (LR)", "pairwise": "Ceiling: + pairwise (FM, FFM)"}
-# Models whose function class holds only some effect families; every other model is deep (all).
-_FAMILY = {"lr": "first_order", "fm": "pairwise", "ffm": "pairwise"}
 
 
 def family_of(model_key: str) -> str:
-    """The effect family a model can represent: a ceiling's key, or ``"full"`` (the oracle)."""
-    return _FAMILY.get(model_key, "full")
+    """The effect family a model can represent: a ceiling's key, or ``"full"`` (the oracle); a model
+    the suite does not know counts as ``"full"``."""
+    entry = ENTRIES.get(model_key)
+    return entry.family if entry else "full"
 
 
-def model_label(model_key: str, model_config: Optional[Mapping[str, Any]] = None) -> str:
-    """The printed name of a model: ``"deepfm" -> "DeepFM"``; ``pnn`` gets its product type;
-    a model the suite does not know keeps its config name."""
-    if model_key == "pnn":
-        product = (model_config or {}).get("product", PNN_DEFAULT_PRODUCT)
-        return f"PNN ({product})"
+def model_label(model_key: str) -> str:
+    """The printed name of a model: ``"deepfm" -> "DeepFM"``; a model the suite does not know keeps
+    its config name."""
     return MODEL_LABELS.get(model_key, model_key)
 
 

@@ -38,7 +38,7 @@ _FIXED_COLORS = {
     "LR": "#7f7f7f", "FM": "#1f77b4", "FNN": "#17becf", "IPNN": "#9467bd", "OPNN": "#8c564b",
     "PNN*": "#e377c2", "LR&DNN": "#bcbd22", "FM&DNN": "#ff7f0e", "DeepFM": "#d62728",
     "FFM": "#aec7e8", "DNN": "#2ca02c", "Wide&Deep": "#98df8a", "DCN": "#1b9e77",
-    "xDeepFM": "#7570b3", "PNN (inner)": "#e7298a", "PNN (outer)": "#a6761d", "PNN (both)": "#e6ab02",
+    "xDeepFM": "#7570b3",
 }
 assert set(_FIXED_COLORS) == set(KNOWN_LABELS), "every known model needs its fixed colour"
 _HASHED_HUES = sns.husl_palette(36, l=0.5).as_hex()

@@ -108,7 +108,7 @@ def build_model(cfg: DictConfig, schema) -> pl.LightningModule:
     (``cfg.init``) settings, its parameters drawn as ``cfg.init`` says."""
     # plain containers: checkpoints store hyperparameters and must load without OmegaConf types
     with configured("model, optim or init"):
-        model = instantiate(cfg.model, schema=schema, **cfg.optim, init=cfg.init, _convert_="all",
+        model = instantiate(cfg.model, schema=schema, optim=cfg.optim, init=cfg.init, _convert_="all",
                             _execution_whitelist_=TRUSTED_TARGETS)
     model.reset_parameters()
     with configured("precision"):

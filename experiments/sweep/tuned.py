@@ -79,7 +79,7 @@ def load_config(argv: Sequence[str] = ()) -> DictConfig:
 def template_of(model_config: DictConfig) -> str:
     """The search-space template of a model's family (conf/hparams_search/<template>.yaml): deep
     with an MLP, shallow with embeddings of their own size, linear otherwise."""
-    if "hidden_units" in model_config:
+    if "mlp" in model_config:
         return "deep"
     if "embedding_dim" in model_config:
         return "shallow"
@@ -155,7 +155,7 @@ def resolve(config: DictConfig) -> Tuned:
     for model in config.models:
         run_config = compose_run_config([f"model={model}", *overrides])
         templates[model] = template_of(run_config.model)
-        labels[model] = model_label(model, OmegaConf.to_container(run_config.model))
+        labels[model] = model_label(model)
         data, objective = str(run_config.data.name), str(run_config.objective)
     if data is None:
         raise ProtocolError("no models to compare")

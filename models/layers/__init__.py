@@ -5,8 +5,8 @@ from models.layers.embedding import (CrossProductLogit, FeatureEmbedding, IdTabl
                                      all_sparse_pairs)
 from models.layers.interaction import (FieldAwareInteraction, FMInteraction, InnerProduct,
                                        OuterProduct, PairwiseLayer)
-from models.layers.mlp import ACTIVATIONS, MLP
+from models.layers.mlp import ACTIVATIONS, MLP, MLPSpec
 
 __all__ = ["ACTIVATIONS", "CIN", "CrossNetwork", "CrossProductLogit", "FeatureEmbedding",
-           "FieldAwareInteraction", "FMInteraction", "IdTable", "InnerProduct", "LinearLogit", "MLP",
+           "FieldAwareInteraction", "FMInteraction", "IdTable", "InnerProduct", "LinearLogit", "MLP", "MLPSpec",
            "OuterProduct", "PairwiseLayer", "all_sparse_pairs"]

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -80,6 +81,32 @@ class MLP(LowPrecisionCompute, nn.Module):
         with self.low_precision(inputs):
             hidden = self.layers[:self.hidden_layers](inputs)
         return self.layers[self.hidden_layers:](hidden.float())  # the output layer in float32
+
+
+@dataclass(frozen=True)
+class MLPSpec:
+    """The hidden layers of a model's MLP, as ``conf/model/mlp/<name>.yaml`` gives them (``MLP``
+    says what each field means): one argument for every model that ends in an MLP."""
+
+    hidden_units: tuple[int, ...]
+    activation: str
+    dropout: float
+    batch_norm: bool
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden_units", tuple(int(units) for units in self.hidden_units))
+
+    @classmethod
+    def of(cls, spec: Union["MLPSpec", Mapping[str, Any]]) -> "MLPSpec":
+        """``spec`` itself, or the spec a config mapping describes."""
+        return spec if isinstance(spec, cls) else cls(**spec)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "hidden_units": list(self.hidden_units)}
+
+    def build(self, input_dim: int, output_dim: Optional[int] = 1) -> MLP:
+        return MLP(input_dim, self.hidden_units, activation=self.activation, dropout=self.dropout,
+                   batch_norm=self.batch_norm, output_dim=output_dim)
 
 
 class Dropout(nn.Dropout):

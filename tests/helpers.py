@@ -1,0 +1,87 @@
+"""What many test modules share: tiny schemas and batches, models built from their configs at
+test sizes, and the app runner. Fixtures live in ``conftest.py``; these are plain functions."""
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+# Test sizes: embeddings of K, MLPs of HIDDEN without dropout; each model's other settings come
+# from its config (conf/model/<name>.yaml) unless SMALL_KWARGS changes them too.
+K, HIDDEN = 4, [8, 6]
+SMALL_KWARGS = {
+    "fnn": dict(pretrain_epochs=0), "wide_deep": dict(cross_buckets=10), "dnn": dict(batch_norm=True),
+    "dcn": dict(cross_layers=2), "xdeepfm": dict(cin_layer_sizes=[4, 2]),
+}
+
+
+def small_schema():
+    from datamodules.schema import Schema
+
+    return Schema.build([("c0", "categorical", 3), ("c1", "categorical", 5), ("n0", "numeric", 4)], dense=["d0"])
+
+
+def random_batch(schema, size: int = 32, seed: int = 0):
+    from datamodules.schema import Batch
+
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.stack([f.offset + torch.randint(0, f.vocab_size, (size,), generator=generator)
+                       for f in schema.sparse_fields], 1)
+    dense = torch.randn(size, schema.num_dense, generator=generator) if schema.num_dense else None
+    return Batch(ids, torch.randint(0, 2, (size,), generator=generator).float(), dense)
+
+
+@functools.cache
+def composed(name: str, optim: str = "adam") -> tuple[dict, dict]:
+    """``(model, optim)`` settings of ``python run.py model=<name> optim=<optim>``, as plain dicts."""
+    from experiments.run.config import compose_config
+
+    cfg = compose_config([f"model={name}", f"optim={optim}"])
+    return OmegaConf.to_container(cfg.model, resolve=True), OmegaConf.to_container(cfg.optim, resolve=True)
+
+
+def model_settings(name: str, optimizer: str = "adam", **kwargs) -> dict:
+    """The keyword arguments of ``models.MODELS[name]`` at test sizes: the model's config with
+    ``SMALL_KWARGS`` and ``kwargs``, each routed to where it belongs (an ``OptimSpec`` field to
+    ``optim``, an ``MLPSpec`` field to ``mlp``, anything else to the model)."""
+    from models.layers import MLPSpec
+    from models.optim import OptimSpec
+
+    model, optim = (dict(part) for part in composed(name, optimizer))
+    model.pop("_target_")
+    if "embedding_dim" in model and name != "ffm":
+        model["embedding_dim"] = K
+    if "mlp" in model:
+        model["mlp"] = {**model["mlp"], "hidden_units": HIDDEN, "dropout": 0.0}
+    optim_keys, mlp_keys = {f.name for f in fields(OptimSpec)}, {f.name for f in fields(MLPSpec)}
+    for key, value in {**SMALL_KWARGS.get(name, {}), **kwargs}.items():
+        if key in optim_keys:
+            optim[key] = value
+        elif key in mlp_keys:
+            model["mlp"][key] = value
+        else:
+            model[key] = value
+    return {**model, "optim": optim}
+
+
+def build(name: str, schema, optimizer: str = "adam", **kwargs):
+    """``models.MODELS[name]`` over ``schema`` at test sizes (see ``model_settings``), seeded."""
+    import models
+
+    torch.manual_seed(0)
+    return models.MODELS[name](schema, **model_settings(name, optimizer, **kwargs))
+
+
+def run_app(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python run.py <args>`` in a fresh process (``env`` added to this one's), its output captured."""
+    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
