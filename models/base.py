@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datamodules.ctr import eval_block_rows
+from datamodules.sampling import eval_block_rows
 from datamodules.schema import Batch, Schema
 from models.layers.embedding import FeatureEmbedding, IdTable, LinearLogit
 from models.metrics import auc, logloss
@@ -72,7 +72,7 @@ class CTRModule(pl.LightningModule):
     and scored once at its end with exact ``auc``/``logloss``: ``val/auc``, ``val/logloss``,
     ``val/auc_minus_logloss``, ``test/auc``, ``test/logloss``; plus ``train/loss`` (the objective) and ``train/logloss``
     per step. Under DDP each rank predicts an equal, contiguous block of the split (see
-    ``datamodules.ctr.ContiguousBatches``); the blocks are all-gathered and the padding that made
+    ``datamodules.sampling.ContiguousBatches``); the blocks are all-gathered and the padding that made
     them equal is dropped, so the metrics are over exactly the split's rows, in stored order.
 
     Optimisation: ``optim``, one ``models.optim.OptimSpec`` (or the mapping of ``conf/optim/<name>.yaml``):

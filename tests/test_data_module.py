@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 
 from datamodules import Batch, CriteoSource, CTRDataModule, Schema, SyntheticSource
 from datamodules.__main__ import main as cli_main
-from datamodules.ctr import ShuffledBatches
+from datamodules.sampling import ShuffledBatches
 from tests.helpers import build as build_model
 from tests.test_data_formats import (
     AVAZU_COLUMNS,

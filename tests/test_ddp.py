@@ -18,7 +18,7 @@ import torch
 from optuna.trial import TrialState
 
 from datamodules import CTRDataModule, Schema, SyntheticSource
-from datamodules.ctr import ContiguousBatches, ShuffledBatches, eval_block_rows
+from datamodules.sampling import ContiguousBatches, ShuffledBatches, eval_block_rows
 from experiments.run import config as run_config
 from experiments.run.ddp import wait_for_started_ranks
 from experiments.run.history import EpochHistory

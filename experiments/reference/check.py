@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from datamodules.ctr import ShuffledBatches
+from datamodules.sampling import ShuffledBatches
 from datamodules.schema import Batch
 from experiments.reference.data import datamodule, preset_config  # noqa: F401 (used as check.*)
 from experiments.reference.fuxictr_models import REFERENCE_MODELS, feature_map
