@@ -10,7 +10,7 @@
   of each model's scores across seeds, over the number of seeds). Two-sided normal p-value.
 - ``holm``: Holm's step-down adjustment of p-values for the number of comparisons.
 - ``expected_calibration_error``, ``calibration_bins``: ECE over equal-mass bins of the predicted
-  probabilities (``models.metrics``, which runs compute at test time).
+  probabilities (``measures.metrics``, which runs compute at test time).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from models.metrics import CALIBRATION_BINS, calibration_bins, expected_calibration_error  # noqa: F401
+from measures.metrics import CALIBRATION_BINS, calibration_bins, expected_calibration_error  # noqa: F401
 
 Z_95 = 1.959963984540054
 

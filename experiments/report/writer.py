@@ -24,7 +24,6 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
@@ -39,6 +38,7 @@ from experiments.report.references import load_references, reference_for
 from experiments.report.render import write_table
 from experiments.report.revision import describe, git_commit
 from experiments.report.tables import build_table
+from measures import environment
 
 LIBRARIES = ("torch", "pytorch-lightning", "hydra-core", "hydra-optuna-sweeper", "optuna", "pandas",
              "numpy", "seaborn", "matplotlib")
@@ -95,33 +95,18 @@ def _local_time(epoch_seconds: float) -> str:
 
 
 def describe_hardware() -> dict:
-    """CPU model, logical CPUs, torch threads and GPUs of this machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    hardware = {"cpu": cpu, "logical_cpus": os.cpu_count(), "os": platform.platform(), "gpus": []}
-    try:
-        import torch
-
+    """CPU model, logical CPUs and GPUs of this machine, and torch's threads where this process has
+    torch loaded already (the Hydra callback after its runs): a report never loads torch itself."""
+    hardware = {"cpu": environment.cpu_name(), "logical_cpus": os.cpu_count(), "os": platform.platform(),
+                "gpus": environment.gpu_names()}
+    torch = sys.modules.get("torch")
+    if torch is not None:
         hardware["torch_threads"] = torch.get_num_threads()
-        if torch.cuda.is_available():
-            hardware["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except ImportError:
-        pass
     return hardware
 
 
 def library_versions() -> dict:
-    versions = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    return {"python": platform.python_version(), **environment.library_versions(LIBRARIES)}
 
 
 def _clear(folder: Path, names: Sequence[str]) -> None:
