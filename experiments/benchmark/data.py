@@ -32,9 +32,10 @@ from typing import Optional
 
 import numpy as np
 
-from experiments.benchmark.machine import code_of, cpu_seconds, environment, load_average, peak_rss_mib
+from experiments.benchmark.machine import code_of, environment
 from experiments.report.layout import BENCHMARKS
 from experiments.run.config import REPO
+from measures.environment import cpu_seconds, load_average, peak_rss_mib
 
 HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 BATCH_SIZE = 4096

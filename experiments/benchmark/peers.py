@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -48,10 +47,11 @@ from typing import Optional
 import numpy as np
 
 from experiments.benchmark.embed import refresh
-from experiments.benchmark.machine import LoadNotes, cpu_name, utc_now
+from experiments.benchmark.machine import utc_now
 from experiments.report.layout import BENCHMARKS
 from experiments.report.revision import describe, git_commit
 from experiments.run.config import REPO
+from measures.environment import LoadNotes, cpu_name, cpu_seconds
 
 STARTED = time.perf_counter()  # a child's clock starts at its imports
 LIBRARIES = ("ctr-bench", "DeepCTR-Torch", "FuxiCTR")
@@ -155,8 +155,8 @@ def fuxictr(model: str, files: dict, workdir: Path) -> dict:
     from sklearn.metrics import roc_auc_score
     from torch.utils.data import DataLoader
 
-    from experiments.reference.__main__ import CRITEO_X4_COLUMNS, CRITEO_X4_LABEL, processor_class
-    from experiments.reference.check import fuxictr_encoding
+    from experiments.reference.check import fuxictr_encoding, processor_class
+    from experiments.reference.data import CRITEO_X4_COLUMNS, CRITEO_X4_LABEL
     from experiments.reference.fuxictr_models import REFERENCE_MODELS, feature_map
 
     started = time.perf_counter()
@@ -201,9 +201,8 @@ def child(library: str, model: str, threads: int, files: dict, workdir: Path) ->
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     result = RUNNERS[library](model, files, workdir)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {**result, "library": library, "model": model, "threads": threads,
-            "cpu_s": usage.ru_utime + usage.ru_stime, "end_to_end_s": time.perf_counter() - STARTED,
+            "cpu_s": cpu_seconds(), "end_to_end_s": time.perf_counter() - STARTED,
             "mkl_cbwr": os.environ.get("MKL_CBWR", "unset"),
             "samples_per_s": result["train_rows"] / result["train_s"]}
 
@@ -273,8 +272,7 @@ class PeersReport(LoadNotes):
                  "`experiments/benchmark/peers.py` for each library's pipeline)",
                  "- MKL (its `MKL_CBWR`): " + "; ".join(f"{lib} {', '.join(sorted(modes))}"
                                                         for lib, modes in self.mkl_modes().items()),
-                 "- load average (1, 5, 15 min): " + "; ".join(
-                     f"{moment} {a:.2f} {b:.2f} {c:.2f}" for moment, (a, b, c) in self.load_averages), "",
+                 f"- load average (1, 5, 15 min): {self.loads_noted()}", "",
                  "| threads | model | library | preprocessing s | train s | train samples/s | CPU-s | end to end s "
                  "| test AUC | ctr-bench faster, train | ctr-bench faster, end to end |",
                  "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -13,10 +13,11 @@ from typing import Optional
 import pytorch_lightning as pl
 import torch
 
-from experiments.benchmark.machine import LoadNotes, cpu_name, utc_now
 from experiments.benchmark.embed import with_embedded
+from experiments.benchmark.machine import utc_now
 from experiments.benchmark.workload import DEFAULT_OPTIM, Workload, spec_label
 from experiments.report.revision import describe, git_commit
+from measures.environment import LoadNotes, cpu_name
 
 # The targets (measured here, never asserted in tests).
 ROOFLINE_TARGET = 0.65
@@ -83,8 +84,7 @@ class Report(LoadNotes):
                  f"- workload: batch {w.batch_size}, {w.num_ids:,} ids over 39 fields (Criteo-shaped), "
                  f"{w.rows:,} in-memory rows; {w.warmup} warm-up steps, then {w.repeats} x {w.steps} "
                  f"steps (medians){'; torch.compile on' if w.compile else ''}",
-                 "- load average (1, 5, 15 min): " + "; ".join(
-                     f"{moment} {a:.2f} {b:.2f} {c:.2f}" for moment, (a, b, c) in self.load_averages), ""]
+                 f"- load average (1, 5, 15 min): {self.loads_noted()}", ""]
         if self.models:
             lines += ["## Models", "",
                       "Roofline: FLOP/s of a matmul shaped like the model's first linear layer at this batch "

@@ -55,9 +55,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from datamodules.schema import Batch, Schema
 from models.layers.precision import PRECISIONS
-from experiments.benchmark.machine import peak_rss_mib
 from experiments.benchmark.workload import Workload, as_is, build_model, compiled, endless, parse_spec, prepared
 from experiments.run.config import REPO
+from measures.environment import peak_rss_mib
 
 # Trainer settings whose per-step cost is reported: (label, overrides of conf/trainer).
 TRAINER_VARIANTS = (

@@ -25,24 +25,15 @@ from typing import Optional
 
 import torch
 
-from datamodules.sources.criteo import CATEGORICAL, NUMERIC
-from datamodules.sources.frappe import FIELDS
 from experiments.reference import check
-from experiments.reference.data import FRAPPE_ROWS, criteo_x4_csv, write_frappe_like
+from experiments.reference.data import (CRITEO_X4_COLUMNS, CRITEO_X4_LABEL, FRAPPE_COLUMNS, FRAPPE_LABEL, FRAPPE_ROWS,
+                                        criteo_x4_csv, write_frappe_like)
 from experiments.reference.report import Outcome, write_report
 from experiments.report.layout import CHECKS
 from experiments.report.revision import describe, git_commit
 from experiments.run.config import CONF
 
 MODELS = ("lr", "fm", "ffm", "dnn", "ipnn", "lr_dnn", "deepfm", "dcn", "xdeepfm")
-# BARS's dataset configs, as its logs print them (FuxiCTR 2.3 reads `fill_na`, defaulting to the
-# same 0 and '' that BARS's `na_value` gives).
-FRAPPE_COLUMNS = [{"name": list(FIELDS), "active": True, "dtype": "float", "type": "categorical"}]
-FRAPPE_LABEL = {"name": "label", "dtype": "float"}
-CRITEO_X4_COLUMNS = [{"name": list(NUMERIC), "active": True, "dtype": "float", "type": "categorical",
-                      "preprocess": "convert_to_bucket", "na_value": 0},
-                     {"name": list(CATEGORICAL), "active": True, "dtype": "str", "type": "categorical", "na_value": ""}]
-CRITEO_X4_LABEL = {"name": "Label", "dtype": "float"}
 CRITEO_SAMPLE_FILES = {"train": "wide_resdnn_criteo_train.tsv", "val": "wide_resdnn_criteo_dev.tsv",
                        "test": "wide_resdnn_criteo_test.tsv"}
 
@@ -85,14 +76,6 @@ def datasets(args) -> list[dict]:
     return out
 
 
-def processor_class(name: str):
-    if name == "CustomizedFeatureProcessor":
-        from fuxictr.datasets.criteo import CustomizedFeatureProcessor
-        return CustomizedFeatureProcessor
-    from fuxictr.preprocess import FeatureProcessor
-    return FeatureProcessor
-
-
 def has_preset(experiment: str, model: str) -> bool:
     return (CONF / "preset" / experiment / f"{model}.yaml").is_file()
 
@@ -123,7 +106,7 @@ def run(args, outcome: Outcome, save) -> Outcome:
                     continue
                 cfg = check.preset_config(data["experiment"], "deepfm", data["ours"], cache,
                                           [f"data.encoding.min_count={min_count}"])
-                sizes, encoded = check.fuxictr_encoding(processor_class(data["processor"]), data["columns"],
+                sizes, encoded = check.fuxictr_encoding(check.processor_class(data["processor"]), data["columns"],
                                                         data["label"], data["theirs"], min_count)
                 result = check.compare_preprocessing(data["name"], check.datamodule(cfg), sizes, encoded, min_count)
                 outcome.preprocessing.append(result)

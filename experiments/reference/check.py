@@ -265,6 +265,14 @@ class PreprocessingComparison:
     mismatched_fields: list[str]
 
 
+def processor_class(name: str):
+    if name == "CustomizedFeatureProcessor":
+        from fuxictr.datasets.criteo import CustomizedFeatureProcessor
+        return CustomizedFeatureProcessor
+    from fuxictr.preprocess import FeatureProcessor
+    return FeatureProcessor
+
+
 def fuxictr_encoding(processor_class, feature_cols: list[dict], label_col: dict, files: dict[str, Path],
                      min_count: int) -> tuple[dict[str, int], dict[str, dict[str, np.ndarray]]]:
     """FuxiCTR's preprocessing of ``files``, fitted on the train file: (vocabulary size per field,

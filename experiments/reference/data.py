@@ -19,6 +19,14 @@ FRAPPE_CARDINALITIES = (957, 4082, 7, 7, 2, 3, 2, 9, 80, 233)
 FRAPPE_ROWS = 288_609
 FRAPPE_SPLIT = {"train": 202_027, "val": 57_722, "test": 28_860}
 FRAPPE_POSITIVE_RATE = 0.33
+# BARS's dataset configs, as its logs print them (FuxiCTR 2.3 reads `fill_na`, defaulting to the
+# same 0 and '' that BARS's `na_value` gives).
+FRAPPE_COLUMNS = [{"name": list(FIELDS), "active": True, "dtype": "float", "type": "categorical"}]
+FRAPPE_LABEL = {"name": "label", "dtype": "float"}
+CRITEO_X4_COLUMNS = [{"name": list(NUMERIC), "active": True, "dtype": "float", "type": "categorical",
+                      "preprocess": "convert_to_bucket", "na_value": 0},
+                     {"name": list(CATEGORICAL), "active": True, "dtype": "str", "type": "categorical", "na_value": ""}]
+CRITEO_X4_LABEL = {"name": "Label", "dtype": "float"}
 
 
 def frappe_like_source(rows: int = FRAPPE_ROWS, seed: int = 0) -> SyntheticSource:
