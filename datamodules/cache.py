@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import resource
 import shutil
 import threading
 import time
@@ -35,6 +34,7 @@ from datamodules.errors import BadInputError, RejectLog
 from datamodules.schema import Schema
 from datamodules.sources.base import SPLITS, Source
 from datamodules.splits import SplitConfig
+from measures.environment import peak_rss_mib
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ class _Builder:
             "seconds": {"count_rows": round(counted - started, 3), "pass1_fit": round(fitted - counted, 3),
                         "pass2_encode": round(done - fitted, 3), "total": round(done - started, 3)},
             "rows_per_second": round(total_read / max(done - started, 1e-9)),
-            "process_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "process_peak_rss_mib": round(peak_rss_mib()),
         }
 
     def _pass_one(self, assignment: dict, fitter: EncodingFitter, rejects: RejectLog,

@@ -8,8 +8,9 @@ lifetime peak (``ru_maxrss``) is what there is, and ``PeakMemory.scope`` says so
 """
 from __future__ import annotations
 
-import resource
 from pathlib import Path
+
+from measures.environment import peak_rss_mib
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
@@ -33,4 +34,4 @@ class PeakMemory:
             for line in _STATUS.read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024  # kB
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return peak_rss_mib()
