@@ -17,20 +17,19 @@ import logging
 import os
 import re
 import shutil
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from queue import Full, Queue
-from typing import BinaryIO, Callable, Iterator, NamedTuple, Optional, TypeVar
+from typing import BinaryIO, Callable, Iterator, NamedTuple, Optional
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from datamodules.encode import ChunkFeatures, Encoding, EncodingConfig, EncodingFitter
 from datamodules.errors import BadInputError, RejectLog
+from datamodules.prefetch import read_ahead
 from datamodules.schema import Schema
 from datamodules.sources.base import SPLITS, Source
 from datamodules.splits import SplitConfig
@@ -43,7 +42,6 @@ DEFAULT_BLOCK_BYTES = 16 << 20
 PROGRESS_MIN_WORK = {"B": 64 << 20, "rows": 1_000_000}  # smaller jobs finish before a bar says anything
 DENSE_BLOCK_ROWS = 1 << 18
 READ_AHEAD_CHUNKS = 1
-T = TypeVar("T")
 
 
 def cache_key(source: Source, split: SplitConfig, encoding: EncodingConfig) -> str:
@@ -296,7 +294,7 @@ class _Builder:
         total = sum(self.source.progress_total(p) for p in self.parts)
         with self._bar(total, self.source.progress_unit, "pass 1/2: validate, count values") as bar:
             for part in self.parts:
-                for chunk in read_ahead(self.source.read(part, rejects, self.block_bytes)):
+                for chunk in read_ahead(self.source.read(part, rejects, self.block_bytes), READ_AHEAD_CHUNKS):
                     split = assignment[part]
                     codes = split[chunk.row_index] if isinstance(split, np.ndarray) else \
                         np.full(chunk.num_rows, split, dtype=np.uint8)
@@ -440,54 +438,6 @@ class _SplitFiles:
                                                              min(DENSE_BLOCK_ROWS, signed_log.rows - first))))
         final.close()
         signed_log.path.unlink()
-
-
-def read_ahead(items: Iterator[T], depth: int = READ_AHEAD_CHUNKS) -> Iterator[T]:
-    """``items``, in order, produced by a background thread up to ``depth`` items ahead.
-
-    Reading a chunk (file I/O, pyarrow's parser, numpy) mostly runs without the GIL, so it
-    overlaps with what the caller does with the previous chunk. An exception in ``items`` is
-    raised here after the items before it; when the caller stops early, the thread stops and
-    ``items`` is closed. Memory: at most ``depth + 2`` items exist at a time.
-    """
-    queue: Queue = Queue(maxsize=depth)
-    consumer_gone = threading.Event()
-    end = object()
-
-    def offer(entry: tuple) -> bool:
-        while not consumer_gone.is_set():
-            try:
-                queue.put(entry, timeout=0.1)
-                return True
-            except Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not offer((item, None)):
-                    return
-            offer((end, None))
-        except BaseException as error:  # handed to the consumer, raised in its thread
-            offer((end, error))
-        finally:
-            if hasattr(items, "close"):
-                items.close()
-
-    thread = threading.Thread(target=produce, name="read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, error = queue.get()
-            if error is not None:
-                raise error
-            if item is end:
-                return
-            yield item
-    finally:
-        consumer_gone.set()
-        thread.join()
 
 
 def _read_rows(file: BinaryIO, writer: NpyWriter, first: int, count: int) -> np.ndarray:

@@ -14,6 +14,7 @@ import datamodules.cache as cache_module
 from datamodules import CTRDataModule, SyntheticSource
 from datamodules.cache import Cache
 from datamodules.encode import Encoding
+from datamodules.prefetch import read_ahead
 from datamodules.sources import CriteoSource, TableSource
 from datamodules.splits import SplitConfig
 from tests.test_data_formats import write_criteo, write_text
@@ -187,14 +188,14 @@ def test_read_ahead_keeps_order_raises_in_place_and_stops_its_thread():
             if closed is not None:
                 closed.append(True)
 
-    assert list(cache_module.read_ahead(numbers())) == list(range(6))
+    assert list(read_ahead(numbers())) == list(range(6))
     seen = []
     with pytest.raises(ValueError, match="bad item 4"):
-        for item in cache_module.read_ahead(numbers(stop_at=4)):
+        for item in read_ahead(numbers(stop_at=4)):
             seen.append(item)
     assert seen == [0, 1, 2, 3]  # everything before the error first
     closed, before = [], threading.active_count()
-    reader = cache_module.read_ahead(numbers(closed=closed))
+    reader = read_ahead(numbers(closed=closed))
     assert next(reader) == 0
     reader.close()  # the consumer stops early
     assert closed == [True] and threading.active_count() == before
