@@ -61,6 +61,15 @@ def _unchanged(batch: Batch) -> Batch:
     return batch
 
 
+def batch_loader(arrays: SplitArrays, sampler: Sampler, num_workers: int = 0, pin_memory: bool = False,
+                 prefetch: int = 0) -> DataLoader | Prefetched:
+    """The ``Batch`` stream of ``arrays`` in ``sampler``'s order, as every loader of ``CTRDataModule``
+    serves it (batches made in ``num_workers`` worker processes, or ``prefetch`` ahead on a thread)."""
+    loader = DataLoader(SplitBatches(arrays), batch_size=None, sampler=sampler, collate_fn=_unchanged,
+                        num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0)
+    return Prefetched(loader, prefetch) if prefetch else loader
+
+
 class CTRDataModule(pl.LightningDataModule):
     """A CTR dataset, preprocessed once into the cache and served as ``Batch`` objects.
 
@@ -187,7 +196,4 @@ class CTRDataModule(pl.LightningDataModule):
         return self._loader(arrays, ContiguousBatches(arrays.num_rows, self.eval_batch_size, *self.replica()))
 
     def _loader(self, arrays: SplitArrays, sampler: Sampler) -> DataLoader | Prefetched:
-        loader = DataLoader(SplitBatches(arrays), batch_size=None, sampler=sampler, collate_fn=_unchanged,
-                            num_workers=self.num_workers, pin_memory=self.pin_memory,
-                            persistent_workers=self.num_workers > 0)
-        return Prefetched(loader, self.prefetch) if self.prefetch else loader
+        return batch_loader(arrays, sampler, self.num_workers, self.pin_memory, self.prefetch)

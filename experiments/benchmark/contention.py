@@ -28,7 +28,6 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from datamodules.prefetch import Prefetched
 from experiments.benchmark.throughput import bare_training_step, in_subprocess
 from experiments.benchmark.workload import Workload, build_model, endless, parse_spec, prepared
 from experiments.run.threads import ThreadGovernor, usable_cpus
@@ -44,9 +43,8 @@ def measure_contended(spec: str, workload: Workload, policy: str, warmup_s: floa
                       batches: str = "inline") -> dict:
     """Training samples/s of ``spec`` under ``policy``, its batches made as ``batches`` says
     (``INPUTS``), on whatever load the machine has now (runs in its own process)."""
-    with prepared(workload, num_workers=1 if batches == "process" else 0) as (schema, loader):
-        if batches == "thread":
-            loader = Prefetched(loader, PREFETCH_DEPTH)
+    with prepared(workload, num_workers=1 if batches == "process" else 0,
+                  prefetch=PREFETCH_DEPTH if batches == "thread" else 0) as (schema, loader):
         model, _ = build_model(spec, schema, workload.seed)
         step = bare_training_step(model, model.build_optimizer())
         governor = ThreadGovernor(max_threads=workload.threads).start() if policy == "auto" else None

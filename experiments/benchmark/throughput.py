@@ -55,7 +55,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from datamodules.schema import Batch, Schema
 from models.layers.precision import PRECISIONS
-from experiments.benchmark.workload import Workload, as_is, build_model, compiled, endless, parse_spec, prepared
+from experiments.benchmark.workload import Workload, build_model, compiled, endless, parse_spec, prepared
 from experiments.run.config import REPO
 from measures.environment import peak_rss_mib
 
@@ -162,7 +162,7 @@ def _measure_model(spec: str, workload: Workload, schema: Schema, loader: DataLo
     model.eval()
     timed_steps(evaluate, batches, 2)
     eval_seconds = [timed_steps(evaluate, batches, workload.steps) for _ in range(workload.repeats)]
-    loader_seconds = [timed_steps(as_is, batches, workload.steps) for _ in range(workload.repeats)]
+    loader_seconds = [timed_steps(lambda batch: None, batches, workload.steps) for _ in range(workload.repeats)]
     samples = workload.steps * workload.batch_size
     return {
         "model": name, "optim": optim, "precision": precision, "params": sum(p.numel() for p in model.parameters()),

@@ -1,20 +1,20 @@
-"""The benchmark's workload: a Criteo-shaped schema, id rows, the loader that serves them the way
-``CTRDataModule`` does, and models built from the app's own configs."""
+"""The benchmark's workload: a Criteo-shaped schema, id rows, served by ``CTRDataModule``'s own
+loader, and models built from the app's own configs."""
 from __future__ import annotations
 
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from datamodules.cache import SplitArrays
-from datamodules.ctr import ShuffledBatches, SplitBatches
+from datamodules.ctr import batch_loader
+from datamodules.sampling import ShuffledBatches
 from datamodules.schema import Batch, Schema
 
 DEFAULT_OPTIM = "lazy_adam"
@@ -59,24 +59,19 @@ def id_rows(schema: Schema, rows: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return x, y
 
 
-def as_is(batch: Batch) -> Batch:
-    return batch
-
-
-def split_loader(folder: Path, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
-                 num_workers: int = 0) -> DataLoader:
-    """Writes ``x``, ``y`` as a cache split into ``folder`` and serves it the way
-    ``CTRDataModule.train_dataloader`` does (memory-mapped, shuffled sorted slices): yields ``Batch``."""
+def split_loader(folder: Path, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, num_workers: int = 0,
+                 prefetch: int = 0) -> Iterable[Batch]:
+    """Writes ``x``, ``y`` as a cache split into ``folder`` and serves it with the loader of
+    ``CTRDataModule.train_dataloader`` (memory-mapped, shuffled sorted slices), last partial batch dropped."""
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "x.npy", x)
     np.save(folder / "y.npy", y)
     arrays = SplitArrays.open(folder)
-    return DataLoader(SplitBatches(arrays), batch_size=None, collate_fn=as_is,
-                      sampler=ShuffledBatches(arrays.num_rows, batch_size, seed, drop_last=True),
-                      num_workers=num_workers, persistent_workers=num_workers > 0)
+    return batch_loader(arrays, ShuffledBatches(arrays.num_rows, batch_size, seed, drop_last=True), num_workers,
+                        prefetch=prefetch)
 
 
-def endless(loader: DataLoader) -> Iterator[Batch]:
+def endless(loader: Iterable[Batch]) -> Iterator[Batch]:
     """The loader's batches, epoch after epoch."""
     while True:
         yield from loader
@@ -134,11 +129,11 @@ class Workload:
 
 
 @contextmanager
-def prepared(workload: Workload, num_workers: int = 0) -> Iterator[tuple[Schema, DataLoader]]:
+def prepared(workload: Workload, num_workers: int = 0, prefetch: int = 0) -> Iterator[tuple[Schema, Iterable[Batch]]]:
     """Sets the threads; yields the schema and a loader over freshly written id rows (batches made
-    in ``num_workers`` worker processes, or in the caller's if 0)."""
+    in ``num_workers`` worker processes, or in the caller's if 0, ``prefetch`` ahead on a thread)."""
     torch.set_num_threads(workload.threads)
     schema = criteo_schema(workload.num_ids)
     x, y = id_rows(schema, workload.rows, workload.seed)
     with tempfile.TemporaryDirectory() as scratch:
-        yield schema, split_loader(Path(scratch), x, y, workload.batch_size, workload.seed, num_workers)
+        yield schema, split_loader(Path(scratch), x, y, workload.batch_size, workload.seed, num_workers, prefetch)
