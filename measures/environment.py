@@ -1,5 +1,7 @@
 """What a number was measured on: the machine (CPU, cores, memory, GPUs, load), the libraries, the
-code (the checkout's git commit) and the process (peak resident memory, CPU time).
+code (``git_commit``: the checkout's commit, recorded in every provenance record and report header,
+so that a result from older code can be told from one made by today's) and the process (peak
+resident memory, CPU time).
 
 Standard library only, and no library is imported to read its version, so runs, reports, benchmarks
 and the cache builder all record the same facts the same way, also where torch is not installed.
@@ -14,12 +16,15 @@ import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 CHECKOUT = Path(__file__).resolve().parents[1]  # the repository this code runs from
 _CPUINFO = Path("/proc/cpuinfo")
 _MEMINFO = Path("/proc/meminfo")
 _NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
+# Results are rewritten while the commit is read (a report refreshing results/ dirties it), so a
+# change there does not make the code that wrote them "uncommitted".
+_NOT_CODE = ":(top,exclude)results"
 
 
 def cpu_name() -> str:
@@ -90,18 +95,32 @@ def library_versions(names: Iterable[str]) -> dict[str, str]:
     return versions
 
 
-def git_commit(paths: Iterable[str] = (), checkout: Path = CHECKOUT) -> dict[str, Optional[str | bool]]:
-    """``commit``: the checkout's short hash; ``dirty``: whether ``paths`` (the whole tree by default)
-    differ from it, untracked files included. Both None outside a git checkout or without git."""
+def _git(folder: Path, *args: str) -> Optional[str]:
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=checkout)
-        status = subprocess.run(["git", "status", "--porcelain", "--", *paths], capture_output=True, text=True,
-                                cwd=checkout)
-    except OSError:
-        return {"commit": None, "dirty": None}
-    if commit.returncode != 0 or status.returncode != 0:
-        return {"commit": None, "dirty": None}
-    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+        done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):  # no git, or a hung filesystem: nothing known
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_commit(path: Path | str = CHECKOUT, only: Sequence[str] = (":/", _NOT_CODE)) -> dict:
+    """``{"commit": short hash of HEAD, "dirty": tracked files differ from it}`` for the checkout
+    holding ``path`` (a folder or a file); ``{"commit": None, "dirty": False}`` outside one (an
+    installed package, no git). ``dirty`` looks at the pathspecs ``only``: by default the whole tree
+    but ``results/``. Untracked files are not counted: scratch files would mark every run dirty."""
+    folder = Path(path)
+    folder = folder if folder.is_dir() else folder.parent
+    commit = _git(folder, "rev-parse", "--short", "HEAD")
+    if not commit:
+        return {"commit": None, "dirty": False}
+    return {"commit": commit, "dirty": bool(_git(folder, "status", "--porcelain", "--untracked-files=no", "--", *only))}
+
+
+def describe(git: Optional[dict]) -> str:
+    """A record's ``git_commit`` as the reports print it."""
+    if not git or not git.get("commit"):
+        return "not recorded (no git checkout)" if git else "not recorded"
+    return git["commit"] + (" with uncommitted changes" if git.get("dirty") else "")
 
 
 def peak_rss_mib() -> float:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from experiments.report import index
-from experiments.report.revision import describe, git_commit
+from measures.environment import describe, git_commit
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")

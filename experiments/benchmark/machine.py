@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 from datetime import datetime, timezone
 
-from experiments.report.revision import describe, git_commit
-from experiments.run.config import REPO
-from measures.environment import cpu_name, library_versions, memory_gib
+from measures.environment import cpu_name, describe, git_commit, library_versions, memory_gib
 
 
 def utc_now() -> str:
@@ -27,9 +24,7 @@ def code_of(env: dict) -> str:
 def environment() -> dict:
     import pyarrow
 
-    changed = subprocess.run(["git", "status", "--porcelain", "--", "datamodules"], capture_output=True, text=True,
-                             cwd=REPO)
     return {"cpu": cpu_name(), "cores": os.cpu_count(), "memory_gib": memory_gib(),
             "python": platform.python_version(), **library_versions(("numpy", "pandas", "pyarrow")),
-            "pyarrow_threads": pyarrow.cpu_count(), **git_commit(REPO),
-            "uncommitted_datamodules": bool(changed.stdout.strip()), "date_utc": utc_now()}
+            "pyarrow_threads": pyarrow.cpu_count(), **git_commit(),
+            "uncommitted_datamodules": git_commit(only=(":(top)datamodules",))["dirty"], "date_utc": utc_now()}

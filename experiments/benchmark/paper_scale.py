@@ -44,8 +44,7 @@ from experiments.benchmark.embed import refresh
 from experiments.benchmark.machine import environment
 from experiments.report.layout import BENCHMARKS
 from experiments.report.naming import PAPER_MODELS, model_label
-from experiments.report.revision import describe
-from measures.environment import load_average
+from measures.environment import describe, load_average
 
 CRITEO_ROWS = 45_000_000
 TARGET_S = 2 * 3600

@@ -49,9 +49,8 @@ import numpy as np
 from experiments.benchmark.embed import refresh
 from experiments.benchmark.machine import utc_now
 from experiments.report.layout import BENCHMARKS
-from experiments.report.revision import describe, git_commit
 from experiments.run.config import REPO
-from measures.environment import LoadNotes, cpu_name, cpu_seconds
+from measures.environment import LoadNotes, cpu_name, cpu_seconds, describe, git_commit
 
 STARTED = time.perf_counter()  # a child's clock starts at its imports
 LIBRARIES = ("ctr-bench", "DeepCTR-Torch", "FuxiCTR")

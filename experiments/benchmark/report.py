@@ -16,8 +16,7 @@ import torch
 from experiments.benchmark.embed import with_embedded
 from experiments.benchmark.machine import utc_now
 from experiments.benchmark.workload import DEFAULT_OPTIM, Workload, spec_label
-from experiments.report.revision import describe, git_commit
-from measures.environment import LoadNotes, cpu_name
+from measures.environment import LoadNotes, cpu_name, describe, git_commit
 
 # The targets (measured here, never asserted in tests).
 ROOFLINE_TARGET = 0.65

@@ -30,8 +30,8 @@ from experiments.reference.data import (CRITEO_X4_COLUMNS, CRITEO_X4_LABEL, FRAP
                                         criteo_x4_csv, write_frappe_like)
 from experiments.reference.report import Outcome, write_report
 from experiments.report.layout import CHECKS
-from experiments.report.revision import describe, git_commit
 from experiments.run.config import CONF
+from measures.environment import describe, git_commit
 
 MODELS = ("lr", "fm", "ffm", "dnn", "ipnn", "lr_dnn", "deepfm", "dcn", "xdeepfm")
 CRITEO_SAMPLE_FILES = {"train": "wide_resdnn_criteo_train.tsv", "val": "wide_resdnn_criteo_dev.tsv",

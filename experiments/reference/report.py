@@ -9,8 +9,7 @@ from pathlib import Path
 
 from experiments.reference.check import (PreprocessingComparison, StepComparison, TrainingRun, mean,
                                          spread)
-from experiments.report.revision import describe
-from measures.environment import LoadNotes, cpu_name, library_versions
+from measures.environment import LoadNotes, cpu_name, describe, library_versions
 
 
 @dataclass

@@ -16,7 +16,6 @@
 - ``writer``: the whole report, ``python -m experiments.report``;
 - ``layout``: where the committed results live (``results/tables``, ``results/checks``, ``results/benchmarks``);
 - ``index``: ``results/README.md``, the index of all of them (``python -m experiments.report.index``);
-- ``revision``: the commit a result was made from (``git_commit``);
 - ``callback``: the Hydra callback that reports a multirun when it ends.
 
 Imports nothing else of ``experiments``: reports can be made where no model can be trained.

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from experiments.report.layout import BENCHMARKS, CHECKS, PROVENANCE_FILE, RESULTS, STUDIES_DIR, TABLES
-from experiments.report.revision import describe
+from measures.environment import describe
 
 INDEX_FILE = "README.md"
 COMMAND = "python -m experiments.report.index"

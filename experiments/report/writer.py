@@ -36,9 +36,9 @@ from experiments.report.naming import shown_storage
 from experiments.report.predictions import reliability_curves, saved_predictions
 from experiments.report.references import load_references, reference_for
 from experiments.report.render import write_table
-from experiments.report.revision import describe, git_commit
 from experiments.report.tables import build_table
 from measures import environment
+from measures.environment import describe, git_commit
 
 LIBRARIES = ("torch", "pytorch-lightning", "hydra-core", "hydra-optuna-sweeper", "optuna", "pandas",
              "numpy", "seaborn", "matplotlib")
