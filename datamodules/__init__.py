@@ -4,7 +4,7 @@ Importing ``datamodules`` or its light core loads neither pandas, pyarrow nor Li
 is ``schema`` (``Schema``, ``Field``, ``Batch``) and ``sampling`` (which rows each batch and rank
 reads, ``eval_block_rows``), and it is all of ``datamodules`` that ``models`` may import. The names
 below are loaded from their modules on first use, so ``from datamodules import CTRDataModule``
-still works. Imports nothing of ``models`` or ``experiments``.
+still works. Imports of the rest of the suite only ``measures``, nothing of ``models`` or ``experiments``.
 """
 from __future__ import annotations
 

@@ -5,8 +5,12 @@
 - ``experiments.sweep``: Optuna sweeps (the sweeper, its storage, pruning) and the tuned comparison.
 - ``experiments.report``: run folders -> tables and plots; ``results/README.md``, the index of the results.
 - ``experiments.benchmark``: on-demand speed and memory benchmarks (throughput, data, full scale).
+- ``experiments.reference``: the BARS presets side by side with FuxiCTR.
 
-Imports run downward only: ``sweep`` and ``benchmark`` may import ``run`` and ``report``; ``report``
-imports nothing else of ``experiments``; ``run`` imports only ``models`` and ``datamodules``;
-nothing here imports ``run.py``.
+Imports run downward only (``tests/test_layering.py`` holds the rules as one table and checks them):
+``run`` and ``report`` at the bottom, ``run`` importing only ``models``, ``datamodules`` and
+``measures``, ``report`` only ``measures`` and ``models.registry``; above them ``sweep`` (``run``,
+``report``), ``reference`` (``run``, ``report``, ``models``, ``datamodules``) and ``benchmark`` (all
+of these, ``reference``'s runner included). ``measures``, a leaf, is open to all. Nothing imports a
+``__main__`` module or ``run.py``.
 """

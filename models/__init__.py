@@ -3,6 +3,9 @@
 ``MODELS`` maps the names used in ``conf/model/<name>.yaml`` to the classes; the zoo itself (names,
 labels, families) is ``models.registry``. Classes load on first use, so that importing
 ``models.registry`` alone (as reports do) costs no torch.
+
+Imports of the suite only ``measures`` and the light core of ``datamodules`` (``datamodules.schema``,
+``datamodules.sampling``), so a model never loads pandas or pyarrow.
 """
 import os
 

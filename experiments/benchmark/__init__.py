@@ -6,7 +6,8 @@
 - ``python -m experiments.benchmark.scale``: the app on a full-Criteo-sized file, wall time and memory;
 - ``python -m experiments.benchmark.paper_scale``: the paper's nine models one epoch each on such a file;
 - ``python -m experiments.benchmark.peers``: ctr-bench against DeepCTR-Torch and FuxiCTR, side by side;
-- ``machine``: what every benchmark records of the machine and of its processes.
+- ``machine``: what the data benchmarks record of the machine and the code (from ``measures.environment``).
 
-May import ``experiments.run``, ``models`` and ``datamodules``.
+May import ``experiments.run``, ``experiments.report``, ``experiments.reference`` (its runner and
+data), ``models``, ``datamodules`` and ``measures``.
 """

@@ -7,5 +7,6 @@
 - ``report``: ``results/checks/reference/README.md``.
 
 Needs FuxiCTR (``pip install -e ".[reference]"``), which nothing else in the suite imports. May
-import ``experiments.run``, ``models`` and ``datamodules``.
+import ``experiments.run``, ``experiments.report`` (where results go), ``models``, ``datamodules`` and
+``measures``, never ``experiments.benchmark``.
 """

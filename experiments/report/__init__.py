@@ -18,5 +18,7 @@
 - ``index``: ``results/README.md``, the index of all of them (``python -m experiments.report.index``);
 - ``callback``: the Hydra callback that reports a multirun when it ends.
 
-Imports nothing else of ``experiments``: reports can be made where no model can be trained.
+Imports nothing else of ``experiments``, of ``models`` only ``models.registry`` (the zoo as data),
+besides them only ``measures`` of the suite, and neither torch nor Lightning: reports can be made
+where no model can be trained.
 """

@@ -13,5 +13,5 @@
 - ``ddp``: one DDP world per run, also inside multiruns;
 - ``trial``: a sweep trial's pruning, reported to its study after every epoch.
 
-May import ``models`` and ``datamodules``, never the other rooms of ``experiments``.
+May import ``models``, ``datamodules`` and ``measures``, never the other rooms of ``experiments``.
 """

@@ -6,5 +6,5 @@
 - ``tuned``: ``python -m experiments.sweep.tuned``, every model tuned on one budget, then re-run
   over seeds and reported.
 
-May import ``experiments.run`` and ``experiments.report``.
+May import ``experiments.run``, ``experiments.report`` and ``measures``.
 """
