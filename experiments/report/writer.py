@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import re
 import sys
@@ -95,10 +94,11 @@ def _local_time(epoch_seconds: float) -> str:
 
 
 def describe_hardware() -> dict:
-    """CPU model, logical CPUs and GPUs of this machine, and torch's threads where this process has
-    torch loaded already (the Hydra callback after its runs): a report never loads torch itself."""
-    hardware = {"cpu": environment.cpu_name(), "logical_cpus": os.cpu_count(), "os": platform.platform(),
-                "gpus": environment.gpu_names()}
+    """CPU model, logical CPUs, cores and GPUs of this machine, and torch's threads where this process
+    has torch loaded already (the Hydra callback after its runs): a report never loads torch itself."""
+    counts = environment.cpu_counts()
+    hardware = {"cpu": environment.cpu_name(), "logical_cpus": counts["logical"], "physical_cores": counts["physical"],
+                "os": platform.platform(), "gpus": environment.gpu_names()}
     torch = sys.modules.get("torch")
     if torch is not None:
         hardware["torch_threads"] = torch.get_num_threads()
