@@ -11,6 +11,7 @@ lives in `experiments/run/` (`train.py` first). A mistake in the data or the con
 with a line or two saying what and where (`HYDRA_FULL_ERROR=1` for the traceback); a run of a
 multirun that fails so is written off in its folder (`failure.txt`) and the others go on.
 """
+
 from __future__ import annotations
 
 import logging

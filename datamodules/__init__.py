@@ -6,17 +6,26 @@ reads, ``eval_block_rows``), and it is all of ``datamodules`` that ``models`` ma
 below are loaded from their modules on first use, so ``from datamodules import CTRDataModule``
 still works. Imports of the rest of the suite only ``measures``, nothing of ``models`` or ``experiments``.
 """
+
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
 _HOMES = {
-    "CTRDataModule": "datamodules.ctr", "EncodingConfig": "datamodules.encode", "BadInputError": "datamodules.errors",
-    "Batch": "datamodules.schema", "Field": "datamodules.schema", "Schema": "datamodules.schema",
-    "CriteoSource": "datamodules.sources", "LibFMSource": "datamodules.sources", "Source": "datamodules.sources",
-    "SyntheticSource": "datamodules.sources", "TableSource": "datamodules.sources",
-    "frappe_source": "datamodules.sources", "SplitConfig": "datamodules.splits",
+    "CTRDataModule": "datamodules.ctr",
+    "EncodingConfig": "datamodules.encode",
+    "BadInputError": "datamodules.errors",
+    "Batch": "datamodules.schema",
+    "Field": "datamodules.schema",
+    "Schema": "datamodules.schema",
+    "CriteoSource": "datamodules.sources",
+    "LibFMSource": "datamodules.sources",
+    "Source": "datamodules.sources",
+    "SyntheticSource": "datamodules.sources",
+    "TableSource": "datamodules.sources",
+    "frappe_source": "datamodules.sources",
+    "SplitConfig": "datamodules.splits",
 }
 
 __all__ = sorted(_HOMES)

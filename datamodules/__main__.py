@@ -7,6 +7,7 @@ with or without the ``data.`` prefix that ``run.py`` needs, e.g.
 
     python -m datamodules criteo data.source.path=train.txt on_bad_line=skip
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,10 @@ def load_datamodule(config: str, overrides: list[str]):
 
 def summary(dm) -> str:
     m = dm.manifest
-    lines = [f"dataset {dm.name}: cache {dm.cache_path}",
-             f"rows read {m['rows_read']:,}, kept {m['rows_kept']:,}, rejected {m['rows_rejected']:,}"]
+    lines = [
+        f"dataset {dm.name}: cache {dm.cache_path}",
+        f"rows read {m['rows_read']:,}, kept {m['rows_kept']:,}, rejected {m['rows_rejected']:,}",
+    ]
     lines += [f"  rejected: {n:,} {reason}" for reason, n in m["rejected_by_reason"].items()]
     for split, s in m["splits"].items():
         rate = "unlabelled" if s["positive_rate"] is None else f"positive rate {s['positive_rate']:.4f}"
@@ -40,8 +43,10 @@ def summary(dm) -> str:
     lines.append(f"built in {m['seconds']['total']} s ({m['rows_per_second']:,} rows/s)")
     schema = dm.schema
     lines.append(f"schema: {schema.num_sparse} sparse + {schema.num_dense} dense fields, {schema.num_ids:,} ids")
-    lines += [f"  {f.name:16s} {f.kind:11s} " + ("dense" if f.dense else f"vocab {f.vocab_size:,} from id {f.offset:,}")
-              for f in schema.fields]
+    lines += [
+        f"  {f.name:16s} {f.kind:11s} " + ("dense" if f.dense else f"vocab {f.vocab_size:,} from id {f.offset:,}")
+        for f in schema.fields
+    ]
     return "\n".join(lines)
 
 

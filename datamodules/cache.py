@@ -8,6 +8,7 @@ source, writing through ``cache_files``) inside a temporary folder that is renam
 when complete: an interrupted build leaves at most a ``.tmp-*`` folder, which is never read and is
 removed by the next build of the same key once its process is gone.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,12 @@ DEFAULT_BLOCK_BYTES = 16 << 20
 
 
 def cache_key(source: Source, split: SplitConfig, encoding: EncodingConfig) -> str:
-    identity = {"version": CACHE_FORMAT_VERSION, "source": source.identity(), "split": split.to_dict(),
-                "encoding": encoding.to_dict()}
+    identity = {
+        "version": CACHE_FORMAT_VERSION,
+        "source": source.identity(),
+        "split": split.to_dict(),
+        "encoding": encoding.to_dict(),
+    }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -97,8 +102,16 @@ class Cache:
         return SplitArrays.open(self.path / split)
 
 
-def open_or_build(source: Source, split: SplitConfig, encoding: EncodingConfig, name: str, cache_dir: str | Path,
-                  on_bad_line: str = "error", block_bytes: int = DEFAULT_BLOCK_BYTES, progress: bool = True) -> Cache:
+def open_or_build(
+    source: Source,
+    split: SplitConfig,
+    encoding: EncodingConfig,
+    name: str,
+    cache_dir: str | Path,
+    on_bad_line: str = "error",
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    progress: bool = True,
+) -> Cache:
     """The cache for this source and preprocessing, built first if it does not exist yet."""
     split = split.resolved(source.parts())
     key = cache_key(source, split, encoding)
@@ -109,9 +122,11 @@ def open_or_build(source: Source, split: SplitConfig, encoding: EncodingConfig, 
     cache = Cache(final)
     rejected = cache.manifest["rows_rejected"]
     if on_bad_line == "error" and rejected:
-        raise BadInputError(f"the cache {final} was built with on_bad_line=skip and {rejected} rows were rejected "
-                            f"({', '.join(f'{n} {r}' for r, n in cache.manifest['rejected_by_reason'].items())}); "
-                            f"fix the data or set on_bad_line=skip")
+        raise BadInputError(
+            f"the cache {final} was built with on_bad_line=skip and {rejected} rows were rejected "
+            f"({', '.join(f'{n} {r}' for r, n in cache.manifest['rejected_by_reason'].items())}); "
+            f"fix the data or set on_bad_line=skip"
+        )
     return cache
 
 
@@ -127,8 +142,17 @@ def _remove_stale_builds(cache_dir: Path, prefix: str) -> None:
             continue
 
 
-def _build(source: Source, split: SplitConfig, encoding: EncodingConfig, name: str, key: str, final: Path,
-           on_bad_line: str, block_bytes: int, progress: bool) -> None:
+def _build(
+    source: Source,
+    split: SplitConfig,
+    encoding: EncodingConfig,
+    name: str,
+    key: str,
+    final: Path,
+    on_bad_line: str,
+    block_bytes: int,
+    progress: bool,
+) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".tmp-{final.name}"
     _remove_stale_builds(final.parent, prefix)

@@ -4,6 +4,7 @@ Pass 1 is the only read of the source: validate rows, count values on the traini
 split's rows with provisional ids. Pass 2 rewrites those ids in place as global ids. The returned
 manifest says what was read, kept and rejected, and how long each pass took.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,16 @@ class CacheBuilder:
     provisional ids (see ``SplitFiles``). Pass 2 turns those into global ids in place once the
     vocabularies are known, which costs a gather per value instead of parsing the text again."""
 
-    def __init__(self, source: Source, split: SplitConfig, encoding: EncodingConfig, name: str, on_bad_line: str,
-                 block_bytes: int, progress: bool):
+    def __init__(
+        self,
+        source: Source,
+        split: SplitConfig,
+        encoding: EncodingConfig,
+        name: str,
+        on_bad_line: str,
+        block_bytes: int,
+        progress: bool,
+    ):
         self.source, self.split, self.encoding, self.name = source, split, encoding, name
         self.on_bad_line, self.block_bytes, self.progress = on_bad_line, block_bytes, progress
         self.parts = source.parts()
@@ -49,8 +58,13 @@ class CacheBuilder:
 
         fitter = EncodingFitter(self.source, self.encoding)
         rejects = RejectLog(self.on_bad_line)
-        files = SplitFiles(folder, len(fitter.counters), 0 if fitter.bucketize else len(fitter.numeric_fields),
-                           self.source.has_true_probabilities, len(self.source.ceiling_names))
+        files = SplitFiles(
+            folder,
+            len(fitter.counters),
+            0 if fitter.bucketize else len(fitter.numeric_fields),
+            self.source.has_true_probabilities,
+            len(self.source.ceiling_names),
+        )
         try:
             parts, splits = self._pass_one(assignment, fitter, rejects, files)
             self._check_pass_one(parts, splits, expected_rows, rejects)
@@ -77,21 +91,35 @@ class CacheBuilder:
             "name": self.name,
             "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "source": {"type": type(self.source).__name__, **self.source.identity()},
-            "split": self.split.to_dict(), "encoding": self.encoding.to_dict(), "on_bad_line": self.on_bad_line,
-            "rows_read": total_read, "rows_kept": kept,
-            "rows_rejected": rejects.total, "rejected_by_reason": dict(rejects.by_reason.most_common()),
-            "rejected_examples": rejects.examples, "parts": parts, "splits": splits,
-            "schema": {"sparse_fields": encoding.schema.num_sparse, "dense_fields": encoding.schema.num_dense,
-                       "num_ids": encoding.schema.num_ids,
-                       "vocab_sizes": {f.name: f.vocab_size for f in encoding.schema.sparse_fields}},
-            "seconds": {"count_rows": round(counted - started, 3), "pass1_fit": round(fitted - counted, 3),
-                        "pass2_encode": round(done - fitted, 3), "total": round(done - started, 3)},
+            "split": self.split.to_dict(),
+            "encoding": self.encoding.to_dict(),
+            "on_bad_line": self.on_bad_line,
+            "rows_read": total_read,
+            "rows_kept": kept,
+            "rows_rejected": rejects.total,
+            "rejected_by_reason": dict(rejects.by_reason.most_common()),
+            "rejected_examples": rejects.examples,
+            "parts": parts,
+            "splits": splits,
+            "schema": {
+                "sparse_fields": encoding.schema.num_sparse,
+                "dense_fields": encoding.schema.num_dense,
+                "num_ids": encoding.schema.num_ids,
+                "vocab_sizes": {f.name: f.vocab_size for f in encoding.schema.sparse_fields},
+            },
+            "seconds": {
+                "count_rows": round(counted - started, 3),
+                "pass1_fit": round(fitted - counted, 3),
+                "pass2_encode": round(done - fitted, 3),
+                "total": round(done - started, 3),
+            },
             "rows_per_second": round(total_read / max(done - started, 1e-9)),
             "process_peak_rss_mib": round(peak_rss_mib()),
         }
 
-    def _pass_one(self, assignment: dict, fitter: EncodingFitter, rejects: RejectLog,
-                  files: SplitFiles) -> tuple[dict, dict]:
+    def _pass_one(
+        self, assignment: dict, fitter: EncodingFitter, rejects: RejectLog, files: SplitFiles
+    ) -> tuple[dict, dict]:
         """Read every chunk once: count the training rows' values, write each split's rows.
         -> (per part: rows read / kept / rejected, per split: rows / positives / unlabelled rows)."""
         parts, splits = {}, {s: {"rows": 0, "positives": 0, "unlabelled_rows": 0} for s in SPLITS}
@@ -103,9 +131,14 @@ class CacheBuilder:
                 dense = None if features.dense is None else features.dense[rows]
                 if split == "train":
                     fitter.observe(features, ids, dense)
-                files.append(split, ids, labels, dense,
-                             None if chunk.true_probability is None else chunk.true_probability[rows],
-                             None if chunk.ceiling_probability is None else chunk.ceiling_probability[rows])
+                files.append(
+                    split,
+                    ids,
+                    labels,
+                    dense,
+                    None if chunk.true_probability is None else chunk.true_probability[rows],
+                    None if chunk.ceiling_probability is None else chunk.ceiling_probability[rows],
+                )
                 splits[split]["rows"] += len(labels)
                 splits[split]["positives"] += int(np.nansum(labels))
                 splits[split]["unlabelled_rows"] += int(np.isnan(labels).sum())
@@ -127,27 +160,38 @@ class CacheBuilder:
             for part in self.parts:
                 for chunk in read_ahead(self.source.read(part, rejects, self.block_bytes), READ_AHEAD_CHUNKS):
                     split = assignment[part]
-                    codes = split[chunk.row_index] if isinstance(split, np.ndarray) else \
-                        np.full(chunk.num_rows, split, dtype=np.uint8)
+                    codes = (
+                        split[chunk.row_index]
+                        if isinstance(split, np.ndarray)
+                        else np.full(chunk.num_rows, split, dtype=np.uint8)
+                    )
                     yield part, chunk, codes
                     bar.update(chunk.progress)
 
     def _check_pass_one(self, parts: dict, splits: dict, expected_rows: dict, rejects: RejectLog) -> None:
         for part, stats in parts.items():
             if stats["rows_read"] != stats["rows_kept"] + stats["rows_rejected"]:
-                raise RuntimeError(f"{part}: rows read {stats['rows_read']} != kept {stats['rows_kept']} + "
-                                   f"rejected {stats['rows_rejected']}")
+                raise RuntimeError(
+                    f"{part}: rows read {stats['rows_read']} != kept {stats['rows_kept']} + "
+                    f"rejected {stats['rows_rejected']}"
+                )
             if part in expected_rows and stats["rows_read"] != expected_rows[part]:
-                raise BadInputError(f"{part}: counted {expected_rows[part]} data rows but read {stats['rows_read']};"
-                                    f" did the file change while it was read?")
+                raise BadInputError(
+                    f"{part}: counted {expected_rows[part]} data rows but read {stats['rows_read']};"
+                    f" did the file change while it was read?"
+                )
         if sum(p["rows_rejected"] for p in parts.values()) != rejects.total:
             raise RuntimeError("rejected rows were not all accounted for by reason")
         if splits["train"]["rows"] == 0:
-            raise BadInputError(f"{self.name}: no valid training rows (read {sum(p['rows_read'] for p in parts.values())}"
-                                f", rejected {rejects.total}: {rejects.summary()})")
+            raise BadInputError(
+                f"{self.name}: no valid training rows (read {sum(p['rows_read'] for p in parts.values())}"
+                f", rejected {rejects.total}: {rejects.summary()})"
+            )
         if splits["train"]["unlabelled_rows"]:
-            raise BadInputError(f"{self.name}: the training rows have no labels (an unlabelled file, such as "
-                                f"Kaggle's Criteo test.txt, can only be the test split)")
+            raise BadInputError(
+                f"{self.name}: the training rows have no labels (an unlabelled file, such as "
+                f"Kaggle's Criteo test.txt, can only be the test split)"
+            )
 
 
 def _rows_by_split(codes: np.ndarray) -> Iterator[tuple[str, np.ndarray | slice]]:
@@ -159,5 +203,3 @@ def _rows_by_split(codes: np.ndarray) -> Iterator[tuple[str, np.ndarray | slice]
             yield split, slice(None)
         elif counts[s]:
             yield split, codes == s
-
-

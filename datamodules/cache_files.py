@@ -1,6 +1,7 @@
 """The files of a cache while it is built: ``.npy`` arrays written block by block, never held in
 memory (``NpyWriter``), and every split's arrays across the two passes (``SplitFiles``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,9 +29,14 @@ class NpyWriter:
 
     def _write_header(self) -> int:
         self.file.seek(0)
-        np.lib.format.write_array_header_1_0(self.file, {"descr": np.lib.format.dtype_to_descr(self.dtype),
-                                                         "fortran_order": False,
-                                                         "shape": (self.rows, *self.row_shape)})
+        np.lib.format.write_array_header_1_0(
+            self.file,
+            {
+                "descr": np.lib.format.dtype_to_descr(self.dtype),
+                "fortran_order": False,
+                "shape": (self.rows, *self.row_shape),
+            },
+        )
         return self.file.tell()
 
     @property
@@ -76,14 +82,17 @@ class SplitFiles:
 
     TEMPORARY_DENSE = "x_dense.signed_log.tmp"
 
-    def __init__(self, folder: Path, num_sparse: int, num_dense: int, with_true_probabilities: bool,
-                 num_ceilings: int = 0):
+    def __init__(
+        self, folder: Path, num_sparse: int, num_dense: int, with_true_probabilities: bool, num_ceilings: int = 0
+    ):
         self.folder, self.num_dense = folder, num_dense
         self.writers: dict[str, dict[str, NpyWriter]] = {}
         for split in SPLITS:
             (folder / split).mkdir()
-            writers = {"x": NpyWriter(folder / split / "x.npy", np.int32, (num_sparse,)),
-                       "y": NpyWriter(folder / split / "y.npy", np.float32)}
+            writers = {
+                "x": NpyWriter(folder / split / "x.npy", np.int32, (num_sparse,)),
+                "y": NpyWriter(folder / split / "y.npy", np.float32),
+            }
             if num_dense:
                 writers["dense"] = NpyWriter(folder / split / self.TEMPORARY_DENSE, np.float64, (num_dense,))
             if with_true_probabilities:
@@ -100,15 +109,27 @@ class SplitFiles:
             self.keys_file.write(np.ascontiguousarray(keys, dtype=np.int64))
         self.placements.append(_ChunkPlacement(np.array([len(keys) for keys in features.uniques]), []))
 
-    def append(self, split: str, ids: np.ndarray, labels: np.ndarray, dense: Optional[np.ndarray],
-               true_probability: Optional[np.ndarray], ceiling_probability: Optional[np.ndarray] = None) -> None:
+    def append(
+        self,
+        split: str,
+        ids: np.ndarray,
+        labels: np.ndarray,
+        dense: Optional[np.ndarray],
+        true_probability: Optional[np.ndarray],
+        ceiling_probability: Optional[np.ndarray] = None,
+    ) -> None:
         """The current chunk's rows of ``split``: ids int32 ``[n, S]``, labels float32 ``[n]``,
         dense float64 ``[n, D]`` signed logs, true_probability float32 ``[n]``, ceiling_probability
         float32 ``[n, C]``."""
         writers = self.writers[split]
         self.placements[-1].rows.append((split, writers["x"].rows, len(ids)))
-        for name, block in (("x", ids), ("y", labels), ("dense", dense), ("p_true", true_probability),
-                            ("p_ceiling", ceiling_probability)):
+        for name, block in (
+            ("x", ids),
+            ("y", labels),
+            ("dense", dense),
+            ("p_true", true_probability),
+            ("p_ceiling", ceiling_probability),
+        ):
             if name in writers:
                 writers[name].append(block)
 
@@ -156,8 +177,11 @@ class SplitFiles:
         final = NpyWriter(self.folder / split / "x_dense.npy", np.float32, (self.num_dense,))
         with signed_log.path.open("rb") as file:
             for first in range(0, signed_log.rows, DENSE_BLOCK_ROWS):
-                final.append(encoding.standardize(read_rows(file, signed_log, first,
-                                                            min(DENSE_BLOCK_ROWS, signed_log.rows - first))))
+                final.append(
+                    encoding.standardize(
+                        read_rows(file, signed_log, first, min(DENSE_BLOCK_ROWS, signed_log.rows - first))
+                    )
+                )
         final.close()
         signed_log.path.unlink()
 

@@ -5,6 +5,7 @@ row order (training) or a contiguous block (evaluation), gathered from the memor
 one vectorised read. There is no per-row ``__getitem__`` and no collate step. Which rows, and how
 they are shared among data-parallel ranks, is ``datamodules.sampling``'s.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -61,12 +62,20 @@ def _unchanged(batch: Batch) -> Batch:
     return batch
 
 
-def batch_loader(arrays: SplitArrays, sampler: Sampler, num_workers: int = 0, pin_memory: bool = False,
-                 prefetch: int = 0) -> DataLoader | Prefetched:
+def batch_loader(
+    arrays: SplitArrays, sampler: Sampler, num_workers: int = 0, pin_memory: bool = False, prefetch: int = 0
+) -> DataLoader | Prefetched:
     """The ``Batch`` stream of ``arrays`` in ``sampler``'s order, as every loader of ``CTRDataModule``
     serves it (batches made in ``num_workers`` worker processes, or ``prefetch`` ahead on a thread)."""
-    loader = DataLoader(SplitBatches(arrays), batch_size=None, sampler=sampler, collate_fn=_unchanged,
-                        num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0)
+    loader = DataLoader(
+        SplitBatches(arrays),
+        batch_size=None,
+        sampler=sampler,
+        collate_fn=_unchanged,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+    )
     return Prefetched(loader, prefetch) if prefetch else loader
 
 
@@ -84,12 +93,24 @@ class CTRDataModule(pl.LightningDataModule):
     preprocessing; progress: show a progress bar while preprocessing large inputs.
     """
 
-    def __init__(self, source: Optional[Source] = None, split: Optional[Mapping[str, Any] | SplitConfig] = None,
-                 encoding: Optional[Mapping[str, Any] | EncodingConfig] = None, name: Optional[str] = None,
-                 cache_dir: str = DEFAULT_CACHE_DIR, batch_size: int = 4096, eval_batch_size: Optional[int] = None,
-                 seed: int = 0, on_bad_line: str = "error", num_workers: int = 0, pin_memory: bool = False,
-                 drop_last: bool = False, block_bytes: int = DEFAULT_BLOCK_BYTES, progress: bool = True,
-                 prefetch: int = 0):
+    def __init__(
+        self,
+        source: Optional[Source] = None,
+        split: Optional[Mapping[str, Any] | SplitConfig] = None,
+        encoding: Optional[Mapping[str, Any] | EncodingConfig] = None,
+        name: Optional[str] = None,
+        cache_dir: str = DEFAULT_CACHE_DIR,
+        batch_size: int = 4096,
+        eval_batch_size: Optional[int] = None,
+        seed: int = 0,
+        on_bad_line: str = "error",
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        drop_last: bool = False,
+        block_bytes: int = DEFAULT_BLOCK_BYTES,
+        progress: bool = True,
+        prefetch: int = 0,
+    ):
         super().__init__()
         source = SyntheticSource() if source is None else source
         if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
@@ -123,8 +144,9 @@ class CTRDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         arrays = self.split_arrays("train")
         rank, world_size = self.replica()
-        return self._loader(arrays, ShuffledBatches(arrays.num_rows, self.batch_size, self.seed, self.drop_last,
-                                                    rank, world_size))
+        return self._loader(
+            arrays, ShuffledBatches(arrays.num_rows, self.batch_size, self.seed, self.drop_last, rank, world_size)
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")
@@ -187,8 +209,16 @@ class CTRDataModule(pl.LightningDataModule):
 
     def _open_cache(self) -> Cache:
         if self._cache is None:
-            self._cache = open_or_build(self.source, self.split_config, self.encoding_config, self.name,
-                                        self.cache_dir, self.on_bad_line, self.block_bytes, self.progress)
+            self._cache = open_or_build(
+                self.source,
+                self.split_config,
+                self.encoding_config,
+                self.name,
+                self.cache_dir,
+                self.on_bad_line,
+                self.block_bytes,
+                self.progress,
+            )
         return self._cache
 
     def _eval_loader(self, split: str) -> DataLoader:

@@ -15,6 +15,7 @@ name>``) for the libfm triples. Any URL urllib opens works, ``file://`` included
 already have). Avazu has no default: Kaggle serves it only to signed-in users who accepted the
 competition's rules, so fetch ``train.gz`` yourself and unpack it with ``--url file:///.../train.gz``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,23 +79,36 @@ def _nfm_triple(folder: str, stem: str) -> tuple[Remote, ...]:
 
 
 def _libfm_files(stem: str) -> str:
-    return (f"data.source.files='{{train: {DEST}/{stem}.train.libfm, val: {DEST}/{stem}.validation.libfm, "
-            f"test: {DEST}/{stem}.test.libfm}}'")
+    return (
+        f"data.source.files='{{train: {DEST}/{stem}.train.libfm, val: {DEST}/{stem}.validation.libfm, "
+        f"test: {DEST}/{stem}.test.libfm}}'"
+    )
 
 
 DATASETS = {
-    "criteo": Dataset("criteo", (Remote(CRITEO_URL, ("train.txt", "test.txt"), archive="tar.gz"),),
-                      f"data=criteo data.source.path={DEST}/train.txt"),
+    "criteo": Dataset(
+        "criteo",
+        (Remote(CRITEO_URL, ("train.txt", "test.txt"), archive="tar.gz"),),
+        f"data=criteo data.source.path={DEST}/train.txt",
+    ),
     "frappe": Dataset("frappe", _nfm_triple("frappe", "frappe"), "data=frappe " + _libfm_files("frappe")),
-    "movielens_tag": Dataset("movielens_tag", _nfm_triple("ml-tag", "ml-tag"),
-                             "data=movielens_tag " + _libfm_files("ml-tag")),
-    "avazu": Dataset("avazu", (Remote(None, ("train.csv",), archive="gz"),),
-                     f"data=avazu data.source.path={DEST}/train.csv"),
+    "movielens_tag": Dataset(
+        "movielens_tag", _nfm_triple("ml-tag", "ml-tag"), "data=movielens_tag " + _libfm_files("ml-tag")
+    ),
+    "avazu": Dataset(
+        "avazu", (Remote(None, ("train.csv",), archive="gz"),), f"data=avazu data.source.path={DEST}/train.csv"
+    ),
 }
 
 
-def fetch(dataset: str | Dataset, dest: str | Path, url: Optional[str] = None, sha256: Optional[str] = None,
-          size: Optional[int] = None, progress: bool = True) -> list[Path]:
+def fetch(
+    dataset: str | Dataset,
+    dest: str | Path,
+    url: Optional[str] = None,
+    sha256: Optional[str] = None,
+    size: Optional[int] = None,
+    progress: bool = True,
+) -> list[Path]:
     """Fetch ``dataset`` into ``dest`` (created if needed) unless its files are there already.
 
     url: overrides the default (see the module docstring); sha256 / size: expected for a one-file
@@ -121,13 +135,16 @@ def _resolve_url(dataset: Dataset, remote: Remote, override: Optional[str]) -> s
     if override:
         return f"{override.rstrip('/')}/{remote.outputs[0]}"
     if remote.url is None:
-        raise DownloadError(f"{dataset.name} has no public download URL; fetch it yourself and pass its location with "
-                            f"--url (file:///path/to/file for a local copy)")
+        raise DownloadError(
+            f"{dataset.name} has no public download URL; fetch it yourself and pass its location with "
+            f"--url (file:///path/to/file for a local copy)"
+        )
     return remote.url
 
 
-def _fetch_one(url: str, remote: Remote, dest: Path, sha256: Optional[str], size: Optional[int],
-               progress: bool) -> None:
+def _fetch_one(
+    url: str, remote: Remote, dest: Path, sha256: Optional[str], size: Optional[int], progress: bool
+) -> None:
     """Download ``url``, check it, unpack it if it is an archive, and move its outputs into ``dest``."""
     stem = f"{PARTIAL_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     downloaded, unpacked = dest / f"{stem}.download", dest / f"{stem}.unpacked"
@@ -151,8 +168,9 @@ def _download(url: str, target: Path, sha256: Optional[str], size: Optional[int]
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, target.open("wb") as out:
             announced = response.headers.get("Content-Length")
             announced = int(announced) if announced is not None else None
-            with tqdm(total=announced, unit="B", unit_scale=True, desc=f"download {Path(url).name}",
-                      disable=not progress) as bar:
+            with tqdm(
+                total=announced, unit="B", unit_scale=True, desc=f"download {Path(url).name}", disable=not progress
+            ) as bar:
                 while block := response.read(STREAM_BYTES):
                     out.write(block)
                     digest.update(block)
@@ -191,12 +209,16 @@ def _unpack(archive: Path, remote: Remote, folder: Path, url: str, progress: boo
                 with members.extractfile(member) as packed, found[name].open("wb") as out:
                     _copy(packed, out, f"unpack {name}", progress, member.size)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
-        raise DownloadError(f"{url}: not a readable {remote.archive} archive: damaged, incomplete, or another kind of "
-                            f"file ({error}); nothing was kept") from error
+        raise DownloadError(
+            f"{url}: not a readable {remote.archive} archive: damaged, incomplete, or another kind of "
+            f"file ({error}); nothing was kept"
+        ) from error
     missing = [name for name in remote.outputs if name not in found]
     if missing:
-        raise DownloadError(f"{url}: the archive has no {', '.join(missing)} (it has been changed, or is another "
-                            f"file); nothing was kept")
+        raise DownloadError(
+            f"{url}: the archive has no {', '.join(missing)} (it has been changed, or is another "
+            f"file); nothing was kept"
+        )
     return found
 
 
@@ -211,7 +233,7 @@ def _remove_stale_partials(dest: Path) -> None:
     """Delete what fetches killed before they could clean up left behind (never a live fetch's files)."""
     for leftover in dest.glob(f"{PARTIAL_PREFIX}*"):
         try:
-            pid = int(leftover.name[len(PARTIAL_PREFIX):].split("-", 1)[0])
+            pid = int(leftover.name[len(PARTIAL_PREFIX) :].split("-", 1)[0])
             os.kill(pid, 0)
         except ProcessLookupError:
             if leftover.is_dir():
@@ -223,8 +245,7 @@ def _remove_stale_partials(dest: Path) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m datamodules.download",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m datamodules.download", description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", choices=sorted(DATASETS))
     parser.add_argument("--dest", required=True, type=Path, help="folder for the dataset's files")
     parser.add_argument("--url", help="where to fetch from instead of the default (a base URL for libfm triples)")

@@ -18,6 +18,7 @@ std, 0 when missing. Two conventions number the local ids of a field with ``V`` 
 
 Both give a field ``V + 2`` local ids.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,9 +49,11 @@ class EncodingConfig:
 
     def __post_init__(self):
         if self.min_count < 1 or self.numeric not in NUMERIC_MODES or self.convention not in CONVENTIONS:
-            raise ValueError(f"encoding: min_count must be >= 1, numeric one of {NUMERIC_MODES} and convention one "
-                             f"of {CONVENTIONS}; got min_count={self.min_count}, numeric={self.numeric!r}, "
-                             f"convention={self.convention!r}")
+            raise ValueError(
+                f"encoding: min_count must be >= 1, numeric one of {NUMERIC_MODES} and convention one "
+                f"of {CONVENTIONS}; got min_count={self.min_count}, numeric={self.numeric!r}, "
+                f"convention={self.convention!r}"
+            )
 
     @classmethod
     def from_any(cls, value: "EncodingConfig | Mapping[str, Any] | None") -> "EncodingConfig":
@@ -134,8 +137,9 @@ class Vocabulary:
         return len(self.keys) + 2
 
     @classmethod
-    def fit(cls, keys: np.ndarray, counts: np.ndarray, min_count: int, convention: str = "ctr_bench",
-            text: bool = False) -> "Vocabulary":
+    def fit(
+        cls, keys: np.ndarray, counts: np.ndarray, min_count: int, convention: str = "ctr_bench", text: bool = False
+    ) -> "Vocabulary":
         """Keep keys seen at least ``min_count`` times and number them as ``convention`` says;
         ``text``: the keys are packed text (their order is the text's)."""
         kept = counts >= min_count
@@ -191,8 +195,9 @@ class ChunkFeatures:
             dense = None
         else:
             columns, dense = list(chunk.categorical), signed_log(chunk.numeric)
-        return cls([c.uniques for c in columns], provisional_ids(columns, chunk.num_rows), dense,
-                   [c.text for c in columns])
+        return cls(
+            [c.uniques for c in columns], provisional_ids(columns, chunk.num_rows), dense, [c.text for c in columns]
+        )
 
     @property
     def table_size(self) -> int:
@@ -248,26 +253,31 @@ class EncodingFitter:
         counts = np.bincount(train_ids.ravel(), minlength=features.table_size)  # every field at once
         missing_slot = 0
         for counter, keys in zip(self.counters, features.uniques):
-            field_counts = counts[missing_slot + 1: missing_slot + 1 + len(keys)]
+            field_counts = counts[missing_slot + 1 : missing_slot + 1 + len(keys)]
             seen = np.flatnonzero(field_counts)
             counter.add(keys[seen], field_counts[seen])
             missing_slot += len(keys) + 1
         if train_dense is not None:
             present = ~np.isnan(train_dense)
             self.dense_sum += np.where(present, train_dense, 0).sum(axis=0)
-            self.dense_sq += np.where(present, train_dense ** 2, 0).sum(axis=0)
+            self.dense_sq += np.where(present, train_dense**2, 0).sum(axis=0)
             self.dense_n += present.sum(axis=0)
 
     def finish(self) -> "Encoding":
-        vocabularies = [Vocabulary.fit(*counter.result(), self.config.min_count, self.config.convention, text)
-                        for counter, text in zip(self.counters, self.text)]
-        names = ([(n, "numeric") for n in self.numeric_fields] if self.bucketize else []) + \
-                [(n, "categorical") for n in self.categorical_fields]
-        schema = Schema.build([(name, kind, vocab.size) for (name, kind), vocab in zip(names, vocabularies)],
-                              dense=[] if self.bucketize else list(self.numeric_fields))
+        vocabularies = [
+            Vocabulary.fit(*counter.result(), self.config.min_count, self.config.convention, text)
+            for counter, text in zip(self.counters, self.text)
+        ]
+        names = ([(n, "numeric") for n in self.numeric_fields] if self.bucketize else []) + [
+            (n, "categorical") for n in self.categorical_fields
+        ]
+        schema = Schema.build(
+            [(name, kind, vocab.size) for (name, kind), vocab in zip(names, vocabularies)],
+            dense=[] if self.bucketize else list(self.numeric_fields),
+        )
         count = np.maximum(self.dense_n, 1)
         mean = self.dense_sum / count
-        std = np.sqrt(np.maximum(self.dense_sq / count - mean ** 2, 0))
+        std = np.sqrt(np.maximum(self.dense_sq / count - mean**2, 0))
         return Encoding(schema, vocabularies, mean, np.where(std > 0, std, 1.0), self.bucketize)
 
 
@@ -298,8 +308,13 @@ class Encoding:
     def save(self, path: Path) -> None:
         arrays = {f"keys_{i}": v.keys for i, v in enumerate(self.vocabularies)}
         arrays |= {f"ids_{i}": v.ids for i, v in enumerate(self.vocabularies)}
-        meta = json.dumps({"schema": self.schema.to_json(), "bucketize": self.bucketize,
-                           "special_ids": [[v.oov_id, v.missing_id] for v in self.vocabularies]})
+        meta = json.dumps(
+            {
+                "schema": self.schema.to_json(),
+                "bucketize": self.bucketize,
+                "special_ids": [[v.oov_id, v.missing_id] for v in self.vocabularies],
+            }
+        )
         np.savez(path, dense_mean=self.dense_mean, dense_std=self.dense_std, meta=np.array(meta), **arrays)
 
     @classmethod
@@ -308,6 +323,7 @@ class Encoding:
             meta = json.loads(str(data["meta"]))
             schema = Schema.from_json(meta["schema"])
             special = meta.get("special_ids") or [[OOV_ID, MISSING_ID]] * schema.num_sparse
-            vocabularies = [Vocabulary(data[f"keys_{i}"], data[f"ids_{i}"], *special[i])
-                            for i in range(schema.num_sparse)]
+            vocabularies = [
+                Vocabulary(data[f"keys_{i}"], data[f"ids_{i}"], *special[i]) for i in range(schema.num_sparse)
+            ]
             return cls(schema, vocabularies, data["dense_mean"], data["dense_std"], meta["bucketize"])

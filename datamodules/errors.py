@@ -5,6 +5,7 @@ Sources validate whole chunks with vectorised masks and hand the rows that faile
 line and what is wrong; under ``"skip"`` it counts rows per reason and keeps a few examples, so
 that ``rows read == rows kept + rows rejected`` always holds and nothing is dropped silently.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -39,8 +40,15 @@ class RejectLog:
     def total(self) -> int:
         return sum(self.by_reason.values())
 
-    def reject(self, path: str, positions: np.ndarray, codes: np.ndarray, reasons: Sequence[str],
-               describe: Callable[[int], str], unit: str = "line") -> None:
+    def reject(
+        self,
+        path: str,
+        positions: np.ndarray,
+        codes: np.ndarray,
+        reasons: Sequence[str],
+        describe: Callable[[int], str],
+        unit: str = "line",
+    ) -> None:
         """Record bad rows of one chunk.
 
         positions: int64 ``[R]`` 1-based line (or row) numbers in ``path``; codes: int ``[R]``
@@ -51,8 +59,10 @@ class RejectLog:
             return
         if self.mode == "error":
             first = int(np.argmin(positions))
-            raise BadInputError(f"{path}, {unit} {positions[first]}: {reasons[codes[first]]}: "
-                                f"{describe(first)} (set on_bad_line=skip to drop such rows and count them)")
+            raise BadInputError(
+                f"{path}, {unit} {positions[first]}: {reasons[codes[first]]}: "
+                f"{describe(first)} (set on_bad_line=skip to drop such rows and count them)"
+            )
         counts = np.bincount(codes, minlength=len(reasons))
         self.by_reason.update({reasons[c]: int(n) for c, n in enumerate(counts) if n})
         # Keep the first MAX_EXAMPLES rows in file order, whatever order the checks reported them in.
@@ -100,6 +110,7 @@ class RowChecks:
         bad = np.flatnonzero(self.code >= 0)
         if len(bad):
             codes = self.code[bad]
-            rejects.reject(path, positions[bad], codes, self.reasons,
-                           lambda i: self._describers[codes[i]](int(bad[i])), unit=unit)
+            rejects.reject(
+                path, positions[bad], codes, self.reasons, lambda i: self._describers[codes[i]](int(bad[i])), unit=unit
+            )
         return len(bad)

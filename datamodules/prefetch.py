@@ -13,6 +13,7 @@ worker process, quiet and beside two busy processes, it gained nothing for DeepF
 costs under 1% of a step (results/benchmarks/contention/benchmark.md). It is there for inputs whose
 batches do cost (a cache on a slow disk, say), which that benchmark does not measure.
 """
+
 from __future__ import annotations
 
 import queue

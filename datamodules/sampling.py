@@ -6,6 +6,7 @@ training ranks take equal parts of each global batch, evaluation ranks equal con
 
 Part of the light core that ``models`` imports (``eval_block_rows``): numpy and torch only.
 """
+
 from __future__ import annotations
 
 from typing import Iterator
@@ -29,8 +30,9 @@ class ShuffledBatches(Sampler):
     left out, and so is the whole partial batch when it has fewer rows than ranks, or ``drop_last``.
     """
 
-    def __init__(self, num_rows: int, batch_size: int, seed: int, drop_last: bool = False,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self, num_rows: int, batch_size: int, seed: int, drop_last: bool = False, rank: int = 0, world_size: int = 1
+    ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.num_rows, self.batch_size, self.seed, self.drop_last = num_rows, batch_size, seed, drop_last
@@ -51,7 +53,7 @@ class ShuffledBatches(Sampler):
         for start in range(0, len(self) * global_size, global_size):
             part = min(global_size, self.num_rows - start) // self.world_size
             first = start + self.rank * part
-            yield np.sort(order[first:first + part])
+            yield np.sort(order[first : first + part])
 
 
 def eval_block_length(num_rows: int, world_size: int) -> int:

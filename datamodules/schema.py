@@ -5,6 +5,7 @@ owns ids ``[offset, offset + vocab_size)``. Numeric fields are either bucketized
 sparse fields like any other) or kept dense (then they are columns of ``Batch.x_dense`` in the
 order of ``Schema.dense_fields``).
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,10 @@ class Schema:
         expected = 0
         for f in self.sparse_fields:
             if f.offset != expected or f.vocab_size < 1:
-                raise ValueError(f"field {f.name!r}: offset {f.offset}, vocab {f.vocab_size}; "
-                                 f"sparse fields must tile the id space from 0 in order")
+                raise ValueError(
+                    f"field {f.name!r}: offset {f.offset}, vocab {f.vocab_size}; "
+                    f"sparse fields must tile the id space from 0 in order"
+                )
             expected += f.vocab_size
 
     @property

@@ -10,6 +10,7 @@ assignment is fixed before any row is read and does not move when a row is rejec
   train file when there is no val file;
 - ``auto``: ``predefined`` when the source has per-split files, else ``random``.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -61,13 +62,20 @@ class SplitConfig:
             raise BadInputError(f"split.kind={kind!r} needs {needs}; the source has parts {list(parts)}")
         if kind == "predefined":
             if "val" in parts and self.val_from_train > 0:
-                raise BadInputError("split.val_from_train carves validation rows out of the train file, but there "
-                                    "is a val file too; use one or the other")
+                raise BadInputError(
+                    "split.val_from_train carves validation rows out of the train file, but there "
+                    "is a val file too; use one or the other"
+                )
             missing = [s for s in SPLITS if s not in parts and not (s == "val" and self.val_from_train > 0)]
             if missing:
-                raise BadInputError(f"predefined split: no {' / '.join(missing)} file"
-                                    + (" (or set split.val_from_train to carve validation rows out of train)"
-                                       if "val" in missing else ""))
+                raise BadInputError(
+                    f"predefined split: no {' / '.join(missing)} file"
+                    + (
+                        " (or set split.val_from_train to carve validation rows out of train)"
+                        if "val" in missing
+                        else ""
+                    )
+                )
             carve = self.val_from_train
             return SplitConfig("predefined", (1.0 - carve, carve, 0.0), self.seed if carve else 0, carve)
         total = sum(self.ratios)

@@ -6,6 +6,7 @@ resident memory, CPU time).
 Standard library only, and no library is imported to read its version, so runs, reports, benchmarks
 and the cache builder all record the same facts the same way, also where torch is not installed.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Exact AUC, LogLoss and calibration over a whole split, in numpy: the one copy of their math, for
 the runs (through ``models.metrics``, which takes tensors) and for the reports, which need no torch."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -64,8 +65,11 @@ def calibration_bins(y, p, bins: int = CALIBRATION_BINS) -> tuple[np.ndarray, np
     labels, probabilities = _labels_and_scores(y, p)
     order = np.argsort(probabilities, kind="stable")
     groups = [g for g in np.array_split(order, bins) if len(g)]
-    return (np.array([probabilities[g].mean() for g in groups]), np.array([labels[g].mean() for g in groups]),
-            np.array([len(g) for g in groups]))
+    return (
+        np.array([probabilities[g].mean() for g in groups]),
+        np.array([labels[g].mean() for g in groups]),
+        np.array([len(g) for g in groups]),
+    )
 
 
 def expected_calibration_error(y, p, bins: int = CALIBRATION_BINS) -> float:

@@ -7,6 +7,7 @@ labels, families) is ``models.registry``. Classes load on first use, so that imp
 Imports of the suite only ``measures`` and the light core of ``datamodules`` (``datamodules.schema``,
 ``datamodules.sampling``), so a model never loads pandas or pyarrow.
 """
+
 import os
 
 # MKL splits a matrix product's sum over the batch (every weight gradient) differently at different
@@ -17,7 +18,7 @@ import os
 # ``models`` keeps MKL's default, and ``MKL_CBWR=AUTO`` set by the user opts out.
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
-from models.registry import ENTRIES  # noqa: E402 (after the MKL setting)
+from models.registry import ENTRIES
 
 # the classes outside the zoo that ``models.<Name>`` also gives
 _OTHERS = {"CTRModule": "models.base:CTRModule", "PNN": "models.pnn:PNN"}

@@ -1,4 +1,5 @@
 """``CTRModule``: the one place that owns the loss, the metrics, the optimiser and logging."""
+
 from __future__ import annotations
 
 import time
@@ -12,10 +13,10 @@ from torch import nn
 
 from datamodules.sampling import eval_block_rows
 from datamodules.schema import Batch, Schema
-from models.layers.embedding import FeatureEmbedding, IdTable, LinearLogit
-from models.metrics import auc, logloss
 from models.init import check_init, initialize
+from models.layers.embedding import FeatureEmbedding, IdTable, LinearLogit
 from models.layers.mlp import MLPSpec
+from models.metrics import auc, logloss
 from models.optim import OptimSpec
 
 _NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)
@@ -30,8 +31,9 @@ class PredictionBuffer:
     file: peak anonymous memory 1,022 MiB, against 531 MiB with this buffer).
     """
 
-    def __init__(self, capacity: Optional[int], dtype: torch.dtype, device: torch.device,
-                 unknown_capacity: int = 1 << 16):
+    def __init__(
+        self, capacity: Optional[int], dtype: torch.dtype, device: torch.device, unknown_capacity: int = 1 << 16
+    ):
         self.logits = torch.empty(capacity or unknown_capacity, dtype=dtype, device=device)
         self.labels = torch.empty(capacity or unknown_capacity, device=device)
         self.size = 0
@@ -40,15 +42,15 @@ class PredictionBuffer:
         end = self.size + len(logits)
         if end > len(self.logits):  # more rows than announced (or none were): grow geometrically
             capacity = max(end, 2 * len(self.logits))
-            self.logits = torch.cat([self.logits[:self.size], self.logits.new_empty(capacity - self.size)])
-            self.labels = torch.cat([self.labels[:self.size], self.labels.new_empty(capacity - self.size)])
-        self.logits[self.size:end] = logits
-        self.labels[self.size:end] = labels
+            self.logits = torch.cat([self.logits[: self.size], self.logits.new_empty(capacity - self.size)])
+            self.labels = torch.cat([self.labels[: self.size], self.labels.new_empty(capacity - self.size)])
+        self.logits[self.size : end] = logits
+        self.labels[self.size : end] = labels
         self.size = end
 
     def values(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``([N] logits, [N] labels)`` of the rows added so far."""
-        return self.logits[:self.size], self.labels[:self.size]
+        return self.logits[: self.size], self.labels[: self.size]
 
 
 class CTRModule(pl.LightningModule):
@@ -124,10 +126,8 @@ class CTRModule(pl.LightningModule):
         return [p for table in self.id_tables() for p in table.parameters()]
 
     def network_weights(self) -> list[nn.Parameter]:
-        excluded = {id(p) for m in self.modules() if isinstance(m, (IdTable, *_NORM_LAYERS))
-                    for p in m.parameters()}
-        return [p for name, p in self.named_parameters()
-                if id(p) not in excluded and name.rsplit(".", 1)[-1] != "bias"]
+        excluded = {id(p) for m in self.modules() if isinstance(m, (IdTable, *_NORM_LAYERS)) for p in m.parameters()}
+        return [p for name, p in self.named_parameters() if id(p) not in excluded and name.rsplit(".", 1)[-1] != "bias"]
 
     def non_table_parameters(self) -> list[nn.Parameter]:
         """Every parameter outside the id tables, biases and normalisation layers included."""
@@ -187,8 +187,9 @@ class CTRModule(pl.LightningModule):
     def _keep_predictions(self, split: str, batch: Batch) -> None:
         logits = self(batch).detach()  # kept on the device: no host sync per step
         if self._split_outputs[split] is None:
-            self._split_outputs[split] = PredictionBuffer(self._rows_this_rank_scores(split), logits.dtype,
-                                                          logits.device)
+            self._split_outputs[split] = PredictionBuffer(
+                self._rows_this_rank_scores(split), logits.dtype, logits.device
+            )
         self._split_outputs[split].add(logits, batch.y.detach())
 
     def _log_split_metrics(self, split: str) -> None:
@@ -251,8 +252,7 @@ class CTRModule(pl.LightningModule):
         keeps the values it was built with)."""
         initialize(self, self.id_tables(), **(self.hparams.init or {}))
 
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,
-                                    gradient_clip_algorithm=None) -> None:
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         """The Trainer's ``gradient_clip_val`` / ``gradient_clip_algorithm``, also for sparse
         gradients, which torch's clipping functions reject: their coalesced values are clipped."""
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]

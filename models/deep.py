@@ -1,4 +1,5 @@
 """Deep models over one shared embedding: DNN, DeepFM, DCN, xDeepFM."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -53,8 +54,16 @@ class DCN(CTRModule):
     field (the paper stacks raw normalised values).
     """
 
-    def __init__(self, schema: Schema, *, cross_layers: int, embedding_dim: int, embedding_init_std: float,
-                 mlp: MLPSpec, **training):
+    def __init__(
+        self,
+        schema: Schema,
+        *,
+        cross_layers: int,
+        embedding_dim: int,
+        embedding_init_std: float,
+        mlp: MLPSpec,
+        **training,
+    ):
         super().__init__(schema, **training)
         input_dim = schema.num_fields * embedding_dim
         self.embedding = self.feature_embedding(embedding_dim, embedding_init_std)
@@ -75,8 +84,18 @@ class XDeepFM(CTRModule):
     maps unless ``cin_bias``; the CIN head has no bias (``w0`` is the model's one).
     """
 
-    def __init__(self, schema: Schema, *, cin_layer_sizes: Sequence[int], cin_split_half: bool, cin_bias: bool,
-                 embedding_dim: int, embedding_init_std: float, mlp: MLPSpec, **training):
+    def __init__(
+        self,
+        schema: Schema,
+        *,
+        cin_layer_sizes: Sequence[int],
+        cin_split_half: bool,
+        cin_bias: bool,
+        embedding_dim: int,
+        embedding_init_std: float,
+        mlp: MLPSpec,
+        **training,
+    ):
         super().__init__(schema, **training)
         self.linear = self.linear_logit()
         self.embedding = self.feature_embedding(embedding_dim, embedding_init_std)

@@ -1,4 +1,5 @@
 """FNN: a DNN whose input layer is a pre-trained FM's embeddings."""
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,17 @@ class FNN(CTRModule):
     otherwise pre-train different FMs).
     """
 
-    def __init__(self, schema: Schema, *, embedding_dim: int, embedding_init_std: float, mlp: MLPSpec,
-                 pretrain_epochs: int, fm_checkpoint: Optional[str] = None, **training):
+    def __init__(
+        self,
+        schema: Schema,
+        *,
+        embedding_dim: int,
+        embedding_init_std: float,
+        mlp: MLPSpec,
+        pretrain_epochs: int,
+        fm_checkpoint: Optional[str] = None,
+        **training,
+    ):
         super().__init__(schema, **training)
         self.embedding = self.feature_embedding(embedding_dim, embedding_init_std)
         self.first_order = self.feature_embedding(1, 0.0)
@@ -52,19 +62,28 @@ class FNN(CTRModule):
             if self.trainer.world_size > 1:
                 raise RuntimeError("FNN under DDP: pre-train the FM once and pass fm_checkpoint")
             if self.trainer.datamodule is None:
-                raise RuntimeError("FNN pre-trains its FM on trainer.datamodule's training split: "
-                                   "fit with datamodule=..., or pass fm_checkpoint")
+                raise RuntimeError(
+                    "FNN pre-trains its FM on trainer.datamodule's training split: "
+                    "fit with datamodule=..., or pass fm_checkpoint"
+                )
             fm = self.pretrain_fm(self.trainer.datamodule.train_dataloader(), self.hparams.pretrain_epochs)
         else:
-            warnings.warn("FNN with pretrain_epochs=0 and no fm_checkpoint: its embeddings are not "
-                          "FM-initialised, so this is a plain DNN over [w_i, v_i]")
+            warnings.warn(
+                "FNN with pretrain_epochs=0 and no fm_checkpoint: its embeddings are not "
+                "FM-initialised, so this is a plain DNN over [w_i, v_i]",
+                stacklevel=2,
+            )
             return
         self.load_fm(fm)
 
     def pretrain_fm(self, dataloader: Iterable[Batch], epochs: int) -> FM:
         """Train a fresh FM of this model's embedding size for ``epochs`` over ``dataloader``."""
-        fm = FM(self.schema, embedding_dim=self.hparams.embedding_dim,
-                embedding_init_std=self.hparams.embedding_init_std, **self.training_settings())
+        fm = FM(
+            self.schema,
+            embedding_dim=self.hparams.embedding_dim,
+            embedding_init_std=self.hparams.embedding_init_std,
+            **self.training_settings(),
+        )
         fm = fm.to(self.device).train()
         optimizer = fm.build_optimizer()
         with torch.enable_grad():
@@ -78,8 +97,12 @@ class FNN(CTRModule):
                     optimizer.step()
                     loss_sum += data_loss.detach() * batch.size
                     rows += batch.size
-                log.info("FNN stage one: FM epoch %d/%d, train logloss %.5f", epoch + 1, epochs,
-                         loss_sum.item() / max(rows, 1))
+                log.info(
+                    "FNN stage one: FM epoch %d/%d, train logloss %.5f",
+                    epoch + 1,
+                    epochs,
+                    loss_sum.item() / max(rows, 1),
+                )
         return fm
 
     @torch.no_grad()
@@ -90,8 +113,7 @@ class FNN(CTRModule):
         if fm.schema != self.schema:
             raise ValueError("the FM was trained on a different schema than this FNN's")
         if fm.embedding.dim != self.embedding.dim:
-            raise ValueError(f"the FM's embedding size {fm.embedding.dim} differs from the FNN's "
-                             f"{self.embedding.dim}")
+            raise ValueError(f"the FM's embedding size {fm.embedding.dim} differs from the FNN's {self.embedding.dim}")
         self.embedding.load_state_dict(fm.embedding.state_dict())
         self.first_order.load_state_dict(fm.linear.weights.state_dict())
         self.fm_initialised.fill_(True)

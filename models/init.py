@@ -13,6 +13,7 @@ The settings, each ``None`` to keep the layer's own:
 
 FuxiCTR (so BARS) initialises this way with ``embedding_std=1e-4``: see ``conf/init/fuxictr.yaml``.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,12 @@ def check_init(init: Optional[Mapping]) -> None:
 
 
 @torch.no_grad()
-def initialize(model: nn.Module, id_tables: Iterable[nn.Module], embedding_std: Optional[float] = None,
-               linear: Optional[str] = None) -> None:
+def initialize(
+    model: nn.Module,
+    id_tables: Iterable[nn.Module],
+    embedding_std: Optional[float] = None,
+    linear: Optional[str] = None,
+) -> None:
     """Re-draw ``model``'s parameters as the settings say (see the module docstring)."""
     from models.layers.cross import CrossNetwork  # layers import this package's neighbours
 

@@ -1,4 +1,5 @@
 """The whole-split metrics of ``measures.metrics`` for tensors as well: a tensor is copied to host first."""
+
 from __future__ import annotations
 
 import torch

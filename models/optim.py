@@ -1,5 +1,6 @@
 """Optimisers by name, including FTRL-Proximal (McMahan et al. 2013), which the DeepFM paper
 used for LR, and a lazy (row-sparse) Adam for large id tables."""
+
 from __future__ import annotations
 
 import math
@@ -39,14 +40,20 @@ class OptimSpec:
         if not self.lr > 0:
             raise ValueError(f"the learning rate must be > 0, got {self.lr}")
         if self.sparse_embeddings and self.name not in SPARSE_OPTIMIZERS:
-            raise ValueError(f"sparse_embeddings=True needs an optimizer with a sparse update "
-                             f"{SPARSE_OPTIMIZERS}, not {self.name!r}")
+            raise ValueError(
+                f"sparse_embeddings=True needs an optimizer with a sparse update {SPARSE_OPTIMIZERS}, not {self.name!r}"
+            )
         if self.sparse_embeddings and self.embedding_table_l2:
-            raise ValueError("embedding_table_l2 penalises every row of the id tables at every step, so their "
-                             "gradients are dense: it needs sparse_embeddings=False (e.g. optim=adam)")
+            raise ValueError(
+                "embedding_table_l2 penalises every row of the id tables at every step, so their "
+                "gradients are dense: it needs sparse_embeddings=False (e.g. optim=adam)"
+            )
         # YAML gives sequences as lists; the optimisers keep tuples (Adam's betas)
-        object.__setattr__(self, "options", {key: tuple(value) if isinstance(value, list) else value
-                                             for key, value in dict(self.options).items()})
+        object.__setattr__(
+            self,
+            "options",
+            {key: tuple(value) if isinstance(value, list) else value for key, value in dict(self.options).items()},
+        )
 
     @classmethod
     def of(cls, spec: Union["OptimSpec", Mapping[str, Any]]) -> "OptimSpec":
@@ -55,8 +62,10 @@ class OptimSpec:
 
     def to_dict(self) -> dict:
         """Plain values (lists for tuples), as a checkpoint's hyperparameters keep them."""
-        return {key: ({k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
-                      if key == "options" else value) for key, value in asdict(self).items()}
+        return {
+            key: ({k: list(v) if isinstance(v, tuple) else v for k, v in value.items()} if key == "options" else value)
+            for key, value in asdict(self).items()
+        }
 
     def build(self, params: Iterable[torch.nn.Parameter]) -> Optimizer:
         return OPTIMIZERS[self.name](params, lr=self.lr, **self.options)
@@ -96,8 +105,7 @@ class FTRL(PerParameterOptimizer):
 
     def __init__(self, params, lr: float = 0.1, beta: float = 1.0, l1: float = 0.0, l2: float = 0.0):
         if lr <= 0 or beta < 0 or l1 < 0 or l2 < 0:
-            raise ValueError(f"FTRL needs lr > 0 and beta, l1, l2 >= 0; got lr={lr}, beta={beta}, "
-                             f"l1={l1}, l2={l2}")
+            raise ValueError(f"FTRL needs lr > 0 and beta, l1, l2 >= 0; got lr={lr}, beta={beta}, l1={l1}, l2={l2}")
         super().__init__(params, dict(lr=lr, beta=beta, l1=l1, l2=l2))
 
     def update(self, param, grad, group, state) -> None:
@@ -129,8 +137,9 @@ class LazyAdam(PerParameterOptimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         if lr <= 0 or eps < 0 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"LazyAdam needs lr > 0, eps >= 0 and betas in [0, 1); got lr={lr}, "
-                             f"betas={betas}, eps={eps}")
+            raise ValueError(
+                f"LazyAdam needs lr > 0, eps >= 0 and betas in [0, 1); got lr={lr}, betas={betas}, eps={eps}"
+            )
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps))
 
     def update(self, param, grad, group, state) -> None:
@@ -183,14 +192,16 @@ def _ftrl_update(w, g, z, n, alpha, beta, l1, l2):
     sigma = (n_new.sqrt() - n.sqrt()) / alpha
     z_new = z + g - sigma * w
     shrunk = z_new - torch.sign(z_new) * l1
-    w_new = torch.where(z_new.abs() <= l1, torch.zeros_like(w),
-                        -shrunk / ((beta + n_new.sqrt()) / alpha + l2))
+    w_new = torch.where(z_new.abs() <= l1, torch.zeros_like(w), -shrunk / ((beta + n_new.sqrt()) / alpha + l2))
     return w_new, z_new, n_new
 
 
 # The optimisers by config name; each takes ``(params, lr=..., **OptimSpec.options)``.
 OPTIMIZERS: dict[str, type[Optimizer]] = {
-    "adam": torch.optim.Adam, "lazy_adam": LazyAdam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "lazy_adam": LazyAdam,
+    "adagrad": torch.optim.Adagrad,
+    "sgd": torch.optim.SGD,
     "ftrl": FTRL,
 }
 # Optimisers whose update accepts the sparse gradients of ``sparse_embeddings=True`` tables.

@@ -1,4 +1,5 @@
 """Product-based neural networks: IPNN, OPNN, PNN* (Qu et al. 2016)."""
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,17 @@ class PNN(CTRModule):
 
     PRODUCTS = ("inner", "outer", "both")
 
-    def __init__(self, schema: Schema, *, product: str, embedding_dim: int, embedding_init_std: float,
-                 mlp: MLPSpec, outer_form: str = "sum_pooled", **training):
+    def __init__(
+        self,
+        schema: Schema,
+        *,
+        product: str,
+        embedding_dim: int,
+        embedding_init_std: float,
+        mlp: MLPSpec,
+        outer_form: str = "sum_pooled",
+        **training,
+    ):
         super().__init__(schema, **training)
         if product not in self.PRODUCTS:
             raise ValueError(f"product {product!r}: expected one of {self.PRODUCTS}")

@@ -4,6 +4,7 @@ One entry per model, in the order tables print them (the DeepFM paper's Table 2 
 imports nothing but the standard library, so reports name and order models where torch is absent;
 ``models.MODELS`` loads the classes from it.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,5 @@
 """Shallow models: LR, FM, FFM."""
+
 from __future__ import annotations
 
 from datamodules.schema import Batch, Schema

@@ -3,6 +3,7 @@
 Each wide part and the deep part own **separate** embeddings and are trained jointly; sharing
 one embedding is what DeepFM changes.
 """
+
 from __future__ import annotations
 
 from typing import Sequence, Union
@@ -23,14 +24,22 @@ class LRDNN(CTRModule):
     BARS's WideDeep, which is this model).
     """
 
-    def __init__(self, schema: Schema, *, linear_bias: bool, embedding_dim: int, embedding_init_std: float,
-                 mlp: MLPSpec, cross_fields: Union[str, Sequence[Sequence[str]]] = (), cross_buckets: int = 0,
-                 **training):
+    def __init__(
+        self,
+        schema: Schema,
+        *,
+        linear_bias: bool,
+        embedding_dim: int,
+        embedding_init_std: float,
+        mlp: MLPSpec,
+        cross_fields: Union[str, Sequence[Sequence[str]]] = (),
+        cross_buckets: int = 0,
+        **training,
+    ):
         super().__init__(schema, **training)
         pairs = cross_pairs(schema, cross_fields)
         self.linear = self.linear_logit(bias=linear_bias)
-        self.crosses = CrossProductLogit(schema, pairs, cross_buckets, sparse=self.sparse_embeddings) \
-            if pairs else None
+        self.crosses = CrossProductLogit(schema, pairs, cross_buckets, sparse=self.sparse_embeddings) if pairs else None
         self.dnn_embedding = self.feature_embedding(embedding_dim, embedding_init_std)
         self.dnn = MLPSpec.of(mlp).build(schema.num_fields * embedding_dim)
 
@@ -75,8 +84,9 @@ class WideDeep(LRDNN):
     the pair has more combinations than that (``CrossProductLogit``).
     """
 
-    def __init__(self, schema: Schema, *, cross_fields: Union[str, Sequence[Sequence[str]]], cross_buckets: int,
-                 **kwargs):
+    def __init__(
+        self, schema: Schema, *, cross_fields: Union[str, Sequence[Sequence[str]]], cross_buckets: int, **kwargs
+    ):
         if not cross_pairs(schema, cross_fields):
             raise ValueError("Wide&Deep without cross features is LR&DNN: use model lr_dnn")
         super().__init__(schema, cross_fields=cross_fields, cross_buckets=cross_buckets, **kwargs)

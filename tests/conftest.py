@@ -4,6 +4,7 @@ The default ``pytest`` runs the quick tests; ``slow`` (more than a few seconds e
 ``integration`` (tests that start processes or servers) are deselected by ``addopts`` and run with
 ``pytest -m ""`` (README, ``.ci/run``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

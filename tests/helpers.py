@@ -1,5 +1,6 @@
 """What many test modules share: tiny schemas and batches, models built from their configs at
 test sizes, and the app runner. Fixtures live in ``conftest.py``; these are plain functions."""
+
 from __future__ import annotations
 
 import functools
@@ -19,8 +20,11 @@ CONF = REPO / "conf"
 # from its config (conf/model/<name>.yaml) unless SMALL_KWARGS changes them too.
 K, HIDDEN = 4, [8, 6]
 SMALL_KWARGS = {
-    "fnn": dict(pretrain_epochs=0), "wide_deep": dict(cross_buckets=10), "dnn": dict(batch_norm=True),
-    "dcn": dict(cross_layers=2), "xdeepfm": dict(cin_layer_sizes=[4, 2]),
+    "fnn": dict(pretrain_epochs=0),
+    "wide_deep": dict(cross_buckets=10),
+    "dnn": dict(batch_norm=True),
+    "dcn": dict(cross_layers=2),
+    "xdeepfm": dict(cin_layer_sizes=[4, 2]),
 }
 
 
@@ -34,8 +38,9 @@ def random_batch(schema, size: int = 32, seed: int = 0):
     from datamodules.schema import Batch
 
     generator = torch.Generator().manual_seed(seed)
-    ids = torch.stack([f.offset + torch.randint(0, f.vocab_size, (size,), generator=generator)
-                       for f in schema.sparse_fields], 1)
+    ids = torch.stack(
+        [f.offset + torch.randint(0, f.vocab_size, (size,), generator=generator) for f in schema.sparse_fields], 1
+    )
     dense = torch.randn(size, schema.num_dense, generator=generator) if schema.num_dense else None
     return Batch(ids, torch.randint(0, 2, (size,), generator=generator).float(), dense)
 
@@ -83,5 +88,11 @@ def build(name: str, schema, optimizer: str = "adam", **kwargs):
 
 def run_app(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """``python run.py <args>`` in a fresh process (``env`` added to this one's), its output captured."""
-    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, str(REPO / "run.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )

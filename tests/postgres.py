@@ -7,6 +7,7 @@ the server refuse to run as root, so under root they run as an unprivileged acco
     with temporary_server() as server:
         url = server.create_database("study")   # postgresql://postgres@127.0.0.1:<port>/study
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -100,13 +101,23 @@ def temporary_server(binaries: Path) -> Iterator[Server]:
         result = subprocess.run([*command], capture_output=True, text=True, timeout=120, cwd=root, **as_account)
         if result.returncode != 0:
             server_log = log_file.read_text() if log_file.exists() else ""
-            raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n"
-                               f"{result.stdout}{result.stderr}{server_log}")
+            raise RuntimeError(
+                f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}{result.stderr}{server_log}"
+            )
 
     server = Server(port=free_port(), log_file=log_file)
     try:
-        run(str(binaries / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust",
-            "--encoding=UTF8", "--locale=C", "--no-sync")
+        run(
+            str(binaries / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
         settings = {**SERVER_SETTINGS, "port": str(server.port)}
         with (data / "postgresql.conf").open("a") as conf:
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())

@@ -1,5 +1,6 @@
 """The Hydra app: configs compose, a run writes its files, multiruns and Optuna sweeps work,
 and the mistakes a user makes get clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,13 @@ MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 WITH_MLP = {m for m in MODELS if "- mlp:" in (CONF / "model" / f"{m}.yaml").read_text()}
 
 # Small enough to train in seconds, large enough that a model learns something.
-TINY = ["data.source.rows=20000", "data.batch_size=512", "trainer.max_epochs=3", "optim.lr=0.01",
-        "trainer.enable_progress_bar=false"]
+TINY = [
+    "data.source.rows=20000",
+    "data.batch_size=512",
+    "trainer.max_epochs=3",
+    "optim.lr=0.01",
+    "trainer.enable_progress_bar=false",
+]
 
 
 def tiny_overrides(model: str, cache: Path) -> list[str]:
@@ -41,10 +47,12 @@ def tiny_overrides(model: str, cache: Path) -> list[str]:
 def test_every_model_config_composes_and_instantiates(model):
     cfg = run_config.compose_config([f"model={model}"])
     schema = Schema.build([("a", "categorical", 5), ("b", "categorical", 7), ("c", "numeric", 4)], ["d"])
-    module = instantiate(cfg.model, schema=schema, optim=cfg.optim, _convert_="all",
-                         _execution_whitelist_=run_config.TRUSTED_TARGETS)
-    batch = Batch(x=torch.tensor([[0, 5, 12], [4, 11, 15]]), y=torch.tensor([0.0, 1.0]),
-                  x_dense=torch.tensor([[0.5], [-1.0]]))
+    module = instantiate(
+        cfg.model, schema=schema, optim=cfg.optim, _convert_="all", _execution_whitelist_=run_config.TRUSTED_TARGETS
+    )
+    batch = Batch(
+        x=torch.tensor([[0, 5, 12], [4, 11, 15]]), y=torch.tensor([0.0, 1.0]), x_dense=torch.tensor([[0.5], [-1.0]])
+    )
     logits = module(batch)
     assert logits.shape == (2,) and torch.isfinite(logits).all()
 
@@ -54,8 +62,15 @@ def test_single_run_writes_config_metrics_and_history(tmp_path, cache):
     metrics = train(cfg, tmp_path / "run")
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written == pytest.approx(metrics)
-    for key in ("val/auc", "val/logloss", "test/auc", "test/logloss", "oracle/test/auc",
-                "train_samples_per_s", "train_time_s"):
+    for key in (
+        "val/auc",
+        "val/logloss",
+        "test/auc",
+        "test/logloss",
+        "oracle/test/auc",
+        "train_samples_per_s",
+        "train_time_s",
+    ):
         assert math.isfinite(written[key]), key
     assert 0.55 < written["test/auc"] <= written["oracle/test/auc"] + 0.02
     assert written["epochs"] == 3 and written["best_epoch"] in (0, 1, 2)
@@ -77,8 +92,9 @@ def test_same_seed_same_metrics(tmp_path, cache):
 @pytest.mark.integration
 def test_multirun_of_three_models_writes_three_run_folders(tmp_path, cache):
     sweep = tmp_path / "sweep"
-    result = run_app("-m", "model=lr,fm,deepfm", f"hydra.sweep.dir={sweep}",
-                     f"data.cache_dir={cache}", *TINY, cwd=tmp_path)
+    result = run_app(
+        "-m", "model=lr,fm,deepfm", f"hydra.sweep.dir={sweep}", f"data.cache_dir={cache}", *TINY, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
     assert [p.name for p in runs] == ["0", "1", "2"]
@@ -92,10 +108,17 @@ def test_multirun_of_three_models_writes_three_run_folders(tmp_path, cache):
 @pytest.mark.integration
 def test_optuna_sweep_persists_and_resumes(tmp_path, cache):
     storage = f"sqlite:///{tmp_path / 'studies' / 'optuna.db'}"
-    args = ["-m", "hparams_search=deepfm", "hydra.sweeper.n_trials=3",
-            f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=deepfm-tiny",
-            "mlp_width=choice(8,16)", "mlp_depth=range(1,2)",
-            f"data.cache_dir={cache}", *TINY]
+    args = [
+        "-m",
+        "hparams_search=deepfm",
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=deepfm-tiny",
+        "mlp_width=choice(8,16)",
+        "mlp_depth=range(1,2)",
+        f"data.cache_dir={cache}",
+        *TINY,
+    ]
     first = run_app(*args, f"hydra.sweep.dir={tmp_path / 's1'}", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     study = optuna.load_study(study_name="deepfm-tiny", storage=storage)
@@ -125,8 +148,11 @@ def assert_dashboard_lists(storage: str, study_name: str, trials: int) -> None:
     """``optuna-dashboard <storage>``, as README shows it, serves the study with its trials."""
     port = free_port()
     dashboard = Path(sys.executable).with_name("optuna-dashboard")  # the installed console script
-    server = subprocess.Popen([str(dashboard), storage, "--host", "127.0.0.1",
-                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(dashboard), storage, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"http://127.0.0.1:{port}/api/studies"
         for _ in range(100):  # up to ~20 s for the server to start
@@ -147,13 +173,23 @@ def assert_dashboard_lists(storage: str, study_name: str, trials: int) -> None:
 
 def test_an_unlabelled_test_file_leaves_test_metrics_out(tmp_path):
     from tests.test_data_formats import write_criteo
+
     train_file = write_criteo(tmp_path / "train.tsv", 600)
     test = write_criteo(tmp_path / "test.tsv", 50, seed=1, labelled=False)
-    cfg = run_config.compose_config(["model=fm", "data=criteo", f"data.cache_dir={tmp_path / 'cache'}",
-                                     f"data.source.files={{train: {train_file}, test: {test}}}",
-                                     "data.split.val_from_train=0.2", "data.encoding.min_count=1",
-                                     "data.batch_size=128", "trainer.max_epochs=1",
-                                     "trainer.enable_progress_bar=false", "logger=none"])
+    cfg = run_config.compose_config(
+        [
+            "model=fm",
+            "data=criteo",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            f"data.source.files={{train: {train_file}, test: {test}}}",
+            "data.split.val_from_train=0.2",
+            "data.encoding.min_count=1",
+            "data.batch_size=128",
+            "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false",
+            "logger=none",
+        ]
+    )
     metrics = train(cfg, tmp_path / "run")
     assert not any(key.startswith("test/") for key in metrics)
     assert math.isfinite(metrics["val/auc"]) and math.isfinite(metrics["val/logloss"])

@@ -1,5 +1,6 @@
 """Bad input: every case gets a message naming file, line and problem (``error``), or a count by
 reason in the manifest (``skip``), and rows read = kept + rejected."""
+
 from __future__ import annotations
 
 import re
@@ -33,11 +34,18 @@ def criteo_with(tmp_path, bad_lines: dict[int, str], count: int = 12):
 CRITEO_CASES = {
     "header": ({1: CRITEO_HEADER}, 1, "unexpected header line"),
     "short line": ({4: "1\t2\t3"}, 4, "wrong number of fields: expected 40 tab-separated fields, found 3"),
-    "long line": ({6: criteo_line("0") + "\textra"}, 6, "wrong number of fields: expected 40 tab-separated fields, found 41"),
+    "long line": (
+        {6: criteo_line("0") + "\textra"},
+        6,
+        "wrong number of fields: expected 40 tab-separated fields, found 41",
+    ),
     "text in integer field": ({5: criteo_line("1", {5: "12a"})}, 5, "numeric field not a valid integer: I5='12a'"),
     "float in integer field": ({3: criteo_line("1", {2: "1.5"})}, 3, "numeric field not a valid integer: I2='1.5'"),
-    "integer out of range": ({10: criteo_line("1", {3: "1" + "0" * 30})}, 10,
-                             "numeric field out of range: I3='1000000000000000000000000000000' is out of range"),
+    "integer out of range": (
+        {10: criteo_line("1", {3: "1" + "0" * 30})},
+        10,
+        "numeric field out of range: I3='1000000000000000000000000000000' is out of range",
+    ),
     "label 2": ({7: criteo_line("2", {1: "3"})}, 7, "label not in {0,1}: label '2'"),
     "label -1": ({2: criteo_line("-1")}, 2, "label not in {0,1}: label '-1'"),
     "missing label": ({8: criteo_line("", {1: "3"})}, 8, "missing label"),
@@ -55,18 +63,38 @@ def test_criteo_bad_line_error_names_file_line_and_problem(tmp_path, case):
 
 
 def test_skip_counts_each_rejected_row_by_reason(tmp_path):
-    path = criteo_with(tmp_path, {1: CRITEO_HEADER, 3: "1\t2", 6: criteo_line("1", {5: "x"}), 9: criteo_line("7"),
-                                  12: criteo_line("0", {1: "3"}, {1: "00ff00ff"})}, count=20)
-    dm = CTRDataModule(CriteoSource(path=str(path)), split={"ratios": [1.0, 0.0, 0.0]}, cache_dir=str(tmp_path / "c"),
-                       on_bad_line="skip")
+    path = criteo_with(
+        tmp_path,
+        {
+            1: CRITEO_HEADER,
+            3: "1\t2",
+            6: criteo_line("1", {5: "x"}),
+            9: criteo_line("7"),
+            12: criteo_line("0", {1: "3"}, {1: "00ff00ff"}),
+        },
+        count=20,
+    )
+    dm = CTRDataModule(
+        CriteoSource(path=str(path)),
+        split={"ratios": [1.0, 0.0, 0.0]},
+        cache_dir=str(tmp_path / "c"),
+        on_bad_line="skip",
+    )
     manifest = dm.manifest
     assert manifest["rows_read"] == 25
     assert manifest["rows_kept"] == 21 and manifest["rows_rejected"] == 4
-    assert manifest["rejected_by_reason"] == {"unexpected header line": 1, "wrong number of fields": 1,
-                                              "numeric field not a valid integer": 1, "label not in {0,1}": 1}
+    assert manifest["rejected_by_reason"] == {
+        "unexpected header line": 1,
+        "wrong number of fields": 1,
+        "numeric field not a valid integer": 1,
+        "label not in {0,1}": 1,
+    }
     assert [(e["line"], e["reason"]) for e in manifest["rejected_examples"]] == [
-        (1, "unexpected header line"), (3, "wrong number of fields"), (6, "numeric field not a valid integer"),
-        (9, "label not in {0,1}")]
+        (1, "unexpected header line"),
+        (3, "wrong number of fields"),
+        (6, "numeric field not a valid integer"),
+        (9, "label not in {0,1}"),
+    ]
     assert manifest["splits"]["train"]["rows"] == 21 == dm.num_rows("train")
 
 
@@ -104,14 +132,17 @@ def test_libfm_header_line(tmp_path):
 def test_table_bad_values(tmp_path):
     path = write_text(tmp_path / "t.csv", ["label,price,city", "1,3.5,paris", "0,cheap,rome", "1,4,rome"])
     source = TableSource(label="label", categorical=["city"], numeric=["price"], path=str(path))
-    with pytest.raises(BadInputError, match=re.escape(f"{path}, line 3: numeric field not a valid number: "
-                                                      f"price='cheap'")):
+    with pytest.raises(
+        BadInputError, match=re.escape(f"{path}, line 3: numeric field not a valid number: price='cheap'")
+    ):
         read_all(source)
 
 
 def test_headerless_csv_with_a_header(tmp_path):
     val = write_text(tmp_path / "val.csv", [",".join(AVAZU_COLUMNS)] + avazu_like_rows(3))
-    source = TableSource(label="click", categorical=["site_id"], path=str(val), header=False, column_names=AVAZU_COLUMNS)
+    source = TableSource(
+        label="click", categorical=["site_id"], path=str(val), header=False, column_names=AVAZU_COLUMNS
+    )
     with pytest.raises(BadInputError, match=re.escape(f"{val}, line 1: unexpected header line")):
         read_all(source)
 
@@ -124,16 +155,25 @@ def test_csv_header_that_does_not_match_column_names(tmp_path):
 
 def test_declared_column_not_in_file(tmp_path):
     path = write_text(tmp_path / "train.csv", ["label,city", "1,paris"])
-    with pytest.raises(BadInputError, match=r"declared column\(s\) \['town'\] not found; the file's columns are "
-                                            r"\['label', 'city'\]"):
+    with pytest.raises(
+        BadInputError,
+        match=r"declared column\(s\) \['town'\] not found; the file's columns are "
+        r"\['label', 'city'\]",
+    ):
         TableSource(label="label", categorical=["town"], path=str(path))
 
 
-@pytest.mark.parametrize("make_source", [
-    lambda p: CriteoSource(path=str(p)),
-    lambda p: LibFMSource(path=str(p), fields=3),
-    lambda p: TableSource(label="label", categorical=["city"], path=str(p), header=False, column_names=["label", "city"]),
-], ids=["criteo", "libfm", "csv"])
+@pytest.mark.parametrize(
+    "make_source",
+    [
+        lambda p: CriteoSource(path=str(p)),
+        lambda p: LibFMSource(path=str(p), fields=3),
+        lambda p: TableSource(
+            label="label", categorical=["city"], path=str(p), header=False, column_names=["label", "city"]
+        ),
+    ],
+    ids=["criteo", "libfm", "csv"],
+)
 def test_empty_file(tmp_path, make_source):
     path = tmp_path / "empty.txt"
     path.write_bytes(b"")

@@ -1,4 +1,5 @@
 """Splits and the on-disk cache: sizes, disjointness, reuse, invalidation, atomic builds."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ from tests.test_data_formats import write_criteo, write_text
 def row_numbered_table(tmp_path, rows: int) -> TableSource:
     """A CSV whose dense numeric column 'row' identifies each row (its encoding is monotonic)."""
     lines = ["label,row,city"] + [f"{i % 3 == 0:d},{i + 1},c{i % 7}" for i in range(rows)]
-    return TableSource(label="label", categorical=["city"], numeric=["row"], path=str(write_text(tmp_path / "t.csv", lines)))
+    return TableSource(
+        label="label", categorical=["city"], numeric=["row"], path=str(write_text(tmp_path / "t.csv", lines))
+    )
 
 
 def rows_of(dm: CTRDataModule, split: str) -> np.ndarray:
@@ -32,11 +35,22 @@ def rows_of(dm: CTRDataModule, split: str) -> np.ndarray:
     return np.searchsorted(np.sort(everything), np.asarray(dm.split_arrays(split).x_dense[:, 0]))
 
 
-@pytest.mark.parametrize("ratios,sizes", [([0.8, 0.1, 0.1], [80, 10, 10]), ([0.81, 0.09, 0.10], [81, 9, 10]),
-                                          ([8, 1, 1], [80, 10, 10]), ([0.5, 0.0, 0.5], [50, 0, 50])])
+@pytest.mark.parametrize(
+    "ratios,sizes",
+    [
+        ([0.8, 0.1, 0.1], [80, 10, 10]),
+        ([0.81, 0.09, 0.10], [81, 9, 10]),
+        ([8, 1, 1], [80, 10, 10]),
+        ([0.5, 0.0, 0.5], [50, 0, 50]),
+    ],
+)
 def test_random_split_sizes_are_exact_and_disjoint(tmp_path, ratios, sizes):
-    dm = CTRDataModule(row_numbered_table(tmp_path, 100), split={"kind": "random", "ratios": ratios, "seed": 3},
-                       encoding={"numeric": "dense"}, cache_dir=str(tmp_path / "c"))
+    dm = CTRDataModule(
+        row_numbered_table(tmp_path, 100),
+        split={"kind": "random", "ratios": ratios, "seed": 3},
+        encoding={"numeric": "dense"},
+        cache_dir=str(tmp_path / "c"),
+    )
     assert [dm.num_rows(s) for s in ("train", "val", "test")] == sizes
     held = [set(rows_of(dm, s).tolist()) for s in ("train", "val", "test")]
     assert set().union(*held) == set(range(100)) and sum(map(len, held)) == 100
@@ -44,23 +58,35 @@ def test_random_split_sizes_are_exact_and_disjoint(tmp_path, ratios, sizes):
 
 
 def test_random_split_depends_on_its_seed_only(tmp_path):
-    first, second, other = (SplitConfig(kind="random", seed=s).resolved(("all",)).assign("all", 1000) for s in (1, 1, 2))
+    first, second, other = (
+        SplitConfig(kind="random", seed=s).resolved(("all",)).assign("all", 1000) for s in (1, 1, 2)
+    )
     np.testing.assert_array_equal(first, second)
     assert (first != other).any()
     assert np.bincount(first).tolist() == [800, 100, 100]
 
 
 def test_sequential_split_keeps_file_order(tmp_path):
-    dm = CTRDataModule(row_numbered_table(tmp_path, 20), split={"kind": "sequential", "ratios": [0.6, 0.2, 0.2]},
-                       encoding={"numeric": "dense"}, cache_dir=str(tmp_path / "c"))
-    assert [rows_of(dm, s).tolist() for s in ("train", "val", "test")] == \
-        [list(range(12)), list(range(12, 16)), list(range(16, 20))]
+    dm = CTRDataModule(
+        row_numbered_table(tmp_path, 20),
+        split={"kind": "sequential", "ratios": [0.6, 0.2, 0.2]},
+        encoding={"numeric": "dense"},
+        cache_dir=str(tmp_path / "c"),
+    )
+    assert [rows_of(dm, s).tolist() for s in ("train", "val", "test")] == [
+        list(range(12)),
+        list(range(12, 16)),
+        list(range(16, 20)),
+    ]
 
 
 def test_predefined_files_with_validation_carved_from_train(tmp_path):
     train, test = write_criteo(tmp_path / "train.tsv", 50), write_criteo(tmp_path / "test.tsv", 7, seed=1)
-    dm = CTRDataModule(CriteoSource(files={"train": str(train), "test": str(test)}),
-                       split={"val_from_train": 0.2}, cache_dir=str(tmp_path / "c"))
+    dm = CTRDataModule(
+        CriteoSource(files={"train": str(train), "test": str(test)}),
+        split={"val_from_train": 0.2},
+        cache_dir=str(tmp_path / "c"),
+    )
     assert [dm.num_rows(s) for s in ("train", "val", "test")] == [40, 10, 7]
     assert dm.manifest["split"]["kind"] == "predefined"
 
@@ -106,15 +132,19 @@ def test_cache_is_reused_across_run_seeds_and_batch_sizes(tmp_path, monkeypatch)
     assert synthetic_dm(tmp_path, seed=7, batch_size=64, on_bad_line="skip").cache_path == first
 
 
-@pytest.mark.parametrize("change", [
-    dict(source=SyntheticSource(rows=3000, seed=2)),
-    dict(source=SyntheticSource(rows=3001, seed=1)),
-    dict(source=SyntheticSource(rows=3000, seed=1, pairwise=0.0)),
-    dict(split={"seed": 5}),
-    dict(split={"ratios": [0.9, 0.05, 0.05]}),
-    dict(encoding={"min_count": 3}),
-    dict(encoding={"numeric": "dense"}),
-], ids=["generator seed", "rows", "effects", "split seed", "ratios", "min_count", "numeric mode"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(source=SyntheticSource(rows=3000, seed=2)),
+        dict(source=SyntheticSource(rows=3001, seed=1)),
+        dict(source=SyntheticSource(rows=3000, seed=1, pairwise=0.0)),
+        dict(split={"seed": 5}),
+        dict(split={"ratios": [0.9, 0.05, 0.05]}),
+        dict(encoding={"min_count": 3}),
+        dict(encoding={"numeric": "dense"}),
+    ],
+    ids=["generator seed", "rows", "effects", "split seed", "ratios", "min_count", "numeric mode"],
+)
 def test_cache_key_changes_with_preprocessing(tmp_path, change):
     assert synthetic_dm(tmp_path).cache_path != synthetic_dm(tmp_path, **change).cache_path
 
@@ -128,8 +158,9 @@ def test_cache_invalidated_when_a_file_changes_even_with_the_same_size_and_time(
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     after = make()
     assert after.cache_path != before
-    assert sum(after.labels(s).sum() for s in ("train", "val", "test")) == \
-        sum(int(line[0]) for line in path.read_text().splitlines())
+    assert sum(after.labels(s).sum() for s in ("train", "val", "test")) == sum(
+        int(line[0]) for line in path.read_text().splitlines()
+    )
 
 
 def test_interrupted_build_leaves_nothing_usable(tmp_path, monkeypatch):
@@ -163,14 +194,22 @@ def test_arrays_do_not_depend_on_the_chunking(tmp_path, numeric):
     path = write_criteo(tmp_path / "train.tsv", 400, seed=2)
     arrays = {}
     for block_bytes in (1 << 20, 2000):
-        dm = CTRDataModule(CriteoSource(path=str(path)), split={"kind": "random", "seed": 1},
-                           encoding={"min_count": 2, "numeric": numeric}, cache_dir=str(tmp_path / f"c{block_bytes}"),
-                           block_bytes=block_bytes)
-        arrays[block_bytes] = {(s, name): np.asarray(getattr(dm.split_arrays(s), name))
-                               for s in ("train", "val", "test") for name in ("x", "y", "x_dense")
-                               if getattr(dm.split_arrays(s), name) is not None}
+        dm = CTRDataModule(
+            CriteoSource(path=str(path)),
+            split={"kind": "random", "seed": 1},
+            encoding={"min_count": 2, "numeric": numeric},
+            cache_dir=str(tmp_path / f"c{block_bytes}"),
+            block_bytes=block_bytes,
+        )
+        arrays[block_bytes] = {
+            (s, name): np.asarray(getattr(dm.split_arrays(s), name))
+            for s in ("train", "val", "test")
+            for name in ("x", "y", "x_dense")
+            if getattr(dm.split_arrays(s), name) is not None
+        }
         assert sorted(p.name for p in dm.cache_path.rglob("*") if p.is_file()) == sorted(
-            ["manifest.json", "schema.json", "encoding.npz"] + [f"{a}.npy" for (_, a) in arrays[block_bytes]])
+            ["manifest.json", "schema.json", "encoding.npz"] + [f"{a}.npy" for (_, a) in arrays[block_bytes]]
+        )
     assert arrays[1 << 20].keys() == arrays[2000].keys()
     for key, whole in arrays[1 << 20].items():
         np.testing.assert_array_equal(whole, arrays[2000][key], err_msg=str(key))

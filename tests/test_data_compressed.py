@@ -1,5 +1,6 @@
 """Compressed inputs read as the plain file does (gzip, bz2, xz, zstd, told by their first bytes),
 and files that are not text get one sentence, never their bytes."""
+
 from __future__ import annotations
 
 import bz2
@@ -26,8 +27,12 @@ COMPRESSORS = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress,
 
 
 def encoded(source, tmp_path: Path, name: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    dm = CTRDataModule(source, split={"kind": "random", "ratios": [0.8, 0.1, 0.1], "seed": 1},
-                       cache_dir=str(tmp_path / name), progress=False)
+    dm = CTRDataModule(
+        source,
+        split={"kind": "random", "ratios": [0.8, 0.1, 0.1], "seed": 1},
+        cache_dir=str(tmp_path / name),
+        progress=False,
+    )
     dm.setup("fit")
     return np.asarray(dm.split_arrays("train").x), np.asarray(dm.split_arrays("train").y), dm.manifest
 

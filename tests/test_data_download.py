@@ -1,5 +1,6 @@
 """Fetching datasets (``datamodules.download``), against local files through ``file://`` URLs only
 (no test uses the network), and the "where to get the data" text of the missing-file errors."""
+
 from __future__ import annotations
 
 import gzip
@@ -157,9 +158,11 @@ def test_default_urls_point_at_the_public_copies():
     assert DATASETS["criteo"].remotes[0].url == download_module.CRITEO_URL
     assert [r.url for r in DATASETS["frappe"].remotes] == [
         f"https://raw.githubusercontent.com/hexiangnan/neural_factorization_machine/master/data/frappe/frappe.{s}.libfm"
-        for s in ("train", "validation", "test")]
+        for s in ("train", "validation", "test")
+    ]
     assert [r.outputs for r in DATASETS["movielens_tag"].remotes] == [
-        (f"ml-tag.{s}.libfm",) for s in ("train", "validation", "test")]
+        (f"ml-tag.{s}.libfm",) for s in ("train", "validation", "test")
+    ]
 
 
 def test_gzip_file_unpacked_and_url_required_without_a_default(tmp_path):
@@ -184,9 +187,21 @@ def test_cli_fetches_and_says_how_to_use_it(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- where to get the data
 
-CRITEO_FACTS = ["Kaggle Display Advertising Challenge", "Criteo AI Lab", "dac.tar.gz", "train.txt", "45,840,617",
-                "~11 GB", "test.txt", "tab-separated", "label (0/1), I1..I13", "C1..C26",
-                "python -m datamodules.download criteo", "data.source.path=", "data.source.files="]
+CRITEO_FACTS = [
+    "Kaggle Display Advertising Challenge",
+    "Criteo AI Lab",
+    "dac.tar.gz",
+    "train.txt",
+    "45,840,617",
+    "~11 GB",
+    "test.txt",
+    "tab-separated",
+    "label (0/1), I1..I13",
+    "C1..C26",
+    "python -m datamodules.download criteo",
+    "data.source.path=",
+    "data.source.files=",
+]
 
 
 def test_criteo_errors_say_where_to_get_the_data(tmp_path):
@@ -198,13 +213,26 @@ def test_criteo_errors_say_where_to_get_the_data(tmp_path):
         CriteoSource(path=str(tmp_path / "train.txt"))
 
 
-@pytest.mark.parametrize("name,facts", [
-    ("criteo", CRITEO_FACTS),
-    ("frappe", ["hexiangnan/neural_factorization_machine", "data/frappe/frappe.{train,validation,test}.libfm",
-                "python -m datamodules.download frappe", "data.source.files="]),
-    ("movielens_tag", ["hexiangnan/neural_factorization_machine", "data/ml-tag/ml-tag.{train,validation,test}.libfm"]),
-    ("avazu", ["Click-Through Rate Prediction", "train.gz", "40,428,967", "data.source.path=DIR/train.csv"]),
-])
+@pytest.mark.parametrize(
+    "name,facts",
+    [
+        ("criteo", CRITEO_FACTS),
+        (
+            "frappe",
+            [
+                "hexiangnan/neural_factorization_machine",
+                "data/frappe/frappe.{train,validation,test}.libfm",
+                "python -m datamodules.download frappe",
+                "data.source.files=",
+            ],
+        ),
+        (
+            "movielens_tag",
+            ["hexiangnan/neural_factorization_machine", "data/ml-tag/ml-tag.{train,validation,test}.libfm"],
+        ),
+        ("avazu", ["Click-Through Rate Prediction", "train.gz", "40,428,967", "data.source.path=DIR/train.csv"]),
+    ],
+)
 def test_each_config_without_data_says_where_to_get_it(name, facts):
     with pytest.raises(Exception) as error:
         build(compose_data(name))

@@ -1,4 +1,5 @@
 """Encoding: vocabularies fitted on the training split only, OOV / missing ids, numeric modes."""
+
 from __future__ import annotations
 
 import math
@@ -7,14 +8,7 @@ import numpy as np
 import pytest
 
 from datamodules import CTRDataModule
-from datamodules.encode import (
-    MISSING_ID,
-    OOV_ID,
-    ValueCounter,
-    Vocabulary,
-    log_square,
-    signed_log,
-)
+from datamodules.encode import MISSING_ID, OOV_ID, ValueCounter, Vocabulary, log_square, signed_log
 from datamodules.sources import CriteoSource, TableSource
 from tests.test_data_formats import criteo_line, criteo_rows, write_text
 
@@ -54,17 +48,21 @@ def predefined_criteo(tmp_path, train: list[str], val: list[str], test: list[str
 
 def test_vocabulary_is_fitted_on_train_only(tmp_path):
     # C1: 'aaaaaaaa' x3 and 'bbbbbbbb' x1 in train; 'cccccccc' x5 only in val/test; one row missing.
-    train = [criteo_line("1", {1: "1"}, {1: "aaaaaaaa"})] * 3 + [criteo_line("0", {1: "1"}, {1: "bbbbbbbb"}),
-                                                              criteo_line("0", {1: "1"}, {})]
+    train = [criteo_line("1", {1: "1"}, {1: "aaaaaaaa"})] * 3 + [
+        criteo_line("0", {1: "1"}, {1: "bbbbbbbb"}),
+        criteo_line("0", {1: "1"}, {}),
+    ]
     unseen = [criteo_line("1", {1: "1"}, {1: "cccccccc"})] * 5
-    dm = predefined_criteo(tmp_path, train, unseen, unseen + [criteo_line("0", {}, {1: "aaaaaaaa"})],
-                           encoding={"min_count": 2})
+    dm = predefined_criteo(
+        tmp_path, train, unseen, unseen + [criteo_line("0", {}, {1: "aaaaaaaa"})], encoding={"min_count": 2}
+    )
     c1 = next(f for f in dm.schema.fields if f.name == "C1")
     assert c1.vocab_size == 2 + 1  # OOV, missing, 'aaaaaaaa' ('bbbbbbbb' is below min_count; 'cccccccc' unseen)
     column = [f.name for f in dm.schema.sparse_fields].index("C1")
     dm.setup()
-    np.testing.assert_array_equal(np.asarray(dm.split_arrays("train").x[:, column]) - c1.offset,
-                                  [2, 2, 2, OOV_ID, MISSING_ID])
+    np.testing.assert_array_equal(
+        np.asarray(dm.split_arrays("train").x[:, column]) - c1.offset, [2, 2, 2, OOV_ID, MISSING_ID]
+    )
     np.testing.assert_array_equal(np.asarray(dm.split_arrays("val").x[:, column]) - c1.offset, [OOV_ID] * 5)
     np.testing.assert_array_equal(np.asarray(dm.split_arrays("test").x[:, column]) - c1.offset, [OOV_ID] * 5 + [2])
 
@@ -84,25 +82,38 @@ def test_numeric_fields_bucketized_with_missing_id(tmp_path):
 
 
 def test_dense_numeric_fields_are_standardised_on_train(tmp_path):
-    path = write_text(tmp_path / "t.csv", ["label,price,city"] + [f"{i % 2},{v},x" for i, v in
-                                                                   enumerate([1, 10, 100, 1000, "", 5, 50, -3])])
-    dm = CTRDataModule(TableSource(label="label", categorical=["city"], numeric=["price"], path=str(path)),
-                       split={"kind": "sequential", "ratios": [6, 1, 1]}, encoding={"numeric": "dense"},
-                       cache_dir=str(tmp_path / "c"))
+    path = write_text(
+        tmp_path / "t.csv",
+        ["label,price,city"] + [f"{i % 2},{v},x" for i, v in enumerate([1, 10, 100, 1000, "", 5, 50, -3])],
+    )
+    dm = CTRDataModule(
+        TableSource(label="label", categorical=["city"], numeric=["price"], path=str(path)),
+        split={"kind": "sequential", "ratios": [6, 1, 1]},
+        encoding={"numeric": "dense"},
+        cache_dir=str(tmp_path / "c"),
+    )
     assert [f.name for f in dm.schema.dense_fields] == ["price"] and dm.schema.num_sparse == 1
     batch = next(iter(dm.train_dataloader()))
     assert batch.x_dense.dtype.is_floating_point and tuple(batch.x_dense.shape) == (6, 1)
     train_logs = signed_log(np.array([1, 10, 100, 1000, 5], dtype=float))
     expected = (signed_log(np.array([1, 10, 100, 1000, np.nan, 5])) - train_logs.mean()) / train_logs.std()
     np.testing.assert_allclose(np.asarray(dm.split_arrays("train").x_dense[:, 0]), np.nan_to_num(expected), rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(dm.split_arrays("test").x_dense[:, 0]),
-                               (signed_log(np.array([-3.0])) - train_logs.mean()) / train_logs.std(), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(dm.split_arrays("test").x_dense[:, 0]),
+        (signed_log(np.array([-3.0])) - train_logs.mean()) / train_logs.std(),
+        rtol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("numeric", ["log_square", "dense"])
 def test_global_ids_stay_inside_their_field(tmp_path, numeric):
-    dm = predefined_criteo(tmp_path, criteo_rows(200), criteo_rows(30, seed=1), criteo_rows(30, seed=2),
-                           encoding={"numeric": numeric, "min_count": 2})
+    dm = predefined_criteo(
+        tmp_path,
+        criteo_rows(200),
+        criteo_rows(30, seed=1),
+        criteo_rows(30, seed=2),
+        encoding={"numeric": numeric, "min_count": 2},
+    )
     dm.setup()
     for split in ("train", "val", "test"):
         x = np.asarray(dm.split_arrays(split).x)

@@ -1,6 +1,7 @@
 """Parsing of each source format, and the fixture writers the other data tests share.
 
 Every fixture is a small real file written into pytest's ``tmp_path``."""
+
 from __future__ import annotations
 
 import re
@@ -23,6 +24,7 @@ CRITEO_CATEGORICAL = [f"C{i}" for i in range(1, 27)]
 
 # --------------------------------------------------------------------------- fixture writers
 
+
 def write_text(path: Path, lines: list[str], final_newline: bool = True) -> Path:
     path.write_text("\n".join(lines) + ("\n" if final_newline else ""))
     return path
@@ -35,8 +37,10 @@ def criteo_rows(count: int, seed: int = 0, labelled: bool = True) -> list[str]:
     lines = []
     for _ in range(count):
         ints = ["" if rng.random() < 0.2 else str(int(rng.integers(-2, 1000))) for _ in CRITEO_NUMERIC]
-        cats = ["" if rng.random() < 0.1 else f"{int(rng.zipf(1.5)) % 50 + 16 * j:08x}"
-                for j in range(len(CRITEO_CATEGORICAL))]
+        cats = [
+            "" if rng.random() < 0.1 else f"{int(rng.zipf(1.5)) % 50 + 16 * j:08x}"
+            for j in range(len(CRITEO_CATEGORICAL))
+        ]
         label = [str(int(rng.random() < 0.3))] if labelled else []
         lines.append("\t".join(label + ints + cats))
     return lines
@@ -45,8 +49,11 @@ def criteo_rows(count: int, seed: int = 0, labelled: bool = True) -> list[str]:
 def criteo_line(label: str | None, ints: dict[int, str] | None = None, cats: dict[int, str] | None = None) -> str:
     """One Criteo line with the given I<k> / C<k> values (1-based) and the rest empty."""
     ints, cats = ints or {}, cats or {}
-    fields = ([] if label is None else [label]) + [ints.get(i, "") for i in range(1, 14)] + \
-        [cats.get(i, "") for i in range(1, 27)]
+    fields = (
+        ([] if label is None else [label])
+        + [ints.get(i, "") for i in range(1, 14)]
+        + [cats.get(i, "") for i in range(1, 27)]
+    )
     return "\t".join(fields)
 
 
@@ -56,21 +63,28 @@ def write_criteo(path: Path, count: int, seed: int = 0, labelled: bool = True) -
 
 def libfm_rows(count: int, fields: int = 3, seed: int = 0) -> list[str]:
     rng = np.random.default_rng(seed)
-    return [" ".join([str(int(rng.choice([-1, 1])))] + [f"{100 * f + int(rng.integers(0, 5))}:1" for f in range(fields)])
-            for _ in range(count)]
+    return [
+        " ".join([str(int(rng.choice([-1, 1])))] + [f"{100 * f + int(rng.integers(0, 5))}:1" for f in range(fields)])
+        for _ in range(count)
+    ]
 
 
 def avazu_like_rows(count: int, seed: int = 0) -> list[str]:
     """Rows of ``AVAZU_COLUMNS``: id, click, then categorical values (hex and small integers)."""
     rng = np.random.default_rng(seed)
-    return [f"{1000 + i},{int(rng.random() < 0.2)},{['1fbe01fe', 'e151e245', '85f751fd'][int(rng.integers(0, 3))]},"
-            f"{int(rng.integers(0, 3))},{int(rng.integers(100, 104))}" for i in range(count)]
+    return [
+        f"{1000 + i},{int(rng.random() < 0.2)},{['1fbe01fe', 'e151e245', '85f751fd'][int(rng.integers(0, 3))]},"
+        f"{int(rng.integers(0, 3))},{int(rng.integers(100, 104))}"
+        for i in range(count)
+    ]
 
 
 AVAZU_COLUMNS = ["id", "click", "site_id", "banner_pos", "C14"]
 
 
-def read_all(source: Source, part: str = WHOLE, mode: str = "error", block_bytes: int = 1 << 20) -> tuple[list[RawChunk], RejectLog]:
+def read_all(
+    source: Source, part: str = WHOLE, mode: str = "error", block_bytes: int = 1 << 20
+) -> tuple[list[RawChunk], RejectLog]:
     rejects = RejectLog(mode)
     return list(source.read(part, rejects, block_bytes)), rejects
 
@@ -87,11 +101,15 @@ def text_key(text: str) -> int:
 
 # --------------------------------------------------------------------------- Criteo TSV
 
+
 def test_criteo_values_missing_and_negative(tmp_path):
-    path = write_text(tmp_path / "train.tsv", [
-        criteo_line("1", {1: "5", 2: "-1", 13: "70"}, {1: "68fd1e64", 26: "9727dd16"}),
-        criteo_line("0", {2: "0"}, {1: "68fd1e64"}),
-    ])
+    path = write_text(
+        tmp_path / "train.tsv",
+        [
+            criteo_line("1", {1: "5", 2: "-1", 13: "70"}, {1: "68fd1e64", 26: "9727dd16"}),
+            criteo_line("0", {2: "0"}, {1: "68fd1e64"}),
+        ],
+    )
     (chunk,), rejects = read_all(CriteoSource(path=str(path)))
     assert chunk.labels.tolist() == [1.0, 0.0]
     assert chunk.row_index.tolist() == [0, 1]
@@ -109,8 +127,10 @@ def test_criteo_unlabelled_test_file_is_detected(tmp_path):
     assert source.labelled == {"train": True, "test": False}
     (chunk,), _ = read_all(source, "test")
     assert chunk.num_rows == 5 and np.isnan(chunk.labels).all()
-    np.testing.assert_array_equal(chunk.numeric[0], [np.nan if v == "" else float(v)
-                                                     for v in criteo_rows(1, seed=1, labelled=False)[0].split("\t")[:13]])
+    np.testing.assert_array_equal(
+        chunk.numeric[0],
+        [np.nan if v == "" else float(v) for v in criteo_rows(1, seed=1, labelled=False)[0].split("\t")[:13]],
+    )
 
 
 def test_line_blocks_give_exact_row_positions(tmp_path):
@@ -123,6 +143,7 @@ def test_line_blocks_give_exact_row_positions(tmp_path):
 
 
 # --------------------------------------------------------------------------- libfm
+
 
 def test_libfm_labels_and_features(tmp_path):
     path = write_text(tmp_path / "frappe.libfm", ["-1 451:1 4149:1 5041:1", "1 451:1 7:1 5041:1 ", "0 2:1 7:1 9:1"])
@@ -141,12 +162,17 @@ def test_libfm_named_fields(tmp_path):
 
 # --------------------------------------------------------------------------- tables
 
+
 def test_csv_files_with_and_without_header(tmp_path):
     train = write_text(tmp_path / "train.csv", [",".join(AVAZU_COLUMNS)] + avazu_like_rows(30))
     val = write_text(tmp_path / "val.csv", avazu_like_rows(5, seed=1))
-    source = TableSource(label="click", categorical=["site_id", "banner_pos", "C14"], files={"train": str(train),
-                         "val": str(val), "test": str(val)}, header={"train": True, "val": False, "test": False},
-                         column_names=AVAZU_COLUMNS)
+    source = TableSource(
+        label="click",
+        categorical=["site_id", "banner_pos", "C14"],
+        files={"train": str(train), "val": str(val), "test": str(val)},
+        header={"train": True, "val": False, "test": False},
+        column_names=AVAZU_COLUMNS,
+    )
     assert source.count_rows("train") == 30
     (chunk,), _ = read_all(source, "val")
     first = avazu_like_rows(5, seed=1)[0].split(",")
@@ -163,8 +189,17 @@ def test_csv_numeric_floats_and_missing(tmp_path):
 
 def test_parquet_typed_columns(tmp_path):
     path = tmp_path / "clicks.parquet"
-    pq.write_table(pa.table({"clicked": pa.array([1, 0, 1], pa.int8()), "ad": pa.array([7, None, 7], pa.int64()),
-                             "site": ["a", "b", None], "price": pa.array([1.5, None, 3.0])}), path)
+    pq.write_table(
+        pa.table(
+            {
+                "clicked": pa.array([1, 0, 1], pa.int8()),
+                "ad": pa.array([7, None, 7], pa.int64()),
+                "site": ["a", "b", None],
+                "price": pa.array([1.5, None, 3.0]),
+            }
+        ),
+        path,
+    )
     (chunk,), _ = read_all(TableSource(label="clicked", categorical=["ad", "site"], numeric=["price"], path=str(path)))
     assert chunk.labels.tolist() == [1.0, 0.0, 1.0]
     assert keys_of(chunk, 0).tolist() == [7, -1, 7]
@@ -174,13 +209,16 @@ def test_parquet_typed_columns(tmp_path):
 
 # --------------------------------------------------------------------------- keys
 
+
 def test_string_keys_exact_when_short_and_stable_when_long():
     short = ["68fd1e64", "68fd1e65", "a", "ab", "1005"]
     long = ["a-value-longer-than-8-bytes", "a-value-longer-than-8-bytez", "another long one"]
     keys = string_keys(pa.array(short + long))
     assert len(set(keys.tolist())) == len(short) + len(long)
     assert keys[0] == int.from_bytes(b"68fd1e64", "little")  # packed byte for byte
-    assert string_keys(pa.array(["x", long[1], "y"]))[1] == keys[len(short) + 1]  # a key does not depend on its neighbours
+    assert (
+        string_keys(pa.array(["x", long[1], "y"]))[1] == keys[len(short) + 1]
+    )  # a key does not depend on its neighbours
 
 
 @pytest.mark.parametrize("text", ["", "ü-ünïcödé-über-8-bytes"])
@@ -191,8 +229,13 @@ def test_string_keys_of_edge_values(text):
 def test_string_keys_same_on_the_uniform_width_fast_path():
     # All values 8 bytes (or empty): the keys are a reshape of the bytes; the same keys as one at a time.
     values = ["68fd1e64", None, "0a519c5c", "", "68fd1e64"]
-    expected = [int.from_bytes(b"68fd1e64", "little"), 0, int.from_bytes(b"0a519c5c", "little"), 0,
-                int.from_bytes(b"68fd1e64", "little")]
+    expected = [
+        int.from_bytes(b"68fd1e64", "little"),
+        0,
+        int.from_bytes(b"0a519c5c", "little"),
+        0,
+        int.from_bytes(b"68fd1e64", "little"),
+    ]
     assert string_keys(pa.array(values)).tolist() == expected
     assert string_keys(pa.array(values).slice(2)).tolist() == expected[2:]  # an offset into the buffers
     assert [text_key(v) for v in ("abc", "abd")] == string_keys(pa.array(["abc", "abd"])).tolist()

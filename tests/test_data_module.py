@@ -1,4 +1,5 @@
 """CTRDataModule: batches, epochs, the interface models and results use, Lightning, Hydra, CLI."""
+
 from __future__ import annotations
 
 import pickle
@@ -15,13 +16,7 @@ from datamodules import Batch, CriteoSource, CTRDataModule, Schema, SyntheticSou
 from datamodules.__main__ import main as cli_main
 from datamodules.sampling import ShuffledBatches
 from tests.helpers import build as build_model
-from tests.test_data_formats import (
-    AVAZU_COLUMNS,
-    avazu_like_rows,
-    libfm_rows,
-    write_criteo,
-    write_text,
-)
+from tests.test_data_formats import AVAZU_COLUMNS, avazu_like_rows, libfm_rows, write_criteo, write_text
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -89,8 +84,9 @@ def _epoch(seed: int, epoch: int):
 
 
 def test_drop_last_and_eval_batch_size(tmp_path):
-    module = CTRDataModule(SyntheticSource(rows=5000, seed=3), cache_dir=str(tmp_path), batch_size=512,
-                           eval_batch_size=300, drop_last=True)
+    module = CTRDataModule(
+        SyntheticSource(rows=5000, seed=3), cache_dir=str(tmp_path), batch_size=512, eval_batch_size=300, drop_last=True
+    )
     assert [b.size for b in module.train_dataloader()] == [512] * 7
     assert [b.size for b in module.val_dataloader()] == [300, 200]
 
@@ -98,8 +94,9 @@ def test_drop_last_and_eval_batch_size(tmp_path):
 def test_eval_batches_follow_label_order(dm):
     y = torch.cat([b.y for b in dm.test_dataloader()]).numpy()
     np.testing.assert_array_equal(y, dm.labels("test"))
-    np.testing.assert_array_equal(np.concatenate([b.x.numpy() for b in dm.val_dataloader()]),
-                                  np.asarray(dm.split_arrays("val").x))
+    np.testing.assert_array_equal(
+        np.concatenate([b.x.numpy() for b in dm.val_dataloader()]), np.asarray(dm.split_arrays("val").x)
+    )
 
 
 def test_files_have_no_true_probabilities(tmp_path):
@@ -129,8 +126,11 @@ class TinyLR(pl.LightningModule):
         return torch.nn.functional.binary_cross_entropy_with_logits(self.weights(batch.x).sum((1, 2)), batch.y)
 
     def validation_step(self, batch: Batch, _):
-        self.log("val_loss", torch.nn.functional.binary_cross_entropy_with_logits(
-            self.weights(batch.x).sum((1, 2)), batch.y), batch_size=batch.size)
+        self.log(
+            "val_loss",
+            torch.nn.functional.binary_cross_entropy_with_logits(self.weights(batch.x).sum((1, 2)), batch.y),
+            batch_size=batch.size,
+        )
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
@@ -138,8 +138,15 @@ class TinyLR(pl.LightningModule):
 
 def test_lightning_trains_on_it_with_a_new_order_each_epoch(dm, tmp_path):
     model = TinyLR(dm.schema)
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path))
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
     trainer.fit(model, datamodule=dm)
     first, second = (torch.cat(epoch) for epoch in model.seen)
     assert len(first) == len(second) == 4000 and not torch.equal(first, second)
@@ -147,6 +154,7 @@ def test_lightning_trains_on_it_with_a_new_order_each_epoch(dm, tmp_path):
 
 
 # --------------------------------------------------------------------------- Hydra configs and CLI
+
 
 def compose_data(name: str, *overrides: str):
     with initialize_config_dir(config_dir=str(CONF_DIR)):
@@ -171,8 +179,13 @@ def test_pairwise_config_switches_other_effects_off():
 
 def test_criteo_config_with_one_path_or_predefined_files(tmp_path):
     files = {s: write_criteo(tmp_path / f"{s}.tsv", 30, seed=i) for i, s in enumerate(("train", "val", "test"))}
-    predefined = build(compose_data("criteo", f"data.cache_dir={tmp_path / 'c'}",
-                                    "data.source.files={" + ", ".join(f"{s}: {p}" for s, p in files.items()) + "}"))
+    predefined = build(
+        compose_data(
+            "criteo",
+            f"data.cache_dir={tmp_path / 'c'}",
+            "data.source.files={" + ", ".join(f"{s}: {p}" for s, p in files.items()) + "}",
+        )
+    )
     assert [predefined.num_rows(s) for s in ("train", "val", "test")] == [30, 30, 30]
     assert predefined.manifest["encoding"] == {"min_count": 10, "numeric": "log_square", "convention": "ctr_bench"}
     single = build(compose_data("criteo", f"data.cache_dir={tmp_path / 'c'}", f"data.source.path={files['train']}"))
@@ -186,30 +199,52 @@ def test_criteo_config_without_data_says_what_to_set():
 
 @pytest.mark.parametrize("name,fields", [("frappe", 10), ("movielens_tag", 3)])
 def test_libfm_configs(tmp_path, name, fields):
-    files = {s: write_text(tmp_path / f"{s}.libfm", libfm_rows(20, fields, seed=i)) for i, s in
-             enumerate(("train", "val", "test"))}
-    module = build(compose_data(name, f"data.cache_dir={tmp_path / 'c'}",
-                                *(f"data.source.files.{s}={p}" for s, p in files.items())))
+    files = {
+        s: write_text(tmp_path / f"{s}.libfm", libfm_rows(20, fields, seed=i))
+        for i, s in enumerate(("train", "val", "test"))
+    }
+    module = build(
+        compose_data(
+            name, f"data.cache_dir={tmp_path / 'c'}", *(f"data.source.files.{s}={p}" for s, p in files.items())
+        )
+    )
     assert module.name == name and module.schema.num_sparse == fields
     assert [module.num_rows(s) for s in ("train", "val", "test")] == [20, 20, 20]
 
 
 def test_avazu_config_with_headerless_val_and_test(tmp_path):
     columns = ",".join(AVAZU_COLUMNS)
-    files = {"train": write_text(tmp_path / "train.csv", [columns] + avazu_like_rows(40)),
-             "val": write_text(tmp_path / "val.csv", avazu_like_rows(6, seed=1)),
-             "test": write_text(tmp_path / "test.csv", avazu_like_rows(4, seed=2))}
-    module = build(compose_data("avazu", f"data.cache_dir={tmp_path / 'c'}",
-                                f"data.source.column_names=[{columns}]", "data.source.categorical=[site_id,banner_pos,C14]",
-                                "data.source.files={" + ", ".join(f"{s}: {p}" for s, p in files.items()) + "}",
-                                "data.source.header={train: true, val: false, test: false}"))
+    files = {
+        "train": write_text(tmp_path / "train.csv", [columns] + avazu_like_rows(40)),
+        "val": write_text(tmp_path / "val.csv", avazu_like_rows(6, seed=1)),
+        "test": write_text(tmp_path / "test.csv", avazu_like_rows(4, seed=2)),
+    }
+    module = build(
+        compose_data(
+            "avazu",
+            f"data.cache_dir={tmp_path / 'c'}",
+            f"data.source.column_names=[{columns}]",
+            "data.source.categorical=[site_id,banner_pos,C14]",
+            "data.source.files={" + ", ".join(f"{s}: {p}" for s, p in files.items()) + "}",
+            "data.source.header={train: true, val: false, test: false}",
+        )
+    )
     assert [module.num_rows(s) for s in ("train", "val", "test")] == [40, 6, 4]
 
 
 def test_cli_prints_schema_and_manifest(tmp_path, capsys):
     path = write_text(tmp_path / "t.csv", ["y,city,price"] + [f"{i % 2},c{i % 4},{i}" for i in range(50)])
-    cli_main(["table", f"source.path={path}", "source.label=y", "source.categorical=[city]", "source.numeric=[price]",
-              f"cache_dir={tmp_path / 'c'}", "name=tiny"])
+    cli_main(
+        [
+            "table",
+            f"source.path={path}",
+            "source.label=y",
+            "source.categorical=[city]",
+            "source.numeric=[price]",
+            f"cache_dir={tmp_path / 'c'}",
+            "name=tiny",
+        ]
+    )
     printed = capsys.readouterr().out
     assert "dataset tiny" in printed and "rows read 50, kept 50, rejected 0" in printed
     assert "price            numeric     vocab" in printed and "train           40 rows" in printed
@@ -281,12 +316,20 @@ def test_a_model_trains_to_the_same_weights_with_batches_prefetched(tmp_path):
 
     def trained(prefetch: int) -> dict[str, torch.Tensor]:
         pl.seed_everything(0)
-        data = CTRDataModule(SyntheticSource(rows=3000, seed=3), cache_dir=str(tmp_path), batch_size=256,
-                             prefetch=prefetch)
+        data = CTRDataModule(
+            SyntheticSource(rows=3000, seed=3), cache_dir=str(tmp_path), batch_size=256, prefetch=prefetch
+        )
         data.setup()
         model = build_model("deepfm", data.schema, hidden_units=[16], dropout=0.5)
-        trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False, deterministic=True)
+        trainer = pl.Trainer(
+            max_epochs=2,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            deterministic=True,
+        )
         trainer.fit(model, datamodule=data)
         return {k: v.clone() for k, v in model.state_dict().items()}
 

@@ -1,4 +1,5 @@
 """The synthetic generator: deterministic, Criteo-shaped, and with the signal it promises."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -71,7 +72,6 @@ def test_positive_rate_and_oracle():
     assert auc(chunk.labels, chunk.true_probability) > 0.8
 
 
-
 def train_and_score(dm: CTRDataModule, pairwise: bool, epochs: int = 10) -> float:
     """Test AUC of a small LR (first-order weights) or FM (plus <v_i, v_j> over field pairs)
     trained with Adam on the datamodule's batches."""
@@ -85,7 +85,7 @@ def train_and_score(dm: CTRDataModule, pairwise: bool, epochs: int = 10) -> floa
         out = bias + rows[..., 0].sum(1)
         if pairwise:
             v = rows[..., 1:]
-            out = out + 0.5 * (v.sum(1) ** 2 - (v ** 2).sum(1)).sum(1)
+            out = out + 0.5 * (v.sum(1) ** 2 - (v**2).sum(1)).sum(1)
         return out
 
     optimiser = torch.optim.Adam([*table.parameters(), bias], lr=0.01)
@@ -101,8 +101,12 @@ def train_and_score(dm: CTRDataModule, pairwise: bool, epochs: int = 10) -> floa
 
 
 def signal_dm(tmp_path, **effects) -> CTRDataModule:
-    return CTRDataModule(SyntheticSource(rows=40_000, seed=0, **effects), cache_dir=str(tmp_path), batch_size=512,
-                         encoding={"min_count": 2})
+    return CTRDataModule(
+        SyntheticSource(rows=40_000, seed=0, **effects),
+        cache_dir=str(tmp_path),
+        batch_size=512,
+        encoding={"min_count": 2},
+    )
 
 
 @pytest.mark.slow
@@ -132,8 +136,9 @@ def test_ceilings_are_ordered_below_the_oracle(effects):
     assert 0.5 < first < pairwise < oracle
 
 
-@pytest.mark.parametrize("effects, equal", [({"higher_order": 0.0}, [1]),
-                                            ({"pairwise": 0.0, "higher_order": 0.0}, [0, 1])])
+@pytest.mark.parametrize(
+    "effects, equal", [({"higher_order": 0.0}, [1]), ({"pairwise": 0.0, "higher_order": 0.0}, [0, 1])]
+)
 def test_a_ceiling_is_the_oracle_when_the_families_it_leaves_out_are_off(effects, equal):
     chunk = SyntheticSource(rows=5_000, seed=1, **effects).block(0)
     for j in equal:
@@ -147,8 +152,12 @@ def test_a_ceiling_is_calibrated():
 
 
 def small_vocabulary_dm(tmp_path, **effects) -> CTRDataModule:
-    return CTRDataModule(SyntheticSource(rows=100_000, seed=0, max_cardinality=50, **effects), cache_dir=str(tmp_path),
-                         batch_size=512, encoding={"min_count": 2})
+    return CTRDataModule(
+        SyntheticSource(rows=100_000, seed=0, max_cardinality=50, **effects),
+        cache_dir=str(tmp_path),
+        batch_size=512,
+        encoding={"min_count": 2},
+    )
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """Data parallelism: the samplers shard by rank, the model scores whole splits, and a 2-process
 DDP run (gloo, CPU) matches a one-process run at the same global batch size."""
+
 from __future__ import annotations
 
 import contextlib
@@ -33,12 +34,14 @@ def epoch_batches(sampler, epoch: int) -> list[np.ndarray]:
 
 def rank_batches(num_rows: int, batch_size: int, world_size: int, epoch: int, **kwargs) -> list[list[np.ndarray]]:
     """Per rank, one epoch of its training batches."""
-    return [epoch_batches(ShuffledBatches(num_rows, batch_size, seed=7, rank=rank, world_size=world_size,
-                                          **kwargs), epoch)
-            for rank in range(world_size)]
+    return [
+        epoch_batches(ShuffledBatches(num_rows, batch_size, seed=7, rank=rank, world_size=world_size, **kwargs), epoch)
+        for rank in range(world_size)
+    ]
 
 
 # --------------------------------------------------------------------------- training shards
+
 
 @pytest.mark.parametrize("world_size", [2, 3])
 @pytest.mark.parametrize("epoch", [0, 1])
@@ -77,20 +80,26 @@ def test_partial_global_batch_with_fewer_rows_than_ranks_or_drop_last_is_dropped
 
 # --------------------------------------------------------------------------- evaluation shards
 
+
 def rank_rows(num_rows: int, batch_size: int, world_size: int) -> list[np.ndarray]:
     """Per rank, the split rows its evaluation batches read, in order (padding included)."""
     index = np.arange(num_rows)
-    return [np.concatenate([index[rows] for rows in ContiguousBatches(num_rows, batch_size, rank, world_size)]
-                           or [np.empty(0, dtype=np.int64)])
-            for rank in range(world_size)]
+    return [
+        np.concatenate(
+            [index[rows] for rows in ContiguousBatches(num_rows, batch_size, rank, world_size)]
+            or [np.empty(0, dtype=np.int64)]
+        )
+        for rank in range(world_size)
+    ]
 
 
 def gathered_by_model(per_rank: list[np.ndarray], num_rows: int) -> np.ndarray:
     """What ``CTRModule`` scores after ``all_gather`` of these per-rank values: a model whose
     trainer reports ``len(per_rank)`` ranks and a datamodule with a ``num_rows``-row split."""
     model = build("lr", Schema.build([("a", "categorical", 3)], []))
-    model._trainer = SimpleNamespace(world_size=len(per_rank),
-                                     datamodule=SimpleNamespace(num_rows=lambda split: num_rows))
+    model._trainer = SimpleNamespace(
+        world_size=len(per_rank), datamodule=SimpleNamespace(num_rows=lambda split: num_rows)
+    )
     stacked = torch.from_numpy(np.stack(per_rank))
     model.all_gather = lambda values: stacked  # rank-major, as Lightning's all_gather returns it
     return model._gather_split("val", torch.from_numpy(per_rank[0])).numpy()
@@ -164,8 +173,16 @@ def test_a_rank_still_running_after_its_run_is_killed(caplog):
 # 4010 rows: 3208 train rows (6 global batches of 512 and 136 = 68 + 68 rows), 401 val and 401 test
 # rows (rank 1's block is padded by one row). FM has no dropout; data.batch_size is per process;
 # lazy_adam's sparse embedding gradients go through gloo's all-reduce too.
-COMMON = ["model=fm", "optim=lazy_adam", "optim.lr=0.01", "data.source.rows=4010", "trainer.max_epochs=2", "threads=1",
-          "trainer.enable_progress_bar=false", "logger=none"]
+COMMON = [
+    "model=fm",
+    "optim=lazy_adam",
+    "optim.lr=0.01",
+    "data.source.rows=4010",
+    "trainer.max_epochs=2",
+    "threads=1",
+    "trainer.enable_progress_bar=false",
+    "logger=none",
+]
 
 
 def run_py(cwd: Path, cache: Path, *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess:
@@ -175,14 +192,23 @@ def run_py(cwd: Path, cache: Path, *args: str, timeout_s: float = 300) -> subpro
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     command = [sys.executable, str(REPO / "run.py"), *COMMON, f"data.cache_dir={cache}", *args]
     # a session of its own: the ranks Lightning starts hold our pipes too and must go with the run
-    with subprocess.Popen(command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, start_new_session=True) as process:
+    with subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
         try:
             stdout, stderr = process.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             stdout, stderr = stop_with_stacks(process)
-            pytest.fail(f"run.py {' '.join(args)} still running after {timeout_s:.0f} s; its output and every "
-                        f"process's stacks (faulthandler):\n{stdout[-2000:]}\n{stderr[-12000:]}")
+            pytest.fail(
+                f"run.py {' '.join(args)} still running after {timeout_s:.0f} s; its output and every "
+                f"process's stacks (faulthandler):\n{stdout[-2000:]}\n{stderr[-12000:]}"
+            )
     assert process.returncode == 0, stderr[-3000:]
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
@@ -267,8 +293,17 @@ def test_ddp_optuna_sweep_records_one_trial_per_job(tmp_path):
     storage, sweep = f"sqlite:///{tmp_path / 'optuna.db'}", tmp_path / "sweep"
     # With a storage the sweeper's pruning is on: after each epoch rank 0 broadcasts its pruning
     # decision, so a second rank without the trial's environment (no pruning callback) hangs the run.
-    run_py(tmp_path, tmp_path / "cache", "-m", "hparams_search=shallow", "hydra.sweeper.n_trials=2",
-           f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=ddp", *DDP, f"hydra.sweep.dir={sweep}")
+    run_py(
+        tmp_path,
+        tmp_path / "cache",
+        "-m",
+        "hparams_search=shallow",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=ddp",
+        *DDP,
+        f"hydra.sweep.dir={sweep}",
+    )
     trials = optuna.load_study(study_name="ddp", storage=storage).trials
     assert [(t.number, t.state) for t in trials] == [(0, TrialState.COMPLETE), (1, TrialState.COMPLETE)]
     # the sweeper asks one trial at a time: job k ran trial k and returned its objective

@@ -4,6 +4,7 @@ killed mid-trial, the parallel (joblib) and cluster (SLURM) launchers.
 The PostgreSQL tests start a throwaway server from the distribution's packages (tests/postgres.py)
 and skip, saying so, only where those are not installed.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,35 +25,39 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from optuna.trial import FrozenTrial, TrialState
 
-from experiments.sweep.sweeper import (
-    WORKER_ATTR,
-    Heartbeat,
-    open_storage,
-    resumable_tpe,
-)
+from experiments.sweep.sweeper import WORKER_ATTR, Heartbeat, open_storage, resumable_tpe
 from tests.helpers import CONF, REPO
 from tests.postgres import server_binaries, temporary_server
 
 pytestmark = pytest.mark.integration
 
 # Trials of a fraction of a second: a few thousand synthetic rows, one epoch, narrow layers.
-TINY = ["data.source.rows=3000", "data.batch_size=512", "trainer.max_epochs=1", "threads=1",
-        "trainer.enable_progress_bar=false"]
+TINY = [
+    "data.source.rows=3000",
+    "data.batch_size=512",
+    "trainer.max_epochs=1",
+    "threads=1",
+    "trainer.enable_progress_bar=false",
+]
 SEARCH = ["hparams_search=deepfm", "mlp_width=choice(8,16)", "mlp_depth=range(1,2)"]
 GRACE_S = 5  # a killed worker's trial is failed this long after its last heartbeat
 HEARTBEAT = ["hydra.sweeper.heartbeat_interval=1", f"hydra.sweeper.grace_period={GRACE_S}"]
 NO_REPORT = "~hydra.callbacks.report"
 STUDY = "deepfm-distributed"
-SEARCH_SPACE = {"x": optuna.distributions.FloatDistribution(0.0, 1.0),
-                "k": optuna.distributions.CategoricalDistribution([1, 2, 3, 4])}
+SEARCH_SPACE = {
+    "x": optuna.distributions.FloatDistribution(0.0, 1.0),
+    "k": optuna.distributions.CategoricalDistribution([1, 2, 3, 4]),
+}
 
 
 @pytest.fixture(scope="module")
 def postgres():
     binaries = server_binaries()
     if binaries is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed; on Debian or "
-                    "Ubuntu: apt-get install postgresql (.ci/run does when it can)")
+        pytest.skip(
+            "PostgreSQL server binaries (initdb, pg_ctl) are not installed; on Debian or "
+            "Ubuntu: apt-get install postgresql (.ci/run does when it can)"
+        )
     with temporary_server(binaries) as server:
         yield server
 
@@ -125,8 +130,11 @@ def test_trial_seeded_tpe_gives_concurrent_workers_distinct_reproducible_draws()
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_a_beating_trial_stays_running_and_a_silent_one_is_failed_and_queued_again(tmp_path):
     storage = open_storage(
-        f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval=1, grace_period=2,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
+        f"sqlite:///{tmp_path / 'study.db'}",
+        heartbeat_interval=1,
+        grace_period=2,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+    )
     study = optuna.create_study(storage=storage)
     live, silent = study.ask(SEARCH_SPACE), study.ask(SEARCH_SPACE)
     Heartbeat(storage, [silent._trial_id], interval=1).stop()  # one beat, then its worker is gone
@@ -154,10 +162,10 @@ def test_a_beating_trial_stays_running_and_a_silent_one_is_failed_and_queued_aga
 class KilledWorkerSweep:
     study: optuna.Study
     sweep_dir: Path
-    n_trials: dict[str, int]           # worker -> its n_trials, for the workers that were not killed
-    victim: str                        # the killed worker
+    n_trials: dict[str, int]  # worker -> its n_trials, for the workers that were not killed
+    victim: str  # the killed worker
     finished_by_victim: list[FrozenTrial]  # what it had finished when it was killed
-    abandoned: FrozenTrial             # what it was running when it was killed
+    abandoned: FrozenTrial  # what it was running when it was killed
 
 
 def freeze_mid_trial(process: subprocess.Popen, storage, timeout_s: float = 240) -> tuple[list, FrozenTrial]:
@@ -196,12 +204,22 @@ def killed_worker_sweep(postgres, cache, tmp_path_factory) -> KilledWorkerSweep:
 
     def start(n_trials: int, *extra: str) -> subprocess.Popen:
         log = root / f"worker{len(logs)}.log"
-        command = app_command("-m", *SEARCH, f"hydra.sweeper.storage={url}", f"hydra.sweeper.study_name={STUDY}",
-                              f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweep.dir={sweep_dir}",
-                              f"data.cache_dir={cache}", *TINY, *HEARTBEAT, *extra)
+        command = app_command(
+            "-m",
+            *SEARCH,
+            f"hydra.sweeper.storage={url}",
+            f"hydra.sweeper.study_name={STUDY}",
+            f"hydra.sweeper.n_trials={n_trials}",
+            f"hydra.sweep.dir={sweep_dir}",
+            f"data.cache_dir={cache}",
+            *TINY,
+            *HEARTBEAT,
+            *extra,
+        )
         with log.open("w") as out:  # the child keeps its own descriptor
-            process = subprocess.Popen(command, cwd=root, stdout=out, stderr=subprocess.STDOUT,
-                                       start_new_session=True)  # its own group: signals reach it alone
+            process = subprocess.Popen(
+                command, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )  # its own group: signals reach it alone
         logs[process] = log
         return process
 
@@ -213,8 +231,10 @@ def killed_worker_sweep(postgres, cache, tmp_path_factory) -> KilledWorkerSweep:
     try:
         victim = start(4, NO_REPORT)
         # one survivor runs its two trials as one batch in two joblib processes
-        survivors = [start(2, NO_REPORT),
-                     start(2, NO_REPORT, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2")]
+        survivors = [
+            start(2, NO_REPORT),
+            start(2, NO_REPORT, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"),
+        ]
         finished_by_victim, abandoned = freeze_mid_trial(victim, storage)
         os.killpg(victim.pid, signal.SIGKILL)
         killed_at = time.monotonic()
@@ -231,9 +251,14 @@ def killed_worker_sweep(postgres, cache, tmp_path_factory) -> KilledWorkerSweep:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-    return KilledWorkerSweep(study=optuna.load_study(study_name=STUDY, storage=storage), sweep_dir=sweep_dir,
-                             n_trials=n_trials, victim=worker_name(victim),
-                             finished_by_victim=finished_by_victim, abandoned=abandoned)
+    return KilledWorkerSweep(
+        study=optuna.load_study(study_name=STUDY, storage=storage),
+        sweep_dir=sweep_dir,
+        n_trials=n_trials,
+        victim=worker_name(victim),
+        finished_by_victim=finished_by_victim,
+        abandoned=abandoned,
+    )
 
 
 def test_workers_share_the_study_and_no_trial_is_run_twice(killed_worker_sweep):
@@ -294,9 +319,22 @@ def test_the_report_draws_the_study_from_postgresql(killed_worker_sweep):
 
 def test_joblib_launcher_runs_a_multirun_in_two_processes(tmp_path, cache):
     sweep = tmp_path / "sweep"
-    result = subprocess.run(app_command("-m", "model=lr,fm", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                                        f"hydra.sweep.dir={sweep}", f"data.cache_dir={cache}", *TINY, NO_REPORT),
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        app_command(
+            "-m",
+            "model=lr,fm",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            f"hydra.sweep.dir={sweep}",
+            f"data.cache_dir={cache}",
+            *TINY,
+            NO_REPORT,
+        ),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
     models = [json.loads((sweep / str(i) / "metrics.json").read_text())["model"] for i in range(2)]
@@ -305,9 +343,16 @@ def test_joblib_launcher_runs_a_multirun_in_two_processes(tmp_path, cache):
 
 def test_slurm_launcher_config_composes_into_a_submitit_launcher():
     with initialize_config_dir(config_dir=str(CONF)):
-        cfg = compose(config_name="config", return_hydra_config=True,
-                      overrides=["hparams_search=deepfm", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-                                 "hydra.launcher.gpus_per_node=2"])
+        cfg = compose(
+            config_name="config",
+            return_hydra_config=True,
+            overrides=[
+                "hparams_search=deepfm",
+                "hydra/launcher=slurm",
+                "hydra.launcher.partition=gpu",
+                "hydra.launcher.gpus_per_node=2",
+            ],
+        )
     launcher = instantiate(cfg.hydra.launcher, _execution_whitelist_=["hydra_plugins.hydra_submitit_launcher.*"])
     assert type(launcher).__name__ == "SlurmLauncher"
     assert launcher.params["partition"] == "gpu" and launcher.params["gpus_per_node"] == 2
@@ -320,8 +365,9 @@ def test_slurm_launcher_config_composes_into_a_submitit_launcher():
 def test_table_experiments_launch_one_job_per_cpu_unless_told_otherwise(experiment):
     def launcher(*overrides):
         with initialize_config_dir(config_dir=str(CONF)):
-            return compose(config_name="config", return_hydra_config=True,
-                           overrides=[f"experiment={experiment}", *overrides]).hydra.launcher
+            return compose(
+                config_name="config", return_hydra_config=True, overrides=[f"experiment={experiment}", *overrides]
+            ).hydra.launcher
 
     parallel = launcher()
     assert parallel._target_.endswith("JoblibLauncher") and parallel.n_jobs == -1

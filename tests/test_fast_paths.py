@@ -1,5 +1,6 @@
 """The training step's fast paths (dropout masks, coalesced row gradients, lazy Adam) and the
 throughput benchmark that measures them."""
+
 import csv
 import math
 from pathlib import Path
@@ -90,7 +91,7 @@ def test_keep_mask_reads_each_units_own_lane_low_bits_first():
         torch.manual_seed(4)
         word = torch.empty(1, dtype=torch.int64).random_(-(1 << 63), None).item() % (1 << 64)
         lanes = [(word >> (bits * u)) & ((1 << bits) - 1) for u in range(40) if bits * (u + 1) <= 64]
-        assert keep[:len(lanes)].tolist() == [lane >= level for lane in lanes]
+        assert keep[: len(lanes)].tolist() == [lane >= level for lane in lanes]
 
 
 # -- row-sparse embedding gradients ------------------------------------------------------------
@@ -130,8 +131,9 @@ def test_dense_lookup_gradient_is_torchs_bit_for_bit_at_any_thread_count(threads
     assert fast.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("shape, num_rows", [((500, 4), 50), ((500, 4), 5000), ((500, 4), 10**6), ((0,), 10),
-                                             ((1,), 1)])
+@pytest.mark.parametrize(
+    "shape, num_rows", [((500, 4), 50), ((500, 4), 5000), ((500, 4), 10**6), ((0,), 10), ((1,), 1)]
+)
 def test_distinct_ids_by_marks_or_sort_equal_unique(shape, num_rows):
     # both ways (marks when the table is small for the ids read, sort otherwise) give torch.unique's
     # sorted distinct ids and inverse positions, bit for bit
@@ -144,8 +146,9 @@ def test_distinct_ids_by_marks_or_sort_equal_unique(shape, num_rows):
 
 
 def test_distinct_rows_coalesces_gradients_that_need_it():
-    grad = torch.sparse_coo_tensor(torch.tensor([[4, 1, 4]]), torch.tensor([[1.0], [2.0], [3.0]]), (6, 1),
-                                   check_invariants=True)
+    grad = torch.sparse_coo_tensor(
+        torch.tensor([[4, 1, 4]]), torch.tensor([[1.0], [2.0], [3.0]]), (6, 1), check_invariants=True
+    )
     rows, values = distinct_rows(grad)
     assert rows.tolist() == [1, 4] and values.flatten().tolist() == [2.0, 4.0]
 
@@ -186,8 +189,10 @@ def test_lazy_adam_equals_torch_adam_on_dense_gradients():
     torch.manual_seed(0)
     ours = nn.Parameter(torch.randn(5, 3))
     reference = nn.Parameter(ours.detach().clone())
-    optimizers = [LazyAdam([ours], lr=0.01, betas=(0.8, 0.99), eps=1e-6),
-                  torch.optim.Adam([reference], lr=0.01, betas=(0.8, 0.99), eps=1e-6)]
+    optimizers = [
+        LazyAdam([ours], lr=0.01, betas=(0.8, 0.99), eps=1e-6),
+        torch.optim.Adam([reference], lr=0.01, betas=(0.8, 0.99), eps=1e-6),
+    ]
     for _ in range(4):
         grad = torch.randn(5, 3)
         for param, optimizer in zip((ours, reference), optimizers):
@@ -202,9 +207,9 @@ def lazy_adam_reference(weight, steps, lr, beta1, beta2, eps):
     for t, (rows, grads) in enumerate(steps, start=1):
         for row, grad in zip(rows.tolist(), grads):
             m[row] = beta1 * m[row] + (1 - beta1) * grad
-            v[row] = beta2 * v[row] + (1 - beta2) * grad ** 2
-            denom = (v[row] / (1 - beta2 ** t)).sqrt() + eps
-            weight[row] -= lr / (1 - beta1 ** t) * m[row] / denom
+            v[row] = beta2 * v[row] + (1 - beta2) * grad**2
+            denom = (v[row] / (1 - beta2**t)).sqrt() + eps
+            weight[row] -= lr / (1 - beta1**t) * m[row] / denom
     return weight
 
 
@@ -238,9 +243,11 @@ def test_lazy_adam_config_trains_deepfm_with_row_sparse_tables():
     _, adam = composed("deepfm", "adam")
     # the same settings as plain Adam, but for sparse tables (and fusing, which only adam's kernel has)
     assert settings["sparse_embeddings"] and not adam["sparse_embeddings"]
-    assert {k: v for k, v in settings.items() if k not in ("name", "sparse_embeddings")} == \
-        {k: ({o: w for o, w in v.items() if o != "fused"} if k == "options" else v)
-         for k, v in adam.items() if k not in ("name", "sparse_embeddings")}
+    assert {k: v for k, v in settings.items() if k not in ("name", "sparse_embeddings")} == {
+        k: ({o: w for o, w in v.items() if o != "fused"} if k == "options" else v)
+        for k, v in adam.items()
+        if k not in ("name", "sparse_embeddings")
+    }
     schema = Schema.build([("a", "categorical", 5), ("b", "categorical", 7)])
     model = build("deepfm", schema, "lazy_adam", hidden_units=[8], dropout=0.5)
     optimizer = model.configure_optimizers()
@@ -294,15 +301,40 @@ def test_flop_count_and_first_layer_of_deepfm():
 @pytest.mark.slow
 def test_benchmark_writes_its_tables(tmp_path):
     out = tmp_path / "results"
-    report = benchmark_main(["--models", "deepfm,fm:adam,deepfm::bf16", "--lightning-models", "deepfm", "--num-ids", "3000",
-                             "--rows", "2048", "--batch-size", "256", "--warmup", "1", "--steps", "2",
-                             "--repeats", "1", "--threads", "1", "--encode-rows", "0", "--contention", "",
-                             "--out", str(out)])
+    report = benchmark_main(
+        [
+            "--models",
+            "deepfm,fm:adam,deepfm::bf16",
+            "--lightning-models",
+            "deepfm",
+            "--num-ids",
+            "3000",
+            "--rows",
+            "2048",
+            "--batch-size",
+            "256",
+            "--warmup",
+            "1",
+            "--steps",
+            "2",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+            "--encode-rows",
+            "0",
+            "--contention",
+            "",
+            "--out",
+            str(out),
+        ]
+    )
     with (out / "benchmark.csv").open() as f:
         rows = list(csv.DictReader(f))
     value = {(r["item"], r["metric"]): float(r["value"]) for r in rows}
     assert value[("deepfm:lazy_adam", "mflop_per_sample")] == pytest.approx(
-        6 * (39 * 10 * 400 + 400 * 400 * 2 + 400) / 1e6)
+        6 * (39 * 10 * 400 + 400 * 400 * 2 + 400) / 1e6
+    )
     assert 0 < value[("deepfm:lazy_adam", "roofline_fraction")] < 1.5
     assert value[("deepfm:lazy_adam", "train_samples_per_s")] > 0
     assert ("fm:adam", "roofline_fraction") not in value and value[("fm:adam", "mflop_per_sample")] == 0
@@ -310,8 +342,9 @@ def test_benchmark_writes_its_tables(tmp_path):
     assert 0 < value[("deepfm:lazy_adam:bf16", "roofline_fraction")] < 1.5
     assert value[("deepfm:lazy_adam bare loop", "ratio_to_bare")] == 1.0
     assert value[("deepfm:lazy_adam Trainer as configured", "samples_per_s")] > 0
-    assert {s["setting"] for s in report.lightning[0]["settings"]} == \
-        {"bare loop", "Trainer as configured"} | {label for label, _ in throughput.TRAINER_VARIANTS}
+    assert {s["setting"] for s in report.lightning[0]["settings"]} == {"bare loop", "Trainer as configured"} | {
+        label for label, _ in throughput.TRAINER_VARIANTS
+    }
     text = (out / "benchmark.md").read_text()
     assert "| deepfm | lazy_adam | 32 |" in text and "| fm | adam | 32 |" in text and "Lightning Trainer" in text
     assert "| deepfm | lazy_adam | bf16 |" in text and "deepfm bf16 >= 1.6x float32 training rate" in text
@@ -321,12 +354,40 @@ def test_benchmark_writes_its_tables(tmp_path):
 @pytest.mark.integration
 def test_benchmark_measures_training_beside_busy_processes(tmp_path):
     out = tmp_path / "results"
-    report = benchmark_main(["--models", "", "--lightning-models", "", "--contention", "fm", "--hogs", "1",
-                             "--contention-seconds", "0.3,0.5", "--num-ids", "3000", "--rows", "2048",
-                             "--batch-size", "256", "--repeats", "1", "--threads", "2", "--encode-rows", "0",
-                             "--out", str(out)])
+    report = benchmark_main(
+        [
+            "--models",
+            "",
+            "--lightning-models",
+            "",
+            "--contention",
+            "fm",
+            "--hogs",
+            "1",
+            "--contention-seconds",
+            "0.3,0.5",
+            "--num-ids",
+            "3000",
+            "--rows",
+            "2048",
+            "--batch-size",
+            "256",
+            "--repeats",
+            "1",
+            "--threads",
+            "2",
+            "--encode-rows",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     assert [(c["model"], c["policy"], c["batches"], c["hogs"]) for c in report.contention] == [
-        ("fm", "auto", "inline", 1), ("fm", "fixed", "inline", 1), ("fm", "auto", "thread", 1), ("fm", "auto", "process", 1)]
+        ("fm", "auto", "inline", 1),
+        ("fm", "fixed", "inline", 1),
+        ("fm", "auto", "thread", 1),
+        ("fm", "auto", "process", 1),
+    ]
     for c in report.contention:
         assert c["quiet_samples_per_s"] > 0 and c["loaded_samples_per_s"] > 0
         assert c["slowdown"] == pytest.approx(c["quiet_samples_per_s"] / c["loaded_samples_per_s"])

@@ -7,6 +7,7 @@ A module belongs to the most specific layer naming it: the light cores of ``data
 ``models`` by their module names, every other layer by its package (``experiments.report.tables``
 is in ``experiments.report``).
 """
+
 from __future__ import annotations
 
 import ast
@@ -50,10 +51,21 @@ RULES = {
     "experiments.run": Layer(("models", REGISTRY, "datamodules", CORE, "measures")),
     "experiments.report": Layer((REGISTRY, "measures"), FRAMEWORKS),
     "experiments.sweep": Layer(("experiments.run", "experiments.report", "measures")),
-    "experiments.reference": Layer(("experiments.run", "experiments.report", "models", REGISTRY, "datamodules",
-                                    CORE, "measures")),
-    "experiments.benchmark": Layer(("experiments.reference", "experiments.run", "experiments.report", "models",
-                                    REGISTRY, "datamodules", CORE, "measures")),
+    "experiments.reference": Layer(
+        ("experiments.run", "experiments.report", "models", REGISTRY, "datamodules", CORE, "measures")
+    ),
+    "experiments.benchmark": Layer(
+        (
+            "experiments.reference",
+            "experiments.run",
+            "experiments.report",
+            "models",
+            REGISTRY,
+            "datamodules",
+            CORE,
+            "measures",
+        )
+    ),
     "experiments": Layer(),  # the package's __init__ alone
     "run": Layer(("experiments.run",)),  # run.py, which nothing imports
 }
@@ -136,7 +148,7 @@ def imports(module: str, tree: dict[str, Source]) -> Iterator[tuple[str, int]]:
             base = node.module or ""
             if node.level:
                 package = module.split(".") if source.is_package else module.split(".")[:-1]
-                base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
+                base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
             lazy = _lazy_names(tree[base].text) if base in tree else {}
             for alias in node.names:
                 submodule = f"{base}.{alias.name}"
@@ -171,9 +183,12 @@ def violations(tree: dict[str, Source]) -> list[Violation]:
             for target, line in edges[module]:
                 if target.split(".")[0] in rule.must_not_load:
                     broken.setdefault((module, target, line), []).append(
-                        f"{layer} must not load {target.split('.')[0]}")
-    return [Violation(module, target, "; ".join(dict.fromkeys(rules)), line)
-            for (module, target, line), rules in broken.items()]
+                        f"{layer} must not load {target.split('.')[0]}"
+                    )
+    return [
+        Violation(module, target, "; ".join(dict.fromkeys(rules)), line)
+        for (module, target, line), rules in broken.items()
+    ]
 
 
 def _reached(start: list[str], edges: dict[str, list[tuple[str, int]]], tree: dict[str, Source]) -> set[str]:
@@ -208,21 +223,42 @@ def test_every_module_belongs_to_a_layer_and_keeps_its_rules():
     assert not found, "\n".join(map(str, found))
 
 
-@pytest.mark.parametrize("module, planted, expected", [
-    ("experiments.report.naming", "import torch", ("torch", "experiments.report must not load torch")),
-    ("experiments.report.naming", "from models import DeepFM",  # loaded on first use: models' own layer
-     ("models.DeepFM", "experiments.report may not import models")),
-    ("experiments.reference.data", "from experiments.benchmark import machine",
-     ("experiments.benchmark.machine", "experiments.reference may not import experiments.benchmark")),
-    ("experiments.benchmark.peers", "from experiments.reference.__main__ import MODELS",
-     ("experiments.reference.__main__", "nothing imports a __main__ module")),
-    ("models.base", "from experiments.run.objective import MAXIMISED",
-     ("experiments.run.objective", "models may not import experiments.run")),
-    ("datamodules.sampling", "import pytorch_lightning",
-     ("pytorch_lightning", "datamodules core must not load pytorch_lightning")),
-    ("datamodules.schema", "import pandas",  # the core, and so models
-     ("pandas", "datamodules core must not load pandas; models must not load pandas")),
-])
+@pytest.mark.parametrize(
+    "module, planted, expected",
+    [
+        ("experiments.report.naming", "import torch", ("torch", "experiments.report must not load torch")),
+        (
+            "experiments.report.naming",
+            "from models import DeepFM",  # loaded on first use: models' own layer
+            ("models.DeepFM", "experiments.report may not import models"),
+        ),
+        (
+            "experiments.reference.data",
+            "from experiments.benchmark import machine",
+            ("experiments.benchmark.machine", "experiments.reference may not import experiments.benchmark"),
+        ),
+        (
+            "experiments.benchmark.peers",
+            "from experiments.reference.__main__ import MODELS",
+            ("experiments.reference.__main__", "nothing imports a __main__ module"),
+        ),
+        (
+            "models.base",
+            "from experiments.run.objective import MAXIMISED",
+            ("experiments.run.objective", "models may not import experiments.run"),
+        ),
+        (
+            "datamodules.sampling",
+            "import pytorch_lightning",
+            ("pytorch_lightning", "datamodules core must not load pytorch_lightning"),
+        ),
+        (
+            "datamodules.schema",
+            "import pandas",  # the core, and so models
+            ("pandas", "datamodules core must not load pandas; models must not load pandas"),
+        ),
+    ],
+)
 def test_the_checker_reports_a_planted_violation_and_only_that(module, planted, expected):
     tree = read_tree()
     text = tree[module].text + f"\n\ndef planted():\n    {planted}\n"  # lazily, inside a function: still seen
@@ -264,10 +300,19 @@ def test_importing_a_layer_loads_nothing_it_must_not():
     for layers in RUNTIME_CHECKS:
         for earlier, later in zip(layers, layers[1:]):
             assert set(RULES[later].must_not_load) <= set(RULES[earlier].must_not_load)
-        steps = [([m for m in tree if layer_of(m) == layer and not m.endswith("__main__")], RULES[layer].must_not_load)
-                 for layer in layers]
-        processes.append(subprocess.Popen([sys.executable, "-c", _LOADED, json.dumps(steps)], cwd=REPO,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        steps = [
+            ([m for m in tree if layer_of(m) == layer and not m.endswith("__main__")], RULES[layer].must_not_load)
+            for layer in layers
+        ]
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _LOADED, json.dumps(steps)],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     loaded = {}
     for layers, process in zip(RUNTIME_CHECKS, processes):
         out, err = process.communicate(timeout=120)

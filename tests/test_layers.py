@@ -1,4 +1,5 @@
 """The layer library against direct (loop) implementations of each paper's definition."""
+
 import itertools
 
 import pytest
@@ -32,14 +33,12 @@ def embedded():
 
 @pytest.fixture
 def schema():
-    return Schema.build([("a", "categorical", 3), ("b", "categorical", 5), ("c", "numeric", 4)],
-                        dense=["d1", "d2"])
+    return Schema.build([("a", "categorical", 3), ("b", "categorical", 5), ("c", "numeric", 4)], dense=["d1", "d2"])
 
 
 def random_batch(schema, size=6, seed=0):
     generator = torch.Generator().manual_seed(seed)
-    columns = [f.offset + torch.randint(0, f.vocab_size, (size,), generator=generator)
-               for f in schema.sparse_fields]
+    columns = [f.offset + torch.randint(0, f.vocab_size, (size,), generator=generator) for f in schema.sparse_fields]
     dense = torch.randn(size, schema.num_dense, generator=generator) if schema.num_dense else None
     return Batch(torch.stack(columns, 1), torch.randint(0, 2, (size,), generator=generator).float(), dense)
 
@@ -55,8 +54,7 @@ def test_fm_interaction_equals_pairwise_double_sum(embedded):
 
 def test_field_aware_interaction_equals_its_definition():
     per_field = torch.randn(B, F, F, K, dtype=torch.float64)  # [b, i, j] = v_{x_i, field j}
-    expected = torch.stack([sum(per_field[b, i, j] @ per_field[b, j, i] for i, j in pairs(F))
-                            for b in range(B)])
+    expected = torch.stack([sum(per_field[b, i, j] @ per_field[b, j, i] for i, j in pairs(F)) for b in range(B)])
     torch.testing.assert_close(FieldAwareInteraction(F)(per_field), expected)
 
 
@@ -80,22 +78,28 @@ def test_field_aware_interaction_gradient_is_the_definitions_bit_for_bit(dtype):
 
 
 def test_inner_product_equals_loop(embedded):
-    expected = torch.tensor([[embedded[b, i] @ embedded[b, j] for i, j in pairs(F)] for b in range(B)],
-                            dtype=torch.float64)
+    expected = torch.tensor(
+        [[embedded[b, i] @ embedded[b, j] for i, j in pairs(F)] for b in range(B)], dtype=torch.float64
+    )
     torch.testing.assert_close(InnerProduct(F)(embedded), expected)
 
 
 def test_sum_pooled_outer_product_equals_sum_of_all_outer_products(embedded):
-    expected = torch.stack([sum(torch.outer(embedded[b, i], embedded[b, j])
-                                for i in range(F) for j in range(F)).flatten() for b in range(B)])
+    expected = torch.stack(
+        [
+            sum(torch.outer(embedded[b, i], embedded[b, j]) for i in range(F) for j in range(F)).flatten()
+            for b in range(B)
+        ]
+    )
     layer = OuterProduct(F)
     torch.testing.assert_close(layer(embedded), expected)
     assert layer.output_dim(K) == K * K
 
 
 def test_pairwise_outer_product_equals_loop(embedded):
-    expected = torch.stack([torch.cat([torch.outer(embedded[b, i], embedded[b, j]).flatten()
-                                       for i, j in pairs(F)]) for b in range(B)])
+    expected = torch.stack(
+        [torch.cat([torch.outer(embedded[b, i], embedded[b, j]).flatten() for i, j in pairs(F)]) for b in range(B)]
+    )
     layer = OuterProduct(F, "pairwise")
     torch.testing.assert_close(layer(embedded), expected)
     assert layer.output_dim(K) == len(pairs(F)) * K * K
@@ -128,9 +132,12 @@ def direct_cin(x0, layer):
         hidden, outputs = x0[b], []
         for index, conv in enumerate(layer.filters):
             weight = conv.weight.view(conv.out_features, hidden.shape[0], fields)
-            maps = torch.stack([sum(weight[h, i, j] * hidden[i] * x0[b, j]
-                                    for i in range(hidden.shape[0]) for j in range(fields))
-                                for h in range(weight.shape[0])])
+            maps = torch.stack(
+                [
+                    sum(weight[h, i, j] * hidden[i] * x0[b, j] for i in range(hidden.shape[0]) for j in range(fields))
+                    for h in range(weight.shape[0])
+                ]
+            )
             last = index == len(layer.filters) - 1
             if layer.split_half and not last:
                 half = maps.shape[0] // 2
@@ -227,7 +234,8 @@ def test_mlp_layout_and_output():
 
 def test_batch_norm_matches_torch_in_training_and_evaluation():
     from models.layers.mlp import BatchNorm
-    x = (torch.randn(64, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 3 + 1)
+
+    x = torch.randn(64, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 3 + 1
     ours, torchs = BatchNorm(7).double(), nn.BatchNorm1d(7).double()
     with torch.no_grad():
         torchs.weight.uniform_(0.5, 2.0)

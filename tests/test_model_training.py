@@ -1,5 +1,6 @@
 """CTRModule's training machinery: exact metrics, FTRL, the Lightning loop, FNN's two stages,
 and learning on planted-signal data."""
+
 import itertools
 import warnings
 
@@ -63,7 +64,7 @@ def ftrl_objective(w, grads, iterates, alpha, beta, l1, l2):
     g_{1:t} w + sum_s sigma_s/2 (w - w_s)^2 + beta/(2 alpha) w^2 + l1 |w| + l2/2 w^2."""
     sq = torch.cumsum(torch.stack(grads) ** 2, 0).sqrt()
     sigmas = torch.diff(sq, dim=0, prepend=torch.zeros_like(sq[:1])) / alpha
-    value = sum(grads).unsqueeze(-1) * w + beta / (2 * alpha) * w ** 2 + l1 * w.abs() + l2 / 2 * w ** 2
+    value = sum(grads).unsqueeze(-1) * w + beta / (2 * alpha) * w**2 + l1 * w.abs() + l2 / 2 * w**2
     for sigma, w_s in zip(sigmas, iterates):
         value = value + sigma.unsqueeze(-1) / 2 * (w - w_s.unsqueeze(-1)) ** 2
     return value
@@ -123,8 +124,7 @@ def test_optim_spec_validates_names_and_sparse_use():
 @pytest.mark.parametrize("optimizer", ["adagrad", "sgd", "ftrl"])
 def test_sparse_embeddings_train_with_sparse_optimizers(optimizer):
     schema = PLANTED_SCHEMA
-    model = build("deepfm", schema, optimizer=optimizer, sparse_embeddings=True, lr=0.05,
-                  embedding_l2=0.01)
+    model = build("deepfm", schema, optimizer=optimizer, sparse_embeddings=True, lr=0.05, embedding_l2=0.01)
     batch = planted_data(64, seed=1)[0]
     opt = model.build_optimizer()
     model.losses(batch)[0].backward()
@@ -150,8 +150,7 @@ def test_gradient_clipping_handles_sparse_gradients(algorithm):
 
 # -- planted-signal data ----------------------------------------------------------------------
 
-PLANTED_SCHEMA = Schema.build([(f"c{i}", "categorical", v) for i, v in enumerate([6, 9, 12, 7, 5])],
-                              dense=["d0"])
+PLANTED_SCHEMA = Schema.build([(f"c{i}", "categorical", v) for i, v in enumerate([6, 9, 12, 7, 5])], dense=["d0"])
 
 
 def planted_truth(schema: Schema, seed: int = 123):
@@ -172,8 +171,9 @@ def planted_data(n: int, seed: int, schema: Schema = PLANTED_SCHEMA):
     pairwise latent dot products; labels drawn from sigmoid(logit)."""
     first, latent = planted_truth(schema)
     generator = torch.Generator().manual_seed(seed)
-    x = torch.stack([f.offset + torch.randint(0, f.vocab_size, (n,), generator=generator)
-                     for f in schema.sparse_fields], 1)
+    x = torch.stack(
+        [f.offset + torch.randint(0, f.vocab_size, (n,), generator=generator) for f in schema.sparse_fields], 1
+    )
     dense = torch.randn(n, 1, generator=generator)
     vectors = latent[x]  # [n, S, 3]
     gram = vectors @ vectors.transpose(1, 2)
@@ -184,7 +184,7 @@ def planted_data(n: int, seed: int, schema: Schema = PLANTED_SCHEMA):
 
 
 def split_batches(batch: Batch, size: int) -> list[Batch]:
-    return [Batch(*(None if t is None else t[i:i + size] for t in batch)) for i in range(0, batch.size, size)]
+    return [Batch(*(None if t is None else t[i : i + size] for t in batch)) for i in range(0, batch.size, size)]
 
 
 class BatchLoader:
@@ -204,8 +204,11 @@ class PlantedData(pl.LightningDataModule):
     def __init__(self, n_train=4000, n_val=2000, batch_size=256):
         super().__init__()
         self.schema = PLANTED_SCHEMA
-        self.splits = {"train": planted_data(n_train, seed=1)[0], "val": planted_data(n_val, seed=2)[0],
-                       "test": planted_data(n_val, seed=3)[0]}
+        self.splits = {
+            "train": planted_data(n_train, seed=1)[0],
+            "val": planted_data(n_val, seed=2)[0],
+            "test": planted_data(n_val, seed=3)[0],
+        }
         self.batch_size = batch_size
 
     def loader(self, split):
@@ -222,9 +225,15 @@ class PlantedData(pl.LightningDataModule):
 
 
 def quiet_trainer(**kwargs) -> pl.Trainer:
-    return pl.Trainer(accelerator="cpu", enable_checkpointing=False, logger=False,
-                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                      **kwargs)
+    return pl.Trainer(
+        accelerator="cpu",
+        enable_checkpointing=False,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **kwargs,
+    )
 
 
 def fit(model, data, **kwargs) -> pl.Trainer:

@@ -1,5 +1,6 @@
 """The peers benchmark (``python -m experiments.benchmark.peers``): its files, its ratios, and each
 library's pipeline end to end on a tiny file (the peers' only where they are installed)."""
+
 import importlib.util
 import os
 
@@ -9,15 +10,29 @@ from experiments.benchmark import peers
 
 
 def run(library, model, threads, train_s, end_to_end_s, auc=0.7):
-    return {"library": library, "model": model, "threads": threads, "preprocess_s": 1.0, "train_s": train_s,
-            "samples_per_s": 1000 / train_s, "cpu_s": train_s, "end_to_end_s": end_to_end_s, "test_auc": auc}
+    return {
+        "library": library,
+        "model": model,
+        "threads": threads,
+        "preprocess_s": 1.0,
+        "train_s": train_s,
+        "samples_per_s": 1000 / train_s,
+        "cpu_s": train_s,
+        "end_to_end_s": end_to_end_s,
+        "test_auc": auc,
+    }
 
 
 def test_ratios_are_the_peers_seconds_over_ours_in_the_same_cell_medians_over_repeats():
     report = peers.PeersReport("cmd", 1000)
-    report.runs = [run("ctr-bench", "fm", 1, 10.0, 20.0), run("ctr-bench", "fm", 1, 12.0, 22.0),
-                   run("ctr-bench", "fm", 1, 11.0, 21.0), run("FuxiCTR", "fm", 1, 33.0, 42.0),
-                   run("ctr-bench", "fm", 2, 5.0, 10.0), run("FuxiCTR", "fm", 2, 10.0, 15.0)]
+    report.runs = [
+        run("ctr-bench", "fm", 1, 10.0, 20.0),
+        run("ctr-bench", "fm", 1, 12.0, 22.0),
+        run("ctr-bench", "fm", 1, 11.0, 21.0),
+        run("FuxiCTR", "fm", 1, 33.0, 42.0),
+        run("ctr-bench", "fm", 2, 5.0, 10.0),
+        run("FuxiCTR", "fm", 2, 10.0, 15.0),
+    ]
     cells = {(r["threads"], r["library"]): r for r in report.medians()}
     assert cells[(1, "ctr-bench")]["train_s"] == 11.0 and cells[(1, "ctr-bench")]["repeats"] == 3
     assert cells[(1, "FuxiCTR")]["train_ratio"] == pytest.approx(3.0)
@@ -37,14 +52,31 @@ def test_the_file_is_cut_80_10_10_and_copied_to_csv(tmp_path):
     assert header.split(",")[:3] == ["Label", "I1", "I2"] and len(rows) == 100
 
 
-LIBRARIES = ["ctr-bench"] + [lib for lib, module in (("DeepCTR-Torch", "deepctr_torch"), ("FuxiCTR", "fuxictr"))
-                             if importlib.util.find_spec(module)]
+LIBRARIES = ["ctr-bench"] + [
+    lib
+    for lib, module in (("DeepCTR-Torch", "deepctr_torch"), ("FuxiCTR", "fuxictr"))
+    if importlib.util.find_spec(module)
+]
 
 
 @pytest.mark.slow
 def test_each_installed_library_runs_end_to_end(tmp_path):
-    report = peers.main(["--rows", "3000", "--threads", "1", "--models", "fm", "--libraries", ",".join(LIBRARIES),
-                         "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out")])
+    report = peers.main(
+        [
+            "--rows",
+            "3000",
+            "--threads",
+            "1",
+            "--models",
+            "fm",
+            "--libraries",
+            ",".join(LIBRARIES),
+            "--workdir",
+            str(tmp_path / "work"),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert [r["library"] for r in report.runs] == LIBRARIES
     ours = os.environ.get("MKL_CBWR", "AUTO,STRICT")  # what importing models sets, unless already set
     for r in report.runs:
@@ -58,6 +90,7 @@ def test_each_installed_library_runs_end_to_end(tmp_path):
 
 def test_benchmark_md_embeds_the_peers_report_once_and_keeps_its_own_part(tmp_path):
     from experiments.benchmark import embed
+
     (tmp_path / "benchmark.md").write_text("# Training-throughput benchmark\n\nown part\n")
     report = peers.PeersReport("cmd", 1000)
     report.runs = [run("ctr-bench", "fm", 1, 10.0, 20.0), run("FuxiCTR", "fm", 1, 30.0, 40.0)]

@@ -1,5 +1,6 @@
 """``precision: bf16``: which layers compute in bfloat16, that everything around them stays float32,
 and that every model still trains and predicts what its float32 twin does, to bf16's rounding."""
+
 import pytest
 import torch
 
@@ -11,8 +12,11 @@ from tests.helpers import build, random_batch, small_schema
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-DEEP = sorted(name for name, cls in models.MODELS.items()
-              if any(isinstance(m, (MLP, CIN)) for m in build(name, small_schema()).modules()))
+DEEP = sorted(
+    name
+    for name, cls in models.MODELS.items()
+    if any(isinstance(m, (MLP, CIN)) for m in build(name, small_schema()).modules())
+)
 
 
 def test_the_deep_models_are_the_ones_with_an_mlp_or_cin():
@@ -38,6 +42,7 @@ def test_mlp_hidden_layers_run_in_bf16_and_its_output_layer_in_float32():
     def record(index):
         def hook(module, inputs, output):
             seen[index] = output.dtype
+
         return hook
 
     for index, layer in enumerate(mlp.layers):
@@ -69,16 +74,28 @@ def test_bf16_predictions_match_float32_to_bf16_rounding_and_training_learns(nam
         half.losses(batch)[0].backward()
         optimizer.step()
     assert half.losses(batch)[0].item() < 0.5 * first
-    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in half.parameters()
-               if p.grad is not None)
+    assert all(
+        p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in half.parameters() if p.grad is not None
+    )
 
 
 def test_a_run_with_precision_bf16_trains(tmp_path):
     from experiments.run import config as run_config
     from experiments.run.train import train
-    cfg = run_config.compose_config(["model=deepfm", "precision=bf16", f"data.cache_dir={tmp_path / 'cache'}",
-                                     "data.source.rows=20000", "data.batch_size=512", "trainer.max_epochs=2",
-                                     "optim.lr=0.01", "model.mlp.hidden_units=[16,16]", "threads=1",
-                                     "trainer.enable_progress_bar=false"])
+
+    cfg = run_config.compose_config(
+        [
+            "model=deepfm",
+            "precision=bf16",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "data.source.rows=20000",
+            "data.batch_size=512",
+            "trainer.max_epochs=2",
+            "optim.lr=0.01",
+            "model.mlp.hidden_units=[16,16]",
+            "threads=1",
+            "trainer.enable_progress_bar=false",
+        ]
+    )
     metrics = train(cfg, tmp_path / "run")
     assert 0.55 < metrics["test/auc"] <= metrics["oracle/test/auc"] + 0.02

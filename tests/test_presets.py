@@ -1,5 +1,6 @@
 """The BARS presets: every experiment=bars_* x model composes with its published settings and
 trains on tiny data; Frappe reads from both releases to the same ids; FuxiCTR's id convention."""
+
 from __future__ import annotations
 
 import math
@@ -28,16 +29,26 @@ def frappe_files(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def criteo_x4_files(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("criteo_x4")
-    tsv = {split: write_criteo(folder / f"{split}.tsv", rows, seed=i)
-           for i, (split, rows) in enumerate((("train", 400), ("val", 100), ("test", 100)))}
+    tsv = {
+        split: write_criteo(folder / f"{split}.tsv", rows, seed=i)
+        for i, (split, rows) in enumerate((("train", 400), ("val", 100), ("test", 100)))
+    }
     return criteo_x4_csv(tsv, folder / "csv")
 
 
 def compose(experiment: str, model: str, files: dict, cache: Path, *more: str):
     listed = ", ".join(f"{split}: {path}" for split, path in files.items())
-    return run_config.compose_config([f"experiment={experiment}", f"model={model}", f"data.source.files={{{listed}}}",
-                                      f"data.cache_dir={cache}", "logger=none", "trainer.enable_progress_bar=false",
-                                      *more])
+    return run_config.compose_config(
+        [
+            f"experiment={experiment}",
+            f"model={model}",
+            f"data.source.files={{{listed}}}",
+            f"data.cache_dir={cache}",
+            "logger=none",
+            "trainer.enable_progress_bar=false",
+            *more,
+        ]
+    )
 
 
 def test_the_presets_cover_the_published_models():
@@ -62,8 +73,15 @@ def test_every_frappe_preset_trains_with_the_protocol(model, frappe_files, tmp_p
 
 @pytest.mark.parametrize("model", CRITEO_MODELS)
 def test_every_criteo_x4_preset_trains_with_the_protocol(model, criteo_x4_files, tmp_path):
-    cfg = compose("bars_criteo_x4", model, criteo_x4_files, tmp_path / "cache", "trainer.max_epochs=1",
-                  "data.encoding.min_count=2", "model.pretrain_epochs=1" if model == "fnn" else "seed=0")
+    cfg = compose(
+        "bars_criteo_x4",
+        model,
+        criteo_x4_files,
+        tmp_path / "cache",
+        "trainer.max_epochs=1",
+        "data.encoding.min_count=2",
+        "model.pretrain_epochs=1" if model == "fnn" else "seed=0",
+    )
     assert cfg.objective == "val/auc_minus_logloss" and cfg.data.batch_size == 10000
     metrics = train(cfg, tmp_path / "run")
     assert math.isfinite(metrics["test/auc"]) and "val/auc_minus_logloss" in metrics
@@ -119,11 +137,16 @@ def test_fuxictr_convention_numbers_integers_by_value_and_text_by_count_then_tex
 
 def test_fuxictr_convention_fills_missing_numbers_with_zero_and_sends_missing_categories_to_oov(tmp_path):
     from datamodules import CTRDataModule, TableSource
+
     path = tmp_path / "t.csv"
     path.write_text("label,n,c\n1,5,x\n0,,x\n1,0,\n0,5,y\n1,0,y\n0,,x\n")
     files = {split: str(path) for split in ("train", "val", "test")}
-    dm = CTRDataModule(TableSource(label="label", categorical=["c"], numeric=["n"], files=files),
-                       encoding={"convention": "fuxictr"}, cache_dir=str(tmp_path / "cache"), progress=False)
+    dm = CTRDataModule(
+        TableSource(label="label", categorical=["c"], numeric=["n"], files=files),
+        encoding={"convention": "fuxictr"},
+        cache_dir=str(tmp_path / "cache"),
+        progress=False,
+    )
     dm.setup("fit")
     n, c = dm.schema.sparse_fields
     x = np.asarray(dm.split_arrays("train").x)

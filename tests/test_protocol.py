@@ -1,5 +1,6 @@
 """The training protocol's knobs, each on its math: the plateau rule (best epoch, learning-rate
 decay, early stopping), the whole-table and all-parameter L2 forms, and the initialisers."""
+
 import math
 import warnings
 from types import SimpleNamespace
@@ -86,8 +87,9 @@ def test_the_real_trainer_decays_and_stops_by_the_rule(tmp_path):
     so the rate falls tenfold per epoch and training stops after `patience` of them."""
     data = PlantedData(n_train=512, n_val=512)
     model = build("fm", data.schema, optimizer="sgd", lr=1e-7)
-    schedule = PlateauSchedule("val/auc", "max", tmp_path / "best.ckpt", patience=2, min_delta=1e-6,
-                               lr_factor=0.1, min_lr=1e-12)
+    schedule = PlateauSchedule(
+        "val/auc", "max", tmp_path / "best.ckpt", patience=2, min_delta=1e-6, lr_factor=0.1, min_lr=1e-12
+    )
     trainer = quiet_trainer(max_epochs=10, callbacks=[schedule])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -103,8 +105,7 @@ def test_the_real_trainer_decays_and_stops_by_the_rule(tmp_path):
 def penalty_gradients(model, batch):
     model.zero_grad()
     model.penalty(batch).backward()
-    return {name: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
-            for name, p in model.named_parameters()}
+    return {name: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for name, p in model.named_parameters()}
 
 
 def test_whole_table_l2_has_gradient_lambda_times_every_row_read_or_not():
@@ -139,8 +140,15 @@ def test_whole_table_l2_value_is_half_lambda_times_the_squared_norms():
     model = build("fm", schema, embedding_table_l2=0.5, net_l2=0.1)
     with torch.no_grad():
         model.linear.bias.fill_(2.0)
-    tables = sum(p.pow(2).sum() for p in (model.embedding.table.weight, model.embedding.dense,
-                                           model.linear.weights.table.weight, model.linear.weights.dense))
+    tables = sum(
+        p.pow(2).sum()
+        for p in (
+            model.embedding.table.weight,
+            model.embedding.dense,
+            model.linear.weights.table.weight,
+            model.linear.weights.dense,
+        )
+    )
     expected = 0.25 * tables + 0.05 * 4.0
     assert model.penalty(random_batch(schema)).item() == pytest.approx(expected.item(), rel=1e-6)
 
@@ -162,16 +170,17 @@ def test_default_init_changes_nothing():
 
 def test_fuxictr_init_draws_tables_normal_and_linear_layers_glorot_with_zero_bias():
     from datamodules.schema import Schema
+
     schema = Schema.build([("a", "categorical", 20000), ("b", "categorical", 20000)], dense=["d"])
-    model = build("dcn", schema, init={"embedding_std": 1e-4, "linear": "xavier_normal"}, hidden_units=[300],
-                  embedding_dim=64)
+    model = build(
+        "dcn", schema, init={"embedding_std": 1e-4, "linear": "xavier_normal"}, hidden_units=[300], embedding_dim=64
+    )
     torch.manual_seed(1)
     model.reset_parameters()
     for table in (model.embedding.table.weight,):
         assert table.mean().abs() < 1e-6 and table.std().item() == pytest.approx(1e-4, rel=0.03)
     first = model.dnn.layers[0]
-    assert first.weight.std().item() == pytest.approx(math.sqrt(2 / (first.in_features + first.out_features)),
-                                                      rel=0.05)
+    assert first.weight.std().item() == pytest.approx(math.sqrt(2 / (first.in_features + first.out_features)), rel=0.05)
     assert torch.all(first.bias == 0) and torch.all(model.head.bias == 0) and torch.all(model.cross.bias == 0)
     dim = model.cross.weight.shape[1]
     assert model.cross.weight.std().item() == pytest.approx(math.sqrt(2 / (dim + 1)), rel=0.1)

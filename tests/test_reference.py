@@ -1,5 +1,6 @@
 """The FuxiCTR side-by-side check on tiny data, where FuxiCTR is installed (``pip install -e
 ".[reference]"``; the main install and CI have no FuxiCTR, and these tests then skip)."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,12 @@ import pytest
 
 pytest.importorskip("fuxictr", reason="FuxiCTR is an optional extra: pip install -e '.[reference]'")
 
-from fuxictr.preprocess import FeatureProcessor  # noqa: E402
+from fuxictr.preprocess import FeatureProcessor
 
-from datamodules.sources.frappe import FIELDS  # noqa: E402
-from experiments.reference import check  # noqa: E402
-from experiments.reference.data import write_frappe_like  # noqa: E402
-from experiments.reference.fuxictr_models import REFERENCE_MODELS  # noqa: E402
+from datamodules.sources.frappe import FIELDS
+from experiments.reference import check
+from experiments.reference.data import write_frappe_like
+from experiments.reference.fuxictr_models import REFERENCE_MODELS
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +24,15 @@ def files(tmp_path_factory):
 
 @pytest.mark.parametrize("model", sorted(REFERENCE_MODELS))
 def test_both_libraries_take_the_same_steps_in_float64(model, files, tmp_path):
-    cfg = check.preset_config("bars_frappe_x1", model, files["libfm"], tmp_path / "cache",
-                              ["data.batch_size=512", "model.mlp.hidden_units=[32,32]"] if model not in ("lr", "fm", "ffm")
-                              else ["data.batch_size=512"])
+    cfg = check.preset_config(
+        "bars_frappe_x1",
+        model,
+        files["libfm"],
+        tmp_path / "cache",
+        ["data.batch_size=512", "model.mlp.hidden_units=[32,32]"]
+        if model not in ("lr", "fm", "ffm")
+        else ["data.batch_size=512"],
+    )
     result = check.compare_steps(model, cfg, check.datamodule(cfg), "tiny", steps=8, seed=0, workdir=tmp_path)
     assert result.first_prediction_gap < 1e-6
     assert result.max_relative_gap_64 < 1e-12
@@ -35,8 +42,12 @@ def test_both_libraries_take_the_same_steps_in_float64(model, files, tmp_path):
 def test_fuxictr_preprocessing_gives_our_ids(files, tmp_path):
     cfg = check.preset_config("bars_frappe_x1", "deepfm", files["libfm"], tmp_path / "cache")
     sizes, encoded = check.fuxictr_encoding(
-        FeatureProcessor, [{"name": list(FIELDS), "active": True, "dtype": "float", "type": "categorical"}],
-        {"name": "label", "dtype": "float"}, files["csv"], 1)
+        FeatureProcessor,
+        [{"name": list(FIELDS), "active": True, "dtype": "float", "type": "categorical"}],
+        {"name": "label", "dtype": "float"},
+        files["csv"],
+        1,
+    )
     result = check.compare_preprocessing("tiny", check.datamodule(cfg), sizes, encoded, 1)
     assert result.total_ids == 3000 * 10 and result.mismatched_ids == 0 and result.vocab_sizes_equal
 

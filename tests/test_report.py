@@ -1,5 +1,6 @@
 """The results collector on hand-made run folders: exact table values, the files it writes, the
 reference numbers, the Hydra callback and the Optuna figures."""
+
 from __future__ import annotations
 
 import io
@@ -35,29 +36,62 @@ from experiments.report.tables import build_table
 _clock = iter(range(1_700_000_000, 1_800_000_000, 60))  # runs finish one minute apart, in creation order
 
 
-def make_run(folder: Path, model: str, dataset: str, seed: int, auc: float | None = None,
-             logloss: float | None = None, *, val_auc: float | None = None, overrides: tuple[str, ...] = (),
-             oracle: tuple[float, float] | None = None, model_config: dict | None = None,
-             history: list[float] | None = None, finished: bool = True) -> Path:
+def make_run(
+    folder: Path,
+    model: str,
+    dataset: str,
+    seed: int,
+    auc: float | None = None,
+    logloss: float | None = None,
+    *,
+    val_auc: float | None = None,
+    overrides: tuple[str, ...] = (),
+    oracle: tuple[float, float] | None = None,
+    model_config: dict | None = None,
+    history: list[float] | None = None,
+    finished: bool = True,
+) -> Path:
     """A run folder as run.py leaves it; ``finished=False`` leaves out metrics.json like a crash."""
     hydra_dir = folder / ".hydra"
     hydra_dir.mkdir(parents=True)
-    config = {"seed": seed, "model": {"_target_": f"models.{model}", **(model_config or {})},
-              "data": {"name": dataset}, "optim": {"lr": 0.001}, "trainer": {"max_epochs": 3}}
+    config = {
+        "seed": seed,
+        "model": {"_target_": f"models.{model}", **(model_config or {})},
+        "data": {"name": dataset},
+        "optim": {"lr": 0.001},
+        "trainer": {"max_epochs": 3},
+    }
     (hydra_dir / "config.yaml").write_text(yaml.safe_dump(config))
     (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump([f"model={model}", *overrides, f"seed={seed}"]))
-    (hydra_dir / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {
-        "runtime": {"choices": {"model": model, "data": dataset}},
-        "overrides": {"hydra": ["hydra.mode=RUN"], "task": [f"model={model}", *overrides, f"seed={seed}"]},
-        "job": {"name": "run"}}}))
+    (hydra_dir / "hydra.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "hydra": {
+                    "runtime": {"choices": {"model": model, "data": dataset}},
+                    "overrides": {"hydra": ["hydra.mode=RUN"], "task": [f"model={model}", *overrides, f"seed={seed}"]},
+                    "job": {"name": "run"},
+                }
+            }
+        )
+    )
     if history is not None:
         rows = [f"{epoch},{0.6 - 0.01 * epoch},{value},{0.5 - value / 10}" for epoch, value in enumerate(history, 1)]
         (folder / "history.csv").write_text("epoch,train/loss,val/auc,val/logloss\n" + "\n".join(rows) + "\n")
     if finished:
-        metrics = {"model": model, "dataset": dataset, "seed": seed,
-                   "val/auc": auc if val_auc is None else val_auc, "val/logloss": logloss,
-                   "test/auc": auc, "test/logloss": logloss, "best_epoch": 2, "epochs": 3,
-                   "train_time_s": 10.0 + seed, "train_samples_per_s": 1000.0, "num_params": 1234}
+        metrics = {
+            "model": model,
+            "dataset": dataset,
+            "seed": seed,
+            "val/auc": auc if val_auc is None else val_auc,
+            "val/logloss": logloss,
+            "test/auc": auc,
+            "test/logloss": logloss,
+            "best_epoch": 2,
+            "epochs": 3,
+            "train_time_s": 10.0 + seed,
+            "train_samples_per_s": 1000.0,
+            "num_params": 1234,
+        }
         if oracle is not None:
             metrics["oracle/test/auc"], metrics["oracle/test/logloss"] = oracle
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -74,18 +108,38 @@ def synthetic_sweep(tmp_path: Path) -> Path:
     """LR x3 seeds; FM seeds 0 and 2 (seed 1 crashed); DeepFM x3 seeds plus a seed that diverged."""
     sweep = tmp_path / "multirun" / "2026-11-24" / "12-00-00"
     sweep.mkdir(parents=True)
-    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
-        "overrides": {"hydra": ["hydra.mode=MULTIRUN"], "task": ["model=lr,fm,deepfm", "seed=0,1,2,3"]},
-        "job": {"name": "run", "config_name": "config"},
-        "runtime": {"config_sources": [{"path": "pkg://hydra.conf", "schema": "pkg", "provider": "hydra"},
-                                       {"path": "my conf", "schema": "file", "provider": "command-line"}]}}}))
+    (sweep / "multirun.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "hydra": {
+                    "overrides": {"hydra": ["hydra.mode=MULTIRUN"], "task": ["model=lr,fm,deepfm", "seed=0,1,2,3"]},
+                    "job": {"name": "run", "config_name": "config"},
+                    "runtime": {
+                        "config_sources": [
+                            {"path": "pkg://hydra.conf", "schema": "pkg", "provider": "hydra"},
+                            {"path": "my conf", "schema": "file", "provider": "command-line"},
+                        ]
+                    },
+                }
+            }
+        )
+    )
     jobs = [("lr", s, auc, ll) for s, auc, ll in [(0, 0.70, 0.50), (1, 0.72, 0.52), (2, 0.74, 0.54)]]
     jobs += [("fm", 0, 0.75, 0.48), ("fm", 1, None, None), ("fm", 2, 0.77, 0.46)]
     jobs += [("deepfm", s, auc, ll) for s, auc, ll in [(0, 0.80, 0.44), (1, 0.81, 0.45), (2, 0.82, 0.46)]]
     jobs += [("deepfm", 3, float("nan"), 0.45)]
     for number, (model, seed, auc, ll) in enumerate(jobs):
-        make_run(sweep / str(number), model, "synthetic", seed, auc, ll, oracle=ORACLE,
-                 history=[0.6, 0.65, auc or 0.7], finished=auc is not None)
+        make_run(
+            sweep / str(number),
+            model,
+            "synthetic",
+            seed,
+            auc,
+            ll,
+            oracle=ORACLE,
+            history=[0.6, 0.65, auc or 0.7],
+            finished=auc is not None,
+        )
     return sweep
 
 
@@ -103,11 +157,14 @@ def test_collector_yields_the_exact_table_values(synthetic_sweep: Path):
     assert list(rows["seeds"][:3]) == [3, 2, 3]
     assert list(rows["seed_list"][:3]) == ["0 1 2", "0 2", "0 1 2"]
     assert rows.loc["LR", ["auc_mean", "auc_std", "logloss_mean", "logloss_std"]].tolist() == pytest.approx(
-        [0.72, 0.02, 0.52, 0.02])
+        [0.72, 0.02, 0.52, 0.02]
+    )
     assert rows.loc["FM", ["auc_mean", "auc_std", "logloss_mean", "logloss_std"]].tolist() == pytest.approx(
-        [0.76, math.sqrt(2) * 0.01, 0.47, math.sqrt(2) * 0.01])
+        [0.76, math.sqrt(2) * 0.01, 0.47, math.sqrt(2) * 0.01]
+    )
     assert rows.loc["DeepFM", ["auc_mean", "auc_std", "logloss_mean", "logloss_std"]].tolist() == pytest.approx(
-        [0.81, 0.01, 0.45, 0.01])
+        [0.81, 0.01, 0.45, 0.01]
+    )
     # the paper's relative improvement of DeepFM over each model, in %
     assert rows.loc["LR", "deepfm_rel_impr_auc_pct"] == pytest.approx(100 * 0.09 / 0.72)
     assert rows.loc["LR", "deepfm_rel_impr_logloss_pct"] == pytest.approx(100 * 0.07 / 0.52)
@@ -125,13 +182,16 @@ def test_collector_yields_the_exact_table_values(synthetic_sweep: Path):
 def test_markdown_and_latex_mark_the_best_values(synthetic_sweep: Path):
     table = build_table(select_configurations(collect_runs([synthetic_sweep]).runs)[0])
     markdown = to_markdown(table).splitlines()
-    assert markdown[0] == ("| Model | AUC | LogLoss | Seeds | Share of its ceiling's lift | Share of the oracle's lift "
-                           "| DeepFM rel. impr. AUC | DeepFM rel. impr. LogLoss |")
+    assert markdown[0] == (
+        "| Model | AUC | LogLoss | Seeds | Share of its ceiling's lift | Share of the oracle's lift "
+        "| DeepFM rel. impr. AUC | DeepFM rel. impr. LogLoss |"
+    )
     # no ceilings in these runs: LR's and FM's share of their own is unknown; DeepFM's ceiling is the oracle
     assert markdown[2] == "| LR | 0.7200 ± 0.0200 | 0.52000 ± 0.02000 | 3 | — | 62.9% | +12.50% | +13.46% |"
     assert markdown[3] == "| FM | 0.7600 ± 0.0141 | 0.47000 ± 0.01414 | 2 | — | 74.3% | +6.58% | +4.26% |"
-    assert markdown[4] == ("| DeepFM | **0.8100 ± 0.0100** | **0.45000 ± 0.01000** | 3 | 88.6% | 88.6% | +0.00% "
-                           "| +0.00% |")
+    assert markdown[4] == (
+        "| DeepFM | **0.8100 ± 0.0100** | **0.45000 ± 0.01000** | 3 | 88.6% | 88.6% | +0.00% | +0.00% |"
+    )
     assert markdown[5] == "| Oracle (true p) | 0.8500 | 0.40000 | — | — | — | — | — |"
     latex = to_latex(table)
     assert r"DeepFM & \textbf{0.8100 $\pm$ 0.0100} & \textbf{0.45000 $\pm$ 0.01000} & 3" in latex
@@ -166,34 +226,55 @@ def test_models_keep_the_paper_order_and_unknown_models_go_last(tmp_path: Path):
     for number, model in enumerate(["zeta_net", "xdeepfm", "autoint", "deepfm", "lr", "Bert4CTR", "ffm", "pnn_star"]):
         make_run(tmp_path / str(number), model, "synthetic", 0, 0.7, 0.5)
     table = build_table(select_configurations(collect_runs([tmp_path]).runs)[0])
-    assert list(table.rows["label"]) == ["LR", "PNN*", "DeepFM", "FFM", "xDeepFM", "autoint", "Bert4CTR",
-                                         "zeta_net"]
+    assert list(table.rows["label"]) == ["LR", "PNN*", "DeepFM", "FFM", "xDeepFM", "autoint", "Bert4CTR", "zeta_net"]
     assert order_labels(["DCN", "LR&DNN", "Wide&Deep", "FM&DNN", "DNN"]) == [
-        "LR&DNN", "FM&DNN", "DNN", "Wide&Deep", "DCN"]
+        "LR&DNN",
+        "FM&DNN",
+        "DNN",
+        "Wide&Deep",
+        "DCN",
+    ]
 
 
 def test_one_configuration_per_model_most_seeds_then_best_validation(tmp_path: Path):
     for seed in range(3):  # the 3-seed confirmation run of a tuned FM
-        make_run(tmp_path / f"fm{seed}", "fm", "synthetic", seed, 0.76, 0.47, val_auc=0.70,
-                 overrides=("optim.lr=0.01",))
+        make_run(
+            tmp_path / f"fm{seed}", "fm", "synthetic", seed, 0.76, 0.47, val_auc=0.70, overrides=("optim.lr=0.01",)
+        )
     make_run(tmp_path / "fm_trial", "fm", "synthetic", 0, 0.99, 0.10, val_auc=0.99, overrides=("optim.lr=0.1",))
     for number, (lr, val_auc) in enumerate([(0.1, 0.71), (0.01, 0.73), (0.001, 0.72)]):  # Optuna trials
-        make_run(tmp_path / f"lr_trial{number}", "lr", "synthetic", 0, 0.70 + number / 100, 0.5, val_auc=val_auc,
-                 overrides=(f"optim.lr={lr}",))
+        make_run(
+            tmp_path / f"lr_trial{number}",
+            "lr",
+            "synthetic",
+            0,
+            0.70 + number / 100,
+            0.5,
+            val_auc=val_auc,
+            overrides=(f"optim.lr={lr}",),
+        )
     selected, notes = select_configurations(collect_runs([tmp_path]).runs)
     chosen = selected.groupby("label")["configuration"].unique().to_dict()
     assert list(chosen["FM"]) == ["model=fm optim.lr=0.01"]
     assert list(chosen["LR"]) == ["model=lr optim.lr=0.01"]  # best validation AUC, not best test AUC
     assert len(selected) == 4
-    assert notes["synthetic"][0].startswith("LR: 3 configurations found; shown: `model=lr optim.lr=0.01` "
-                                            "(1 seed, mean validation AUC 0.7300)")
+    assert notes["synthetic"][0].startswith(
+        "LR: 3 configurations found; shown: `model=lr optim.lr=0.01` (1 seed, mean validation AUC 0.7300)"
+    )
     assert notes["synthetic"][1].startswith("FM: 2 configurations found")
 
 
 def test_execution_settings_do_not_split_a_configuration(tmp_path: Path):
     make_run(tmp_path / "a", "fm", "synthetic", 0, 0.70, 0.5, overrides=("optim.lr=0.01",))
-    make_run(tmp_path / "b", "fm", "synthetic", 1, 0.72, 0.5,
-             overrides=("optim.lr=0.01", "threads=1", "trainer.enable_progress_bar=false"))
+    make_run(
+        tmp_path / "b",
+        "fm",
+        "synthetic",
+        1,
+        0.72,
+        0.5,
+        overrides=("optim.lr=0.01", "threads=1", "trainer.enable_progress_bar=false"),
+    )
     selected, notes = select_configurations(collect_runs([tmp_path]).runs)
     assert selected["configuration"].tolist() == ["model=fm optim.lr=0.01"] * 2 and notes == {}
 
@@ -220,14 +301,24 @@ def test_unreadable_metrics_are_skipped_with_file_and_line(tmp_path: Path):
 
 
 def test_learning_curves_and_commands_come_from_the_run_folders(synthetic_sweep: Path, tmp_path: Path):
-    lone = make_run(tmp_path / "outputs" / "lone", "dcn", "synthetic", 5, 0.7, 0.5, history=[0.61, 0.66],
-                    overrides=("data.source.files={train: a b.csv}",))
+    lone = make_run(
+        tmp_path / "outputs" / "lone",
+        "dcn",
+        "synthetic",
+        5,
+        0.7,
+        0.5,
+        history=[0.61, 0.66],
+        overrides=("data.source.files={train: a b.csv}",),
+    )
     (synthetic_sweep / "0" / "history.csv").write_text("epoch,val/auc\n1,0.5,0.1\n2,0.6\n")
     (synthetic_sweep / "1" / "history.csv").write_text("epoch,val/auc\n1,0.5\n2,n/a?\n")
     selected, _ = select_configurations(collect_runs([synthetic_sweep, lone]).runs)
     histories, problems = load_histories(selected)
-    assert problems == [f"{synthetic_sweep.resolve() / '0' / 'history.csv'}:2: more fields than the header",
-                        f"{synthetic_sweep.resolve() / '1' / 'history.csv'}:3: val/auc = 'n/a?' is not a number"]
+    assert problems == [
+        f"{synthetic_sweep.resolve() / '0' / 'history.csv'}:2: more fields than the header",
+        f"{synthetic_sweep.resolve() / '1' / 'history.csv'}:3: val/auc = 'n/a?' is not a number",
+    ]
     dcn = histories[histories["label"] == "DCN"]
     assert dcn["epoch"].tolist() == [1, 2] and dcn["val/auc"].tolist() == [0.61, 0.66]
     assert len(histories) == 3 * 6 + 2  # 6 finished sweep runs with a readable history, 3 epochs each
@@ -241,8 +332,16 @@ def test_learning_curves_and_commands_come_from_the_run_folders(synthetic_sweep:
 def test_report_writes_tables_figures_and_readme(synthetic_sweep: Path, tmp_path: Path, capsys):
     out = tmp_path / "results"
     criteo_run = make_run(tmp_path / "outputs" / "criteo0", "deepfm", "criteo", 0, 0.79, 0.46, history=[0.7, 0.79])
-    code = report.main([str(synthetic_sweep), str(criteo_run), "--out", str(out),
-                        "--command", "python run.py -m experiment=paper seed=0,1,2"])
+    code = report.main(
+        [
+            str(synthetic_sweep),
+            str(criteo_run),
+            "--out",
+            str(out),
+            "--command",
+            "python run.py -m experiment=paper seed=0,1,2",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "== synthetic: 8 runs, 3 models ==" in printed
@@ -292,17 +391,26 @@ def test_report_fails_clearly_without_finished_runs(tmp_path: Path, capsys):
 
 def _multirun_end_config(sweep_dir: str, launch_dir: Path):
     """The parts of the config Hydra hands to on_multirun_end that the callback reads."""
-    return OmegaConf.create({"hydra": {
-        "sweep": {"dir": sweep_dir}, "runtime": {"cwd": str(launch_dir)}, "job": {"name": "run"},
-        "overrides": {"hydra": ["hydra.mode=MULTIRUN", "hydra/sweeper=optuna"],
-                      "task": ["optim.lr=interval(0.0001,0.1)"]},
-    }})
+    return OmegaConf.create(
+        {
+            "hydra": {
+                "sweep": {"dir": sweep_dir},
+                "runtime": {"cwd": str(launch_dir)},
+                "job": {"name": "run"},
+                "overrides": {
+                    "hydra": ["hydra.mode=MULTIRUN", "hydra/sweeper=optuna"],
+                    "task": ["optim.lr=interval(0.0001,0.1)"],
+                },
+            }
+        }
+    )
 
 
 @pytest.mark.slow
 def test_callback_reports_the_sweep_at_multirun_end(synthetic_sweep: Path, tmp_path: Path, caplog):
     ReportCallback(out_dir="report_out").on_multirun_end(
-        _multirun_end_config(str(synthetic_sweep.relative_to(tmp_path)), tmp_path))
+        _multirun_end_config(str(synthetic_sweep.relative_to(tmp_path)), tmp_path)
+    )
     rows = pd.read_csv(tmp_path / "report_out" / "synthetic" / "table.csv")
     assert rows["label"].tolist() == ["LR", "FM", "DeepFM", "Oracle (true p)"]
     readme = (tmp_path / "report_out" / "README.md").read_text()
@@ -321,10 +429,13 @@ def test_optuna_study_figures(tmp_path: Path):
     optuna = pytest.importorskip("optuna")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{tmp_path / 'sweeps.db'}"
-    study = optuna.create_study(study_name="deepfm_lr", storage=storage, direction="maximize",
-                                sampler=optuna.samplers.RandomSampler(seed=0))
-    study.optimize(lambda t: 0.8 - (t.suggest_float("lr", 1e-4, 1e-1, log=True) - 1e-3) ** 2
-                   + 0.0 * t.suggest_int("layers", 1, 3), n_trials=8)
+    study = optuna.create_study(
+        study_name="deepfm_lr", storage=storage, direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+    study.optimize(
+        lambda t: 0.8 - (t.suggest_float("lr", 1e-4, 1e-1, log=True) - 1e-3) ** 2 + 0.0 * t.suggest_int("layers", 1, 3),
+        n_trials=8,
+    )
     optuna.create_study(study_name="empty", storage=storage)
 
     out = tmp_path / "results"
@@ -337,7 +448,8 @@ def test_optuna_study_figures(tmp_path: Path):
     assert summary["best_value"] == pytest.approx(study.best_value)
     assert summary["best_params"] == study.best_params
     assert json.loads((out / "studies" / "empty" / "provenance.json").read_text())["notes"] == [
-        "empty: no completed trial"]
+        "empty: no completed trial"
+    ]
     readme = (out / "README.md").read_text()
     assert "### deepfm_lr" in readme and "![param_importances](studies/deepfm_lr/param_importances.png)" in readme
     with pytest.raises(ValueError, match="no study 'nope'.*deepfm_lr, empty"):
@@ -356,27 +468,60 @@ def test_every_model_keeps_one_distinct_colour():
 
 # --- the reference numbers --------------------------------------------------------------------
 
-PAPER_CRITEO = {"LR": (0.7804, 0.46782), "FM": (0.7894, 0.46059), "FNN": (0.7959, 0.46350),
-                "IPNN": (0.7971, 0.45347), "OPNN": (0.7981, 0.45293), "PNN*": (0.7983, 0.45330),
-                "LR&DNN": (0.7858, 0.46596), "FM&DNN": (0.7980, 0.45343), "DeepFM": (0.8016, 0.44985)}
-PAPER_COMPANY = {"LR": (0.8641, 0.02648), "FM": (0.8679, 0.02632), "FNN": (0.8684, 0.02628),
-                 "IPNN": (0.8662, 0.02639), "OPNN": (0.8657, 0.02640), "PNN*": (0.8663, 0.02638),
-                 "LR&DNN": (0.8671, 0.02635), "FM&DNN": (0.8658, 0.02639), "DeepFM": (0.8715, 0.02619)}
-BARS_FRAPPE = {"LR": (0.9356, 0.3076), "FM": (0.9671, 0.2065), "FFM": (0.9786, 0.1860), "DNN": (0.9833, 0.1622),
-               "IPNN": (0.9841, 0.1540), "LR&DNN": (0.9841, 0.1490), "DeepFM": (0.9842, 0.1482),
-               "DCN": (0.9839, 0.1527), "xDeepFM": (0.9845, 0.1466)}
-BARS_CRITEO_X4 = {"LR": (0.7934, 0.4568), "FM": (0.8086, 0.4431), "FFM": (0.8113, 0.4407), "IPNN": (0.8142, 0.4378),
-                  "LR&DNN": (0.8142, 0.4377), "DeepFM": (0.8143, 0.4376), "DCN": (0.8144, 0.4376),
-                  "xDeepFM": (0.8143, 0.4376)}
+PAPER_CRITEO = {
+    "LR": (0.7804, 0.46782),
+    "FM": (0.7894, 0.46059),
+    "FNN": (0.7959, 0.46350),
+    "IPNN": (0.7971, 0.45347),
+    "OPNN": (0.7981, 0.45293),
+    "PNN*": (0.7983, 0.45330),
+    "LR&DNN": (0.7858, 0.46596),
+    "FM&DNN": (0.7980, 0.45343),
+    "DeepFM": (0.8016, 0.44985),
+}
+PAPER_COMPANY = {
+    "LR": (0.8641, 0.02648),
+    "FM": (0.8679, 0.02632),
+    "FNN": (0.8684, 0.02628),
+    "IPNN": (0.8662, 0.02639),
+    "OPNN": (0.8657, 0.02640),
+    "PNN*": (0.8663, 0.02638),
+    "LR&DNN": (0.8671, 0.02635),
+    "FM&DNN": (0.8658, 0.02639),
+    "DeepFM": (0.8715, 0.02619),
+}
+BARS_FRAPPE = {
+    "LR": (0.9356, 0.3076),
+    "FM": (0.9671, 0.2065),
+    "FFM": (0.9786, 0.1860),
+    "DNN": (0.9833, 0.1622),
+    "IPNN": (0.9841, 0.1540),
+    "LR&DNN": (0.9841, 0.1490),
+    "DeepFM": (0.9842, 0.1482),
+    "DCN": (0.9839, 0.1527),
+    "xDeepFM": (0.9845, 0.1466),
+}
+BARS_CRITEO_X4 = {
+    "LR": (0.7934, 0.4568),
+    "FM": (0.8086, 0.4431),
+    "FFM": (0.8113, 0.4407),
+    "IPNN": (0.8142, 0.4378),
+    "LR&DNN": (0.8142, 0.4377),
+    "DeepFM": (0.8143, 0.4376),
+    "DCN": (0.8144, 0.4376),
+    "xDeepFM": (0.8143, 0.4376),
+}
 
 
 def test_reference_file_holds_the_published_numbers():
     references = {r.key: r for r in load_references()}
     assert set(references) == {"deepfm_paper_criteo", "deepfm_paper_company", "bars_frappe_x1", "bars_criteo_x4_001"}
-    for key, expected, dataset in [("deepfm_paper_criteo", PAPER_CRITEO, "criteo"),
-                                   ("deepfm_paper_company", PAPER_COMPANY, None),
-                                   ("bars_frappe_x1", BARS_FRAPPE, "frappe"),
-                                   ("bars_criteo_x4_001", BARS_CRITEO_X4, "criteo_x4")]:
+    for key, expected, dataset in [
+        ("deepfm_paper_criteo", PAPER_CRITEO, "criteo"),
+        ("deepfm_paper_company", PAPER_COMPANY, None),
+        ("bars_frappe_x1", BARS_FRAPPE, "frappe"),
+        ("bars_criteo_x4_001", BARS_CRITEO_X4, "criteo_x4"),
+    ]:
         reference = references[key]
         assert reference.dataset == dataset
         assert {label: tuple(row) for label, row in reference.scores.iterrows()} == expected
@@ -388,14 +533,25 @@ def test_reference_file_holds_the_published_numbers():
     assert [reference_for(name) for name in ("criteo_sample", "synthetic", "avazu")] == [None, None, None]
 
 
-@pytest.mark.parametrize("body, message", [
-    ("- key: x\n  title: X\n  dataset: d\n  setting: s\n  source: c\n  models:\n    LR: {auc: 0.7}\n",
-     r"bad.yaml:7: x/LR: expected exactly \{auc"),
-    ("- key: x\n  title: X\n  dataset: d\n  setting: s\n  source: c\n  models:\n    Lr: {auc: 0.7, logloss: 0.4}\n",
-     r"bad.yaml:7: x: unknown model name 'Lr'"),
-    ("- key: x\n  title: X\n  dataset: d\n  setting: s\n  models: {}\n", r"bad.yaml:1: reference is missing source"),
-    ("- key: x\n  models: [\n", r"bad.yaml:3: invalid YAML"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            "- key: x\n  title: X\n  dataset: d\n  setting: s\n  source: c\n  models:\n    LR: {auc: 0.7}\n",
+            r"bad.yaml:7: x/LR: expected exactly \{auc",
+        ),
+        (
+            "- key: x\n  title: X\n  dataset: d\n  setting: s\n  source: c\n  models:\n"
+            "    Lr: {auc: 0.7, logloss: 0.4}\n",
+            r"bad.yaml:7: x: unknown model name 'Lr'",
+        ),
+        (
+            "- key: x\n  title: X\n  dataset: d\n  setting: s\n  models: {}\n",
+            r"bad.yaml:1: reference is missing source",
+        ),
+        ("- key: x\n  models: [\n", r"bad.yaml:3: invalid YAML"),
+    ],
+)
 def test_reference_file_errors_name_file_and_line(tmp_path: Path, body: str, message: str):
     path = tmp_path / "bad.yaml"
     path.write_text(body)
@@ -407,6 +563,7 @@ def test_ab_compares_two_settings_model_by_model_on_saved_predictions(tmp_path: 
     import numpy as np
 
     from experiments.report import ab, stats
+
     rng = np.random.default_rng(0)
     y = (rng.random(2000) < 0.3).astype(np.int8)
     signal = y + rng.normal(0, 1.2, size=len(y))
@@ -424,8 +581,9 @@ def test_ab_compares_two_settings_model_by_model_on_saved_predictions(tmp_path: 
             metrics["train_samples_per_s"] = 1000.0 if side == "a" else 1500.0
             (run / "metrics.json").write_text(json.dumps(metrics))
     make_run(tmp_path / "a" / "lr0", "lr", "synthetic", 0, 0.6, 0.55)  # on one side only: left out
-    table = ab.main([str(tmp_path / "a"), "--vs", str(tmp_path / "b"), "--names", "float32,bf16",
-                     "--out", str(tmp_path / "out")])
+    table = ab.main(
+        [str(tmp_path / "a"), "--vs", str(tmp_path / "b"), "--names", "float32,bf16", "--out", str(tmp_path / "out")]
+    )
     assert list(table["model"]) == ["DeepFM"]
     row = table.iloc[0]
     expected = stats.compare_auc(y, predictions["b"], predictions["a"])

@@ -1,4 +1,5 @@
 """``experiments.benchmark.scale`` end to end at tiny scale: file, run, measurements, report."""
+
 from __future__ import annotations
 
 import csv
@@ -22,14 +23,15 @@ def test_tsv_is_written_once_per_row_count(tmp_path):
     assert json.loads((tmp_path / "criteo_like.tsv.json").read_text())["rows"] == 200
 
 
-
 def test_the_training_report_embeds_the_others_from_their_own_folders(tmp_path):
     # the committed layout: results/benchmarks/<name>/, the training benchmark's in training/
     (tmp_path / "scale").mkdir()
     (tmp_path / "scale" / "benchmark_scale.md").write_text("# Full-scale run\n\nfirst\n")
     (tmp_path / "contention").mkdir()
-    Report(Workload(num_ids=10, rows=10, batch_size=4, threads=1, warmup=0, steps=1, repeats=1),
-           "python -m experiments.benchmark").write(tmp_path / "training")
+    Report(
+        Workload(num_ids=10, rows=10, batch_size=4, threads=1, warmup=0, steps=1, repeats=1),
+        "python -m experiments.benchmark",
+    ).write(tmp_path / "training")
     combined = (tmp_path / "training" / "benchmark.md").read_text()
     assert "[../scale/benchmark_scale.md](../scale/benchmark_scale.md)" in combined
     assert "\n## Full-scale run" in combined
@@ -39,16 +41,34 @@ def test_the_training_report_embeds_the_others_from_their_own_folders(tmp_path):
     combined = (tmp_path / "training" / "benchmark.md").read_text()
     assert "second" in combined and "first" not in combined
     assert embed.with_embedded("# Training-throughput benchmark\n", tmp_path / "contention") == (
-        "# Training-throughput benchmark\n")
+        "# Training-throughput benchmark\n"
+    )
+
 
 @pytest.mark.slow
 def test_scale_run_measures_and_reports(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative paths, as the report should show them
-    status = scale.main(["--rows", "3000", "--workdir", "work", "--out", "results", "--model", "fm",
-                         "--batch-size", "512", "threads=1", "logger=none"])
+    status = scale.main(
+        [
+            "--rows",
+            "3000",
+            "--workdir",
+            "work",
+            "--out",
+            "results",
+            "--model",
+            "fm",
+            "--batch-size",
+            "512",
+            "threads=1",
+            "logger=none",
+        ]
+    )
     assert status == 0
-    values = {row["metric"]: float(row["value"])
-              for row in csv.DictReader((tmp_path / "results" / "benchmark_scale.csv").open())}
+    values = {
+        row["metric"]: float(row["value"])
+        for row in csv.DictReader((tmp_path / "results" / "benchmark_scale.csv").open())
+    }
     # 81/9/10 of 3000 rows, one epoch of ceil(2430 / 512) steps, all read from the cache
     assert (values["rows"], values["train_rows"], values["val_rows"], values["test_rows"]) == (3000, 2430, 270, 300)
     assert values["epochs"] == 1 and 0.3 < values["val/auc"] < 1 and 0 < values["test/logloss"] < 1
@@ -64,14 +84,34 @@ def test_scale_run_measures_and_reports(tmp_path, monkeypatch):
     assert "model=fm optim=lazy_adam data=criteo" in report and "data.batch_size=512" in report
 
     # the training benchmark's report embeds it, headings one level down
-    Report(Workload(num_ids=10, rows=10, batch_size=4, threads=1, warmup=0, steps=1,
-                                        repeats=1), "python -m experiments.benchmark").write(tmp_path / "results")
+    Report(
+        Workload(num_ids=10, rows=10, batch_size=4, threads=1, warmup=0, steps=1, repeats=1),
+        "python -m experiments.benchmark",
+    ).write(tmp_path / "results")
     combined = (tmp_path / "results" / "benchmark.md").read_text()
     assert "[benchmark_scale.md](benchmark_scale.md)" in combined
     assert "\n## Full-scale run" in combined and "Target: peak RSS < 16 GiB: PASS" in combined
     # a later full-scale run replaces that copy
-    assert scale.main(["--rows", "3000", "--workdir", "work", "--out", "results", "--model", "fm", "--reuse-cache",
-                       "--batch-size", "256", "threads=1", "logger=none"]) == 0
+    assert (
+        scale.main(
+            [
+                "--rows",
+                "3000",
+                "--workdir",
+                "work",
+                "--out",
+                "results",
+                "--model",
+                "fm",
+                "--reuse-cache",
+                "--batch-size",
+                "256",
+                "threads=1",
+                "logger=none",
+            ]
+        )
+        == 0
+    )
     combined = (tmp_path / "results" / "benchmark.md").read_text()
     assert combined.startswith("# ") and combined.count(embed.header("benchmark_scale.md")) == 1
     assert "data.batch_size=256" in combined and "data.batch_size=512" not in combined
@@ -80,8 +120,25 @@ def test_scale_run_measures_and_reports(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_paper_scale_encodes_once_and_totals_every_model(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert paper_scale.main(["--rows", "3000", "--workdir", "work", "--out", "results", "--models", "lr,fm",
-                             "--batch-size", "512", "threads=1", "logger=none"]) == 0
+    assert (
+        paper_scale.main(
+            [
+                "--rows",
+                "3000",
+                "--workdir",
+                "work",
+                "--out",
+                "results",
+                "--models",
+                "lr,fm",
+                "--batch-size",
+                "512",
+                "threads=1",
+                "logger=none",
+            ]
+        )
+        == 0
+    )
     rows = list(csv.DictReader((tmp_path / "results" / "benchmark_paper_scale.csv").open()))
     assert [row["model"] for row in rows] == ["lr", "fm"]
     for row in rows:
@@ -103,8 +160,18 @@ def test_paper_scale_encodes_once_and_totals_every_model(tmp_path, monkeypatch):
     assert "data.source.path=<workdir>/criteo_like_3000.tsv" in report and str(tmp_path) not in report
 
 
-SMALL_TABLE = ["--rows", "2000", "--workdir", "work", "--out", "results", "--batch-size", "512", "threads=1",
-               "logger=none"]
+SMALL_TABLE = [
+    "--rows",
+    "2000",
+    "--workdir",
+    "work",
+    "--out",
+    "results",
+    "--batch-size",
+    "512",
+    "threads=1",
+    "logger=none",
+]
 
 
 @pytest.mark.slow
@@ -156,9 +223,21 @@ def test_paper_scale_resumes_keeping_the_models_an_earlier_call_measured(tmp_pat
 
 def nine_model_table(rows: int, model_s: float) -> dict:
     metrics = {"train_time_s": 1.0, "train_samples_per_s": 10, "num_params": 5, "test/auc": 0.8, "test/logloss": 0.4}
-    runs = [{"model": m, "overrides": [f"model={m}"], "wall_s": model_s, "model_s": model_s, "cpu_s": 1.0,
-             "peak_rss_mib": 100, "metrics": metrics, "date_utc": "2026-12-03T00:00+00:00", "commit": "abc",
-             "load_start": 0.1} for m in paper_scale.PAPER_MODELS]
+    runs = [
+        {
+            "model": m,
+            "overrides": [f"model={m}"],
+            "wall_s": model_s,
+            "model_s": model_s,
+            "cpu_s": 1.0,
+            "peak_rss_mib": 100,
+            "metrics": metrics,
+            "date_utc": "2026-12-03T00:00+00:00",
+            "commit": "abc",
+            "load_start": 0.1,
+        }
+        for m in paper_scale.PAPER_MODELS
+    ]
     return {"rows": rows, "workdir": "work", "runs": runs, "encoding": None, "tsv_gib": 1.0}
 
 
@@ -168,8 +247,9 @@ def test_paper_scale_judges_the_target_on_the_whole_table_only():
     assert "under 2 h: FAIL (2 h 00 min)" in paper_scale.markdown(nine_model_table(45_000_000, 800), env, "cmd")
     assert "under 2 h: PASS (1 h 58 min)" in paper_scale.markdown(nine_model_table(45_000_000, 790), env, "cmd")
     # fewer rows: scaled in proportion, labelled a projection
-    assert "scaled by 10.0x, the rows' ratio, the total would be 1 h 58 min (a projection" in \
-        paper_scale.markdown(nine_model_table(4_500_000, 79), env, "cmd")
+    assert "scaled by 10.0x, the rows' ratio, the total would be 1 h 58 min (a projection" in paper_scale.markdown(
+        nine_model_table(4_500_000, 79), env, "cmd"
+    )
     part = nine_model_table(45_000_000, 10)
     part["runs"] = part["runs"][1:3]
     text = paper_scale.markdown(part, env, "cmd")

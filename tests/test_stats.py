@@ -1,5 +1,6 @@
 """The report's statistics on hand-made predictions: DeLong against its O(n^2) definition, the
 coverage of its intervals where the answer is known, Holm's adjustment, calibration error."""
+
 import math
 
 import numpy as np
@@ -66,8 +67,9 @@ def test_a_model_no_better_than_the_best_is_rarely_significant_and_a_worse_one_i
     worse = stats.compare_auc(labels, [noisy(0.8, s) for s in range(3)], [noisy(0.3, 10 + s) for s in range(3)])
     assert same.p_value > 0.01 and worse.p_value < 1e-6 and worse.difference < 0
     probabilities = lambda score: 1 / (1 + np.exp(-score))  # noqa: E731
-    loss = stats.compare_logloss(labels, [probabilities(noisy(0.8, s)) for s in range(3)],
-                                 [probabilities(noisy(0.3, 10 + s)) for s in range(3)])
+    loss = stats.compare_logloss(
+        labels, [probabilities(noisy(0.8, s)) for s in range(3)], [probabilities(noisy(0.3, 10 + s)) for s in range(3)]
+    )
     assert loss.difference > 0 and loss.p_value < 1e-6
 
 

@@ -1,5 +1,6 @@
 """The thread policy (``threads: auto``): its decisions on measured load, and that the thread count
 never changes a model's numbers, which is what lets it change mid-run."""
+
 import importlib
 import os
 
@@ -79,10 +80,12 @@ def test_without_proc_the_governor_leaves_threads_alone(machine):
 
 def test_busy_ticks_read_the_cpus_asked_for_and_this_process(tmp_path):
     (tmp_path / "self").mkdir()
-    (tmp_path / "stat").write_text("cpu  99 0 99 99 0 0 0 0 0 0\n"
-                                   "cpu0 10 1 2 500 7 3 4 5 0 0\n"
-                                   "cpu1 20 0 0 500 0 0 0 0 0 0\n"
-                                   "cpu2 40 0 0 500 0 0 0 0 0 0\nintr 1 2 3\n")
+    (tmp_path / "stat").write_text(
+        "cpu  99 0 99 99 0 0 0 0 0 0\n"
+        "cpu0 10 1 2 500 7 3 4 5 0 0\n"
+        "cpu1 20 0 0 500 0 0 0 0 0 0\n"
+        "cpu2 40 0 0 500 0 0 0 0 0 0\nintr 1 2 3\n"
+    )
     # the command name may hold spaces and parentheses; utime, stime are the 14th and 15th fields
     (tmp_path / "self" / "stat").write_text("42 (a (b) c) R 1 1 1 0 -1 0 0 0 0 0 30 6 0 0 20 0 3 0\n")
     assert busy_ticks([0, 1], tmp_path) == (10 + 1 + 2 + 3 + 4 + 5 + 20, 36)
@@ -114,8 +117,10 @@ def test_thread_policy_values():
 # Wide enough that torch's kernels split their work across threads (its grain is 32k elements).
 def wide_kwargs(name: str) -> dict:
     model = composed(name)[0]
-    return {**({"embedding_dim": 16} if "embedding_dim" in model else {}),
-            **({"hidden_units": [256, 128]} if "mlp" in model else {})}
+    return {
+        **({"embedding_dim": 16} if "embedding_dim" in model else {}),
+        **({"hidden_units": [256, 128]} if "mlp" in model else {}),
+    }
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))

@@ -1,5 +1,6 @@
 """The tuned comparison (experiments.sweep.tuned) end to end on tiny data, resumed after an interruption
 between its stages, and the pruning of trials (experiments.run.trial) by their runs."""
+
 from __future__ import annotations
 
 import json
@@ -27,21 +28,35 @@ from tests.helpers import REPO
 
 MODELS = ["lr", "deepfm"]  # the linear and the deep template: the deep one's final runs need its keys
 SEEDS = [0, 1]
-TINY = ["data.source.rows=3000", "data.batch_size=512", "trainer.max_epochs=2", "threads=1",
-        "trainer.enable_progress_bar=false"]
+TINY = [
+    "data.source.rows=3000",
+    "data.batch_size=512",
+    "trainer.max_epochs=2",
+    "threads=1",
+    "trainer.enable_progress_bar=false",
+]
 
 
 def arguments(root: Path, *more: str) -> list[str]:
     overrides = ",".join([*TINY, f"data.cache_dir={root / 'cache'}"])
-    return [f"models=[{','.join(MODELS)}]", "trials=2", f"seeds=[{','.join(map(str, SEEDS))}]",
-            f"overrides=[{overrides}]", f"out={root / 'runs'}", f"results={root / 'results'}",
-            "note=Tiny data: three thousand rows, two epochs.", *more]
+    return [
+        f"models=[{','.join(MODELS)}]",
+        "trials=2",
+        f"seeds=[{','.join(map(str, SEEDS))}]",
+        f"overrides=[{overrides}]",
+        f"out={root / 'runs'}",
+        f"results={root / 'results'}",
+        "note=Tiny data: three thousand rows, two epochs.",
+        *more,
+    ]
 
 
 def trial_records(invocation: tuned.Tuned) -> dict[str, list[tuple]]:
     """Everything that would change if a trial were run again."""
-    return {model: [(t.number, t.state, t.params, t.datetime_start, t.value) for t in invocation.trials(model)]
-            for model in MODELS}
+    return {
+        model: [(t.number, t.state, t.params, t.datetime_start, t.value) for t in invocation.trials(model)]
+        for model in MODELS
+    }
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +69,15 @@ def protocol(tmp_path_factory):
     resumed = tuned.run_protocol(tuned.load_config(arguments(root)))
     after_resume = trial_records(resumed)
     again = tuned.run_protocol(tuned.load_config(arguments(root)))
-    return SimpleNamespace(root=root, searched=searched, resumed=resumed, again=again,
-                           after_search=after_search, after_resume=after_resume,
-                           final_after_search=final_after_search)
+    return SimpleNamespace(
+        root=root,
+        searched=searched,
+        resumed=resumed,
+        again=again,
+        after_search=after_search,
+        after_resume=after_resume,
+        final_after_search=final_after_search,
+    )
 
 
 def best_trials(invocation: tuned.Tuned) -> dict[str, optuna.trial.FrozenTrial]:
@@ -66,14 +87,22 @@ def best_trials(invocation: tuned.Tuned) -> dict[str, optuna.trial.FrozenTrial]:
 @pytest.mark.slow
 def test_stage_one_runs_one_study_per_model_with_the_budget(protocol):
     assert [words[1:3] for words in protocol.searched.launched] == [
-        ["model=lr", "hparams_search=linear"], ["model=deepfm", "hparams_search=deep"]]
+        ["model=lr", "hparams_search=linear"],
+        ["model=deepfm", "hparams_search=deep"],
+    ]
     assert all("hydra.sweeper.n_trials=2" in words for words in protocol.searched.launched)
     for model, trials in protocol.after_search.items():
         assert [state for _, state, *_ in trials] == [TrialState.COMPLETE] * 2, model
         assert all(0.3 < value < 1 for *_, value in trials)
     assert set(protocol.after_search["deepfm"][0][2]) == {
-        "optim.lr", "optim.embedding_l2", "model.embedding_dim", "mlp_width", "mlp_depth", "model.mlp.dropout",
-        "optim.weight_l2"}
+        "optim.lr",
+        "optim.embedding_l2",
+        "model.embedding_dim",
+        "mlp_width",
+        "mlp_depth",
+        "model.mlp.dropout",
+        "optim.weight_l2",
+    }
     assert set(protocol.after_search["lr"][0][2]) == {"optim.lr", "optim.embedding_l2"}
     assert not protocol.final_after_search
 
@@ -83,7 +112,8 @@ def test_resumed_protocol_repeats_no_trial_and_runs_every_seed_of_the_best_trial
     assert protocol.after_resume == protocol.after_search
     search = protocol.root / "runs" / "search"
     assert sorted(p.relative_to(search).as_posix() for p in search.glob("*/*/metrics.json")) == [
-        f"{model}/{number}/metrics.json" for model in ("deepfm", "lr") for number in (0, 1)]
+        f"{model}/{number}/metrics.json" for model in ("deepfm", "lr") for number in (0, 1)
+    ]
     assert [words[1] for words in protocol.resumed.launched] == ["model=lr", "model=deepfm"]
     assert all("seed=0,1" in words for words in protocol.resumed.launched)
     for model, best in best_trials(protocol.resumed).items():
@@ -101,8 +131,10 @@ def test_final_runs_use_exactly_the_best_trials_parameters(protocol):
             assert config.seed == seed and config.data.source.rows == 3000
             if model == "deepfm":  # the MLP as the trial had it, rebuilt from width and depth
                 register_resolvers()
-                assert OmegaConf.to_container(config.model, resolve=True)["mlp"]["hidden_units"] == \
-                    [best.params["mlp_width"]] * best.params["mlp_depth"]
+                assert (
+                    OmegaConf.to_container(config.model, resolve=True)["mlp"]["hidden_units"]
+                    == [best.params["mlp_width"]] * best.params["mlp_depth"]
+                )
 
 
 @pytest.mark.slow
@@ -171,8 +203,9 @@ def test_a_study_whose_time_is_spent_asks_no_trial(protocol, monkeypatch):
 def test_time_spent_counts_overlapping_trials_once_and_gaps_not_at_all():
     def trial(start: float, end: float):
         at = pd.Timestamp("2026-01-01").to_pydatetime()
-        return SimpleNamespace(datetime_start=at + pd.Timedelta(seconds=start),
-                               datetime_complete=at + pd.Timedelta(seconds=end))
+        return SimpleNamespace(
+            datetime_start=at + pd.Timedelta(seconds=start), datetime_complete=at + pd.Timedelta(seconds=end)
+        )
 
     running = SimpleNamespace(datetime_start=pd.Timestamp("2026-01-01").to_pydatetime(), datetime_complete=None)
     assert tuned.seconds_spent([trial(0, 10), trial(5, 12), trial(100, 103), running]) == 15.0
@@ -181,9 +214,17 @@ def test_time_spent_counts_overlapping_trials_once_and_gaps_not_at_all():
 @pytest.mark.parametrize("seconds_per_batch, batches", [(4, [2, 2, 1]), (6, [2, 2])])
 def test_sweeper_asks_no_new_batch_once_its_time_is_up(monkeypatch, seconds_per_batch, batches):
     sweeper = DistributedOptunaSweeper(
-        OmegaConf.create({"_target_": "optuna.samplers.RandomSampler"}), direction="maximize", storage=None,
-        study_name=None, n_trials=5, n_jobs=2, max_failure_rate=0.0, custom_search_space=None, params=None,
-        timeout=10)
+        OmegaConf.create({"_target_": "optuna.samplers.RandomSampler"}),
+        direction="maximize",
+        storage=None,
+        study_name=None,
+        n_trials=5,
+        n_jobs=2,
+        max_failure_rate=0.0,
+        custom_search_space=None,
+        params=None,
+        timeout=10,
+    )
     clock, launched = [0.0], []
 
     def run_batch(arguments):  # the plugin's sweep of n_trials, taking seconds_per_batch
@@ -203,16 +244,30 @@ def test_unknown_keys_and_stages_are_errors():
         tuned.load_config(["stages=[search,tune]"])
 
 
-@pytest.mark.parametrize("text", ["tuned-lr-synthetic", "sqlite:////tmp/a b/optuna.db",
-                                  "postgresql://user:p@ss=1@host/db?x=1", "it's", "ends\\", "5", "a,b"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tuned-lr-synthetic",
+        "sqlite:////tmp/a b/optuna.db",
+        "postgresql://user:p@ss=1@host/db?x=1",
+        "it's",
+        "ends\\",
+        "5",
+        "a,b",
+    ],
+)
 def test_override_values_parse_back_to_the_text(text):
     assert OverridesParser.create().parse_override(f"key={override_value(text)}").value() == text
 
 
 def fake_trainer(value: float, epoch: int) -> SimpleNamespace:
-    return SimpleNamespace(is_global_zero=True, current_epoch=epoch, should_stop=False,
-                           callback_metrics={"val/auc": torch.tensor(value)},
-                           strategy=SimpleNamespace(broadcast=lambda obj, src: obj))
+    return SimpleNamespace(
+        is_global_zero=True,
+        current_epoch=epoch,
+        should_stop=False,
+        callback_metrics={"val/auc": torch.tensor(value)},
+        strategy=SimpleNamespace(broadcast=lambda obj, src: obj),
+    )
 
 
 def test_a_trial_its_pruner_gives_up_on_stops_training_and_is_told_pruned():
@@ -235,11 +290,28 @@ def test_sweep_with_a_pruner_stops_the_run_and_records_the_trial_pruned(tmp_path
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     pruner = "{_target_:optuna.pruners.ThresholdPruner,lower:1.0,n_warmup_steps:0}"  # no AUC reaches 1: prunes
     result = subprocess.run(
-        [sys.executable, str(REPO / "run.py"), "-m", "hparams_search=linear", "model=lr", "hydra.sweeper.n_trials=1",
-         f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=pruned", "~hydra.sweeper.pruner",
-         f"+hydra.sweeper.pruner={pruner}", f"hydra.sweep.dir={tmp_path / 'sweep'}", "~hydra.callbacks.report",
-         f"data.cache_dir={tmp_path / 'cache'}", *TINY, "trainer.max_epochs=3"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            str(REPO / "run.py"),
+            "-m",
+            "hparams_search=linear",
+            "model=lr",
+            "hydra.sweeper.n_trials=1",
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=pruned",
+            "~hydra.sweeper.pruner",
+            f"+hydra.sweeper.pruner={pruner}",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            "~hydra.callbacks.report",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            *TINY,
+            "trainer.max_epochs=3",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (trial,) = optuna.load_study(study_name="pruned", storage=storage).trials
     assert trial.state == TrialState.PRUNED and trial.user_attrs[PRUNED_ATTR] == 0
@@ -249,5 +321,7 @@ def test_sweep_with_a_pruner_stops_the_run_and_records_the_trial_pruned(tmp_path
 
 
 def test_the_report_names_the_protocol_command_without_stages_or_note():
-    assert tuned.protocol_command(["trials=8", "stages=[report]", "note=Why: these rows.", "overrides=[threads=1]"]) \
+    assert (
+        tuned.protocol_command(["trials=8", "stages=[report]", "note=Why: these rows.", "overrides=[threads=1]"])
         == "python -m experiments.sweep.tuned trials=8 'overrides=[threads=1]'"
+    )

@@ -1,6 +1,7 @@
 """What a new user meets: one-line errors, a summary at the end of a run, failed runs of a multirun
 listed with their reason, no silent overwrite of committed results, truncated runs marked, a line
 per epoch outside a terminal, and none of the libraries' notices."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,9 @@ TINY = ["data.source.rows=3000", "data.batch_size=512", "trainer.max_epochs=1", 
 
 @pytest.mark.integration
 def test_a_missing_data_file_is_one_message_without_a_traceback(tmp_path):
-    done = run_app("data=criteo", f"data.source.path={tmp_path / 'nope.tsv'}", f"hydra.run.dir={tmp_path / 'run'}",
-                   cwd=tmp_path)
+    done = run_app(
+        "data=criteo", f"data.source.path={tmp_path / 'nope.tsv'}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert f"error: CriteoSource: the input file {tmp_path / 'nope.tsv'} does not exist." in done.stderr
@@ -60,23 +62,48 @@ def test_a_run_ends_with_its_summary_and_writes_its_predictions(tmp_path, cache)
     assert "💡" not in done.stdout + done.stderr and "LeafSpec" not in done.stderr
     assert "Restoring states" not in done.stdout + done.stderr and "logging interval" not in done.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    for key in ("test/ece", "inference_samples_per_s", "peak_rss_mib", "train_seconds_per_epoch", "epochs_to_best",
-                "ceiling/first_order/test/auc", "ceiling/pairwise/test/auc"):
+    for key in (
+        "test/ece",
+        "inference_samples_per_s",
+        "peak_rss_mib",
+        "train_seconds_per_epoch",
+        "epochs_to_best",
+        "ceiling/first_order/test/auc",
+        "ceiling/pairwise/test/auc",
+    ):
         assert key in metrics, key
     assert "truncated" not in metrics
     assert (tmp_path / "run" / "predictions" / "test_p.npy").is_file()
 
 
 def test_a_summary_marks_a_truncated_run():
-    text = run_summary({"model": "fm", "dataset": "d", "seed": 1, "best_epoch": 0, "epochs": 1, "test/auc": 0.5,
-                        "test/logloss": 0.7, "truncated": "limit_train_batches=5"}, Path("x"), 3.0)
+    text = run_summary(
+        {
+            "model": "fm",
+            "dataset": "d",
+            "seed": 1,
+            "best_epoch": 0,
+            "epochs": 1,
+            "test/auc": 0.5,
+            "test/logloss": 0.7,
+            "truncated": "limit_train_batches=5",
+        },
+        Path("x"),
+        3.0,
+    )
     assert "truncated run (limit_train_batches=5)" in text and "not comparable" in text
 
 
 @pytest.mark.integration
 def test_a_multirun_with_a_failed_run_reports_the_others_lists_the_failure_and_exits_1(tmp_path, cache):
-    done = run_app("-m", "optim.lr=0.001,-1", f"data.cache_dir={cache}", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                   cwd=tmp_path)
+    done = run_app(
+        "-m",
+        "optim.lr=0.001,-1",
+        f"data.cache_dir={cache}",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+    )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "1 failed" in done.stdout and "the learning rate must be > 0, got -1" in done.stdout
@@ -95,8 +122,14 @@ def test_debug_runs_are_flagged_and_marked_in_the_table_and_every_figure(tmp_pat
         return save(fig, stem, note)
 
     monkeypatch.setattr(plots, "save_figure", save_and_note)
-    done = run_app("trainer=debug", f"data.cache_dir={cache}", "data.source.rows=3000", "model.mlp.hidden_units=[8]",
-                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    done = run_app(
+        "trainer=debug",
+        f"data.cache_dir={cache}",
+        "data.source.rows=3000",
+        "model.mlp.hidden_units=[8]",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert "limit_train_batches" in metrics["truncated"]
@@ -110,8 +143,16 @@ def test_debug_runs_are_flagged_and_marked_in_the_table_and_every_figure(tmp_pat
 @pytest.mark.integration
 def test_the_report_refuses_to_replace_results_with_fewer_runs(tmp_path, cache):
     sweep = tmp_path / "sweep"
-    done = run_app("-m", "model=fm,lr", "seed=0,1", f"data.cache_dir={cache}", *TINY[:3], f"hydra.sweep.dir={sweep}",
-                   "~hydra.callbacks.report", cwd=tmp_path)
+    done = run_app(
+        "-m",
+        "model=fm,lr",
+        "seed=0,1",
+        f"data.cache_dir={cache}",
+        *TINY[:3],
+        f"hydra.sweep.dir={sweep}",
+        "~hydra.callbacks.report",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     out = tmp_path / "results"
     quiet = open("/dev/null", "w")
@@ -129,8 +170,13 @@ def test_the_report_refuses_to_replace_results_with_fewer_runs(tmp_path, cache):
 def test_the_report_command_writes_next_to_the_runs_by_default(tmp_path, cache):
     done = run_app(f"data.cache_dir={cache}", *TINY, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert done.returncode == 0
-    report = subprocess.run([sys.executable, "-m", "experiments.report", str(tmp_path / "run")], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
+    report = subprocess.run(
+        [sys.executable, "-m", "experiments.report", str(tmp_path / "run")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "run" / "results" / "synthetic" / "table.md").is_file()
     assert not (REPO / "results" / "tables" / "synthetic" / "provenance.json").read_text().count(str(tmp_path))

@@ -1,4 +1,5 @@
 """Raw data readers: each streams its input in chunks of validated rows (see ``base.Source``)."""
+
 from datamodules.sources.base import RawChunk, Source
 from datamodules.sources.criteo import CriteoSource
 from datamodules.sources.frappe import frappe_source

@@ -5,6 +5,7 @@ split plan divides, or a subset of ``("train", "val", "test")`` for predefined f
 yields ``RawChunk`` objects: only the rows that passed validation, with each row's position among
 the part's data rows (so that split assignment can be done by position, whatever was rejected).
 """
+
 from __future__ import annotations
 
 import bz2
@@ -129,8 +130,12 @@ def fingerprint(path: Path) -> dict:
         digest.update(f.read(EDGE_HASH_BYTES))
         f.seek(stat.st_size - EDGE_HASH_BYTES)
         digest.update(f.read(EDGE_HASH_BYTES))
-    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "edges_sha256": digest.hexdigest()}
+    return {
+        "path": str(path.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "edges_sha256": digest.hexdigest(),
+    }
 
 
 class LineBlock(NamedTuple):
@@ -160,8 +165,10 @@ def compression_of(path: Path) -> Optional[str]:
     found = next((name for magic, name in COMPRESSION_MAGIC if head.startswith(magic)), None)
     claimed = COMPRESSION_SUFFIXES.get(path.suffix.lower())
     if claimed and found != claimed:
-        raise BadInputError(f"{path}: the name says {claimed}-compressed, but the file does not start like {claimed} "
-                            f"data" + (f" ({found} does)" if found else "") + "; rename or recompress it")
+        raise BadInputError(
+            f"{path}: the name says {claimed}-compressed, but the file does not start like {claimed} "
+            f"data" + (f" ({found} does)" if found else "") + "; rename or recompress it"
+        )
     return found
 
 
@@ -188,6 +195,7 @@ def open_decompressed(path: Path, compression: Optional[str]) -> Iterator[tuple[
             return
         if compression == "zstd":
             import pyarrow as pa
+
             stream = io.BufferedReader(_ArrowStream(pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd")))
         elif compression == "gzip":
             stream = gzip.GzipFile(fileobj=raw)
@@ -206,27 +214,31 @@ def check_text(path: Path, head: bytes, compression: Optional[str]) -> None:
     where = f"{path}" + (f" (after {compression} decompression)" if compression else "")
     sniff = head[:SNIFF_BYTES]
     if sniff.count(b"\0") > 1:  # one NUL is a bad line, reported with its line number
-        raise BadInputError(f"{where}: this is not a text file (it holds binary data); expected "
-                            f"delimited text lines, plain or compressed with gzip, bz2, xz or zstd")
+        raise BadInputError(
+            f"{where}: this is not a text file (it holds binary data); expected "
+            f"delimited text lines, plain or compressed with gzip, bz2, xz or zstd"
+        )
     try:
         sniff.decode("utf-8")
     except UnicodeDecodeError as error:
         if error.start < len(sniff) - 4:  # not just a character cut by the sniff's end
-            raise BadInputError(f"{where}: not UTF-8 text (byte {error.start + 1} cannot start a character); "
-                                f"expected delimited text lines, plain or compressed") from None
+            raise BadInputError(
+                f"{where}: not UTF-8 text (byte {error.start + 1} cannot start a character); "
+                f"expected delimited text lines, plain or compressed"
+            ) from None
 
 
 def count_newlines(data: bytes | bytearray | memoryview, end: Optional[int] = None) -> int:
     """Newline bytes in ``data[:end]``, counted by numpy (several times faster than ``bytes.count``)
     in slices whose scratch comparison stays small enough to be reused, not page-faulted afresh."""
     array = np.frombuffer(data, dtype=np.uint8, count=len(data) if end is None else end)
-    return sum(int(np.count_nonzero(array[i: i + SCAN_BYTES] == NEWLINE)) for i in range(0, len(array), SCAN_BYTES))
+    return sum(int(np.count_nonzero(array[i : i + SCAN_BYTES] == NEWLINE)) for i in range(0, len(array), SCAN_BYTES))
 
 
 def contains_byte(data: bytes | bytearray | memoryview, byte: int) -> bool:
     """Whether ``data`` holds ``byte`` (numpy, in slices as in ``count_newlines``)."""
     array = np.frombuffer(data, dtype=np.uint8)
-    return any(bool((array[i: i + SCAN_BYTES] == byte).any()) for i in range(0, len(array), SCAN_BYTES))
+    return any(bool((array[i : i + SCAN_BYTES] == byte).any()) for i in range(0, len(array), SCAN_BYTES))
 
 
 def count_lines(data: bytes | bytearray | memoryview, end: Optional[int] = None) -> int:
@@ -243,27 +255,34 @@ class FileSource(Source):
     dataset config may give a more specific text (e.g. Avazu for ``TableSource``).
     """
 
-    how_to_get: str = ("Pass your file with data.source.path=FILE (one file, split at random by the split config) "
-                       "or data.source.files='{train: FILE, val: FILE, test: FILE}' (predefined splits).")
+    how_to_get: str = (
+        "Pass your file with data.source.path=FILE (one file, split at random by the split config) "
+        "or data.source.files='{train: FILE, val: FILE, test: FILE}' (predefined splits)."
+    )
 
-    def __init__(self, path: Optional[str] = None, files: Optional[Mapping[str, str]] = None,
-                 how_to_get: Optional[str] = None):
+    def __init__(
+        self, path: Optional[str] = None, files: Optional[Mapping[str, str]] = None, how_to_get: Optional[str] = None
+    ):
         if how_to_get:
             self.how_to_get = str(how_to_get).strip()
         name = type(self).__name__
         files = {str(k): v for k, v in dict(files or {}).items() if v}  # a config's unset entries are null
         if (path is None) == (not files):
-            raise BadInputError(f"{name}: " + ("both `path` and `files` are set" if path is not None
-                                else "no input file is set") + "; give either `path` (one file, divided by the "
-                                "split config) or `files` ({train: ..., val: ..., test: ...}: predefined splits).\n"
-                                + self.how_to_get)
+            raise BadInputError(
+                f"{name}: "
+                + ("both `path` and `files` are set" if path is not None else "no input file is set")
+                + "; give either `path` (one file, divided by the "
+                "split config) or `files` ({train: ..., val: ..., test: ...}: predefined splits).\n" + self.how_to_get
+            )
         if path is not None:
             self.files = {WHOLE: Path(str(path)).expanduser()}
         else:
             unknown = sorted(set(files) - set(SPLITS))
             if unknown or "train" not in files:
-                raise BadInputError(f"{name}: `files` needs a 'train' entry and only the keys {list(SPLITS)}; got "
-                                    f"{sorted(files)}.\n{self.how_to_get}")
+                raise BadInputError(
+                    f"{name}: `files` needs a 'train' entry and only the keys {list(SPLITS)}; got "
+                    f"{sorted(files)}.\n{self.how_to_get}"
+                )
             self.files = {s: Path(str(files[s])).expanduser() for s in SPLITS if s in files}
         for part, file in self.files.items():
             which = "the input file" if part == WHOLE else f"the {part} file"
@@ -332,12 +351,17 @@ class FileSource(Source):
             row, carry, consumed = 0, b"", 0
             while True:
                 buffer = bytearray(len(carry) + block_bytes)
-                buffer[:len(carry)] = carry
-                end = len(carry) + f.readinto(memoryview(buffer)[len(carry):])
+                buffer[: len(carry)] = carry
+                end = len(carry) + f.readinto(memoryview(buffer)[len(carry) :])
                 if end == len(carry):  # end of file: whatever is left is the last line(s)
                     if end:
-                        yield LineBlock(memoryview(buffer)[:end].toreadonly(), row, header + row + 1,
-                                        count_lines(buffer, end), position() - consumed)
+                        yield LineBlock(
+                            memoryview(buffer)[:end].toreadonly(),
+                            row,
+                            header + row + 1,
+                            count_lines(buffer, end),
+                            position() - consumed,
+                        )
                     return
                 cut = buffer.rfind(b"\n", 0, end) + 1
                 if cut == 0:  # a line longer than the block: keep reading until it ends

@@ -2,6 +2,7 @@
 
 Nothing here loops over rows in Python except on the error path (describing a bad row).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,6 +23,7 @@ FLOAT_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
+
 
 def _as_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
@@ -68,7 +70,7 @@ def _string_buffers(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     large = pa.types.is_large_string(strings.type) or pa.types.is_large_binary(strings.type)
     _, offsets_buffer, data_buffer = strings.buffers()
     offsets = np.frombuffer(offsets_buffer, dtype=np.int64 if large else np.int32)
-    offsets = offsets[strings.offset: strings.offset + len(strings) + 1]
+    offsets = offsets[strings.offset : strings.offset + len(strings) + 1]
     data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.empty(0, np.uint8)
     return data, offsets
 
@@ -88,7 +90,7 @@ def _uniform_width_keys(data: np.ndarray, offsets: np.ndarray, lengths: np.ndarr
     if count + int(np.count_nonzero(lengths == 0)) != len(lengths):
         return None
     keys = np.zeros(len(lengths), dtype=np.int64)
-    keys[filled] = _pack_rows(data[offsets[0]: offsets[0] + count * width].reshape(count, width))
+    keys[filled] = _pack_rows(data[offsets[0] : offsets[0] + count * width].reshape(count, width))
     return keys
 
 
@@ -98,7 +100,7 @@ def _pack_rows(rows: np.ndarray) -> np.ndarray:
     if rows.shape[1] == 8:
         return np.ascontiguousarray(rows).view("<i8").ravel()
     packed = np.zeros((len(rows), 8), dtype=np.uint8)
-    packed[:, :rows.shape[1]] = rows
+    packed[:, : rows.shape[1]] = rows
     return packed.view("<i8").ravel()
 
 
@@ -106,7 +108,7 @@ def fixed_width_keys(column: pa.FixedSizeBinaryArray) -> np.ndarray:
     """``binary(w)`` values, ``w <= 8`` ``[N]`` -> int64 ``[N]`` keys, the same as ``string_keys``
     of the same bytes (arbitrary where null)."""
     width, first = column.type.byte_width, column.offset
-    raw = np.frombuffer(column.buffers()[1], dtype=np.uint8)[first * width: (first + len(column)) * width]
+    raw = np.frombuffer(column.buffers()[1], dtype=np.uint8)[first * width : (first + len(column)) * width]
     return _pack_rows(raw.reshape(len(column), width))
 
 
@@ -206,8 +208,14 @@ class ParsedBlock(NamedTuple):
     misshapen: list[tuple[int, int, str]]
 
 
-def parse_delimited(block: LineBlock, path: Path, column_names: list[str], delimiter: str,
-                    quoted: bool, include: Optional[list[str]] = None) -> ParsedBlock:
+def parse_delimited(
+    block: LineBlock,
+    path: Path,
+    column_names: list[str],
+    delimiter: str,
+    quoted: bool,
+    include: Optional[list[str]] = None,
+) -> ParsedBlock:
     """Parse whole lines into string columns (empty field -> null) with pyarrow's C++ reader.
 
     The fast path parses with threads and no per-row callback. Lines with a wrong number of fields
@@ -216,36 +224,51 @@ def parse_delimited(block: LineBlock, path: Path, column_names: list[str], delim
     """
     read_options = dict(column_names=column_names)
     parse_options = dict(delimiter=delimiter, quote_char='"' if quoted else False, ignore_empty_lines=False)
-    convert = arrow_csv.ConvertOptions(column_types={c: pa.string() for c in column_names}, strings_can_be_null=True,
-                                       quoted_strings_can_be_null=True, include_columns=include)
+    convert = arrow_csv.ConvertOptions(
+        column_types={c: pa.string() for c in column_names},
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+        include_columns=include,
+    )
     buffer = pa.BufferReader(block.data)
     misshapen: list[tuple[int, int, str]] = []
     try:
-        table = arrow_csv.read_csv(buffer, read_options=arrow_csv.ReadOptions(use_threads=True, **read_options),
-                                   parse_options=arrow_csv.ParseOptions(**parse_options), convert_options=convert)
+        table = arrow_csv.read_csv(
+            buffer,
+            read_options=arrow_csv.ReadOptions(use_threads=True, **read_options),
+            parse_options=arrow_csv.ParseOptions(**parse_options),
+            convert_options=convert,
+        )
     except pa.ArrowInvalid:
+
         def record(row) -> str:
             misshapen.append((row.number - 1, row.actual_columns, row.text))
             return "skip"
 
         try:
-            table = arrow_csv.read_csv(pa.BufferReader(block.data),
-                                       read_options=arrow_csv.ReadOptions(use_threads=False, **read_options),
-                                       parse_options=arrow_csv.ParseOptions(invalid_row_handler=record, **parse_options),
-                                       convert_options=convert)
+            table = arrow_csv.read_csv(
+                pa.BufferReader(block.data),
+                read_options=arrow_csv.ReadOptions(use_threads=False, **read_options),
+                parse_options=arrow_csv.ParseOptions(invalid_row_handler=record, **parse_options),
+                convert_options=convert,
+            )
         except pa.ArrowInvalid as error:
-            raise BadInputError(f"{path}, lines {block.first_line}-{block.first_line + block.num_lines - 1}: "
-                                f"cannot be parsed: {error}") from None
+            raise BadInputError(
+                f"{path}, lines {block.first_line}-{block.first_line + block.num_lines - 1}: cannot be parsed: {error}"
+            ) from None
     if table.num_rows + len(misshapen) != block.num_lines:
-        raise BadInputError(f"{path}, lines {block.first_line}-{block.first_line + block.num_lines - 1}: pyarrow "
-                            f"found {table.num_rows + len(misshapen)} rows in {block.num_lines} lines; are there "
-                            f"line breaks inside quoted values or bare carriage returns as line ends?")
+        raise BadInputError(
+            f"{path}, lines {block.first_line}-{block.first_line + block.num_lines - 1}: pyarrow "
+            f"found {table.num_rows + len(misshapen)} rows in {block.num_lines} lines; are there "
+            f"line breaks inside quoted values or bare carriage returns as line ends?"
+        )
     line_offset = np.delete(np.arange(block.num_lines, dtype=np.int64), [m[0] for m in misshapen])
     return ParsedBlock(table, line_offset, misshapen)
 
 
-def parse_typed(block: LineBlock, column_names: list[str], delimiter: str,
-                column_types: Mapping[str, pa.DataType]) -> Optional[ParsedBlock]:
+def parse_typed(
+    block: LineBlock, column_names: list[str], delimiter: str, column_types: Mapping[str, pa.DataType]
+) -> Optional[ParsedBlock]:
     """The fast path for an unquoted block of well-formed lines: pyarrow converts the columns in
     ``column_types`` itself, in its threads, instead of building text columns to convert later;
     the other columns are text. Supported types: ``int64`` and ``binary(w)`` (every value exactly
@@ -262,9 +285,11 @@ def parse_typed(block: LineBlock, column_names: list[str], delimiter: str,
     types = {c: column_types.get(c, pa.string()) for c in column_names}
     try:
         table = arrow_csv.read_csv(
-            pa.BufferReader(block.data), read_options=arrow_csv.ReadOptions(column_names=column_names),
+            pa.BufferReader(block.data),
+            read_options=arrow_csv.ReadOptions(column_names=column_names),
             parse_options=arrow_csv.ParseOptions(delimiter=delimiter, quote_char=False, ignore_empty_lines=False),
-            convert_options=arrow_csv.ConvertOptions(column_types=types, strings_can_be_null=True))
+            convert_options=arrow_csv.ConvertOptions(column_types=types, strings_can_be_null=True),
+        )
     except pa.ArrowInvalid:
         return None
     if table.num_rows != block.num_lines:
@@ -276,10 +301,13 @@ def reject_misshapen(parsed: ParsedBlock, block: LineBlock, path: Path, expected
     """Report ``parsed.misshapen`` lines as 'wrong number of fields'."""
     if parsed.misshapen:
         offsets = np.array([m[0] for m in parsed.misshapen], dtype=np.int64)
-        rejects.reject(str(path), block.first_line + offsets, np.zeros(len(offsets), dtype=np.int64),
-                       ["wrong number of fields"],
-                       lambda i: f"expected {expected}, found {parsed.misshapen[i][1]}: "
-                                 f"{_shorten(parsed.misshapen[i][2])}")
+        rejects.reject(
+            str(path),
+            block.first_line + offsets,
+            np.zeros(len(offsets), dtype=np.int64),
+            ["wrong number of fields"],
+            lambda i: f"expected {expected}, found {parsed.misshapen[i][1]}: {_shorten(parsed.misshapen[i][2])}",
+        )
 
 
 def _shorten(text: str, limit: int = 120) -> str:
@@ -322,9 +350,16 @@ def looks_like_header(table: pa.Table, label: Optional[str], numeric: tuple[str,
     return bool(numeric) and all(present) and bool(numeric_bad[0].all())
 
 
-def convert_columns(table: pa.Table, label: Optional[str], numeric: tuple[str, ...], integer: bool,
-                    categorical: tuple[str, ...], at_file_start: bool, delimiter: str,
-                    integer_categorical: tuple[str, ...] = ()) -> ConvertedRows:
+def convert_columns(
+    table: pa.Table,
+    label: Optional[str],
+    numeric: tuple[str, ...],
+    integer: bool,
+    categorical: tuple[str, ...],
+    at_file_start: bool,
+    delimiter: str,
+    integer_categorical: tuple[str, ...] = (),
+) -> ConvertedRows:
     """Validate and type the columns of ``table`` (all text, null = empty field).
 
     Checks, first failure wins: an empty line; a header line where none belongs (only if
@@ -360,11 +395,13 @@ def convert_columns(table: pa.Table, label: Optional[str], numeric: tuple[str, .
     if at_file_start and rows:
         header_like = np.zeros(rows, dtype=bool)
         header_like[0] = looks_like_header(table, label, numeric, numeric_bad)
-        checks.fail(header_like, "unexpected header line",
-                    lambda r: f"this file is configured without a header, but its first line reads {describe_row(r)}")
+        checks.fail(
+            header_like,
+            "unexpected header line",
+            lambda r: f"this file is configured without a header, but its first line reads {describe_row(r)}",
+        )
     checks.fail(label_missing, "missing label", lambda r: f"empty label field in {describe_row(r)}")
-    checks.fail(label_bad, "label not in {0,1}",
-                lambda r: f"label {table[label][r].as_py()!r} in {describe_row(r)}")
+    checks.fail(label_bad, "label not in {0,1}", lambda r: f"label {table[label][r].as_py()!r} in {describe_row(r)}")
 
     # well-formed numbers too large for int64 (or float64) are out of range, not malformed
     out_of_range = np.zeros_like(numeric_bad)
@@ -373,30 +410,43 @@ def convert_columns(table: pa.Table, label: Optional[str], numeric: tuple[str, .
         if numeric_bad[:, j].any() and text:
             well_formed = pc.match_substring_regex(table[name], INTEGER_PATTERN if integer else FLOAT_PATTERN)
             out_of_range[:, j] = numeric_bad[:, j] & well_formed.fill_null(False).to_numpy(zero_copy_only=False)
-    limit = f"integers must lie within ±{np.iinfo(np.int64).max:,}" if integer else \
-        f"numbers must lie within ±{np.finfo(np.float64).max:.3g}"
+    limit = (
+        f"integers must lie within ±{np.iinfo(np.int64).max:,}"
+        if integer
+        else f"numbers must lie within ±{np.finfo(np.float64).max:.3g}"
+    )
 
     def describe(bad: np.ndarray, what: str):
         def text(r: int) -> str:
             j = int(np.argmax(bad[r]))
             return f"{numeric[j]}={table[numeric[j]][r].as_py()!r} {what}"
+
         return text
 
-    checks.fail(out_of_range.any(axis=1), "numeric field out of range",
-                describe(out_of_range, f"is out of range ({limit})"))
+    checks.fail(
+        out_of_range.any(axis=1), "numeric field out of range", describe(out_of_range, f"is out of range ({limit})")
+    )
     malformed = numeric_bad & ~out_of_range
-    checks.fail(malformed.any(axis=1), f"numeric field not a valid {number_kind}",
-                describe(malformed, f"is not a valid {number_kind}"))
+    checks.fail(
+        malformed.any(axis=1),
+        f"numeric field not a valid {number_kind}",
+        describe(malformed, f"is not a valid {number_kind}"),
+    )
     columns = []
     for name in categorical:
         if name not in integer_categorical:
             columns.append(categorical_from_column(table[name]))
             continue
         values, bad = parse_numbers(table[name], integer=True)
-        bad |= np.abs(np.nan_to_num(values)) > 2.0 ** 53
-        checks.fail(bad, "categorical field not an integer",
-                    lambda r, name=name: f"{name}={table[name][r].as_py()!r} is not an integer (of at most 2^53 in "
-                                         f"magnitude), as this column is declared")
+        bad |= np.abs(np.nan_to_num(values)) > 2.0**53
+        checks.fail(
+            bad,
+            "categorical field not an integer",
+            lambda r, name=name: (
+                f"{name}={table[name][r].as_py()!r} is not an integer (of at most 2^53 in "
+                f"magnitude), as this column is declared"
+            ),
+        )
         columns.append(categorical_from_integers(np.nan_to_num(values).astype(np.int64), np.isnan(values) | bad))
     return ConvertedRows(labels, numeric_values, columns, checks)
 
@@ -406,24 +456,53 @@ def starts_file(block: LineBlock, parsed: ParsedBlock) -> bool:
     return block.first_row == 0 and len(parsed.line_offset) > 0 and parsed.line_offset[0] == 0
 
 
-def keep_valid(rows: ConvertedRows, row_index: np.ndarray, positions: np.ndarray, path: Path, rejects: RejectLog,
-               rows_read: int, already_rejected: int, progress: int, unit: str = "line") -> RawChunk:
+def keep_valid(
+    rows: ConvertedRows,
+    row_index: np.ndarray,
+    positions: np.ndarray,
+    path: Path,
+    rejects: RejectLog,
+    rows_read: int,
+    already_rejected: int,
+    progress: int,
+    unit: str = "line",
+) -> RawChunk:
     """Report the rows that failed their checks and keep the rest as a ``RawChunk``.
 
     row_index / positions: int64 ``[N]`` each converted row's data-row index / 1-based line (or row)
     number; already_rejected: rows of this chunk dropped before conversion (misshapen lines)."""
     rejected = already_rejected + rows.checks.report(rejects, str(path), positions, unit=unit)
     if rejected == already_rejected:  # the usual case: every converted row is kept, no copies needed
-        return RawChunk(row_index=row_index, labels=rows.labels, categorical=rows.categorical, numeric=rows.numeric,
-                        rows_read=rows_read, rows_rejected=rejected, progress=progress)
+        return RawChunk(
+            row_index=row_index,
+            labels=rows.labels,
+            categorical=rows.categorical,
+            numeric=rows.numeric,
+            rows_read=rows_read,
+            rows_rejected=rejected,
+            progress=progress,
+        )
     ok = rows.checks.ok
-    return RawChunk(row_index=row_index[ok], labels=rows.labels[ok],
-                    categorical=[column.take(ok) for column in rows.categorical], numeric=rows.numeric[ok],
-                    rows_read=rows_read, rows_rejected=rejected, progress=progress)
+    return RawChunk(
+        row_index=row_index[ok],
+        labels=rows.labels[ok],
+        categorical=[column.take(ok) for column in rows.categorical],
+        numeric=rows.numeric[ok],
+        rows_read=rows_read,
+        rows_rejected=rejected,
+        progress=progress,
+    )
 
 
 def text_chunk(block: LineBlock, parsed: ParsedBlock, rows: ConvertedRows, path: Path, rejects: RejectLog) -> RawChunk:
     """``keep_valid`` for a parsed text block."""
-    return keep_valid(rows, block.first_row + parsed.line_offset, block.first_line + parsed.line_offset, path,
-                      rejects, rows_read=block.num_lines, already_rejected=len(parsed.misshapen),
-                      progress=block.progress)
+    return keep_valid(
+        rows,
+        block.first_row + parsed.line_offset,
+        block.first_line + parsed.line_offset,
+        path,
+        rejects,
+        rows_read=block.num_lines,
+        already_rejected=len(parsed.misshapen),
+        progress=block.progress,
+    )

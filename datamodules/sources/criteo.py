@@ -1,4 +1,5 @@
 """Criteo Display Advertising Challenge raw TSV (Kaggle ``train.txt`` / ``test.txt``)."""
+
 from __future__ import annotations
 
 from typing import Iterator, Mapping, Optional
@@ -8,8 +9,16 @@ import pyarrow as pa
 from datamodules.download import CRITEO_URL
 from datamodules.errors import RejectLog
 from datamodules.sources.base import FileSource, LineBlock, RawChunk
-from datamodules.sources.columns import (ConvertedRows, ParsedBlock, convert_columns, parse_delimited,
-                                         parse_typed, reject_misshapen, starts_file, text_chunk)
+from datamodules.sources.columns import (
+    ConvertedRows,
+    ParsedBlock,
+    convert_columns,
+    parse_delimited,
+    parse_typed,
+    reject_misshapen,
+    starts_file,
+    text_chunk,
+)
 
 NUMERIC = tuple(f"I{i}" for i in range(1, 14))
 CATEGORICAL = tuple(f"C{i}" for i in range(1, 27))
@@ -35,12 +44,18 @@ class CriteoSource(FileSource):
         "(integers, may be empty), C1..C26 (categories hashed to 8 hex digits, may be empty). Fetch and unpack it "
         "with `python -m datamodules.download criteo --dest DIR` (--url for another address or a local copy), then "
         "pass data.source.path=DIR/train.txt (one file, split at random as in the DeepFM paper) or "
-        "data.source.files='{train: ..., val: ..., test: ...}' (files split beforehand).")
+        "data.source.files='{train: ..., val: ..., test: ...}' (files split beforehand)."
+    )
     numeric_fields = NUMERIC
     categorical_fields = CATEGORICAL
 
-    def __init__(self, path: Optional[str] = None, files: Optional[Mapping[str, str]] = None,
-                 labelled: Optional[bool] = None, how_to_get: Optional[str] = None):
+    def __init__(
+        self,
+        path: Optional[str] = None,
+        files: Optional[Mapping[str, str]] = None,
+        labelled: Optional[bool] = None,
+        how_to_get: Optional[str] = None,
+    ):
         super().__init__(path, files, how_to_get)
         self.labelled = {part: self._is_labelled(part, labelled) for part in self.files}
 
@@ -56,12 +71,21 @@ class CriteoSource(FileSource):
         self.check_not_empty(part)
         path, labelled = self.files[part], self.labelled[part]
         names = (["label"] if labelled else []) + list(NUMERIC) + list(CATEGORICAL)
-        fast_types = {**{name: pa.int64() for name in names[:-len(CATEGORICAL)]},
-                      **{name: pa.binary(HASH_BYTES) for name in CATEGORICAL}}
+        fast_types = {
+            **{name: pa.int64() for name in names[: -len(CATEGORICAL)]},
+            **{name: pa.binary(HASH_BYTES) for name in CATEGORICAL},
+        }
 
         def convert(parsed: ParsedBlock, block: LineBlock) -> ConvertedRows:
-            return convert_columns(parsed.table, "label" if labelled else None, NUMERIC, True, CATEGORICAL,
-                                   at_file_start=starts_file(block, parsed), delimiter="\t")
+            return convert_columns(
+                parsed.table,
+                "label" if labelled else None,
+                NUMERIC,
+                True,
+                CATEGORICAL,
+                at_file_start=starts_file(block, parsed),
+                delimiter="\t",
+            )
 
         for block in self.line_blocks(part, block_bytes):
             parsed = parse_typed(block, names, "\t", fast_types)

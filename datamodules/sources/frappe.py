@@ -1,4 +1,5 @@
 """Frappe (Baltrunas et al. 2015) as the NFM paper split it, from either of its two releases."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,11 +17,13 @@ HOW_TO_GET = (
     "`label index:1 ...`, label -1/1), or BARS's Frappe_x1 CSV files {train,valid,test}.csv (Zenodo record "
     "6324454, Frappe_x1.zip; header "
     "label,user,item,daytime,weekday,isweekend,homework,cost,weather,country,city, label 0/1, the same indices). "
-    "Pass them as data.source.files='{train: ..., val: ..., test: ...}'; the suffix .csv picks the CSV reader.")
+    "Pass them as data.source.files='{train: ..., val: ..., test: ...}'; the suffix .csv picks the CSV reader."
+)
 
 
-def frappe_source(path: Optional[str] = None, files: Optional[Mapping[str, str]] = None,
-                  how_to_get: Optional[str] = None) -> Source:
+def frappe_source(
+    path: Optional[str] = None, files: Optional[Mapping[str, str]] = None, how_to_get: Optional[str] = None
+) -> Source:
     """A ``TableSource`` for ``.csv`` files, else a ``LibFMSource``, over Frappe's ten fields.
 
     Both releases hold the same rows with the same feature indices (BARS converted the libfm
@@ -32,6 +35,14 @@ def frappe_source(path: Optional[str] = None, files: Optional[Mapping[str, str]]
         raise ValueError(f"Frappe: give either libfm or CSV files, not both: {named}")
     how_to_get = how_to_get or HOW_TO_GET
     if csv:
-        return TableSource(label="label", categorical=FIELDS, integer_categorical=FIELDS, path=path, files=files,
-                           format="csv", header=True, how_to_get=how_to_get)
+        return TableSource(
+            label="label",
+            categorical=FIELDS,
+            integer_categorical=FIELDS,
+            path=path,
+            files=files,
+            format="csv",
+            header=True,
+            how_to_get=how_to_get,
+        )
     return LibFMSource(path=path, files=files, fields=list(FIELDS), how_to_get=how_to_get)

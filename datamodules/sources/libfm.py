@@ -1,4 +1,5 @@
 """libfm / libsvm-style lines with one feature per field, as in the NFM Frappe and MovieLens-tag files."""
+
 from __future__ import annotations
 
 from typing import Iterator, Mapping, Optional, Sequence, Union
@@ -26,8 +27,9 @@ def block_lines(block: LineBlock) -> pa.Array:
     try:
         lines.validate(full=True)
     except pa.ArrowInvalid:
-        raise BadInputError(f"lines {block.first_line}-{block.first_line + block.num_lines - 1} are not UTF-8 "
-                            f"text") from None
+        raise BadInputError(
+            f"lines {block.first_line}-{block.first_line + block.num_lines - 1} are not UTF-8 text"
+        ) from None
     return pc.utf8_trim_whitespace(lines)
 
 
@@ -50,17 +52,25 @@ class LibFMSource(FileSource):
         "fields: user, item, tag). Format: one row per line, `label index:1 index:1 ...` separated by spaces, label "
         "-1 or 1, one index:1 per field. Fetch them with `python -m datamodules.download frappe --dest DIR` (or "
         "movielens_tag; --url for another base address), then pass data.source.files='{train: DIR/NAME.train.libfm, "
-        "val: DIR/NAME.validation.libfm, test: DIR/NAME.test.libfm}' with NAME frappe or ml-tag.")
+        "val: DIR/NAME.validation.libfm, test: DIR/NAME.test.libfm}' with NAME frappe or ml-tag."
+    )
 
-    def __init__(self, path: Optional[str] = None, files: Optional[Mapping[str, str]] = None,
-                 fields: Union[int, Sequence[str], None] = None, how_to_get: Optional[str] = None):
+    def __init__(
+        self,
+        path: Optional[str] = None,
+        files: Optional[Mapping[str, str]] = None,
+        fields: Union[int, Sequence[str], None] = None,
+        how_to_get: Optional[str] = None,
+    ):
         super().__init__(path, files, how_to_get)
         if fields is None:
             first_part = self.parts()[0]
             fields = len(self.first_line(first_part).split()) - 1
             if fields < 1:
-                raise BadInputError(f"{self.files[first_part]}, line 1: cannot count the fields (no features on "
-                                    f"the first line); set `fields`")
+                raise BadInputError(
+                    f"{self.files[first_part]}, line 1: cannot count the fields (no features on "
+                    f"the first line); set `fields`"
+                )
         if isinstance(fields, int):
             fields = [f"f{i}" for i in range(1, fields + 1)]
         self.categorical_fields = tuple(str(f) for f in fields)
@@ -93,10 +103,12 @@ class LibFMSource(FileSource):
         feature_tokens = flat.take(np.delete(np.arange(len(flat)), np.arange(0, len(flat), width)))
         features = pc.extract_regex(feature_tokens, FEATURE_PATTERN)
         well_formed = features.is_valid().to_numpy(zero_copy_only=False)
-        index, _ = parse_numbers(pc.if_else(features.is_valid(), pc.struct_field(features, "index"), None),
-                                 integer=True)
-        value, _ = parse_numbers(pc.if_else(features.is_valid(), pc.struct_field(features, "value"), None),
-                                 integer=False)
+        index, _ = parse_numbers(
+            pc.if_else(features.is_valid(), pc.struct_field(features, "index"), None), integer=True
+        )
+        value, _ = parse_numbers(
+            pc.if_else(features.is_valid(), pc.struct_field(features, "value"), None), integer=False
+        )
         well_formed &= np.isfinite(index)
         shape = (len(shaped_rows), num_fields)
 
@@ -120,22 +132,41 @@ class LibFMSource(FileSource):
             header_like = np.zeros(rows, dtype=bool)
             first_token = lines[0].as_py().split()[0] if not empty[0] else "0"
             header_like[0] = bool(np.isnan(parse_numbers(pa.array([first_token]), integer=False)[0][0]))
-            checks.fail(header_like, "unexpected header line",
-                        lambda r: f"libfm files have no header, but the first line reads {text(r)}")
-        checks.fail(~shaped, "wrong number of features",
-                    lambda r: f"expected a label and {num_fields} index:value features, found "
-                              f"{token_count[r] - 1} features: {text(r)}")
+            checks.fail(
+                header_like,
+                "unexpected header line",
+                lambda r: f"libfm files have no header, but the first line reads {text(r)}",
+            )
+        checks.fail(
+            ~shaped,
+            "wrong number of features",
+            lambda r: (
+                f"expected a label and {num_fields} index:value features, found "
+                f"{token_count[r] - 1} features: {text(r)}"
+            ),
+        )
         checks.fail(label_bad, f"label not in {self.label_values}", lambda r: f"label in {text(r)}")
-        checks.fail(malformed.any(axis=1), "malformed feature (expected index:value)",
-                    lambda r: f"field {self.categorical_fields[int(np.argmax(malformed[r]))]} in {text(r)}")
-        checks.fail(not_one.any(axis=1), "feature value other than 1 (only one-hot libfm data is supported)",
-                    lambda r: f"field {self.categorical_fields[int(np.argmax(not_one[r]))]} in {text(r)}")
+        checks.fail(
+            malformed.any(axis=1),
+            "malformed feature (expected index:value)",
+            lambda r: f"field {self.categorical_fields[int(np.argmax(malformed[r]))]} in {text(r)}",
+        )
+        checks.fail(
+            not_one.any(axis=1),
+            "feature value other than 1 (only one-hot libfm data is supported)",
+            lambda r: f"field {self.categorical_fields[int(np.argmax(not_one[r]))]} in {text(r)}",
+        )
         positions = block.first_line + np.arange(rows, dtype=np.int64)
         rejected = checks.report(rejects, str(path), positions)
 
         ok = checks.ok
         index_grid = per_row(np.nan_to_num(index).astype(np.int64), 0)[ok]
-        return RawChunk(row_index=block.first_row + np.flatnonzero(ok), labels=labels[ok],
-                        categorical=[categorical_from_integers(index_grid[:, j]) for j in range(num_fields)],
-                        numeric=np.empty((int(ok.sum()), 0)), rows_read=rows, rows_rejected=rejected,
-                        progress=block.progress)
+        return RawChunk(
+            row_index=block.first_row + np.flatnonzero(ok),
+            labels=labels[ok],
+            categorical=[categorical_from_integers(index_grid[:, j]) for j in range(num_fields)],
+            numeric=np.empty((int(ok.sum()), 0)),
+            rows_read=rows,
+            rows_rejected=rejected,
+            progress=block.progress,
+        )

@@ -35,6 +35,7 @@ family's share of the signal, not a proven bound on every metric. Rows are gener
 fixed blocks of ``BLOCK_ROWS``, each from its own seeded stream, so any number of rows streams in
 bounded memory and the rows do not depend on how they are read.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -96,21 +97,39 @@ class SyntheticSource(Source):
     progress_unit = "rows"
     ceiling_names = CEILINGS
 
-    def __init__(self, rows: int = 100_000, seed: int = 0, first_order: float = 1.0, pairwise: float = 1.5,
-                 higher_order: float = 1.0, positive_rate: float = 0.25, num_numeric: int = 13,
-                 num_categorical: int = 26, max_cardinality: int = 40_000, latent_dim: int = 4,
-                 cardinalities: Optional[Sequence[int]] = None, missing_values: bool = True):
+    def __init__(
+        self,
+        rows: int = 100_000,
+        seed: int = 0,
+        first_order: float = 1.0,
+        pairwise: float = 1.5,
+        higher_order: float = 1.0,
+        positive_rate: float = 0.25,
+        num_numeric: int = 13,
+        num_categorical: int = 26,
+        max_cardinality: int = 40_000,
+        latent_dim: int = 4,
+        cardinalities: Optional[Sequence[int]] = None,
+        missing_values: bool = True,
+    ):
         if cardinalities is not None:
             num_categorical = len(cardinalities)
         if rows < 1 or num_categorical < 4 or not 0 < positive_rate < 1:
             raise ValueError("SyntheticSource: need rows >= 1, num_categorical >= 4, 0 < positive_rate < 1")
         if min(first_order, pairwise, higher_order) < 0 or max(first_order, pairwise, higher_order) == 0:
             raise ValueError("SyntheticSource: effect scales must be >= 0 and not all 0")
-        self.config = dict(rows=int(rows), seed=int(seed), first_order=float(first_order),
-                           pairwise=float(pairwise), higher_order=float(higher_order),
-                           positive_rate=float(positive_rate), num_numeric=int(num_numeric),
-                           num_categorical=int(num_categorical), max_cardinality=int(max_cardinality),
-                           latent_dim=int(latent_dim))
+        self.config = dict(
+            rows=int(rows),
+            seed=int(seed),
+            first_order=float(first_order),
+            pairwise=float(pairwise),
+            higher_order=float(higher_order),
+            positive_rate=float(positive_rate),
+            num_numeric=int(num_numeric),
+            num_categorical=int(num_categorical),
+            max_cardinality=int(max_cardinality),
+            latent_dim=int(latent_dim),
+        )
         if cardinalities is not None:  # only when set, so that older configs keep their cache key
             self.config["cardinalities"] = [int(c) for c in cardinalities]
         if not missing_values:
@@ -126,9 +145,16 @@ class SyntheticSource(Source):
         return (WHOLE,)
 
     def identity(self) -> dict:
-        return {"format": "synthetic", "version": GENERATOR_VERSION, **self.config, "block_rows": BLOCK_ROWS,
-                "pilot_rows": PILOT_ROWS, "pairwise_cardinality": PAIRWISE_CARDINALITY,
-                "triple_max_cardinality": TRIPLE_MAX_CARDINALITY, "triples": NUM_TRIPLES}
+        return {
+            "format": "synthetic",
+            "version": GENERATOR_VERSION,
+            **self.config,
+            "block_rows": BLOCK_ROWS,
+            "pilot_rows": PILOT_ROWS,
+            "pairwise_cardinality": PAIRWISE_CARDINALITY,
+            "triple_max_cardinality": TRIPLE_MAX_CARDINALITY,
+            "triples": NUM_TRIPLES,
+        }
 
     def count_rows(self, part: str) -> int:
         return self.rows
@@ -154,12 +180,21 @@ class SyntheticSource(Source):
         probability = _sigmoid(self.model.bias + self.model.scale @ families)
         labels = (rng.random(rows) < probability).astype(np.float32)
         m = self.model
-        categorical = [CategoricalColumn(np.where(index == len(ids), -1, index).astype(np.int32), ids)
-                       for index, ids in zip(cat_index, m.value_id)]
-        return RawChunk(row_index=np.arange(start, start + rows, dtype=np.int64), labels=labels,
-                        categorical=categorical, numeric=numeric, rows_read=rows, rows_rejected=0,
-                        progress=rows, true_probability=probability.astype(np.float32),
-                        ceiling_probability=self._ceilings(families).T.astype(np.float32))
+        categorical = [
+            CategoricalColumn(np.where(index == len(ids), -1, index).astype(np.int32), ids)
+            for index, ids in zip(cat_index, m.value_id)
+        ]
+        return RawChunk(
+            row_index=np.arange(start, start + rows, dtype=np.int64),
+            labels=labels,
+            categorical=categorical,
+            numeric=numeric,
+            rows_read=rows,
+            rows_rejected=0,
+            progress=rows,
+            true_probability=probability.astype(np.float32),
+            ceiling_probability=self._ceilings(families).T.astype(np.float32),
+        )
 
     # ------------------------------------------------------------------ generation
 
@@ -187,8 +222,15 @@ class SyntheticSource(Source):
 
         field_strength = rng.uniform(0.2, 1.0, n_cat)
         cat_weight = [rng.normal(0, strength, card + 1) for card, strength in zip(cardinality, field_strength)]
-        num_effect = np.stack([rng.normal(0, 0.8, n_num), rng.uniform(0.5, 4.0, n_num),
-                               rng.uniform(0.5, 2.0, n_num), rng.normal(0, 0.5, n_num)], axis=1)
+        num_effect = np.stack(
+            [
+                rng.normal(0, 0.8, n_num),
+                rng.uniform(0.5, 4.0, n_num),
+                rng.uniform(0.5, 2.0, n_num),
+                rng.normal(0, 0.5, n_num),
+            ],
+            axis=1,
+        )
 
         low, high = PAIRWISE_CARDINALITY
         pair_fields = [f for f in range(n_cat) if low <= cardinality[f] <= high]
@@ -197,14 +239,25 @@ class SyntheticSource(Source):
         triples = [tuple(int(f) for f in rng.choice(small, 3, replace=False)) for _ in range(NUM_TRIPLES)]
         triple_tables = [[centred(rng.normal(0, 1, cardinality[f] + 1), probability[f]) for f in t] for t in triples]
 
-        model = _TrueModel(cdf=cdf, value_id=value_id, cat_missing=cat_missing,
-                           num_mu=rng.uniform(0.0, 5.0, n_num), num_sigma=rng.uniform(0.8, 2.0, n_num),
-                           num_shift=np.where(rng.random(n_num) < 0.2, -rng.integers(1, 4, n_num), 0),
-                           num_missing=np.where(rng.random(n_num) < 0.8, rng.uniform(0.0, 0.5, n_num),
-                                                rng.uniform(0.6, 0.8, n_num)) * c.get("missing_values", True),
-                           cat_weight=cat_weight, num_effect=num_effect, pair_fields=pair_fields, latent=latent,
-                           triples=triples, triple_tables=triple_tables, scale=np.ones(3), bias=0.0,
-                           ceiling_calibration=np.array([[1.0, 0.0], [1.0, 0.0]]))
+        model = _TrueModel(
+            cdf=cdf,
+            value_id=value_id,
+            cat_missing=cat_missing,
+            num_mu=rng.uniform(0.0, 5.0, n_num),
+            num_sigma=rng.uniform(0.8, 2.0, n_num),
+            num_shift=np.where(rng.random(n_num) < 0.2, -rng.integers(1, 4, n_num), 0),
+            num_missing=np.where(rng.random(n_num) < 0.8, rng.uniform(0.0, 0.5, n_num), rng.uniform(0.6, 0.8, n_num))
+            * c.get("missing_values", True),
+            cat_weight=cat_weight,
+            num_effect=num_effect,
+            pair_fields=pair_fields,
+            latent=latent,
+            triples=triples,
+            triple_tables=triple_tables,
+            scale=np.ones(3),
+            bias=0.0,
+            ceiling_calibration=np.array([[1.0, 0.0], [1.0, 0.0]]),
+        )
         self.model = model
         self._calibrate(np.random.default_rng([self.seed, 2]))
         return model
@@ -253,11 +306,13 @@ class SyntheticSource(Source):
         vectors = [table[cat_index[f]] for f, table in zip(m.pair_fields, m.latent)]  # each [rows, k]
         if vectors:
             total = np.sum(vectors, axis=0)
-            pair = 0.5 * ((total ** 2).sum(axis=1) - sum((v ** 2).sum(axis=1) for v in vectors))
+            pair = 0.5 * ((total**2).sum(axis=1) - sum((v**2).sum(axis=1) for v in vectors))
         else:
             pair = np.zeros_like(first)
-        higher = sum(np.prod([table[cat_index[f]] for f, table in zip(triple, tables)], axis=0)
-                     for triple, tables in zip(m.triples, m.triple_tables))
+        higher = sum(
+            np.prod([table[cat_index[f]] for f, table in zip(triple, tables)], axis=0)
+            for triple, tables in zip(m.triples, m.triple_tables)
+        )
         return np.stack([first, pair, np.broadcast_to(higher, first.shape)])
 
     def _ceilings(self, families: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
 """Any CSV or Parquet table whose columns the config declares (label, categorical, numeric)."""
+
 from __future__ import annotations
 
 from typing import Iterator, Mapping, Optional, Sequence, Union
@@ -9,8 +10,14 @@ import pyarrow.parquet as pq
 
 from datamodules.errors import BadInputError, RejectLog
 from datamodules.sources.base import FileSource, RawChunk
-from datamodules.sources.columns import (convert_columns, keep_valid, parse_delimited, reject_misshapen, starts_file,
-                                         text_chunk)
+from datamodules.sources.columns import (
+    convert_columns,
+    keep_valid,
+    parse_delimited,
+    reject_misshapen,
+    starts_file,
+    text_chunk,
+)
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 PARQUET_ROWS_PER_BATCH = 1 << 18
@@ -30,25 +37,37 @@ class TableSource(FileSource):
 
     default_name = "table"
 
-    def __init__(self, label: str, categorical: Sequence[str] = (), numeric: Sequence[str] = (),
-                 path: Optional[str] = None, files: Optional[Mapping[str, str]] = None, format: str = "auto",
-                 delimiter: str = ",", header: Union[bool, Mapping[str, bool]] = True,
-                 column_names: Optional[Sequence[str]] = None, how_to_get: Optional[str] = None,
-                 integer_categorical: Sequence[str] = ()):
+    def __init__(
+        self,
+        label: str,
+        categorical: Sequence[str] = (),
+        numeric: Sequence[str] = (),
+        path: Optional[str] = None,
+        files: Optional[Mapping[str, str]] = None,
+        format: str = "auto",
+        delimiter: str = ",",
+        header: Union[bool, Mapping[str, bool]] = True,
+        column_names: Optional[Sequence[str]] = None,
+        how_to_get: Optional[str] = None,
+        integer_categorical: Sequence[str] = (),
+    ):
         super().__init__(path, files, how_to_get)
         self.label = str(label)
         self.categorical_fields = tuple(str(c) for c in categorical)
         self.integer_categorical = tuple(str(c) for c in integer_categorical)
         undeclared = sorted(set(self.integer_categorical) - set(self.categorical_fields))
         if undeclared:
-            raise BadInputError(f"TableSource: integer_categorical names columns that are not categorical: "
-                                f"{undeclared}")
+            raise BadInputError(
+                f"TableSource: integer_categorical names columns that are not categorical: {undeclared}"
+            )
         self.numeric_fields = tuple(str(c) for c in numeric)
         used = [self.label, *self.categorical_fields, *self.numeric_fields]
         duplicated = sorted({c for c in used if used.count(c) > 1})
         if duplicated or not (self.categorical_fields or self.numeric_fields):
-            raise BadInputError(f"TableSource: declare at least one categorical or numeric column, each column "
-                                f"once (label included); repeated: {duplicated}")
+            raise BadInputError(
+                f"TableSource: declare at least one categorical or numeric column, each column "
+                f"once (label included); repeated: {duplicated}"
+            )
         self.format = self._resolve_format(format)
         self.delimiter = delimiter
         self.column_names = list(column_names) if column_names else None
@@ -57,8 +76,9 @@ class TableSource(FileSource):
         for part, columns in self.file_columns.items():
             missing = [c for c in used if c not in columns]
             if missing:
-                raise BadInputError(f"{self.files[part]}: declared column(s) {missing} not found; the file's columns "
-                                    f"are {columns}")
+                raise BadInputError(
+                    f"{self.files[part]}: declared column(s) {missing} not found; the file's columns are {columns}"
+                )
 
     @property
     def progress_unit(self) -> str:
@@ -77,8 +97,9 @@ class TableSource(FileSource):
     def _header_flag(self, header: Union[bool, Mapping[str, bool]], part: str) -> bool:
         if isinstance(header, Mapping):
             if part not in header:
-                raise BadInputError(f"TableSource: `header` gives no value for the {part!r} file "
-                                    f"(it has keys {sorted(header)})")
+                raise BadInputError(
+                    f"TableSource: `header` gives no value for the {part!r} file (it has keys {sorted(header)})"
+                )
             return bool(header[part])
         return bool(header)
 
@@ -93,24 +114,34 @@ class TableSource(FileSource):
             raise BadInputError(f"{file}: the file is empty")
         if not self.header[part]:
             if self.column_names is None:
-                raise BadInputError(f"{file} is configured without a header line, so `column_names` must list "
-                                    f"its columns")
+                raise BadInputError(
+                    f"{file} is configured without a header line, so `column_names` must list its columns"
+                )
             return self.column_names
         found = [name.strip().strip('"') for name in self.first_line(part).split(self.delimiter)]
         if self.column_names is not None and found != self.column_names:
-            raise BadInputError(f"{file}, line 1: expected a header with the configured column_names "
-                                f"{self.column_names}, found {found} (if this file has no header line, set "
-                                f"`header` to false for it)")
+            raise BadInputError(
+                f"{file}, line 1: expected a header with the configured column_names "
+                f"{self.column_names}, found {found} (if this file has no header line, set "
+                f"`header` to false for it)"
+            )
         return found
 
     def header_lines(self, part: str) -> int:
         return 1 if self.format == "csv" and self.header[part] else 0
 
     def identity(self) -> dict:
-        return {"format": self.format, "label": self.label, "categorical": self.categorical_fields,
-                "numeric": self.numeric_fields, "integer_categorical": self.integer_categorical,
-                "delimiter": self.delimiter, "header": self.header,
-                "columns": self.file_columns, "files": self.file_identity()}
+        return {
+            "format": self.format,
+            "label": self.label,
+            "categorical": self.categorical_fields,
+            "numeric": self.numeric_fields,
+            "integer_categorical": self.integer_categorical,
+            "delimiter": self.delimiter,
+            "header": self.header,
+            "columns": self.file_columns,
+            "files": self.file_identity(),
+        }
 
     def count_rows(self, part: str) -> int:
         if self.format == "parquet":
@@ -145,11 +176,27 @@ class TableSource(FileSource):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_ROWS_PER_BATCH, columns=used):
             rows = self._convert(pa.Table.from_batches([batch]), at_file_start=False)
             index = np.arange(start, start + batch.num_rows, dtype=np.int64)
-            yield keep_valid(rows, index, index + 1, path, rejects, rows_read=batch.num_rows, already_rejected=0,
-                             progress=batch.num_rows, unit="row")
+            yield keep_valid(
+                rows,
+                index,
+                index + 1,
+                path,
+                rejects,
+                rows_read=batch.num_rows,
+                already_rejected=0,
+                progress=batch.num_rows,
+                unit="row",
+            )
             start += batch.num_rows
 
     def _convert(self, table: pa.Table, at_file_start: bool):
-        return convert_columns(table, self.label, self.numeric_fields, False, self.categorical_fields,
-                               at_file_start=at_file_start, delimiter=self.delimiter,
-                               integer_categorical=self.integer_categorical)
+        return convert_columns(
+            table,
+            self.label,
+            self.numeric_fields,
+            False,
+            self.categorical_fields,
+            at_file_start=at_file_start,
+            delimiter=self.delimiter,
+            integer_categorical=self.integer_categorical,
+        )

@@ -19,6 +19,7 @@ governor's first decisions), then counts the samples of ``measure_s`` seconds. T
 over loaded samples/s; a fair share of two CPUs between three busy processes would be 1.5x per thread, and a
 run that used two threads quiet pays for losing one of them too.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -39,12 +40,14 @@ SETTINGS = (("auto", "inline"), ("fixed", "inline"), ("auto", "thread"), ("auto"
 PREFETCH_DEPTH = 2
 
 
-def measure_contended(spec: str, workload: Workload, policy: str, warmup_s: float, measure_s: float,
-                      batches: str = "inline") -> dict:
+def measure_contended(
+    spec: str, workload: Workload, policy: str, warmup_s: float, measure_s: float, batches: str = "inline"
+) -> dict:
     """Training samples/s of ``spec`` under ``policy``, its batches made as ``batches`` says
     (``INPUTS``), on whatever load the machine has now (runs in its own process)."""
-    with prepared(workload, num_workers=1 if batches == "process" else 0,
-                  prefetch=PREFETCH_DEPTH if batches == "thread" else 0) as (schema, loader):
+    with prepared(
+        workload, num_workers=1 if batches == "process" else 0, prefetch=PREFETCH_DEPTH if batches == "thread" else 0
+    ) as (schema, loader):
         model, _ = build_model(spec, schema, workload.seed)
         step = bare_training_step(model, model.build_optimizer())
         governor = ThreadGovernor(max_threads=workload.threads).start() if policy == "auto" else None
@@ -64,8 +67,10 @@ def measure_contended(spec: str, workload: Workload, policy: str, warmup_s: floa
         started = time.perf_counter()
         steps = train_for(measure_s)
         seconds = time.perf_counter() - started
-    return {"samples_per_s": steps * workload.batch_size / seconds,
-            **(governor.summary() if governor else {"threads_min": workload.threads, "threads_max": workload.threads})}
+    return {
+        "samples_per_s": steps * workload.batch_size / seconds,
+        **(governor.summary() if governor else {"threads_min": workload.threads, "threads_max": workload.threads}),
+    }
 
 
 @contextmanager
@@ -92,8 +97,9 @@ def default_hogs() -> int:
     return len(usable_cpus())
 
 
-def measure_contention(spec: str, workload: Workload, busy: int, warmup_s: float = 4.0,
-                       measure_s: float = 8.0) -> list[dict]:
+def measure_contention(
+    spec: str, workload: Workload, busy: int, warmup_s: float = 4.0, measure_s: float = 8.0
+) -> list[dict]:
     """Per setting (``SETTINGS``), median samples/s quiet and beside ``busy`` hogs over
     ``workload.repeats`` rounds, quiet and loaded alternating."""
     runs: dict[tuple[str, str, bool], list[dict]] = {}
@@ -102,16 +108,37 @@ def measure_contention(spec: str, workload: Workload, busy: int, warmup_s: float
             for loaded in (False, True):
                 with hogs(busy if loaded else 0):
                     runs.setdefault((policy, batches, loaded), []).append(
-                        in_subprocess("contended", spec, workload, "--policy", policy, "--batches", batches,
-                                      "--contention-seconds", f"{warmup_s},{measure_s}"))
+                        in_subprocess(
+                            "contended",
+                            spec,
+                            workload,
+                            "--policy",
+                            policy,
+                            "--batches",
+                            batches,
+                            "--contention-seconds",
+                            f"{warmup_s},{measure_s}",
+                        )
+                    )
     model, optim, precision = parse_spec(spec)
     out = []
     for policy, batches in SETTINGS:
         quiet_runs, loaded_runs = runs[(policy, batches, False)], runs[(policy, batches, True)]
         quiet = statistics.median(r["samples_per_s"] for r in quiet_runs)
         loaded = statistics.median(r["samples_per_s"] for r in loaded_runs)
-        out.append({"model": model, "optim": optim, "precision": precision, "policy": policy, "batches": batches,
-                    "hogs": busy, "quiet_samples_per_s": quiet, "loaded_samples_per_s": loaded,
-                    "slowdown": quiet / loaded, "quiet_threads": thread_range(quiet_runs),
-                    "loaded_threads": thread_range(loaded_runs)})
+        out.append(
+            {
+                "model": model,
+                "optim": optim,
+                "precision": precision,
+                "policy": policy,
+                "batches": batches,
+                "hogs": busy,
+                "quiet_samples_per_s": quiet,
+                "loaded_samples_per_s": loaded,
+                "slowdown": quiet / loaded,
+                "quiet_threads": thread_range(quiet_runs),
+                "loaded_threads": thread_range(loaded_runs),
+            }
+        )
     return out

@@ -5,6 +5,7 @@ headings one level down, and a new run of any of them rewrites that tail.
 In the committed layout each benchmark has its own folder of ``results/benchmarks/`` (the training
 benchmark's is ``training``), so a report is looked for in its folder beside the training one's; a
 call that writes every report into one other ``--out`` finds them side by side instead."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,11 @@ from pathlib import Path
 
 TRAINING = "training"
 # (folder in results/benchmarks/, file) of each embedded report
-EMBEDDED = (("peers", "benchmark_peers.md"), ("scale", "benchmark_scale.md"),
-            ("paper_scale", "benchmark_paper_scale.md"))
+EMBEDDED = (
+    ("peers", "benchmark_peers.md"),
+    ("scale", "benchmark_scale.md"),
+    ("paper_scale", "benchmark_paper_scale.md"),
+)
 MARK = "\n_Embedded from ["
 
 
@@ -35,8 +39,12 @@ def with_embedded(text: str, out: Path) -> str:
         path = _home(out, folder) / name
         if path.exists():
             lines = path.read_text().splitlines()
-            text += header(Path(os.path.relpath(path, out)).as_posix()) + "\n" + "\n".join(
-                "#" + line if line.startswith("#") else line for line in lines) + "\n"
+            text += (
+                header(Path(os.path.relpath(path, out)).as_posix())
+                + "\n"
+                + "\n".join("#" + line if line.startswith("#") else line for line in lines)
+                + "\n"
+            )
     return text
 
 

@@ -1,5 +1,6 @@
 """What the benchmarks record beyond ``measures.environment``'s facts: the data benchmarks' environment
 record (under the keys of their committed results), a measurement's date, and its commit as printed."""
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,14 @@ def code_of(env: dict) -> str:
 def environment() -> dict:
     import pyarrow
 
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "memory_gib": memory_gib(),
-            "python": platform.python_version(), **library_versions(("numpy", "pandas", "pyarrow")),
-            "pyarrow_threads": pyarrow.cpu_count(), **git_commit(),
-            "uncommitted_datamodules": git_commit(only=(":(top)datamodules",))["dirty"], "date_utc": utc_now()}
+    return {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "memory_gib": memory_gib(),
+        "python": platform.python_version(),
+        **library_versions(("numpy", "pandas", "pyarrow")),
+        "pyarrow_threads": pyarrow.cpu_count(),
+        **git_commit(),
+        "uncommitted_datamodules": git_commit(only=(":(top)datamodules",))["dirty"],
+        "date_utc": utc_now(),
+    }

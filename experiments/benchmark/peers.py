@@ -31,6 +31,7 @@ samples/s, CPU-s of the process, end-to-end s (process start to test AUC, import
 ctr-bench's speed ratio over each peer on train s and end-to-end s. Libraries alternate within each
 (threads, model) cell, the order rotating between repeats; medians over repeats.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,6 +70,7 @@ def write_files(rows: int, folder: Path) -> dict[str, dict[str, Path]]:
     FuxiCTR's CSV copies (BARS's Criteo_x4 layout)."""
     from experiments.benchmark.data import write_criteo_tsv
     from experiments.reference.data import criteo_x4_csv
+
     folder.mkdir(parents=True, exist_ok=True)
     tsv = {split: folder / f"{split}.tsv" for split in SPLITS}
     if not all(p.exists() for p in tsv.values()):
@@ -77,7 +79,7 @@ def write_files(rows: int, folder: Path) -> dict[str, dict[str, Path]]:
         lines = whole.read_bytes().splitlines(keepends=True)
         ends = np.cumsum([int(round(share * len(lines))) for share in SPLITS.values()])
         ends[-1] = len(lines)
-        for (split, path), start, end in zip(tsv.items(), [0, *ends[:-1]], ends):
+        for path, start, end in zip(tsv.values(), [0, *ends[:-1]], ends):
             path.write_bytes(b"".join(lines[start:end]))
         whole.unlink()
     csv = {split: folder / "csv" / f"{'valid' if split == 'val' else split}.csv" for split in SPLITS}
@@ -92,18 +94,38 @@ def write_files(rows: int, folder: Path) -> dict[str, dict[str, Path]]:
 def ours(model: str, files: dict, workdir: Path) -> dict:
     from experiments.reference.data import datamodule, preset_config
     from experiments.run.train import train
-    overrides = ["optim=adam", "optim.embedding_table_l2=0", "optim.net_l2=0", f"data.batch_size={BATCH_SIZE}",
-                 "trainer.max_epochs=1", "precision=32", "save_predictions=false", "threads=null"]
-    overrides += {"lr": [], "fm": [f"model.embedding_dim={EMBEDDING_DIM}"],
-                  "deepfm": [f"model.embedding_dim={EMBEDDING_DIM}", f"model.mlp.hidden_units={HIDDEN}",
-                             f"model.mlp.dropout={DROPOUT}", "model.mlp.batch_norm=false"]}[model]
+
+    overrides = [
+        "optim=adam",
+        "optim.embedding_table_l2=0",
+        "optim.net_l2=0",
+        f"data.batch_size={BATCH_SIZE}",
+        "trainer.max_epochs=1",
+        "precision=32",
+        "save_predictions=false",
+        "threads=null",
+    ]
+    overrides += {
+        "lr": [],
+        "fm": [f"model.embedding_dim={EMBEDDING_DIM}"],
+        "deepfm": [
+            f"model.embedding_dim={EMBEDDING_DIM}",
+            f"model.mlp.hidden_units={HIDDEN}",
+            f"model.mlp.dropout={DROPOUT}",
+            "model.mlp.batch_norm=false",
+        ],
+    }[model]
     cfg = preset_config("bars_criteo_x4", model, files["csv"], workdir / "cache", overrides)
     started = time.perf_counter()
     datamodule(cfg)
     preprocess = time.perf_counter() - started
     metrics = train(cfg, workdir / "run")
-    return {"preprocess_s": preprocess, "train_s": metrics["train_time_s"], "train_rows": metrics["train_rows"],
-            "test_auc": metrics["test/auc"]}
+    return {
+        "preprocess_s": preprocess,
+        "train_s": metrics["train_time_s"],
+        "train_rows": metrics["train_rows"],
+        "test_auc": metrics["test/auc"],
+    }
 
 
 def deepctr(model: str, files: dict, workdir: Path) -> dict:
@@ -130,16 +152,28 @@ def deepctr(model: str, files: dict, workdir: Path) -> dict:
         encoder = LabelEncoder().fit(pd.concat([frames["train"][column], pd.Series(["__rare__"])]))
         for frame in frames.values():
             frame[column] = encoder.transform(frame[column])
-    features = [SparseFeat(c, vocabulary_size=int(frames["train"][c].max()) + 2, embedding_dim=EMBEDDING_DIM)
-                for c in [*NUMERIC, *CATEGORICAL]]
+    features = [
+        SparseFeat(c, vocabulary_size=int(frames["train"][c].max()) + 2, embedding_dim=EMBEDDING_DIM)
+        for c in [*NUMERIC, *CATEGORICAL]
+    ]
     inputs = {split: {c: frame[c].to_numpy() for c in [*NUMERIC, *CATEGORICAL]} for split, frame in frames.items()}
     labels = {split: frame["Label"].to_numpy(dtype=np.float32) for split, frame in frames.items()}
     preprocess = time.perf_counter() - started
 
     torch.manual_seed(0)
-    network = DeepFM(features, features, use_fm=model != "lr", dnn_hidden_units=HIDDEN if model == "deepfm" else (),
-                     dnn_dropout=DROPOUT, l2_reg_linear=0, l2_reg_embedding=0, l2_reg_dnn=0, task="binary",
-                     device="cpu", seed=0)
+    network = DeepFM(
+        features,
+        features,
+        use_fm=model != "lr",
+        dnn_hidden_units=HIDDEN if model == "deepfm" else (),
+        dnn_dropout=DROPOUT,
+        l2_reg_linear=0,
+        l2_reg_embedding=0,
+        l2_reg_dnn=0,
+        task="binary",
+        device="cpu",
+        seed=0,
+    )
     network.compile(torch.optim.Adam(network.parameters(), lr=LR), "binary_crossentropy")
     started = time.perf_counter()
     network.fit(inputs["train"], labels["train"], batch_size=BATCH_SIZE, epochs=1, verbose=0)
@@ -159,22 +193,36 @@ def fuxictr(model: str, files: dict, workdir: Path) -> dict:
     from experiments.reference.fuxictr_models import REFERENCE_MODELS, feature_map
 
     started = time.perf_counter()
-    sizes, encoded = fuxictr_encoding(processor_class("CustomizedFeatureProcessor"), CRITEO_X4_COLUMNS,
-                                      CRITEO_X4_LABEL, files["csv"], MIN_COUNT)
+    sizes, encoded = fuxictr_encoding(
+        processor_class("CustomizedFeatureProcessor"), CRITEO_X4_COLUMNS, CRITEO_X4_LABEL, files["csv"], MIN_COUNT
+    )
     preprocess = time.perf_counter() - started
     names = [*NUMERIC, *CATEGORICAL]
-    arrays = {split: {**{n: torch.from_numpy(columns[n].astype(np.int64)) for n in names},
-                      "label": torch.from_numpy(columns["Label"].astype(np.float32))}
-              for split, columns in encoded.items()}
+    arrays = {
+        split: {
+            **{n: torch.from_numpy(columns[n].astype(np.int64)) for n in names},
+            "label": torch.from_numpy(columns["Label"].astype(np.float32)),
+        }
+        for split, columns in encoded.items()
+    }
 
     def loader(split: str, shuffle: bool) -> DataLoader:
         data = arrays[split]
-        return DataLoader(np.arange(len(data["label"])), batch_size=BATCH_SIZE, shuffle=shuffle,
-                          collate_fn=lambda rows: {k: v[torch.as_tensor(np.array(rows))] for k, v in data.items()})
+        return DataLoader(
+            np.arange(len(data["label"])),
+            batch_size=BATCH_SIZE,
+            shuffle=shuffle,
+            collate_fn=lambda rows: {k: v[torch.as_tensor(np.array(rows))] for k, v in data.items()},
+        )
 
     torch.manual_seed(0)
-    settings = {"embedding_regularizer": 0, "net_regularizer": 0, "monitor": "AUC", "early_stop_patience": 2,
-                "learning_rate": LR}
+    settings = {
+        "embedding_regularizer": 0,
+        "net_regularizer": 0,
+        "monitor": "AUC",
+        "early_stop_patience": 2,
+        "learning_rate": LR,
+    }
     if model != "lr":
         settings["embedding_dim"] = EMBEDDING_DIM
     if model == "deepfm":
@@ -187,8 +235,12 @@ def fuxictr(model: str, files: dict, workdir: Path) -> dict:
     test = loader("test", False)
     p = torch.cat([reference.forward(b)["y_pred"].detach().flatten() for b in test]).numpy()
     auc = roc_auc_score(arrays["test"]["label"].numpy(), p)
-    return {"preprocess_s": preprocess, "train_s": train_s, "train_rows": len(arrays["train"]["label"]),
-            "test_auc": float(auc)}
+    return {
+        "preprocess_s": preprocess,
+        "train_s": train_s,
+        "train_rows": len(arrays["train"]["label"]),
+        "test_auc": float(auc),
+    }
 
 
 RUNNERS = {"ctr-bench": ours, "DeepCTR-Torch": deepctr, "FuxiCTR": fuxictr}
@@ -196,21 +248,39 @@ RUNNERS = {"ctr-bench": ours, "DeepCTR-Torch": deepctr, "FuxiCTR": fuxictr}
 
 def child(library: str, model: str, threads: int, files: dict, workdir: Path) -> dict:
     import torch
+
     torch.set_num_threads(threads)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     result = RUNNERS[library](model, files, workdir)
-    return {**result, "library": library, "model": model, "threads": threads,
-            "cpu_s": cpu_seconds(), "end_to_end_s": time.perf_counter() - STARTED,
-            "mkl_cbwr": os.environ.get("MKL_CBWR", "unset"),
-            "samples_per_s": result["train_rows"] / result["train_s"]}
+    return {
+        **result,
+        "library": library,
+        "model": model,
+        "threads": threads,
+        "cpu_s": cpu_seconds(),
+        "end_to_end_s": time.perf_counter() - STARTED,
+        "mkl_cbwr": os.environ.get("MKL_CBWR", "unset"),
+        "samples_per_s": result["train_rows"] / result["train_s"],
+    }
 
 
 def in_child(library: str, model: str, threads: int, files: dict, workdir: Path) -> dict:
-    command = [sys.executable, "-m", "experiments.benchmark.peers", "--child", library, "--model", model,
-               "--threads", str(threads), "--files", json.dumps({k: {s: str(p) for s, p in v.items()}
-                                                                  for k, v in files.items()}),
-               "--workdir", str(workdir)]
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.benchmark.peers",
+        "--child",
+        library,
+        "--model",
+        model,
+        "--threads",
+        str(threads),
+        "--files",
+        json.dumps({k: {s: str(p) for s, p in v.items()} for k, v in files.items()}),
+        "--workdir",
+        str(workdir),
+    ]
     env = dict(os.environ)
     if library != "ctr-bench":
         # importing ctr-bench's layers (FuxiCTR's runner does, for the reference models) turns on MKL's
@@ -244,8 +314,11 @@ class PeersReport(LoadNotes):
                 row[key] = statistics.median(r[key] for r in runs)
             out.append(row)
         for row in out:
-            mine = next(r for r in out if (r["threads"], r["model"], r["library"]) ==
-                        (row["threads"], row["model"], "ctr-bench"))
+            mine = next(
+                r
+                for r in out
+                if (r["threads"], r["model"], r["library"]) == (row["threads"], row["model"], "ctr-bench")
+            )
             row["train_ratio"] = row["train_s"] / mine["train_s"]
             row["end_to_end_ratio"] = row["end_to_end_s"] / mine["end_to_end_s"]
         return out
@@ -261,42 +334,65 @@ class PeersReport(LoadNotes):
         import platform
 
         import torch
-        lines = ["# ctr-bench against its peers, end to end", "",
-                 f"Generated by `{self.command}` ({self.started_utc}).", "",
-                 f"- hardware: {cpu_name()}; torch {torch.__version__}, Python {platform.python_version()}; "
-                 f"{', '.join(f'{lib} {_version(lib)}' for lib in LIBRARIES[1:])}; "
-                 f"commit {describe(self.git)}",
-                 f"- data: {self.rows:,} generated Criteo-format rows, 80/10/10 train/val/test files; the DeepFM "
-                 "paper's model settings, plain Adam, batch 4096, one epoch (see "
-                 "`experiments/benchmark/peers.py` for each library's pipeline)",
-                 "- MKL (its `MKL_CBWR`): " + "; ".join(f"{lib} {', '.join(sorted(modes))}"
-                                                        for lib, modes in self.mkl_modes().items()),
-                 f"- load average (1, 5, 15 min): {self.loads_noted()}", "",
-                 "| threads | model | library | preprocessing s | train s | train samples/s | CPU-s | end to end s "
-                 "| test AUC | ctr-bench faster, train | ctr-bench faster, end to end |",
-                 "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for r in sorted(self.medians(), key=lambda r: (r["threads"], MODELS.index(r["model"]),
-                                                        LIBRARIES.index(r["library"]))):
-            lines.append(f"| {r['threads']} | {r['model']} | {r['library']} | {r['preprocess_s']:.1f} | "
-                         f"{r['train_s']:.1f} | {r['samples_per_s']:,.0f} | {r['cpu_s']:.0f} | {r['end_to_end_s']:.1f} | "
-                         f"{r['test_auc']:.4f} | {r['train_ratio']:.2f}x | {r['end_to_end_ratio']:.2f}x |")
-        lines += ["", "Train s: the epoch and one pass over the validation file. End to end: the process from "
-                  "its start (imports included) to the test AUC. The ratios are the peer's seconds over "
-                  "ctr-bench's in the same cell (1.00x for ctr-bench itself).", ""]
+
+        lines = [
+            "# ctr-bench against its peers, end to end",
+            "",
+            f"Generated by `{self.command}` ({self.started_utc}).",
+            "",
+            f"- hardware: {cpu_name()}; torch {torch.__version__}, Python {platform.python_version()}; "
+            f"{', '.join(f'{lib} {_version(lib)}' for lib in LIBRARIES[1:])}; "
+            f"commit {describe(self.git)}",
+            f"- data: {self.rows:,} generated Criteo-format rows, 80/10/10 train/val/test files; the DeepFM "
+            "paper's model settings, plain Adam, batch 4096, one epoch (see "
+            "`experiments/benchmark/peers.py` for each library's pipeline)",
+            "- MKL (its `MKL_CBWR`): "
+            + "; ".join(f"{lib} {', '.join(sorted(modes))}" for lib, modes in self.mkl_modes().items()),
+            f"- load average (1, 5, 15 min): {self.loads_noted()}",
+            "",
+            "| threads | model | library | preprocessing s | train s | train samples/s | CPU-s | end to end s "
+            "| test AUC | ctr-bench faster, train | ctr-bench faster, end to end |",
+            "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in sorted(
+            self.medians(), key=lambda r: (r["threads"], MODELS.index(r["model"]), LIBRARIES.index(r["library"]))
+        ):
+            lines.append(
+                f"| {r['threads']} | {r['model']} | {r['library']} | {r['preprocess_s']:.1f} | "
+                f"{r['train_s']:.1f} | {r['samples_per_s']:,.0f} | {r['cpu_s']:.0f} | {r['end_to_end_s']:.1f} | "
+                f"{r['test_auc']:.4f} | {r['train_ratio']:.2f}x | {r['end_to_end_ratio']:.2f}x |"
+            )
+        lines += [
+            "",
+            "Train s: the epoch and one pass over the validation file. End to end: the process from "
+            "its start (imports included) to the test AUC. The ratios are the peer's seconds over "
+            "ctr-bench's in the same cell (1.00x for ctr-bench itself).",
+            "",
+        ]
         return "\n".join(lines)
 
     def write(self, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "benchmark_peers.md").write_text(self.markdown())
         refresh(out)  # the training benchmark's report shows this run
-        (out / "benchmark_peers.json").write_text(json.dumps({"command": self.command, "started_utc": self.started_utc,
-                                                              "git": self.git, "rows": self.rows,
-                                                              "load": self.load_averages, "runs": self.runs},
-                                                             indent=1))
+        (out / "benchmark_peers.json").write_text(
+            json.dumps(
+                {
+                    "command": self.command,
+                    "started_utc": self.started_utc,
+                    "git": self.git,
+                    "rows": self.rows,
+                    "load": self.load_averages,
+                    "runs": self.runs,
+                },
+                indent=1,
+            )
+        )
 
 
 def _version(library: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version({"DeepCTR-Torch": "deepctr-torch", "FuxiCTR": "fuxictr"}[library])
     except PackageNotFoundError:
@@ -327,20 +423,24 @@ def main(argv: Optional[list[str]] = None) -> Optional[PeersReport]:
     libraries = args.libraries.split(",")
     missing = [lib for lib in libraries[1:] if _version(lib) == "not installed"]
     if missing:
-        raise SystemExit(f"not installed: {', '.join(missing)}; pip install -e \".[peers]\"")
-    report = PeersReport("python -m experiments.benchmark.peers " + " ".join(sys.argv[1:] if argv is None else argv),
-                         args.rows)
+        raise SystemExit(f'not installed: {", ".join(missing)}; pip install -e ".[peers]"')
+    report = PeersReport(
+        "python -m experiments.benchmark.peers " + " ".join(sys.argv[1:] if argv is None else argv), args.rows
+    )
     files = write_files(args.rows, args.workdir / f"criteo_like_{args.rows}")
     report.note_load("start")
     for repeat in range(args.repeats):
         for threads in (int(t) for t in args.threads.split(",")):
             for model in args.models.split(","):
-                order = libraries[repeat % len(libraries):] + libraries[:repeat % len(libraries)]
+                order = libraries[repeat % len(libraries) :] + libraries[: repeat % len(libraries)]
                 for library in order:
                     run = in_child(library, model, threads, files, args.workdir / "run")
                     report.runs.append(run)
-                    print(f"{threads} threads {model} {library}: train {run['train_s']:.1f} s, "
-                          f"end to end {run['end_to_end_s']:.1f} s, AUC {run['test_auc']:.4f}", flush=True)
+                    print(
+                        f"{threads} threads {model} {library}: train {run['train_s']:.1f} s, "
+                        f"end to end {run['end_to_end_s']:.1f} s, AUC {run['test_auc']:.4f}",
+                        flush=True,
+                    )
     report.note_load("end")
     report.write(args.out)
     print(f"wrote {args.out / 'benchmark_peers.md'}")

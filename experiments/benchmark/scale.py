@@ -20,6 +20,7 @@ from the run's ``metrics.json``; the cache's size on disk. The issue's target is
 16 GiB; the script exits with status 1 when it is missed (after writing the report). The child's
 log goes to ``<workdir>/app.log``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,10 +64,17 @@ def ensure_tsv(path: Path, rows: int) -> bool:
 
 def app_overrides(args: argparse.Namespace, tsv: Path, cache_dir: Path, run_dir: Path) -> list[str]:
     """The ``run.py`` overrides of the measured run (paths absolute: the child runs in the repository)."""
-    overrides = [f"model={args.model}", f"optim={args.optim}", "data=criteo", f"data.source.path={tsv}",
-                 f"data.cache_dir={cache_dir}", f"data.batch_size={args.batch_size}",
-                 f"trainer.max_epochs={args.epochs}", "trainer.enable_progress_bar=false",
-                 f"hydra.run.dir={run_dir}"]
+    overrides = [
+        f"model={args.model}",
+        f"optim={args.optim}",
+        "data=criteo",
+        f"data.source.path={tsv}",
+        f"data.cache_dir={cache_dir}",
+        f"data.batch_size={args.batch_size}",
+        f"trainer.max_epochs={args.epochs}",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}",
+    ]
     if args.threads:
         overrides.append(f"threads={args.threads}")
     return overrides + args.overrides
@@ -114,9 +122,12 @@ def run_child(command: list[str], log: Path) -> dict:
     if process.returncode != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-40:])
         raise RuntimeError(f"run.py exited with status {process.returncode}; end of {log}:\n{tail}")
-    return {"wall_s": round(wall, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-            **{name: round(peak) for name, peak in sampler.peaks.items()}}
+    return {
+        "wall_s": round(wall, 1),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        **{name: round(peak) for name, peak in sampler.peaks.items()},
+    }
 
 
 def newest_manifest(cache_dir: Path) -> Path:
@@ -147,10 +158,13 @@ def prepare_input(args: argparse.Namespace) -> tuple[Path, Path, Path, Optional[
 
 def encoding_summary(manifest: dict) -> dict:
     """What the reports show of a cache's encoding, from its manifest."""
-    return {"encode_s": manifest["seconds"], "encode_rows_per_s": manifest["rows_per_second"],
-            "encode_peak_rss_mib": manifest["process_peak_rss_mib"],
-            "split_rows": {split: stats["rows"] for split, stats in manifest["splits"].items()},
-            "num_ids": manifest["schema"]["num_ids"]}
+    return {
+        "encode_s": manifest["seconds"],
+        "encode_rows_per_s": manifest["rows_per_second"],
+        "encode_peak_rss_mib": manifest["process_peak_rss_mib"],
+        "split_rows": {split: stats["rows"] for split, stats in manifest["splits"].items()},
+        "num_ids": manifest["schema"]["num_ids"],
+    }
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -164,10 +178,19 @@ def measure(args: argparse.Namespace) -> dict:
     manifest_path = newest_manifest(cache_dir)
     manifest = json.loads(manifest_path.read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {"rows": args.rows, "batch_size": args.batch_size, "tsv_gib": tsv.stat().st_size / 2**30,
-            "tsv_written_s": write_s, "overrides": overrides, "workdir": str(workdir), **child,
-            "cache_built": manifest_path.stat().st_mtime >= child_started, **encoding_summary(manifest),
-            "cache_gib": disk_usage_bytes(cache_dir) / 2**30, "metrics": metrics}
+    return {
+        "rows": args.rows,
+        "batch_size": args.batch_size,
+        "tsv_gib": tsv.stat().st_size / 2**30,
+        "tsv_written_s": write_s,
+        "overrides": overrides,
+        "workdir": str(workdir),
+        **child,
+        "cache_built": manifest_path.stat().st_mtime >= child_started,
+        **encoding_summary(manifest),
+        "cache_gib": disk_usage_bytes(cache_dir) / 2**30,
+        "metrics": metrics,
+    }
 
 
 def versions() -> dict:
@@ -182,14 +205,24 @@ def rss_target(result: dict) -> tuple[str, bool]:
 
 def csv_rows(result: dict) -> list[tuple[str, object]]:
     m = result["metrics"]
-    rows = [("rows", result["rows"]), ("tsv_gib", round(result["tsv_gib"], 3)), ("wall_s", result["wall_s"]),
-            ("cpu_s", result["cpu_s"]), ("peak_rss_mib", result["peak_rss_mib"]),
-            ("peak_rss_anon_mib", result["peak_rss_anon_mib"]), ("peak_rss_file_mib", result["peak_rss_file_mib"]),
-            ("encode_s", result["encode_s"]["total"]), ("encode_rows_per_s", result["encode_rows_per_s"]),
-            ("encode_peak_rss_mib", result["encode_peak_rss_mib"]), ("num_ids", result["num_ids"]),
-            ("cache_gib", round(result["cache_gib"], 3)), ("train_time_s", round(m["train_time_s"], 3)),
-            ("train_samples_per_s", round(m["train_samples_per_s"])), ("epochs", m["epochs"]),
-            ("num_params", m["num_params"])]
+    rows = [
+        ("rows", result["rows"]),
+        ("tsv_gib", round(result["tsv_gib"], 3)),
+        ("wall_s", result["wall_s"]),
+        ("cpu_s", result["cpu_s"]),
+        ("peak_rss_mib", result["peak_rss_mib"]),
+        ("peak_rss_anon_mib", result["peak_rss_anon_mib"]),
+        ("peak_rss_file_mib", result["peak_rss_file_mib"]),
+        ("encode_s", result["encode_s"]["total"]),
+        ("encode_rows_per_s", result["encode_rows_per_s"]),
+        ("encode_peak_rss_mib", result["encode_peak_rss_mib"]),
+        ("num_ids", result["num_ids"]),
+        ("cache_gib", round(result["cache_gib"], 3)),
+        ("train_time_s", round(m["train_time_s"], 3)),
+        ("train_samples_per_s", round(m["train_samples_per_s"])),
+        ("epochs", m["epochs"]),
+        ("num_params", m["num_params"]),
+    ]
     rows += [(key, round(m[key], 5)) for key in ("val/auc", "val/logloss", "test/auc", "test/logloss")]
     return rows + [(f"{split}_rows", n) for split, n in result["split_rows"].items()]
 
@@ -204,38 +237,48 @@ def markdown(result: dict, env: dict, command: str) -> str:
     measured, met = rss_target(result)
     app = shown(shlex.join(["python", "run.py", *result["overrides"]]), result["workdir"])
     splits = ", ".join(f"{split} {n:,}" for split, n in result["split_rows"].items())
-    written = (f"written in {result['tsv_written_s']:.0f} s" if result["tsv_written_s"] is not None
-               else "reused from an earlier call")
-    lines = ["# Full-scale run: one epoch over a Criteo-sized file", "",
-             f"Generated by `{shown(command, result['workdir'])}` ({env['date_utc']}).", "",
-             f"- machine: {env['cpu']}, {env['cores']} cores, {env['memory_gib']} GiB RAM",
-             f"- software: Python {env['python']}, torch {env['torch']}, pytorch-lightning "
-             f"{env['pytorch-lightning']}, numpy {env['numpy']}, pyarrow {env['pyarrow']}; {code_of(env)}",
-             f"- input: Criteo-format TSV of {result['rows']:,} rows from the synthetic generator "
-             f"({result['tsv_gib']:.2f} GiB, {written}); its vocabulary ({result['num_ids']:,} ids after "
-             f"min_count 10) is smaller than real Criteo's",
-             f"- run (one process{', which built the cache' if result['cache_built'] else '; cache reused'}): "
-             f"`{app}`", "",
-             "| measure | value |", "|---|---:|",
-             f"| wall time, {'encoding + ' if result['cache_built'] else ''}training + evaluation | "
-             f"{result['wall_s']:,.0f} s |",
-             f"| CPU time (all threads) | {result['cpu_s']:,.0f} s |",
-             f"| peak RSS | {result['peak_rss_mib']:,} MiB |",
-             f"| of which anonymous / file-backed (libraries, memory-mapped cache), peaks sampled each second | "
-             f"{result['peak_rss_anon_mib']:,} / {result['peak_rss_file_mib']:,} MiB |",
-             f"| encoding{'' if result['cache_built'] else ' (earlier run)'}: count rows / pass 1 (fit) / "
-             f"pass 2 (encode) | {e['count_rows']:,.1f} / "
-             f"{e['pass1_fit']:,.1f} / {e['pass2_encode']:,.1f} s |",
-             f"| encoding: total, rate | {e['total']:,.1f} s, {result['encode_rows_per_s']:,} rows/s |",
-             f"| peak RSS when encoding ended | {result['encode_peak_rss_mib']:,} MiB |",
-             f"| cache on disk | {result['cache_gib']:.2f} GiB |",
-             f"| split rows | {splits} |",
-             f"| training (epochs: {m['epochs']}, batch {result['batch_size']:,}), validation included | "
-             f"{m['train_time_s']:,.1f} s, {m['train_samples_per_s']:,.0f} samples/s |",
-             f"| parameters | {m['num_params']:,} |",
-             f"| val AUC / LogLoss | {m['val/auc']:.4f} / {m['val/logloss']:.4f} |",
-             f"| test AUC / LogLoss | {m['test/auc']:.4f} / {m['test/logloss']:.4f} |", "",
-             f"Target: peak RSS < {RSS_TARGET_GIB} GiB: {'PASS' if met else 'FAIL'} ({measured})", ""]
+    written = (
+        f"written in {result['tsv_written_s']:.0f} s"
+        if result["tsv_written_s"] is not None
+        else "reused from an earlier call"
+    )
+    lines = [
+        "# Full-scale run: one epoch over a Criteo-sized file",
+        "",
+        f"Generated by `{shown(command, result['workdir'])}` ({env['date_utc']}).",
+        "",
+        f"- machine: {env['cpu']}, {env['cores']} cores, {env['memory_gib']} GiB RAM",
+        f"- software: Python {env['python']}, torch {env['torch']}, pytorch-lightning "
+        f"{env['pytorch-lightning']}, numpy {env['numpy']}, pyarrow {env['pyarrow']}; {code_of(env)}",
+        f"- input: Criteo-format TSV of {result['rows']:,} rows from the synthetic generator "
+        f"({result['tsv_gib']:.2f} GiB, {written}); its vocabulary ({result['num_ids']:,} ids after "
+        f"min_count 10) is smaller than real Criteo's",
+        f"- run (one process{', which built the cache' if result['cache_built'] else '; cache reused'}): `{app}`",
+        "",
+        "| measure | value |",
+        "|---|---:|",
+        f"| wall time, {'encoding + ' if result['cache_built'] else ''}training + evaluation | "
+        f"{result['wall_s']:,.0f} s |",
+        f"| CPU time (all threads) | {result['cpu_s']:,.0f} s |",
+        f"| peak RSS | {result['peak_rss_mib']:,} MiB |",
+        f"| of which anonymous / file-backed (libraries, memory-mapped cache), peaks sampled each second | "
+        f"{result['peak_rss_anon_mib']:,} / {result['peak_rss_file_mib']:,} MiB |",
+        f"| encoding{'' if result['cache_built'] else ' (earlier run)'}: count rows / pass 1 (fit) / "
+        f"pass 2 (encode) | {e['count_rows']:,.1f} / "
+        f"{e['pass1_fit']:,.1f} / {e['pass2_encode']:,.1f} s |",
+        f"| encoding: total, rate | {e['total']:,.1f} s, {result['encode_rows_per_s']:,} rows/s |",
+        f"| peak RSS when encoding ended | {result['encode_peak_rss_mib']:,} MiB |",
+        f"| cache on disk | {result['cache_gib']:.2f} GiB |",
+        f"| split rows | {splits} |",
+        f"| training (epochs: {m['epochs']}, batch {result['batch_size']:,}), validation included | "
+        f"{m['train_time_s']:,.1f} s, {m['train_samples_per_s']:,.0f} samples/s |",
+        f"| parameters | {m['num_params']:,} |",
+        f"| val AUC / LogLoss | {m['val/auc']:.4f} / {m['val/logloss']:.4f} |",
+        f"| test AUC / LogLoss | {m['test/auc']:.4f} / {m['test/logloss']:.4f} |",
+        "",
+        f"Target: peak RSS < {RSS_TARGET_GIB} GiB: {'PASS' if met else 'FAIL'} ({measured})",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -14,11 +14,11 @@ shuffled order per batch, one vectorised gather), so the data step is part of ev
 For each model, in a fresh process (so that its peak RSS is its own), after ``--warmup`` steps:
 ``--repeats`` times, first the roofline, then ``--steps`` training steps. The roofline is this
 machine's FLOP/s for a matmul shaped like the model's first ``nn.Linear`` at this batch size
-(``[B, in] x [in, out]``, ``F.linear``, in bf16 for a ``:bf16`` spec); the model's achieved FLOP/s is its matmul FLOPs per sample
-(counted by ``torch.utils.flop_counter`` over one forward + backward: the dense layers, CIN's
-filters, IPNN's Gram matrices) times training samples/s. ``% roofline`` is the median over repeats of their ratio, so a
-burst of load on the shared machine hits both sides of a ratio. Evaluation samples/s is
-forward-only in eval mode.
+(``[B, in] x [in, out]``, ``F.linear``, in bf16 for a ``:bf16`` spec); the model's achieved FLOP/s
+is its matmul FLOPs per sample (counted by ``torch.utils.flop_counter`` over one forward + backward:
+the dense layers, CIN's filters, IPNN's Gram matrices) times training samples/s. ``% roofline`` is
+the median over repeats of their ratio, so a burst of load on the shared machine hits both sides
+of a ratio. Evaluation samples/s is forward-only in eval mode.
 
 Lightning against a bare loop (``--lightning-models``): the real ``pl.Trainer`` as ``run.py``
 builds it (``conf/trainer/<trainer>``, the CSV logger, ModelCheckpoint, EarlyStopping, EpochHistory)
@@ -32,6 +32,7 @@ cache (rows/s, peak RSS) and read back by ``CTRDataModule`` (shuffled batches of
 
 The command line is ``experiments.benchmark.__main__``; the report ``experiments.benchmark.report``.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,10 +55,10 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from datamodules.schema import Batch, Schema
-from models.layers.precision import PRECISIONS
 from experiments.benchmark.workload import Workload, build_model, compiled, endless, parse_spec, prepared
 from experiments.run.config import REPO
 from measures.environment import peak_rss_mib
+from models.layers.precision import PRECISIONS
 
 # Trainer settings whose per-step cost is reported: (label, overrides of conf/trainer).
 TRAINER_VARIANTS = (
@@ -118,10 +119,12 @@ def timed_steps(step: Callable[[Batch], None], batches: Iterator[Batch], steps: 
 
 def bare_training_step(model, optimizer) -> Callable[[Batch], None]:
     """The plain loop's body: zero_grad, forward, backward, step."""
+
     def step(batch: Batch) -> None:
         optimizer.zero_grad(set_to_none=True)
         model.losses(batch)[0].backward()
         optimizer.step()
+
     return step
 
 
@@ -129,6 +132,7 @@ def evaluation_step(model) -> Callable[[Batch], None]:
     def step(batch: Batch) -> None:
         with torch.inference_mode():
             model(batch)
+
     return step
 
 
@@ -165,8 +169,12 @@ def _measure_model(spec: str, workload: Workload, schema: Schema, loader: DataLo
     loader_seconds = [timed_steps(lambda batch: None, batches, workload.steps) for _ in range(workload.repeats)]
     samples = workload.steps * workload.batch_size
     return {
-        "model": name, "optim": optim, "precision": precision, "params": sum(p.numel() for p in model.parameters()),
-        "first_layer": list(shape) if shape else None, "mflop_per_sample": flops / 1e6,
+        "model": name,
+        "optim": optim,
+        "precision": precision,
+        "params": sum(p.numel() for p in model.parameters()),
+        "first_layer": list(shape) if shape else None,
+        "mflop_per_sample": flops / 1e6,
         "warmup_s": warmup_seconds,
         "train_samples_per_s": samples / statistics.median(train_seconds),
         "eval_samples_per_s": samples / statistics.median(eval_seconds),
@@ -189,19 +197,31 @@ class StepClock(pl.Callback):
         self.ends.append(time.perf_counter())
 
 
-def lightning_seconds(spec: str, workload: Workload, schema: Schema, loader: DataLoader,
-                      trainer_overrides: dict, folder: Path) -> float:
+def lightning_seconds(
+    spec: str, workload: Workload, schema: Schema, loader: DataLoader, trainer_overrides: dict, folder: Path
+) -> float:
     """Seconds for ``workload.steps`` training steps after ``workload.warmup`` under the Trainer
     ``run.py`` builds (same callbacks and logger), with ``trainer_overrides`` on top."""
     from experiments.run.history import EpochHistory
     from experiments.run.train import build_trainer, plateau_schedule
+
     model, cfg = build_model(spec, schema, workload.seed)
     compiled(model, workload)
     clock = StepClock()
-    callbacks = [EpochHistory(folder / "history.csv"), plateau_schedule(cfg, folder / "checkpoints" / "best.ckpt"),
-                 clock]
-    trainer = build_trainer(cfg, folder, callbacks, max_steps=workload.warmup + workload.steps,
-                            limit_val_batches=0, num_sanity_val_steps=0, **trainer_overrides)
+    callbacks = [
+        EpochHistory(folder / "history.csv"),
+        plateau_schedule(cfg, folder / "checkpoints" / "best.ckpt"),
+        clock,
+    ]
+    trainer = build_trainer(
+        cfg,
+        folder,
+        callbacks,
+        max_steps=workload.warmup + workload.steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        **trainer_overrides,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no validation: Lightning notes the missing monitor
         trainer.fit(model, train_dataloaders=loader)
@@ -236,10 +256,20 @@ def _measure_lightning(spec: str, workload: Workload, schema: Schema, loader: Da
     samples = workload.steps * workload.batch_size
     bare = statistics.median(seconds["bare loop"])
     name, optim, precision = parse_spec(spec)
-    return {"model": name, "optim": optim, "precision": precision,
-            "settings": [{"setting": label, "samples_per_s": samples / statistics.median(s),
-                          "step_ms": 1e3 * statistics.median(s) / workload.steps,
-                          "ratio_to_bare": statistics.median(s) / bare} for label, s in seconds.items()]}
+    return {
+        "model": name,
+        "optim": optim,
+        "precision": precision,
+        "settings": [
+            {
+                "setting": label,
+                "samples_per_s": samples / statistics.median(s),
+                "step_ms": 1e3 * statistics.median(s) / workload.steps,
+                "ratio_to_bare": statistics.median(s) / bare,
+            }
+            for label, s in seconds.items()
+        ],
+    }
 
 
 # -- processes ------------------------------------------------------------------------------------
@@ -247,8 +277,18 @@ def _measure_lightning(spec: str, workload: Workload, schema: Schema, loader: Da
 
 def in_subprocess(task: str, spec: str, workload: Workload, *options: str) -> dict:
     """Run ``task`` for ``spec`` in a fresh interpreter: its peak RSS and allocator are its own."""
-    command = [sys.executable, "-m", "experiments.benchmark", "--task", task, "--spec", spec,
-               "--workload", json.dumps(asdict(workload)), *options]
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.benchmark",
+        "--task",
+        task,
+        "--spec",
+        spec,
+        "--workload",
+        json.dumps(asdict(workload)),
+        *options,
+    ]
     output = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if output.returncode != 0:
         raise RuntimeError(f"{task} {spec} failed:\n{output.stderr[-3000:]}")
@@ -258,6 +298,7 @@ def in_subprocess(task: str, spec: str, workload: Workload, *options: str) -> di
 def measure_data(rows: int, workdir: Path) -> dict:
     """Encoding and cache-loading rates of ``rows`` Criteo-format rows (``experiments.benchmark.data``)."""
     from experiments.benchmark import data as bench_data
+
     workdir.mkdir(parents=True, exist_ok=True)
     tsv, cache_dir = workdir / f"criteo_like_{rows}.tsv", workdir / f"cache_{rows}"
     try:
@@ -266,8 +307,13 @@ def measure_data(rows: int, workdir: Path) -> dict:
         written = time.perf_counter() - started
         encode = bench_data.run_step("encode", tsv, cache_dir)
         load = bench_data.run_step("load", tsv, cache_dir)
-        return {"rows": rows, "file_mib": tsv.stat().st_size / 2**20, "write_s": written, "encode": encode,
-                "load": load}
+        return {
+            "rows": rows,
+            "file_mib": tsv.stat().st_size / 2**20,
+            "write_s": written,
+            "encode": encode,
+            "load": load,
+        }
     finally:
         tsv.unlink(missing_ok=True)
         shutil.rmtree(cache_dir, ignore_errors=True)

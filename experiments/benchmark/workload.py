@@ -1,5 +1,6 @@
 """The benchmark's workload: a Criteo-shaped schema, id rows, served by ``CTRDataModule``'s own
 loader, and models built from the app's own configs."""
+
 from __future__ import annotations
 
 import tempfile
@@ -20,9 +21,34 @@ from datamodules.schema import Batch, Schema
 DEFAULT_OPTIM = "lazy_adam"
 
 # Criteo's 26 categorical cardinalities in the whole Kaggle train.txt (as commonly reported), C1..C26.
-CRITEO_RAW_CARDINALITIES = (1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593,
-                            3194, 27, 14992, 5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105,
-                            142572)
+CRITEO_RAW_CARDINALITIES = (
+    1460,
+    583,
+    10131227,
+    2202608,
+    305,
+    24,
+    12517,
+    633,
+    3,
+    93145,
+    5683,
+    8351593,
+    3194,
+    27,
+    14992,
+    5461306,
+    10,
+    5652,
+    2173,
+    4,
+    7046547,
+    18,
+    15,
+    286181,
+    105,
+    142572,
+)
 # log_square buckets of Criteo's 13 integer fields (tens each; their exact counts barely matter here).
 CRITEO_INTEGER_BUCKETS = (64, 100, 128, 48, 220, 100, 72, 64, 100, 8, 32, 56, 64)
 ZIPF_EXPONENT = 1.2  # of the id frequencies within a field: a few head ids, a long tail
@@ -59,16 +85,18 @@ def id_rows(schema: Schema, rows: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return x, y
 
 
-def split_loader(folder: Path, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, num_workers: int = 0,
-                 prefetch: int = 0) -> Iterable[Batch]:
+def split_loader(
+    folder: Path, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, num_workers: int = 0, prefetch: int = 0
+) -> Iterable[Batch]:
     """Writes ``x``, ``y`` as a cache split into ``folder`` and serves it with the loader of
     ``CTRDataModule.train_dataloader`` (memory-mapped, shuffled sorted slices), last partial batch dropped."""
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "x.npy", x)
     np.save(folder / "y.npy", y)
     arrays = SplitArrays.open(folder)
-    return batch_loader(arrays, ShuffledBatches(arrays.num_rows, batch_size, seed, drop_last=True), num_workers,
-                        prefetch=prefetch)
+    return batch_loader(
+        arrays, ShuffledBatches(arrays.num_rows, batch_size, seed, drop_last=True), num_workers, prefetch=prefetch
+    )
 
 
 def endless(loader: Iterable[Batch]) -> Iterator[Batch]:
@@ -98,6 +126,7 @@ def build_model(spec: str, schema: Schema, seed: int):
     (``pretrain_epochs=0``)."""
     from experiments.run.config import compose_config
     from experiments.run.train import build_model as build_run_model
+
     model, optim, precision = parse_spec(spec)
     overrides = [f"model={model}", f"optim={optim}", f"precision={precision}"]
     overrides += ["model.pretrain_epochs=0"] if model == "fnn" else []

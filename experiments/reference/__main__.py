@@ -13,6 +13,7 @@ preprocessing, steps, training. Writes ``<out>/README.md`` and ``<out>/reference
 with status 1 when a comparison misses its bar (every id equal; step losses in float64 within ``--step-tolerance``;
 mean AUC within ``--auc-tolerance``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,53 +27,92 @@ from typing import Optional
 import torch
 
 from experiments.reference import check
-from experiments.reference.data import (CRITEO_X4_COLUMNS, CRITEO_X4_LABEL, FRAPPE_COLUMNS, FRAPPE_LABEL, FRAPPE_ROWS,
-                                        criteo_x4_csv, write_frappe_like)
+from experiments.reference.data import (
+    CRITEO_X4_COLUMNS,
+    CRITEO_X4_LABEL,
+    FRAPPE_COLUMNS,
+    FRAPPE_LABEL,
+    FRAPPE_ROWS,
+    criteo_x4_csv,
+    write_frappe_like,
+)
 from experiments.reference.report import Outcome, write_report
 from experiments.report.layout import CHECKS
 from experiments.run.config import CONF
 from measures.environment import describe, git_commit
 
 MODELS = ("lr", "fm", "ffm", "dnn", "ipnn", "lr_dnn", "deepfm", "dcn", "xdeepfm")
-CRITEO_SAMPLE_FILES = {"train": "wide_resdnn_criteo_train.tsv", "val": "wide_resdnn_criteo_dev.tsv",
-                       "test": "wide_resdnn_criteo_test.tsv"}
+CRITEO_SAMPLE_FILES = {
+    "train": "wide_resdnn_criteo_train.tsv",
+    "val": "wide_resdnn_criteo_dev.tsv",
+    "test": "wide_resdnn_criteo_test.tsv",
+}
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m experiments.reference",
-                                     description="ctr-bench's BARS presets against FuxiCTR on the same data")
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.reference", description="ctr-bench's BARS presets against FuxiCTR on the same data"
+    )
     parser.add_argument("--parts", default="preprocessing,steps,training")
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--training-models", default="lr,fm,dnn,deepfm,dcn",
-                        help="models of the full-training comparison (each costs minutes per seed)")
+    parser.add_argument(
+        "--training-models",
+        default="lr,fm,dnn,deepfm,dcn",
+        help="models of the full-training comparison (each costs minutes per seed)",
+    )
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--more-seeds", default="", metavar="MODEL=N,...",
-                        help="models whose runs vary more: their number of seeds (e.g. lr_dnn=6)")
+    parser.add_argument(
+        "--more-seeds",
+        default="",
+        metavar="MODEL=N,...",
+        help="models whose runs vary more: their number of seeds (e.g. lr_dnn=6)",
+    )
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--rows", type=int, default=FRAPPE_ROWS, help="rows of the Frappe-shaped dataset")
     parser.add_argument("--criteo-sample", type=Path, help="folder of the raw Criteo sample files")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--step-tolerance", type=float, default=1e-9,
-                        help="largest relative loss gap per step, in float64")
+    parser.add_argument(
+        "--step-tolerance", type=float, default=1e-9, help="largest relative loss gap per step, in float64"
+    )
     parser.add_argument("--auc-tolerance", type=float, default=0.001, help="largest gap of mean AUC")
     parser.add_argument("--workdir", type=Path, default=Path(".cache/reference"))
     parser.add_argument("--out", type=Path, default=CHECKS / "reference")
-    parser.add_argument("--resume", action="store_true",
-                        help="keep the comparisons of <out>/reference.json and run only those it lacks")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the comparisons of <out>/reference.json and run only those it lacks"
+    )
     return parser.parse_args(argv)
 
 
 def datasets(args) -> list[dict]:
     """Each dataset of the check: its files for our reader and FuxiCTR's, its preset, its config."""
     frappe = write_frappe_like(args.workdir / "frappe_like", rows=args.rows)
-    out = [{"name": "frappe_like", "experiment": "bars_frappe_x1", "ours": frappe["libfm"], "theirs": frappe["csv"],
-            "columns": FRAPPE_COLUMNS, "label": FRAPPE_LABEL, "processor": "FeatureProcessor", "min_counts": [1]}]
+    out = [
+        {
+            "name": "frappe_like",
+            "experiment": "bars_frappe_x1",
+            "ours": frappe["libfm"],
+            "theirs": frappe["csv"],
+            "columns": FRAPPE_COLUMNS,
+            "label": FRAPPE_LABEL,
+            "processor": "FeatureProcessor",
+            "min_counts": [1],
+        }
+    ]
     if args.criteo_sample:
         tsv = {split: args.criteo_sample / name for split, name in CRITEO_SAMPLE_FILES.items()}
         csv = criteo_x4_csv(tsv, args.workdir / "criteo_x4_sample")
-        out.append({"name": "criteo_sample", "experiment": "bars_criteo_x4", "ours": csv, "theirs": csv,
-                    "columns": CRITEO_X4_COLUMNS, "label": CRITEO_X4_LABEL, "processor": "CustomizedFeatureProcessor",
-                    "min_counts": [10, 2, 1]})
+        out.append(
+            {
+                "name": "criteo_sample",
+                "experiment": "bars_criteo_x4",
+                "ours": csv,
+                "theirs": csv,
+                "columns": CRITEO_X4_COLUMNS,
+                "label": CRITEO_X4_LABEL,
+                "processor": "CustomizedFeatureProcessor",
+                "min_counts": [10, 2, 1],
+            }
+        )
     return out
 
 
@@ -101,50 +141,73 @@ def run(args, outcome: Outcome, save) -> Outcome:
     cache = args.workdir / "cache"
     for data in datasets(args):
         if "preprocessing" in parts:
-            for min_count in data["min_counts"]:
-                if outcome.has("preprocessing", dataset=data["name"], min_count=min_count):
-                    continue
-                cfg = check.preset_config(data["experiment"], "deepfm", data["ours"], cache,
-                                          [f"data.encoding.min_count={min_count}"])
-                sizes, encoded = check.fuxictr_encoding(check.processor_class(data["processor"]), data["columns"],
-                                                        data["label"], data["theirs"], min_count)
-                result = check.compare_preprocessing(data["name"], check.datamodule(cfg), sizes, encoded, min_count)
-                outcome.preprocessing.append(result)
-                save(outcome)
-                print(f"preprocessing {data['name']} min_count {min_count}: {result.mismatched_ids} of "
-                      f"{result.total_ids:,} ids differ", flush=True)
-        models = [m for m in args.models.split(",") if has_preset(data["experiment"], m)]
+            compare_preprocessing(data, cache, outcome, save)
         if "steps" in parts:
-            for name in models:
-                if outcome.has("steps", dataset=data["name"], model=name):
-                    continue
-                cfg = check.preset_config(data["experiment"], name, data["ours"], cache)
-                result = check.compare_steps(name, cfg, check.datamodule(cfg), data["name"], args.steps, 0,
-                                             args.workdir / "steps")
-                outcome.steps.append(result)
-                save(outcome)
-                print(f"steps {data['name']} {name}: relative loss gap {result.max_relative_gap_64:.1e} in float64, "
-                      f"{result.max_relative_gap:.1e} in float32 (FuxiCTR against itself: "
-                      f"{result.max_relative_floor:.1e})", flush=True)
+            compare_steps(args, data, cache, outcome, save)
         if "training" in parts and data["name"] == "frappe_like":
-            for name in [m for m in args.training_models.split(",") if has_preset(data["experiment"], m)]:
-                cfg = check.preset_config(data["experiment"], name, data["ours"], cache)
-                dm = check.datamodule(cfg)
-                seeds = dict(item.split("=") for item in filter(None, args.more_seeds.split(",")))
-                for seed in range(int(seeds.get(name, args.seeds))):
-                    for library, run_one in (
-                            ("ctr-bench", lambda: check.train_ours(name, cfg, data["name"], seed,
-                                                                   args.workdir / "runs" / f"{name}_{seed}")),
-                            ("FuxiCTR", lambda: check.train_theirs(name, cfg, dm, data["name"], seed,
-                                                                   args.workdir / "runs"))):
-                        if outcome.has("training", dataset=data["name"], model=name, seed=seed, library=library):
-                            continue
-                        result = run_one()
-                        outcome.training.append(result)
-                        save(outcome)
-                        print(f"training {name} seed {seed} {result.library}: test AUC {result.test_auc:.5f} after "
-                              f"{result.epochs} epochs, {result.seconds:.0f} s", flush=True)
+            compare_training(args, data, cache, outcome, save)
     return outcome
+
+
+def compare_preprocessing(data: dict, cache: Path, outcome: Outcome, save) -> None:
+    for min_count in data["min_counts"]:
+        if outcome.has("preprocessing", dataset=data["name"], min_count=min_count):
+            continue
+        cfg = check.preset_config(
+            data["experiment"], "deepfm", data["ours"], cache, [f"data.encoding.min_count={min_count}"]
+        )
+        sizes, encoded = check.fuxictr_encoding(
+            check.processor_class(data["processor"]), data["columns"], data["label"], data["theirs"], min_count
+        )
+        result = check.compare_preprocessing(data["name"], check.datamodule(cfg), sizes, encoded, min_count)
+        outcome.preprocessing.append(result)
+        save(outcome)
+        print(
+            f"preprocessing {data['name']} min_count {min_count}: {result.mismatched_ids} of "
+            f"{result.total_ids:,} ids differ",
+            flush=True,
+        )
+
+
+def compare_steps(args, data: dict, cache: Path, outcome: Outcome, save) -> None:
+    for name in [m for m in args.models.split(",") if has_preset(data["experiment"], m)]:
+        if outcome.has("steps", dataset=data["name"], model=name):
+            continue
+        cfg = check.preset_config(data["experiment"], name, data["ours"], cache)
+        result = check.compare_steps(
+            name, cfg, check.datamodule(cfg), data["name"], args.steps, 0, args.workdir / "steps"
+        )
+        outcome.steps.append(result)
+        save(outcome)
+        print(
+            f"steps {data['name']} {name}: relative loss gap {result.max_relative_gap_64:.1e} in float64, "
+            f"{result.max_relative_gap:.1e} in float32 (FuxiCTR against itself: "
+            f"{result.max_relative_floor:.1e})",
+            flush=True,
+        )
+
+
+def compare_training(args, data: dict, cache: Path, outcome: Outcome, save) -> None:
+    seeds = dict(item.split("=") for item in filter(None, args.more_seeds.split(",")))
+    for name in [m for m in args.training_models.split(",") if has_preset(data["experiment"], m)]:
+        cfg = check.preset_config(data["experiment"], name, data["ours"], cache)
+        dm = check.datamodule(cfg)
+        for seed in range(int(seeds.get(name, args.seeds))):
+            for library in ("ctr-bench", "FuxiCTR"):
+                if outcome.has("training", dataset=data["name"], model=name, seed=seed, library=library):
+                    continue
+                if library == "ctr-bench":
+                    runs = args.workdir / "runs" / f"{name}_{seed}"
+                    result = check.train_ours(name, cfg, data["name"], seed, runs)
+                else:
+                    result = check.train_theirs(name, cfg, dm, data["name"], seed, args.workdir / "runs")
+                outcome.training.append(result)
+                save(outcome)
+                print(
+                    f"training {name} seed {seed} {result.library}: test AUC {result.test_auc:.5f} after "
+                    f"{result.epochs} epochs, {result.seconds:.0f} s",
+                    flush=True,
+                )
 
 
 def main(argv: Optional[list[str]] = None) -> int:

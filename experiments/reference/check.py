@@ -9,6 +9,7 @@
 - ``training``: each library's own full training loop with the preset's protocol, seeds apart
   (different shuffles, dropout masks and initial draws): validation and test AUC / LogLoss.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,7 +19,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,6 @@ from datamodules.schema import Batch
 from experiments.reference.data import datamodule, preset_config  # noqa: F401 (used as check.*)
 from experiments.reference.fuxictr_models import REFERENCE_MODELS, feature_map
 from experiments.reference.weights import copy_weights
-from experiments.run.config import TRUSTED_TARGETS, compose_config
 from experiments.run.train import build_model, train
 
 
@@ -40,14 +39,22 @@ def reference_settings(name: str, cfg: DictConfig) -> dict:
     model, optim = cfg.model, cfg.optim
     if cfg.objective not in ("val/auc", "val/auc_minus_logloss"):
         raise ValueError(f"FuxiCTR monitors AUC or AUC - logloss, not {cfg.objective}")
-    settings = {"embedding_regularizer": optim.embedding_table_l2, "net_regularizer": optim.net_l2,
-                "monitor": "AUC" if cfg.objective == "val/auc" else {"AUC": 1, "logloss": -1},
-                "early_stop_patience": cfg.plateau.patience, "learning_rate": optim.lr}
+    settings = {
+        "embedding_regularizer": optim.embedding_table_l2,
+        "net_regularizer": optim.net_l2,
+        "monitor": "AUC" if cfg.objective == "val/auc" else {"AUC": 1, "logloss": -1},
+        "early_stop_patience": cfg.plateau.patience,
+        "learning_rate": optim.lr,
+    }
     if "embedding_dim" in model:
         settings["embedding_dim"] = model.embedding_dim
     if "mlp" in model:
-        settings.update(hidden_units=list(model.mlp.hidden_units), activation=model.mlp.activation,
-                        dropout=model.mlp.dropout, batch_norm=model.mlp.batch_norm)
+        settings.update(
+            hidden_units=list(model.mlp.hidden_units),
+            activation=model.mlp.activation,
+            dropout=model.mlp.dropout,
+            batch_norm=model.mlp.batch_norm,
+        )
     if name == "dcn":
         settings["cross_layers"] = model.cross_layers
     if name == "xdeepfm":
@@ -56,8 +63,13 @@ def reference_settings(name: str, cfg: DictConfig) -> dict:
         settings["cin_layer_sizes"] = list(model.cin_layer_sizes)
     if name == "lr_dnn" and model.linear_bias:
         raise ValueError("FuxiCTR's WideDeep has no LR bias")
-    if optim.name != "adam" or cfg.trainer.gradient_clip_val != 10 or cfg.plateau.lr_factor != 0.1 \
-            or cfg.plateau.min_lr != 1e-6 or cfg.plateau.min_delta != 1e-6:
+    if (
+        optim.name != "adam"
+        or cfg.trainer.gradient_clip_val != 10
+        or cfg.plateau.lr_factor != 0.1
+        or cfg.plateau.min_lr != 1e-6
+        or cfg.plateau.min_delta != 1e-6
+    ):
         raise ValueError("the preset's protocol is not FuxiCTR's fixed one (Adam, clip 10, decay 0.1 to 1e-6)")
     return settings
 
@@ -91,8 +103,12 @@ class SplitTensors:
     def loader(self, batch_size: int, shuffle: bool) -> DataLoader:
         """FuxiCTR's own batching (a torch DataLoader, reshuffled every epoch from torch's RNG,
         last batch kept), over these rows."""
-        return DataLoader(np.arange(len(self)), batch_size=batch_size, shuffle=shuffle,
-                          collate_fn=lambda rows: self.theirs(torch.as_tensor(np.array(rows))))
+        return DataLoader(
+            np.arange(len(self)),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            collate_fn=lambda rows: self.theirs(torch.as_tensor(np.array(rows))),
+        )
 
 
 # -- steps ---------------------------------------------------------------------------------------
@@ -147,6 +163,7 @@ def _ours_step(model, clip: float):
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         return float(loss.detach())
+
     return step
 
 
@@ -167,10 +184,14 @@ def compare_steps(name: str, cfg: DictConfig, dm, dataset: str, steps: int, seed
     reference = build_reference(name, cfg, dm.schema, workdir / "models")
     initial = copy.deepcopy(reference.state_dict())
     data = SplitTensors(dm, "train")
-    batches = [torch.from_numpy(rows) for rows in
-               itertools.islice(itertools.cycle(ShuffledBatches(len(data), cfg.data.batch_size, seed)), steps)]
-    reordered = [rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(step))]
-                 for step, rows in enumerate(batches)]
+    batches = [
+        torch.from_numpy(rows)
+        for rows in itertools.islice(itertools.cycle(ShuffledBatches(len(data), cfg.data.batch_size, seed)), steps)
+    ]
+    reordered = [
+        rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(step))]
+        for step, rows in enumerate(batches)
+    ]
 
     def pair(dtype: torch.dtype):
         """Both models from the reference's initial weights, in ``dtype``, in training mode."""
@@ -221,24 +242,48 @@ def train_ours(name: str, cfg: DictConfig, dataset: str, seed: int, out_dir: Pat
     cfg.seed = seed
     started = time.perf_counter()
     metrics = train(cfg, out_dir)
-    return TrainingRun("ctr-bench", dataset, name, seed, metrics["val/auc"], metrics["val/logloss"],
-                       metrics["test/auc"], metrics["test/logloss"], metrics["epochs"], time.perf_counter() - started)
+    return TrainingRun(
+        "ctr-bench",
+        dataset,
+        name,
+        seed,
+        metrics["val/auc"],
+        metrics["val/logloss"],
+        metrics["test/auc"],
+        metrics["test/logloss"],
+        metrics["epochs"],
+        time.perf_counter() - started,
+    )
 
 
 def train_theirs(name: str, cfg: DictConfig, dm, dataset: str, seed: int, workdir: Path) -> TrainingRun:
     from fuxictr.pytorch.torch_utils import seed_everything
+
     seed_everything(seed)
     reference = build_reference(name, cfg, dm.schema, workdir / f"models_{seed}")
     splits = {s: SplitTensors(dm, s) for s in ("train", "val", "test")}
     batch = cfg.data.batch_size
     started = time.perf_counter()
-    reference.fit(splits["train"].loader(batch, shuffle=True), epochs=cfg.trainer.max_epochs,
-                  validation_data=splits["val"].loader(batch, shuffle=False),
-                  max_gradient_norm=cfg.trainer.gradient_clip_val)
+    reference.fit(
+        splits["train"].loader(batch, shuffle=True),
+        epochs=cfg.trainer.max_epochs,
+        validation_data=splits["val"].loader(batch, shuffle=False),
+        max_gradient_norm=cfg.trainer.gradient_clip_val,
+    )
     val = reference.evaluate(splits["val"].loader(batch, shuffle=False))
     test = reference.evaluate(splits["test"].loader(batch, shuffle=False))
-    return TrainingRun("FuxiCTR", dataset, name, seed, val["AUC"], val["logloss"], test["AUC"], test["logloss"],
-                       reference._epoch_index + 1, time.perf_counter() - started)
+    return TrainingRun(
+        "FuxiCTR",
+        dataset,
+        name,
+        seed,
+        val["AUC"],
+        val["logloss"],
+        test["AUC"],
+        test["logloss"],
+        reference._epoch_index + 1,
+        time.perf_counter() - started,
+    )
 
 
 def mean(values) -> float:
@@ -268,18 +313,22 @@ class PreprocessingComparison:
 def processor_class(name: str):
     if name == "CustomizedFeatureProcessor":
         from fuxictr.datasets.criteo import CustomizedFeatureProcessor
+
         return CustomizedFeatureProcessor
     from fuxictr.preprocess import FeatureProcessor
+
     return FeatureProcessor
 
 
-def fuxictr_encoding(processor_class, feature_cols: list[dict], label_col: dict, files: dict[str, Path],
-                     min_count: int) -> tuple[dict[str, int], dict[str, dict[str, np.ndarray]]]:
+def fuxictr_encoding(
+    processor_class, feature_cols: list[dict], label_col: dict, files: dict[str, Path], min_count: int
+) -> tuple[dict[str, int], dict[str, dict[str, np.ndarray]]]:
     """FuxiCTR's preprocessing of ``files``, fitted on the train file: (vocabulary size per field,
     per split the encoded column of each field)."""
     with tempfile.TemporaryDirectory() as root:
-        processor = processor_class(feature_cols=feature_cols, label_col=label_col, dataset_id="reference",
-                                    data_root=root)
+        processor = processor_class(
+            feature_cols=feature_cols, label_col=label_col, dataset_id="reference", data_root=root
+        )
         train_ddf = processor.preprocess(processor.read_data(str(files["train"]), data_format="csv", sep=","))
         processor.fit(train_ddf, min_categr_count=min_count)
         encoded = {}
@@ -291,8 +340,9 @@ def fuxictr_encoding(processor_class, feature_cols: list[dict], label_col: dict,
     return sizes, encoded
 
 
-def compare_preprocessing(dataset: str, dm, sizes: dict[str, int], encoded: dict[str, dict[str, np.ndarray]],
-                          min_count: int) -> PreprocessingComparison:
+def compare_preprocessing(
+    dataset: str, dm, sizes: dict[str, int], encoded: dict[str, dict[str, np.ndarray]], min_count: int
+) -> PreprocessingComparison:
     fields = dm.schema.sparse_fields
     mismatched, total, bad_fields = 0, 0, set()
     for split, columns in encoded.items():
@@ -307,5 +357,13 @@ def compare_preprocessing(dataset: str, dm, sizes: dict[str, int], encoded: dict
     equal_sizes = all(sizes[f.name] == f.vocab_size for f in fields)
     if not equal_sizes:
         bad_fields |= {f.name for f in fields if sizes[f.name] != f.vocab_size}
-    return PreprocessingComparison(dataset, min_count, len(fields), {s: dm.num_rows(s) for s in encoded}, equal_sizes,
-                                   total, mismatched, sorted(bad_fields))
+    return PreprocessingComparison(
+        dataset,
+        min_count,
+        len(fields),
+        {s: dm.num_rows(s) for s in encoded},
+        equal_sizes,
+        total,
+        mismatched,
+        sorted(bad_fields),
+    )

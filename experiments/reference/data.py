@@ -1,5 +1,6 @@
 """The reference check's data: a generated Frappe-shaped dataset in both of Frappe's file formats,
 and the Criteo sample rewritten as BARS's Criteo_x4 CSV."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,17 +24,31 @@ FRAPPE_POSITIVE_RATE = 0.33
 # same 0 and '' that BARS's `na_value` gives).
 FRAPPE_COLUMNS = [{"name": list(FIELDS), "active": True, "dtype": "float", "type": "categorical"}]
 FRAPPE_LABEL = {"name": "label", "dtype": "float"}
-CRITEO_X4_COLUMNS = [{"name": list(NUMERIC), "active": True, "dtype": "float", "type": "categorical",
-                      "preprocess": "convert_to_bucket", "na_value": 0},
-                     {"name": list(CATEGORICAL), "active": True, "dtype": "str", "type": "categorical", "na_value": ""}]
+CRITEO_X4_COLUMNS = [
+    {
+        "name": list(NUMERIC),
+        "active": True,
+        "dtype": "float",
+        "type": "categorical",
+        "preprocess": "convert_to_bucket",
+        "na_value": 0,
+    },
+    {"name": list(CATEGORICAL), "active": True, "dtype": "str", "type": "categorical", "na_value": ""},
+]
 CRITEO_X4_LABEL = {"name": "Label", "dtype": "float"}
 
 
 def frappe_like_source(rows: int = FRAPPE_ROWS, seed: int = 0) -> SyntheticSource:
     """Frappe-shaped rows (10 categorical fields of Frappe's cardinalities, nothing missing) whose
     labels follow the generator's planted first-order, pairwise and higher-order effects."""
-    return SyntheticSource(rows=rows, seed=seed, cardinalities=FRAPPE_CARDINALITIES, num_numeric=0,
-                           missing_values=False, positive_rate=FRAPPE_POSITIVE_RATE)
+    return SyntheticSource(
+        rows=rows,
+        seed=seed,
+        cardinalities=FRAPPE_CARDINALITIES,
+        num_numeric=0,
+        missing_values=False,
+        positive_rate=FRAPPE_POSITIVE_RATE,
+    )
 
 
 def split_sizes(rows: int) -> dict[str, int]:
@@ -50,8 +65,10 @@ def write_frappe_like(folder: Path, rows: int = FRAPPE_ROWS, seed: int = 0) -> d
     (header ``label,user,...,city``, label 0/1, the same indices). Kept when already written."""
     folder.mkdir(parents=True, exist_ok=True)
     names = {"train": "train", "val": "validation", "test": "test"}
-    paths = {"libfm": {s: folder / f"frappe_like.{names[s]}.libfm" for s in names},
-             "csv": {s: folder / f"{'valid' if s == 'val' else s}.csv" for s in names}}
+    paths = {
+        "libfm": {s: folder / f"frappe_like.{names[s]}.libfm" for s in names},
+        "csv": {s: folder / f"{'valid' if s == 'val' else s}.csv" for s in names},
+    }
     if all(p.is_file() for files in paths.values() for p in files.values()):
         return paths
     source = frappe_like_source(rows, seed)
@@ -79,8 +96,9 @@ def criteo_x4_csv(tsv_files: dict[str, Path], folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     for split, path in tsv_files.items():
-        table = pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False,
-                            names=["Label", *NUMERIC, *CATEGORICAL])
+        table = pd.read_csv(
+            path, sep="\t", header=None, dtype=str, keep_default_na=False, names=["Label", *NUMERIC, *CATEGORICAL]
+        )
         out[split] = folder / f"{'valid' if split == 'val' else split}.csv"
         table.to_csv(out[split], index=False)
     return out
@@ -89,17 +107,27 @@ def criteo_x4_csv(tsv_files: dict[str, Path], folder: Path) -> dict[str, Path]:
 # -- the app's side (no FuxiCTR needed) -------------------------------------------------------------
 
 
-def preset_config(experiment: str, model: str, files: dict[str, Path], cache_dir: Path,
-                  overrides: Sequence[str] = ()) -> DictConfig:
+def preset_config(
+    experiment: str, model: str, files: dict[str, Path], cache_dir: Path, overrides: Sequence[str] = ()
+) -> DictConfig:
     """The app's config for ``experiment=<experiment> model=<model>`` on ``files``."""
     listed = ", ".join(f"{split}: {path}" for split, path in files.items())
-    return compose_config([f"experiment={experiment}", f"model={model}", f"data.source.files={{{listed}}}",
-                           f"data.cache_dir={cache_dir}", "logger=none", "trainer.enable_progress_bar=false",
-                           *overrides])
+    return compose_config(
+        [
+            f"experiment={experiment}",
+            f"model={model}",
+            f"data.source.files={{{listed}}}",
+            f"data.cache_dir={cache_dir}",
+            "logger=none",
+            "trainer.enable_progress_bar=false",
+            *overrides,
+        ]
+    )
 
 
 def datamodule(cfg: DictConfig, seed: int = 0):
     from hydra.utils import instantiate
+
     dm = instantiate(cfg.data, seed=seed, progress=False, _execution_whitelist_=TRUSTED_TARGETS)
     dm.prepare_data()
     dm.setup("fit")

@@ -8,6 +8,7 @@ which biases), over FuxiCTR's own ``FeatureEmbedding``, ``LogisticRegression``,
 regularisers, gradient clipping, learning-rate decay, early stopping and best-weights restore).
 Needs ``pip install -e ".[reference]"``.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -15,12 +16,18 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from torch import nn
-
 from fuxictr.features import FeatureMap
-from fuxictr.pytorch.layers import (CompressedInteractionNet, CrossNet, FactorizationMachine, FeatureEmbedding,
-                                    InnerProductInteraction, LogisticRegression, MLP_Block)
+from fuxictr.pytorch.layers import (
+    CompressedInteractionNet,
+    CrossNet,
+    FactorizationMachine,
+    FeatureEmbedding,
+    InnerProductInteraction,
+    LogisticRegression,
+    MLP_Block,
+)
 from fuxictr.pytorch.models import BaseModel
+from torch import nn
 
 
 def feature_map(vocab_sizes: Sequence[int], embedding_dim: int, names: Sequence[str] | None = None) -> FeatureMap:
@@ -28,8 +35,10 @@ def feature_map(vocab_sizes: Sequence[int], embedding_dim: int, names: Sequence[
     is the padding row (never read), ``vocab_size`` ids per field."""
     names = list(names or (f"f{i}" for i in range(len(vocab_sizes))))
     fmap = FeatureMap("reference", "")
-    fmap.features = OrderedDict((name, {"source": "", "type": "categorical", "padding_idx": 0, "vocab_size": int(v)})
-                                for name, v in zip(names, vocab_sizes))
+    fmap.features = OrderedDict(
+        (name, {"source": "", "type": "categorical", "padding_idx": 0, "vocab_size": int(v)})
+        for name, v in zip(names, vocab_sizes)
+    )
     fmap.labels = ["label"]
     fmap.num_fields = fmap.get_num_fields()
     fmap.default_emb_dim = embedding_dim
@@ -45,13 +54,30 @@ def _regularizer(value: float):
 class _Reference(BaseModel):
     """What every reference model shares: BaseModel's settings, then build, compile, reset."""
 
-    def __init__(self, fmap: FeatureMap, *, embedding_regularizer: float, net_regularizer: float, monitor,
-                 early_stop_patience: int, model_root: str | Path, learning_rate: float = 1e-3):
-        super().__init__(fmap, model_id=type(self).__name__, gpu=-1, monitor=monitor, monitor_mode="max",
-                         early_stop_patience=early_stop_patience,
-                         embedding_regularizer=_regularizer(embedding_regularizer),
-                         net_regularizer=_regularizer(net_regularizer), verbose=0, model_root=str(model_root),
-                         metrics=["AUC", "logloss"])
+    def __init__(
+        self,
+        fmap: FeatureMap,
+        *,
+        embedding_regularizer: float,
+        net_regularizer: float,
+        monitor,
+        early_stop_patience: int,
+        model_root: str | Path,
+        learning_rate: float = 1e-3,
+    ):
+        super().__init__(
+            fmap,
+            model_id=type(self).__name__,
+            gpu=-1,
+            monitor=monitor,
+            monitor_mode="max",
+            early_stop_patience=early_stop_patience,
+            embedding_regularizer=_regularizer(embedding_regularizer),
+            net_regularizer=_regularizer(net_regularizer),
+            verbose=0,
+            model_root=str(model_root),
+            metrics=["AUC", "logloss"],
+        )
         Path(self.checkpoint).parent.mkdir(parents=True, exist_ok=True)
         self.learning_rate = learning_rate
 
@@ -74,9 +100,15 @@ class _Reference(BaseModel):
 
 
 def _mlp(input_dim: int, hidden_units, activation: str, dropout: float, batch_norm: bool, output_dim=1) -> MLP_Block:
-    return MLP_Block(input_dim=input_dim, output_dim=output_dim, hidden_units=list(hidden_units),
-                     hidden_activations=activation, output_activation=None, dropout_rates=dropout,
-                     batch_norm=batch_norm)
+    return MLP_Block(
+        input_dim=input_dim,
+        output_dim=output_dim,
+        hidden_units=list(hidden_units),
+        hidden_activations=activation,
+        output_activation=None,
+        dropout_rates=dropout,
+        batch_norm=batch_norm,
+    )
 
 
 class LR(_Reference):
@@ -112,8 +144,7 @@ class FFM(_Reference):
         super().__init__(fmap, **base)
         self.num_fields = fmap.num_fields
         self.lr_layer = LogisticRegression(fmap, use_bias=True)
-        self.embedding_layers = nn.ModuleList(FeatureEmbedding(fmap, embedding_dim)
-                                              for _ in range(self.num_fields - 1))
+        self.embedding_layers = nn.ModuleList(FeatureEmbedding(fmap, embedding_dim) for _ in range(self.num_fields - 1))
         self.finish()
 
     def logit(self, X):
@@ -175,8 +206,9 @@ class IPNN(_Reference):
         fields = fmap.num_fields
         self.embedding_layer = FeatureEmbedding(fmap, embedding_dim)
         self.inner_product_layer = InnerProductInteraction(fields, output="inner_product")
-        self.dnn = _mlp(fields * (fields - 1) // 2 + fields * embedding_dim, hidden_units, activation, dropout,
-                        batch_norm)
+        self.dnn = _mlp(
+            fields * (fields - 1) // 2 + fields * embedding_dim, hidden_units, activation, dropout, batch_norm
+        )
         self.finish()
 
     def logit(self, X):
@@ -187,8 +219,9 @@ class IPNN(_Reference):
 class DCN(_Reference):
     """A linear head over [CrossNet(x0), MLP(x0)], x0 the concatenated embeddings."""
 
-    def __init__(self, fmap, *, embedding_dim: int, hidden_units, activation, dropout, batch_norm,
-                 cross_layers: int, **base):
+    def __init__(
+        self, fmap, *, embedding_dim: int, hidden_units, activation, dropout, batch_norm, cross_layers: int, **base
+    ):
         super().__init__(fmap, **base)
         width = fmap.sum_emb_out_dim()
         self.embedding_layer = FeatureEmbedding(fmap, embedding_dim)
@@ -205,8 +238,9 @@ class DCN(_Reference):
 class XDeepFM(_Reference):
     """LR without bias + CIN (its own output layer, with bias) + an MLP, on shared embeddings."""
 
-    def __init__(self, fmap, *, embedding_dim: int, hidden_units, activation, dropout, batch_norm,
-                 cin_layer_sizes, **base):
+    def __init__(
+        self, fmap, *, embedding_dim: int, hidden_units, activation, dropout, batch_norm, cin_layer_sizes, **base
+    ):
         super().__init__(fmap, **base)
         self.embedding_layer = FeatureEmbedding(fmap, embedding_dim)
         self.dnn = _mlp(fmap.sum_emb_out_dim(), hidden_units, activation, dropout, batch_norm)
@@ -220,5 +254,14 @@ class XDeepFM(_Reference):
 
 
 # ctr-bench's model names -> the reference class.
-REFERENCE_MODELS = {"lr": LR, "fm": FM, "ffm": FFM, "dnn": DNN, "deepfm": DeepFM, "lr_dnn": WideDeep,
-                    "ipnn": IPNN, "dcn": DCN, "xdeepfm": XDeepFM}
+REFERENCE_MODELS = {
+    "lr": LR,
+    "fm": FM,
+    "ffm": FFM,
+    "dnn": DNN,
+    "deepfm": DeepFM,
+    "lr_dnn": WideDeep,
+    "ipnn": IPNN,
+    "dcn": DCN,
+    "xdeepfm": XDeepFM,
+}

@@ -6,6 +6,7 @@ space, a field's local ids at the field's offset: the encodings agree on local i
 preprocessing comparison), so each field's table is copied to its rows. Parameters with no
 counterpart (FFM's vector for its own field) are set to zero, which is what they stay.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,7 +22,7 @@ def _field_tables(reference_embedding) -> list[torch.Tensor]:
 
 def _copy_tables(target: torch.Tensor, reference_embedding, schema, columns: slice = slice(None)) -> None:
     for field, weight in zip(schema.sparse_fields, _field_tables(reference_embedding)):
-        target[field.offset:field.offset + field.vocab_size, columns] = weight
+        target[field.offset : field.offset + field.vocab_size, columns] = weight
 
 
 def _copy_linear(ours, reference_lr, schema) -> None:
@@ -37,8 +38,9 @@ def _copy_mlp(ours: MLP, reference) -> None:
     mine = [m for m in ours.layers if isinstance(m, kinds)]
     theirs = [m for m in reference.mlp if isinstance(m, kinds)]
     if [isinstance(m, nn.Linear) for m in mine] != [isinstance(m, nn.Linear) for m in theirs]:
-        raise ValueError(f"MLPs differ: {[type(m).__name__ for m in mine]} against "
-                         f"{[type(m).__name__ for m in theirs]}")
+        raise ValueError(
+            f"MLPs differ: {[type(m).__name__ for m in mine]} against {[type(m).__name__ for m in theirs]}"
+        )
     for a, b in zip(mine, theirs):
         a.load_state_dict(b.state_dict())
 
@@ -73,7 +75,7 @@ def copy_weights(name: str, ours, reference) -> None:
             for g in range(fields):
                 if g != f:
                     source = _field_tables(reference.embedding_layers[g if g < f else g - 1])[f]
-                    table[rows, g * k:(g + 1) * k] = source
+                    table[rows, g * k : (g + 1) * k] = source
     elif name in ("dnn", "ipnn"):
         _copy_tables(ours.embedding.table.weight, reference.embedding_layer, schema)
         _copy_mlp(ours.dnn, reference.mlp if name == "dnn" else reference.dnn)

@@ -1,4 +1,5 @@
 """``python -m experiments.report <run or sweep folders> [--out DIR]``: see ``experiments.report.writer``."""
+
 import sys
 
 from experiments.report.writer import main

@@ -1,11 +1,12 @@
 """Hydra callbacks. ``ReportCallback`` regenerates the results tables when a multirun ends:
 
-    hydra:
-      callbacks:
-        report:
-          _target_: experiments.report.callback.ReportCallback
-          out_dir: results/tables   # null: into the sweep folder, <sweep dir>/results
+hydra:
+  callbacks:
+    report:
+      _target_: experiments.report.callback.ReportCallback
+      out_dir: results/tables   # null: into the sweep folder, <sweep dir>/results
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,7 @@ class ReportCallback(Callback):
     to the multirun's own command line (the Optuna sweeper writes no multirun.yaml, so only this
     callback still sees its search space)."""
 
-    def __init__(self, out_dir: Optional[str] = str(TABLES), command: Optional[str] = None,
-                 plot_study: bool = True):
+    def __init__(self, out_dir: Optional[str] = str(TABLES), command: Optional[str] = None, plot_study: bool = True):
         self.out_dir = out_dir
         self.command = command
         self.plot_study = plot_study
@@ -46,21 +46,29 @@ class ReportCallback(Callback):
         study_name = OmegaConf.select(config, "hydra.sweeper.study_name", default=None)
         try:
             command = self.command or command_from_hydra(OmegaConf.to_container(config.hydra), multirun=True)
-            outcome = run_report([sweep_dir], out_dir, command=command, study_storage=storage,
-                                 study_names=[study_name] if storage and study_name else None)
+            outcome = run_report(
+                [sweep_dir],
+                out_dir,
+                command=command,
+                study_storage=storage,
+                study_names=[study_name] if storage and study_name else None,
+            )
             if not outcome.datasets:
                 log.warning("results report: no finished run under %s", sweep_dir)
         except OverwriteError as error:
             log.error("results report not written: %s", error)
             return
         except Exception:  # the sweep's runs are safe on disk; a failed report must not hide that
-            log.exception("results report failed; re-run it with: python -m experiments.report %s --out %s",
-                          sweep_dir, out_dir)
+            log.exception(
+                "results report failed; re-run it with: python -m experiments.report %s --out %s", sweep_dir, out_dir
+            )
             return
         failed = outcome.ignored.get(FAILED, 0)
         if failed and sys.exc_info()[0] is None:  # no exception of the sweep's own on its way out
-            print(f"\n{failed} run(s) of this multirun failed (listed above with why); the table shows the others",
-                  file=sys.stderr)
+            print(
+                f"\n{failed} run(s) of this multirun failed (listed above with why); the table shows the others",
+                file=sys.stderr,
+            )
             raise SystemExit(1)
 
 

@@ -4,6 +4,7 @@ A run folder is what run.py leaves in a Hydra run dir: ``.hydra/{config,override
 ``metrics.json`` once the run finished, ``history.csv`` with one row per epoch. A sweep folder
 holds numbered run folders and ``multirun.yaml``; any folder may be nested deeper.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,6 +54,7 @@ class RunCollection:
     (config name), label (printed name), seed, configuration (the run's overrides without the
     seed), finished_at (epoch seconds), then every key of metrics.json verbatim ("test/auc", ...).
     ``ignored``: one row per run left out: run_dir, dataset (None where unknown), reason, detail."""
+
     runs: pd.DataFrame
     ignored: pd.DataFrame
     roots: list[Path] = field(default_factory=list)
@@ -112,8 +114,16 @@ def _hydra_choices(run_dir: Path) -> dict:
 
 # Overrides that are not part of a configuration: the seed (what results average over) and the
 # keys that change how a run executes, not what it trains.
-NOT_CONFIGURATION = ("seed", "threads", "trainer.enable_progress_bar", "data.cache_dir", "data.num_workers",
-                     "data.prefetch", "save_predictions", "logger")
+NOT_CONFIGURATION = (
+    "seed",
+    "threads",
+    "trainer.enable_progress_bar",
+    "data.cache_dir",
+    "data.num_workers",
+    "data.prefetch",
+    "save_predictions",
+    "logger",
+)
 
 
 def _is_configuration_override(override: str) -> bool:
@@ -140,8 +150,11 @@ def _read_metrics(path: Path) -> dict:
         if key not in metrics:
             raise _Ignored(BAD_METRICS, f"{path}: no {key!r}")
     scores = {k: v for k, v in metrics.items() if "auc" in k or "logloss" in k}
-    bad = [f"{k}={v!r}" for k, v in scores.items()
-           if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)]
+    bad = [
+        f"{k}={v!r}"
+        for k, v in scores.items()
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+    ]
     if bad:
         raise _Ignored(NON_FINITE, f"{path}: {', '.join(bad)}")
     return metrics
@@ -170,8 +183,10 @@ def _read_run(run_dir: Path) -> dict:
     dataset = metrics.get("dataset") or _dig(config, "data", "name") or choices.get("data")
     seed = metrics.get("seed", _dig(config, "seed"))
     if model is None or dataset is None or seed is None:
-        raise _Ignored(UNIDENTIFIED, f"{metrics_path}: model={model!r} dataset={dataset!r} seed={seed!r} "
-                                     f"(not in metrics.json nor .hydra)")
+        raise _Ignored(
+            UNIDENTIFIED,
+            f"{metrics_path}: model={model!r} dataset={dataset!r} seed={seed!r} (not in metrics.json nor .hydra)",
+        )
     sweep_dir = find_sweep_dir(run_dir)
     return {
         **metrics,
@@ -205,13 +220,18 @@ def collect_runs(paths: Iterable[Path | str]) -> RunCollection:
         try:
             rows.append(_read_run(run_dir))
         except _Ignored as skip:
-            ignored.append({"run_dir": str(run_dir), "dataset": _dataset_of_unfinished(run_dir),
-                            "reason": skip.reason, "detail": skip.detail})
+            ignored.append(
+                {
+                    "run_dir": str(run_dir),
+                    "dataset": _dataset_of_unfinished(run_dir),
+                    "reason": skip.reason,
+                    "detail": skip.detail,
+                }
+            )
     runs = pd.DataFrame(rows, columns=None if rows else _RUN_META)
     runs, duplicates = _drop_superseded(runs)
     ignored_frame = pd.DataFrame(ignored, columns=["run_dir", "dataset", "reason", "detail"])
-    return RunCollection(runs=runs, ignored=pd.concat([ignored_frame, duplicates], ignore_index=True),
-                         roots=roots)
+    return RunCollection(runs=runs, ignored=pd.concat([ignored_frame, duplicates], ignore_index=True), roots=roots)
 
 
 def _drop_superseded(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -220,7 +240,8 @@ def _drop_superseded(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs = runs.sort_values("finished_at", kind="stable")
     superseded = runs.duplicated(key, keep="last")
     dropped = runs.loc[superseded, ["run_dir", "dataset"]].assign(
-        reason=DUPLICATE, detail=runs.loc[superseded, "run_dir"])
+        reason=DUPLICATE, detail=runs.loc[superseded, "run_dir"]
+    )
     return runs.loc[~superseded].reset_index(drop=True), dropped
 
 
@@ -246,12 +267,12 @@ def select_configurations(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, l
     notes: dict[str, list[str]] = {}
     several = chosen[chosen["configurations"] > 1]
     for choice in sorted(several.itertuples(), key=lambda c: label_sort_key(c.label)):
-        validation = "no validation AUC" if math.isnan(choice.val_auc) else \
-            f"mean validation AUC {choice.val_auc:.4f}"
+        validation = "no validation AUC" if math.isnan(choice.val_auc) else f"mean validation AUC {choice.val_auc:.4f}"
         notes.setdefault(choice.dataset, []).append(
             f"{choice.label}: {choice.configurations} configurations found; shown: "
             f"`{choice.configuration or '(defaults)'}` ({choice.seeds} seed{'s' * (choice.seeds != 1)}, {validation}), "
-            f"chosen for the most seeds, then the best validation AUC")
+            f"chosen for the most seeds, then the best validation AUC"
+        )
     return kept.sort_values(["dataset", "label", "seed"], kind="stable").reset_index(drop=True), notes
 
 
@@ -289,8 +310,11 @@ def load_histories(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             problems.append(f"{path}:{problem}")
             continue
         frames.append(history.assign(dataset=run.dataset, label=run.label, seed=run.seed, run_dir=run.run_dir))
-    histories = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=[*HISTORY_COLUMNS, "dataset", "label", "seed", "run_dir"])
+    histories = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=[*HISTORY_COLUMNS, "dataset", "label", "seed", "run_dir"])
+    )
     return histories, problems
 
 
@@ -306,13 +330,21 @@ def command_from_hydra(hydra: dict, multirun: bool) -> Optional[str]:
     launcher_overrides = [o for o in overrides.get("hydra") or [] if not str(o).startswith(INTERNAL_OVERRIDES)]
     script = f"{_dig(hydra, 'job', 'name') or 'run'}.py"
     # --config-dir and --config-name are flags, not overrides: Hydra records them elsewhere
-    config_dirs = [source.get("path") for source in _dig(hydra, "runtime", "config_sources") or []
-                   if isinstance(source, dict) and source.get("provider") == "command-line"]
+    config_dirs = [
+        source.get("path")
+        for source in _dig(hydra, "runtime", "config_sources") or []
+        if isinstance(source, dict) and source.get("provider") == "command-line"
+    ]
     config_name = _dig(hydra, "job", "config_name")
-    words = ["python", script, *(["-m"] if multirun else []),
-             *(word for path in config_dirs for word in ("--config-dir", str(path))),
-             *(["--config-name", str(config_name)] if config_name not in (None, "config") else []),
-             *map(str, launcher_overrides), *map(str, overrides.get("task") or [])]
+    words = [
+        "python",
+        script,
+        *(["-m"] if multirun else []),
+        *(word for path in config_dirs for word in ("--config-dir", str(path))),
+        *(["--config-name", str(config_name)] if config_name not in (None, "config") else []),
+        *map(str, launcher_overrides),
+        *map(str, overrides.get("task") or []),
+    ]
     return " ".join(shlex.quote(w) for w in words)
 
 

@@ -7,6 +7,7 @@
 - ``results/benchmarks/<name>/``: speed and memory (``python -m experiments.benchmark`` and its modules);
 - ``results/README.md``: the index of all of them (``python -m experiments.report.index``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

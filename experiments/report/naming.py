@@ -4,6 +4,7 @@ Every table and plot goes through ``model_label`` and ``label_sort_key`` so that
 spelled and ordered the same everywhere. ``shown_storage`` is how a study's storage URL is
 printed, in logs and committed READMEs alike.
 """
+
 from __future__ import annotations
 
 from models.registry import ENTRIES

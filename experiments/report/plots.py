@@ -11,6 +11,7 @@
 
 A model has the same colour in every figure (``model_color``).
 """
+
 from __future__ import annotations
 
 import zlib
@@ -22,22 +23,32 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: never needs a display, safe in sweeps and CI
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
-from experiments.report.collect import TEST_AUC, TEST_LOGLOSS  # noqa: E402
-from experiments.report.naming import KNOWN_LABELS  # noqa: E402
-from experiments.report.tables import ORACLE_KEY, DatasetTable  # noqa: E402
+from experiments.report.collect import TEST_AUC, TEST_LOGLOSS
+from experiments.report.naming import KNOWN_LABELS
+from experiments.report.tables import ORACLE_KEY, DatasetTable
 
 # Fixed so that a model keeps its colour from one report to the next; DeepFM, the paper's subject,
 # gets the red that stands out, the baseline LR a neutral grey.
 _FIXED_COLORS = {
-    "LR": "#7f7f7f", "FM": "#1f77b4", "FNN": "#17becf", "IPNN": "#9467bd", "OPNN": "#8c564b",
-    "PNN*": "#e377c2", "LR&DNN": "#bcbd22", "FM&DNN": "#ff7f0e", "DeepFM": "#d62728",
-    "FFM": "#aec7e8", "DNN": "#2ca02c", "Wide&Deep": "#98df8a", "DCN": "#1b9e77",
+    "LR": "#7f7f7f",
+    "FM": "#1f77b4",
+    "FNN": "#17becf",
+    "IPNN": "#9467bd",
+    "OPNN": "#8c564b",
+    "PNN*": "#e377c2",
+    "LR&DNN": "#bcbd22",
+    "FM&DNN": "#ff7f0e",
+    "DeepFM": "#d62728",
+    "FFM": "#aec7e8",
+    "DNN": "#2ca02c",
+    "Wide&Deep": "#98df8a",
+    "DCN": "#1b9e77",
     "xDeepFM": "#7570b3",
 }
 assert set(_FIXED_COLORS) == set(KNOWN_LABELS), "every known model needs its fixed colour"
@@ -65,13 +76,17 @@ def model_palette(labels) -> dict[str, str]:
 @contextmanager
 def _style():
     # a fixed SVG id salt keeps regenerated SVGs byte-identical (clean diffs of committed results)
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9), \
-            plt.rc_context({"svg.hashsalt": "ctr-bench"}):
+    with (
+        sns.axes_style("whitegrid"),
+        sns.plotting_context("notebook", font_scale=0.9),
+        plt.rc_context({"svg.hashsalt": "ctr-bench"}),
+    ):
         yield
 
 
-def save_figure(fig: plt.Figure, stem: Path, note: Optional[str] = None,
-                formats: Sequence[str] = FIGURE_FORMATS) -> list[Path]:
+def save_figure(
+    fig: plt.Figure, stem: Path, note: Optional[str] = None, formats: Sequence[str] = FIGURE_FORMATS
+) -> list[Path]:
     """``stem`` + one file per format, with ``note`` as a footnote under the figure; a copy in
     another format left by an older report is removed, so that it cannot outlive this figure."""
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +105,9 @@ def debug_note(table: DatasetTable) -> Optional[str]:
     """The footnote of every figure of a table with debug runs: they are not comparable."""
     if not table.truncated:
         return None
-    return f"† debug runs, not comparable with full ones (they saw only part of their data): {', '.join(table.truncated)}"
+    return (
+        f"† debug runs, not comparable with full ones (they saw only part of their data): {', '.join(table.truncated)}"
+    )
 
 
 def plot_scores(runs: pd.DataFrame, table: DatasetTable, stem: Path) -> list[Path]:
@@ -101,25 +118,50 @@ def plot_scores(runs: pd.DataFrame, table: DatasetTable, stem: Path) -> list[Pat
     # seaborn's random jitter so that a regenerated figure is byte-identical.
     seed_rank = runs.groupby("label")["seed"].rank(method="first")
     seeds_per_model = runs.groupby("label")["seed"].transform("size")
-    seed_rows = runs["label"].map({label: row for row, label in enumerate(order)}) \
-        + 0.36 * (seed_rank / seeds_per_model - 0.5 - 0.5 / seeds_per_model)
+    seed_rows = runs["label"].map({label: row for row, label in enumerate(order)}) + 0.36 * (
+        seed_rank / seeds_per_model - 0.5 - 0.5 / seeds_per_model
+    )
     oracle = table.rows[table.rows["model"] == ORACLE_KEY]
     with _style():
         fig, axes = plt.subplots(1, 2, sharey=True, figsize=(10, 1.6 + 0.42 * len(order)), layout="constrained")
-        for ax, (column, metric, title) in zip(axes, [(TEST_AUC, "auc", "Test AUC (higher is better)"),
-                                                      (TEST_LOGLOSS, "logloss", "Test LogLoss (lower is better)")]):
-            ax.scatter(runs[column], seed_rows, c=runs["label"].map(model_color), s=30, alpha=0.75,
-                       linewidths=0, zorder=2)
-            sns.pointplot(data=runs, x=column, y="label", order=order, errorbar=CI, **BOOTSTRAP,
-                          color="black", markers="D", markersize=4, linestyle="none", err_kws={"linewidth": 1.5},
-                          ax=ax, label="mean, 95% CI")
+        for ax, (column, metric, title) in zip(
+            axes,
+            [
+                (TEST_AUC, "auc", "Test AUC (higher is better)"),
+                (TEST_LOGLOSS, "logloss", "Test LogLoss (lower is better)"),
+            ],
+        ):
+            ax.scatter(
+                runs[column], seed_rows, c=runs["label"].map(model_color), s=30, alpha=0.75, linewidths=0, zorder=2
+            )
+            sns.pointplot(
+                data=runs,
+                x=column,
+                y="label",
+                order=order,
+                errorbar=CI,
+                **BOOTSTRAP,
+                color="black",
+                markers="D",
+                markersize=4,
+                linestyle="none",
+                err_kws={"linewidth": 1.5},
+                ax=ax,
+                label="mean, 95% CI",
+            )
             if table.reference is not None:
                 reference = summary[f"ref_{metric}"].reindex(order)
-                ax.scatter(reference.to_numpy(), range(len(order)), marker="x", s=50, color="black",
-                           zorder=5, label=table.reference.title)
+                ax.scatter(
+                    reference.to_numpy(),
+                    range(len(order)),
+                    marker="x",
+                    s=50,
+                    color="black",
+                    zorder=5,
+                    label=table.reference.title,
+                )
             if not oracle.empty:
-                ax.axvline(float(oracle[f"{metric}_mean"].iloc[0]), color="dimgray", linestyle="--",
-                           label="oracle")
+                ax.axvline(float(oracle[f"{metric}_mean"].iloc[0]), color="dimgray", linestyle="--", label="oracle")
             ax.set(title=title, xlabel="", ylabel="")
             ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
         axes[0].get_legend().remove()  # one legend, beside the right panel
@@ -133,15 +175,27 @@ def plot_learning_curves(histories: pd.DataFrame, stem: Path, note: Optional[str
     -> ``stem``.png; the legend lists models by their last-epoch mean validation AUC."""
     final_epoch = histories.loc[histories.groupby(["label", "seed"])["epoch"].idxmax()]
     order = final_epoch.groupby("label")["val/auc"].mean().sort_values(ascending=False).index.tolist()
-    panels = [("val/auc", "Validation AUC")] + ([("val/logloss", "Validation LogLoss")]
-                                                 if "val/logloss" in histories else [])
+    panels = [("val/auc", "Validation AUC")] + (
+        [("val/logloss", "Validation LogLoss")] if "val/logloss" in histories else []
+    )
     with _style():
-        fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) + 1.5, 4.5), squeeze=False,
-                                 layout="constrained")
+        fig, axes = plt.subplots(
+            1, len(panels), figsize=(5.5 * len(panels) + 1.5, 4.5), squeeze=False, layout="constrained"
+        )
         for ax, (column, title) in zip(axes[0], panels):
-            sns.lineplot(data=histories, x="epoch", y=column, hue="label", hue_order=order,
-                         palette=model_palette(order), errorbar=CI, **BOOTSTRAP, marker="o", ax=ax,
-                         legend=ax is axes[0][-1])
+            sns.lineplot(
+                data=histories,
+                x="epoch",
+                y=column,
+                hue="label",
+                hue_order=order,
+                palette=model_palette(order),
+                errorbar=CI,
+                **BOOTSTRAP,
+                marker="o",
+                ax=ax,
+                legend=ax is axes[0][-1],
+            )
             ax.set(title=title, xlabel="epoch", ylabel="")
             ax.xaxis.get_major_locator().set_params(integer=True)
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, title="model")
@@ -159,28 +213,55 @@ def plot_cost(runs: pd.DataFrame, table: DatasetTable, stem: Path) -> list[Path]
     """Test AUC against training seconds per epoch (log x): dots per seed, a mean with its seed
     spread per model, the Pareto front through the means -> ``stem``.png."""
     runs = runs.dropna(subset=["train_seconds_per_epoch", TEST_AUC])
-    means = runs.groupby("label").agg(cost=("train_seconds_per_epoch", "mean"),
-                                      cost_sd=("train_seconds_per_epoch", "std"), auc=(TEST_AUC, "mean"),
-                                      auc_sd=(TEST_AUC, "std")).fillna({"cost_sd": 0, "auc_sd": 0})
+    means = (
+        runs.groupby("label")
+        .agg(
+            cost=("train_seconds_per_epoch", "mean"),
+            cost_sd=("train_seconds_per_epoch", "std"),
+            auc=(TEST_AUC, "mean"),
+            auc_sd=(TEST_AUC, "std"),
+        )
+        .fillna({"cost_sd": 0, "auc_sd": 0})
+    )
     with _style():
         fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
-        ax.scatter(runs["train_seconds_per_epoch"], runs[TEST_AUC], c=runs["label"].map(model_color), s=14,
-                   alpha=0.45, linewidths=0)
+        ax.scatter(
+            runs["train_seconds_per_epoch"],
+            runs[TEST_AUC],
+            c=runs["label"].map(model_color),
+            s=14,
+            alpha=0.45,
+            linewidths=0,
+        )
         for label, row in means.iterrows():
-            ax.errorbar(row["cost"], row["auc"], xerr=row["cost_sd"], yerr=row["auc_sd"], fmt="o", ms=7,
-                        color=model_color(label), capsize=2, label=label)
+            ax.errorbar(
+                row["cost"],
+                row["auc"],
+                xerr=row["cost_sd"],
+                yerr=row["auc_sd"],
+                fmt="o",
+                ms=7,
+                color=model_color(label),
+                capsize=2,
+                label=label,
+            )
         front = pareto_front(means.reset_index(), "cost", "auc")
-        ax.step(front["cost"], front["auc"], where="post", color="black", linewidth=1, linestyle=":",
-                label="Pareto front")
+        ax.step(
+            front["cost"], front["auc"], where="post", color="black", linewidth=1, linestyle=":", label="Pareto front"
+        )
         ax.set_xscale("log")
-        ax.set(title=f"{table.dataset}: quality against cost (mean ± sd over seeds)",
-               xlabel="training seconds per epoch (log scale)", ylabel="test AUC")
+        ax.set(
+            title=f"{table.dataset}: quality against cost (mean ± sd over seeds)",
+            xlabel="training seconds per epoch (log scale)",
+            ylabel="test AUC",
+        )
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
         return save_figure(fig, stem, debug_note(table))
 
 
-def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dataset: str,
-                     stem: Path, note: Optional[str] = None) -> list[Path]:
+def plot_reliability(
+    curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dataset: str, stem: Path, note: Optional[str] = None
+) -> list[Path]:
     """``{label: (mean predicted [B], observed rate [B], rows [B])}`` -> ``stem``.png: one
     panel per model, the diagonal of perfect calibration, each bin's rows in the title."""
     labels = sorted(curves, key=lambda label: KNOWN_LABELS.index(label) if label in KNOWN_LABELS else len(KNOWN_LABELS))
@@ -188,9 +269,16 @@ def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]
     grid_rows = -(-len(labels) // columns)
     top = max(max(np.max(p), np.max(o)) for p, o, _ in curves.values()) * 1.05
     with _style():
-        fig, axes = plt.subplots(grid_rows, columns, figsize=(3.2 * columns, 3.0 * grid_rows), squeeze=False,
-                                 sharex=True, sharey=True, layout="constrained")
-        for ax in axes.flat[len(labels):]:
+        fig, axes = plt.subplots(
+            grid_rows,
+            columns,
+            figsize=(3.2 * columns, 3.0 * grid_rows),
+            squeeze=False,
+            sharex=True,
+            sharey=True,
+            layout="constrained",
+        )
+        for ax in axes.flat[len(labels) :]:
             ax.set_visible(False)
         for ax, label in zip(axes.flat, labels):
             predicted, observed, rows = curves[label]
@@ -215,8 +303,10 @@ def plot_study(study, folder: Path) -> tuple[list[Path], list[str]]:
     if len(study.directions) != 1:
         return [], [f"{study.study_name}: multi-objective study; history and importances not drawn"]
     # from the trials themselves: trials_dataframe names the value column after the metric once set
-    complete = pd.DataFrame([{"number": t.number, "value": t.value} for t in study.trials
-                             if t.state == optuna.trial.TrialState.COMPLETE], columns=["number", "value"])
+    complete = pd.DataFrame(
+        [{"number": t.number, "value": t.value} for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE],
+        columns=["number", "value"],
+    )
     if complete.empty:
         return [], [f"{study.study_name}: no completed trial"]
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
@@ -227,8 +317,11 @@ def plot_study(study, folder: Path) -> tuple[list[Path], list[str]]:
         fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
         sns.scatterplot(data=complete, x="number", y="value", color="#1f77b4", label="trial", ax=ax)
         ax.step(complete["number"], best_so_far, where="post", color="#d62728", label="best so far")
-        ax.set(title=f"{study.study_name}: optimisation history ({'max' if maximize else 'min'}imize)",
-               xlabel="trial", ylabel=objective)
+        ax.set(
+            title=f"{study.study_name}: optimisation history ({'max' if maximize else 'min'}imize)",
+            xlabel="trial",
+            ylabel=objective,
+        )
         ax.legend(frameon=False)
         paths += save_figure(fig, folder / "optimization_history")
 
@@ -241,7 +334,6 @@ def plot_study(study, folder: Path) -> tuple[list[Path], list[str]]:
             frame = pd.DataFrame({"parameter": list(importances), "importance": list(importances.values())})
             fig, ax = plt.subplots(figsize=(7, 1.2 + 0.4 * len(frame)), layout="constrained")
             sns.barplot(data=frame, x="importance", y="parameter", color="#1f77b4", ax=ax)
-            ax.set(title=f"{study.study_name}: hyperparameter importance", xlabel="importance (sums to 1)",
-                   ylabel="")
+            ax.set(title=f"{study.study_name}: hyperparameter importance", xlabel="importance (sums to 1)", ylabel="")
             paths += save_figure(fig, folder / "param_importances")
     return paths, notes

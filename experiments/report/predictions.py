@@ -1,5 +1,6 @@
 """The runs' saved test predictions, read once per report: the significance tests and the
 reliability diagrams both need every seed's ``(p, y)``."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,7 +46,9 @@ def shared_labels(*seed_lists: list[tuple[np.ndarray, np.ndarray]]) -> Optional[
 def reliability_curves(predictions: SavedPredictions) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per model with saved predictions: its seeds' test predictions pooled, in equal-mass bins
     (``stats.calibration_bins``)."""
-    return {label: stats.calibration_bins(np.concatenate([y for _, y in seeds]).astype(np.float64),
-                                          np.concatenate([p for p, _ in seeds]))
-            for label, seeds in predictions.items()}
-
+    return {
+        label: stats.calibration_bins(
+            np.concatenate([y for _, y in seeds]).astype(np.float64), np.concatenate([p for p, _ in seeds])
+        )
+        for label, seeds in predictions.items()
+    }

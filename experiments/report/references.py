@@ -3,6 +3,7 @@
 ``load_references() -> list[Reference]``; ``reference_for(dataset)`` picks the one column a
 results table is compared against (or None).
 """
+
 from __future__ import annotations
 
 import math
@@ -97,12 +98,16 @@ def load_references(path: Path | str = REFERENCES_FILE) -> list[Reference]:
         dataset = entry["dataset"]
         if dataset is not None and any(r.dataset == dataset for r in references):
             fail(line, f"two references are compared against dataset {dataset!r}; keep one")
-        references.append(Reference(
-            key=str(entry["key"]), title=str(entry["title"]),
-            dataset=None if dataset is None else str(dataset),
-            setting=str(entry["setting"]), source=str(entry["source"]),
-            scores=pd.DataFrame.from_dict(rows, orient="index", columns=["auc", "logloss"]),
-        ))
+        references.append(
+            Reference(
+                key=str(entry["key"]),
+                title=str(entry["title"]),
+                dataset=None if dataset is None else str(dataset),
+                setting=str(entry["setting"]),
+                source=str(entry["source"]),
+                scores=pd.DataFrame.from_dict(rows, orient="index", columns=["auc", "logloss"]),
+            )
+        )
     return references
 
 

@@ -1,5 +1,6 @@
 """A ``DatasetTable`` as text: table.md and table.tex (the quality table, then the cost table), with
 the sentences a reader needs to read them; table.csv holds the unrounded numbers."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ def _display_columns(table: DatasetTable) -> list[tuple[str, Callable[[pd.Series
                 text += f" ± {_fmt(row[f'{metric}_std'], _DIGITS[metric])}"
             bold = row.get(f"not_worse_{metric}", False) if significance else row.get(f"best_{metric}", False)
             return _Cell(text, bool(bold) and row["model"] not in (ORACLE_KEY, CEILING_KEY))
+
         return cell
 
     def plain(column: str, digits: int, sign: bool = False, suffix: str = "", best: Optional[str] = None):
@@ -65,15 +67,32 @@ def _display_columns(table: DatasetTable) -> list[tuple[str, Callable[[pd.Series
 
     columns = [("Model", _model_cell), ("AUC", mean_std("auc"))]
     if significance:
-        columns += [("AUC 95% CI", lambda row: _Cell(_DASH if pd.isna(row.get("auc_ci_low")) else
-                                                      f"{row['auc_ci_low']:.4f}–{row['auc_ci_high']:.4f}")),
-                    ("p (AUC)", lambda row: _Cell(_p(row.get("p_auc")) if row["model"] not in (ORACLE_KEY, CEILING_KEY)
-                                                  and not pd.isna(row.get("auc_ci_low")) else _DASH))]
+        columns += [
+            (
+                "AUC 95% CI",
+                lambda row: _Cell(
+                    _DASH if pd.isna(row.get("auc_ci_low")) else f"{row['auc_ci_low']:.4f}–{row['auc_ci_high']:.4f}"
+                ),
+            ),
+            (
+                "p (AUC)",
+                lambda row: _Cell(
+                    _p(row.get("p_auc"))
+                    if row["model"] not in (ORACLE_KEY, CEILING_KEY) and not pd.isna(row.get("auc_ci_low"))
+                    else _DASH
+                ),
+            ),
+        ]
     columns.append(("LogLoss", mean_std("logloss")))
     if significance:
-        columns.append(("p (LogLoss)", lambda row: _Cell(_p(row.get("p_logloss")) if not pd.isna(row.get("auc_ci_low"))
-                                                         else _DASH)))
+        columns.append(
+            (
+                "p (LogLoss)",
+                lambda row: _Cell(_p(row.get("p_logloss")) if not pd.isna(row.get("auc_ci_low")) else _DASH),
+            )
+        )
     if "ece" in table.rows:
+
         def calibration(row: pd.Series) -> _Cell:
             if pd.isna(row.get("mean_prediction")):
                 return _Cell(_DASH)
@@ -82,8 +101,10 @@ def _display_columns(table: DatasetTable) -> list[tuple[str, Callable[[pd.Series
         columns += [("ECE", plain("ece", 4)), ("Mean p / click rate", calibration)]
     columns.append(("Seeds", lambda row: _Cell(_DASH if pd.isna(row["seeds"]) else str(int(row["seeds"])))))
     if table.has_oracle:
-        columns += [("Share of its ceiling's lift", percent("share_of_ceiling")),
-                    ("Share of the oracle's lift", percent("share_of_oracle"))]
+        columns += [
+            ("Share of its ceiling's lift", percent("share_of_ceiling")),
+            ("Share of the oracle's lift", percent("share_of_oracle")),
+        ]
     if table.reference is not None:
         title = table.reference.title
         columns += [
@@ -100,17 +121,20 @@ def _display_columns(table: DatasetTable) -> list[tuple[str, Callable[[pd.Series
 
 
 def _cost_columns() -> list[tuple[str, Callable[[pd.Series], _Cell]]]:
-    return [("Model", _model_cell),
-            ("Parameters", lambda row: _Cell(_count(row.get("params")))),
-            ("Train s/epoch", lambda row: _Cell(_fmt(row.get("seconds_per_epoch"), 1))),
-            ("Epochs to best", lambda row: _Cell(_fmt(row.get("epochs_to_best"), 1))),
-            ("Train samples/s", lambda row: _Cell(_count(row.get("train_samples_per_s")))),
-            ("Inference samples/s", lambda row: _Cell(_count(row.get("inference_samples_per_s")))),
-            ("Peak RSS MiB", lambda row: _Cell(_count(row.get("peak_rss_mib"))))]
+    return [
+        ("Model", _model_cell),
+        ("Parameters", lambda row: _Cell(_count(row.get("params")))),
+        ("Train s/epoch", lambda row: _Cell(_fmt(row.get("seconds_per_epoch"), 1))),
+        ("Epochs to best", lambda row: _Cell(_fmt(row.get("epochs_to_best"), 1))),
+        ("Train samples/s", lambda row: _Cell(_count(row.get("train_samples_per_s")))),
+        ("Inference samples/s", lambda row: _Cell(_count(row.get("inference_samples_per_s")))),
+        ("Peak RSS MiB", lambda row: _Cell(_count(row.get("peak_rss_mib")))),
+    ]
 
 
-def _cells(table: DatasetTable, columns=None,
-           rows: Optional[pd.DataFrame] = None) -> tuple[list[str], list[list[_Cell]]]:
+def _cells(
+    table: DatasetTable, columns=None, rows: Optional[pd.DataFrame] = None
+) -> tuple[list[str], list[list[_Cell]]]:
     columns = columns or _display_columns(table)
     rows = table.rows if rows is None else rows
     body = [[cell(row) for _, cell in columns] for _, row in rows.iterrows()]  # one per model
@@ -120,49 +144,65 @@ def _cells(table: DatasetTable, columns=None,
 def explanation(table: DatasetTable) -> list[str]:
     """The sentences a reader needs to read the tables, shared by md and tex."""
     if table.has_significance:
-        lines = ["Test AUC and LogLoss: mean ± sample standard deviation over seeds; **bold: the best model and every "
-                 f"model not significantly worse than it** (Holm-adjusted p ≥ {SIGNIFICANCE_LEVEL}).",
-                 "Significance: each model against the best on the same test rows. AUC: the difference of seed-mean "
-                 "AUCs, its variance DeLong's covariance of the AUCs over the test rows (DeLong et al. 1988, fast "
-                 "algorithm of Sun & Xu 2014) plus each model's variance across seeds over the number of seeds; a "
-                 "two-sided normal test. LogLoss: the mean over test rows of the paired per-row differences of "
-                 "seed-averaged log loss, its variance that of those differences over the rows plus the seeds'. "
-                 "p-values are adjusted with Holm's method for the comparisons with the best; 95% CI: the seed-mean "
-                 "AUC ± 1.96 times the square root of the same variance."]
+        lines = [
+            "Test AUC and LogLoss: mean ± sample standard deviation over seeds; **bold: the best model and every "
+            f"model not significantly worse than it** (Holm-adjusted p ≥ {SIGNIFICANCE_LEVEL}).",
+            "Significance: each model against the best on the same test rows. AUC: the difference of seed-mean "
+            "AUCs, its variance DeLong's covariance of the AUCs over the test rows (DeLong et al. 1988, fast "
+            "algorithm of Sun & Xu 2014) plus each model's variance across seeds over the number of seeds; a "
+            "two-sided normal test. LogLoss: the mean over test rows of the paired per-row differences of "
+            "seed-averaged log loss, its variance that of those differences over the rows plus the seeds'. "
+            "p-values are adjusted with Holm's method for the comparisons with the best; 95% CI: the seed-mean "
+            "AUC ± 1.96 times the square root of the same variance.",
+        ]
     else:
-        lines = ["Test AUC and LogLoss: mean ± sample standard deviation over seeds (a single seed shows no spread); "
-                 "bold: best value per column, the oracle excluded. No significance test: not every run saved its "
-                 "test predictions."]
+        lines = [
+            "Test AUC and LogLoss: mean ± sample standard deviation over seeds (a single seed shows no spread); "
+            "bold: best value per column, the oracle excluded. No significance test: not every run saved its "
+            "test predictions."
+        ]
     if "ece" in table.rows:
-        lines.append(f"ECE: expected calibration error, sum over {stats.CALIBRATION_BINS} equal-mass bins of the "
-                     "predictions of (rows in bin / rows) × |mean predicted − observed click rate|; beside it the mean "
-                     "predicted probability and the observed click rate of the test split.")
+        lines.append(
+            f"ECE: expected calibration error, sum over {stats.CALIBRATION_BINS} equal-mass bins of the "
+            "predictions of (rows in bin / rows) × |mean predicted − observed click rate|; beside it the mean "
+            "predicted probability and the observed click rate of the test split."
+        )
     if table.reference is not None:
-        lines.append(f"{table.reference.title}: {table.reference.source} ({table.reference.setting}). "
-                     f"Δ = ours − reference.")
-    lines.append("DeepFM rel. impr.: the relative improvement of DeepFM over each model, as in the paper: "
-                 "(AUC_DeepFM − AUC_m) / AUC_m and (LogLoss_m − LogLoss_DeepFM) / LogLoss_m.")
+        lines.append(
+            f"{table.reference.title}: {table.reference.source} ({table.reference.setting}). Δ = ours − reference."
+        )
+    lines.append(
+        "DeepFM rel. impr.: the relative improvement of DeepFM over each model, as in the paper: "
+        "(AUC_DeepFM − AUC_m) / AUC_m and (LogLoss_m − LogLoss_DeepFM) / LogLoss_m."
+    )
     if table.has_oracle:
-        lines.append(f"{ORACLE_LABEL}: AUC and LogLoss of the data's true click probabilities, "
-                     "the ceiling any model can reach.")
+        lines.append(
+            f"{ORACLE_LABEL}: AUC and LogLoss of the data's true click probabilities, the ceiling any model can reach."
+        )
     if table.has_ceilings:
-        lines.append("Ceilings: the true logit restricted to what a model family can represent (first-order effects: "
-                     "LR's; first-order and pairwise: FM's and FFM's), recalibrated (see datamodules/sources/"
-                     "synthetic.py). Share of its ceiling's lift: (AUC − 0.5) / (ceiling − 0.5) against the model's "
-                     "family's ceiling (the oracle for deep models); share of the oracle's lift: the same against the "
-                     "oracle.")
+        lines.append(
+            "Ceilings: the true logit restricted to what a model family can represent (first-order effects: "
+            "LR's; first-order and pairwise: FM's and FFM's), recalibrated (see datamodules/sources/"
+            "synthetic.py). Share of its ceiling's lift: (AUC − 0.5) / (ceiling − 0.5) against the model's "
+            "family's ceiling (the oracle for deep models); share of the oracle's lift: the same against the "
+            "oracle."
+        )
     if table.truncated:
-        lines.append("†: debug run, not comparable (it saw only part of its data: "
-                     + "; ".join(sorted(set(table.models.loc[table.models["truncated"].astype(bool), "truncated"])))
-                     + ").")
+        lines.append(
+            "†: debug run, not comparable (it saw only part of its data: "
+            + "; ".join(sorted(set(table.models.loc[table.models["truncated"].astype(bool), "truncated"])))
+            + ")."
+        )
     return lines
 
 
 def cost_explanation() -> str:
-    return ("Cost, means over seeds: parameters; training seconds per epoch (validation excluded); epochs to the "
-            "best epoch (the one tested); training and inference (test split) samples per second; peak resident "
-            "memory of the run (runs whose metrics.json lacks `peak_rss_scope` recorded their process's peak "
-            "instead, which in a multirun, whose jobs share one process, includes the runs before them).")
+    return (
+        "Cost, means over seeds: parameters; training seconds per epoch (validation excluded); epochs to the "
+        "best epoch (the one tested); training and inference (test split) samples per second; peak resident "
+        "memory of the run (runs whose metrics.json lacks `peak_rss_scope` recorded their process's peak "
+        "instead, which in a multirun, whose jobs share one process, includes the runs before them)."
+    )
 
 
 def _markdown_table(headers: list[str], body: list[list[_Cell]]) -> list[str]:
@@ -181,21 +221,43 @@ def to_markdown(table: DatasetTable) -> str:
     return "\n".join(out) + "\n"
 
 
-_TEX_ESCAPES = str.maketrans({"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
-                              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                              "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
-                              "±": r"$\pm$", "Δ": r"$\Delta$", "−": "--", "—": "---"})
+_TEX_ESCAPES = str.maketrans(
+    {
+        "&": r"\&",
+        "%": r"\%",
+        "_": r"\_",
+        "#": r"\#",
+        "$": r"\$",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+        "\\": r"\textbackslash{}",
+        "±": r"$\pm$",
+        "Δ": r"$\Delta$",
+        "−": "--",
+        "—": "---",
+    }
+)
 
 
 def _tex(text: str) -> str:
     return text.translate(_TEX_ESCAPES)
 
 
-def _latex_table(caption: str, label: str, headers: list[str], body: list[list[_Cell]],
-                 rules_before: Sequence[int] = ()) -> list[str]:
-    out = [r"\begin{table}[t]", r"\centering", r"\caption{" + _tex(caption) + "}", r"\label{" + label + "}",
-           r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}", r"\toprule",
-           " & ".join(_tex(h) for h in headers) + r" \\", r"\midrule"]
+def _latex_table(
+    caption: str, label: str, headers: list[str], body: list[list[_Cell]], rules_before: Sequence[int] = ()
+) -> list[str]:
+    out = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\caption{" + _tex(caption) + "}",
+        r"\label{" + label + "}",
+        r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}",
+        r"\toprule",
+        " & ".join(_tex(h) for h in headers) + r" \\",
+        r"\midrule",
+    ]
     for index, cells in enumerate(body):
         if index in rules_before:
             out.append(r"\midrule")
@@ -209,11 +271,19 @@ def to_latex(table: DatasetTable) -> str:
     slug = "".join(ch if ch.isalnum() else "-" for ch in table.dataset)
     first_bound = [i for i, model in enumerate(table.rows["model"]) if model in (ORACLE_KEY, CEILING_KEY)][:1]
     out = [r"% Generated by python -m experiments.report; needs \usepackage{booktabs}."]
-    out += _latex_table(f"Results on {table.dataset}. " + " ".join(explanation(table)), f"tab:results-{slug}",
-                        headers, body, first_bound)
+    out += _latex_table(
+        f"Results on {table.dataset}. " + " ".join(explanation(table)),
+        f"tab:results-{slug}",
+        headers,
+        body,
+        first_bound,
+    )
     if "params" in table.rows:
-        out += _latex_table(f"Cost on {table.dataset}. {cost_explanation()}", f"tab:cost-{slug}",
-                            *_cells(table, _cost_columns(), table.models))
+        out += _latex_table(
+            f"Cost on {table.dataset}. {cost_explanation()}",
+            f"tab:cost-{slug}",
+            *_cells(table, _cost_columns(), table.models),
+        )
     return "\n".join(out) + "\n"
 
 

@@ -1,5 +1,6 @@
 """Which models' differences from the best are real: each model's 95% AUC interval and Holm-adjusted
 p-values against the best model, from the saved test predictions (the tests themselves: ``stats``)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,10 @@ def significance(runs: pd.DataFrame, predictions: SavedPredictions) -> pd.DataFr
     out = pd.DataFrame(index=pd.Index(list(scores), name="label"), columns=columns, dtype=float)
     for label, seeds in scores.items():
         _, out.loc[label, "auc_ci_low"], out.loc[label, "auc_ci_high"] = stats.auc_interval(labels, seeds)
-    for metric, best, compare in (("auc", best_auc, stats.compare_auc),
-                                  ("logloss", best_logloss, stats.compare_logloss)):
+    for metric, best, compare in (
+        ("auc", best_auc, stats.compare_auc),
+        ("logloss", best_logloss, stats.compare_logloss),
+    ):
         others = [label for label in scores if label != best]
         raw = [compare(labels, scores[label], scores[best]).p_value for label in others]
         adjusted = stats.holm(raw) if raw else []
@@ -37,4 +40,3 @@ def significance(runs: pd.DataFrame, predictions: SavedPredictions) -> pd.DataFr
         out.loc[others, f"p_{metric}"] = adjusted
         out[f"not_worse_{metric}"] = out[f"p_{metric}"].isna() | (out[f"p_{metric}"] >= SIGNIFICANCE_LEVEL)
     return out
-

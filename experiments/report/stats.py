@@ -12,6 +12,7 @@
 - ``expected_calibration_error``, ``calibration_bins``: ECE over equal-mass bins of the predicted
   probabilities (``measures.metrics``, which runs compute at test time).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,6 +43,7 @@ def _midranks(values: np.ndarray) -> np.ndarray:
 @dataclass
 class DeLong:
     """``auc``: ``[K]``; ``covariance``: ``[K, K]`` of the AUC estimates (test-row sampling)."""
+
     auc: np.ndarray
     covariance: np.ndarray
 
@@ -71,6 +73,7 @@ def delong(labels: np.ndarray, scores: Sequence[np.ndarray]) -> DeLong:
 class Comparison:
     """A model against the best: ``difference`` = model − best (seed means), its standard error,
     the two-sided p-value, and the model's own 95% confidence interval."""
+
     difference: float
     standard_error: float
     p_value: float
@@ -99,8 +102,9 @@ def auc_interval(labels: np.ndarray, seed_scores: Sequence[np.ndarray]) -> tuple
     return mean, mean - half, mean + half
 
 
-def compare_auc(labels: np.ndarray, model_scores: Sequence[np.ndarray],
-                best_scores: Sequence[np.ndarray]) -> Comparison:
+def compare_auc(
+    labels: np.ndarray, model_scores: Sequence[np.ndarray], best_scores: Sequence[np.ndarray]
+) -> Comparison:
     """Seed-averaged AUC of a model minus the best's, on the same rows (see the module docstring)."""
     result = delong(labels, [*model_scores, *best_scores])
     k_model, k_best = len(model_scores), len(best_scores)
@@ -116,8 +120,9 @@ def row_logloss(labels: np.ndarray, probabilities: np.ndarray, eps: float = 1e-1
     return -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
 
 
-def compare_logloss(labels: np.ndarray, model_probabilities: Sequence[np.ndarray],
-                    best_probabilities: Sequence[np.ndarray]) -> Comparison:
+def compare_logloss(
+    labels: np.ndarray, model_probabilities: Sequence[np.ndarray], best_probabilities: Sequence[np.ndarray]
+) -> Comparison:
     """Seed-averaged LogLoss of a model minus the best's: paired over rows, plus the seeds' spread."""
     labels = np.asarray(labels, dtype=np.float64)
     model_losses = np.array([row_logloss(labels, p) for p in model_probabilities])

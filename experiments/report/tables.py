@@ -5,6 +5,7 @@ Holm-adjusted p-values against the best model, from the runs' saved test predict
 of each model; on synthetic data the ceilings and each model's share of its ceiling's lift).
 ``render`` formats it as table.md, table.csv and table.tex: a quality table, then a cost table.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -14,8 +15,14 @@ import numpy as np
 import pandas as pd
 
 from experiments.report.collect import ORACLE_AUC, ORACLE_LOGLOSS, TEST_AUC, TEST_LOGLOSS, VAL_AUC
-from experiments.report.naming import (CEILING_LABELS, DEEPFM_LABEL, MODEL_LABELS, ORACLE_LABEL, family_of,
-                                       label_sort_key)
+from experiments.report.naming import (
+    CEILING_LABELS,
+    DEEPFM_LABEL,
+    MODEL_LABELS,
+    ORACLE_LABEL,
+    family_of,
+    label_sort_key,
+)
 from experiments.report.predictions import SavedPredictions, saved_predictions
 from experiments.report.references import Reference
 from experiments.report.significance import significance
@@ -23,9 +30,14 @@ from experiments.report.significance import significance
 ORACLE_KEY = "oracle"
 CEILING_KEY = "ceiling"
 # metrics.json key -> table column: each run's cost, averaged over seeds
-COST = {"num_params": "params", "train_seconds_per_epoch": "seconds_per_epoch", "epochs_to_best": "epochs_to_best",
-        "train_samples_per_s": "train_samples_per_s", "inference_samples_per_s": "inference_samples_per_s",
-        "peak_rss_mib": "peak_rss_mib"}
+COST = {
+    "num_params": "params",
+    "train_seconds_per_epoch": "seconds_per_epoch",
+    "epochs_to_best": "epochs_to_best",
+    "train_samples_per_s": "train_samples_per_s",
+    "inference_samples_per_s": "inference_samples_per_s",
+    "peak_rss_mib": "peak_rss_mib",
+}
 CALIBRATION = {"test/ece": "ece", "test/mean_prediction": "mean_prediction", "test/click_rate": "click_rate"}
 _KEY_OF_LABEL = {label: key for key, label in MODEL_LABELS.items()}
 _METRICS = {"auc": True, "logloss": False}  # metric -> higher is better
@@ -34,6 +46,7 @@ _METRICS = {"auc": True, "logloss": False}  # metric -> higher is better
 @dataclass
 class DatasetTable:
     """``rows``: one row per model in paper order, the oracle last; the columns of table.csv."""
+
     dataset: str
     rows: pd.DataFrame
     reference: Optional[Reference]
@@ -61,14 +74,14 @@ class DatasetTable:
         return self.rows[~self.rows["model"].isin([ORACLE_KEY, CEILING_KEY])]
 
 
-def _relative_improvement_of_deepfm(auc: pd.Series, logloss: pd.Series,
-                                   labels: pd.Index) -> tuple[pd.Series, pd.Series]:
+def _relative_improvement_of_deepfm(
+    auc: pd.Series, logloss: pd.Series, labels: pd.Index
+) -> tuple[pd.Series, pd.Series]:
     """The paper's: AUC (auc_DeepFM - auc_m) / auc_m, LogLoss (ll_m - ll_DeepFM) / ll_m, in %."""
     if DEEPFM_LABEL not in labels or pd.isna(auc.get(DEEPFM_LABEL)):
         nan = pd.Series(np.nan, index=labels)
         return nan, nan.copy()
-    return (100.0 * (auc[DEEPFM_LABEL] - auc) / auc,
-            100.0 * (logloss - logloss[DEEPFM_LABEL]) / logloss)
+    return (100.0 * (auc[DEEPFM_LABEL] - auc) / auc, 100.0 * (logloss - logloss[DEEPFM_LABEL]) / logloss)
 
 
 def _best_flags(values: pd.Series, higher_is_better: bool) -> pd.Series:
@@ -76,8 +89,12 @@ def _best_flags(values: pd.Series, higher_is_better: bool) -> pd.Series:
     return values.eq(best) & values.notna()
 
 
-def build_table(runs: pd.DataFrame, reference: Optional[Reference] = None, notes: Optional[list[str]] = None,
-                predictions: Optional[SavedPredictions] = None) -> DatasetTable:
+def build_table(
+    runs: pd.DataFrame,
+    reference: Optional[Reference] = None,
+    notes: Optional[list[str]] = None,
+    predictions: Optional[SavedPredictions] = None,
+) -> DatasetTable:
     """Runs of one dataset (one configuration per model, see ``collect.select_configurations``)
     -> ``DatasetTable``. Models of the reference that were not run get a row with its numbers.
     ``predictions``: the runs' ``saved_predictions`` where the caller has read them already."""
@@ -85,29 +102,41 @@ def build_table(runs: pd.DataFrame, reference: Optional[Reference] = None, notes
     if len(datasets) != 1:
         raise ValueError(f"build_table wants the runs of one dataset, got {list(datasets)}")
     by_model = runs.groupby("label", sort=False)
-    optional = {col: by_model[col].mean() for col in (VAL_AUC, "val/logloss", "train_time_s", "num_params")
-                if col in runs}
-    rows = pd.DataFrame({
-        "model": by_model["model"].first(),
-        "seeds": by_model["seed"].nunique(),
-        "seed_list": by_model["seed"].agg(lambda seeds: " ".join(map(str, sorted(seeds)))),
-        "auc_mean": by_model[TEST_AUC].mean(),
-        "auc_std": by_model[TEST_AUC].std(ddof=1),
-        "logloss_mean": by_model[TEST_LOGLOSS].mean(),
-        "logloss_std": by_model[TEST_LOGLOSS].std(ddof=1),
-        **{f"{col.replace('/', '_')}_mean": values for col, values in optional.items()},
-        **{name: by_model[key].mean() for key, name in {**CALIBRATION, **COST}.items() if key in runs},
-        "configuration": by_model["configuration"].first(),
-        "truncated": by_model["truncated"].agg(lambda t: "; ".join(sorted({str(v) for v in t if isinstance(v, str)})))
-        if "truncated" in runs else "",
-    })
+    optional = {
+        col: by_model[col].mean() for col in (VAL_AUC, "val/logloss", "train_time_s", "num_params") if col in runs
+    }
+    rows = pd.DataFrame(
+        {
+            "model": by_model["model"].first(),
+            "seeds": by_model["seed"].nunique(),
+            "seed_list": by_model["seed"].agg(lambda seeds: " ".join(map(str, sorted(seeds)))),
+            "auc_mean": by_model[TEST_AUC].mean(),
+            "auc_std": by_model[TEST_AUC].std(ddof=1),
+            "logloss_mean": by_model[TEST_LOGLOSS].mean(),
+            "logloss_std": by_model[TEST_LOGLOSS].std(ddof=1),
+            **{f"{col.replace('/', '_')}_mean": values for col, values in optional.items()},
+            **{name: by_model[key].mean() for key, name in {**CALIBRATION, **COST}.items() if key in runs},
+            "configuration": by_model["configuration"].first(),
+            "truncated": by_model["truncated"].agg(
+                lambda t: "; ".join(sorted({str(v) for v in t if isinstance(v, str)}))
+            )
+            if "truncated" in runs
+            else "",
+        }
+    )
     rows = rows.join(significance(runs, saved_predictions(runs) if predictions is None else predictions))
     if reference is not None:
         reference_only = reference.scores.index.difference(rows.index)
         if len(reference_only):
-            rows = pd.concat([rows, pd.DataFrame({
-                "model": [_KEY_OF_LABEL.get(label, label) for label in reference_only],
-                "seeds": 0}, index=reference_only)])
+            rows = pd.concat(
+                [
+                    rows,
+                    pd.DataFrame(
+                        {"model": [_KEY_OF_LABEL.get(label, label) for label in reference_only], "seeds": 0},
+                        index=reference_only,
+                    ),
+                ]
+            )
         for metric in _METRICS:
             rows[f"ref_{metric}"] = reference.scores[metric].reindex(rows.index)
             rows[f"diff_{metric}"] = rows[f"{metric}_mean"] - rows[f"ref_{metric}"]
@@ -132,8 +161,7 @@ def build_table(runs: pd.DataFrame, reference: Optional[Reference] = None, notes
     rows["truncated"] = rows["truncated"].fillna("")
     for flag in [c for c in rows if c.startswith(("best_", "ref_best_", "not_worse_"))]:
         rows[flag] = rows[flag].fillna(False).astype(bool)
-    return DatasetTable(dataset=str(datasets[0]), rows=rows.reset_index(), reference=reference,
-                        notes=list(notes or []))
+    return DatasetTable(dataset=str(datasets[0]), rows=rows.reset_index(), reference=reference, notes=list(notes or []))
 
 
 def _oracle_row(runs: pd.DataFrame) -> Optional[pd.DataFrame]:
@@ -145,10 +173,17 @@ def _oracle_row(runs: pd.DataFrame) -> Optional[pd.DataFrame]:
     if oracle.empty:
         return None
     spread = oracle.std(ddof=1).where(lambda std: std > 1e-9)  # rounding-level spread: a single value
-    return pd.DataFrame({"model": ORACLE_KEY, "seeds": pd.NA,
-                         "auc_mean": oracle[ORACLE_AUC].mean(), "auc_std": spread[ORACLE_AUC],
-                         "logloss_mean": oracle[ORACLE_LOGLOSS].mean(), "logloss_std": spread[ORACLE_LOGLOSS]},
-                        index=pd.Index([ORACLE_LABEL], name="label"))
+    return pd.DataFrame(
+        {
+            "model": ORACLE_KEY,
+            "seeds": pd.NA,
+            "auc_mean": oracle[ORACLE_AUC].mean(),
+            "auc_std": spread[ORACLE_AUC],
+            "logloss_mean": oracle[ORACLE_LOGLOSS].mean(),
+            "logloss_std": spread[ORACLE_LOGLOSS],
+        },
+        index=pd.Index([ORACLE_LABEL], name="label"),
+    )
 
 
 def _ceiling_rows(runs: pd.DataFrame) -> list[pd.DataFrame]:
@@ -161,9 +196,18 @@ def _ceiling_rows(runs: pd.DataFrame) -> list[pd.DataFrame]:
         values = runs[columns].dropna()
         if values.empty:
             continue
-        out.append(pd.DataFrame({"model": CEILING_KEY, "family": family, "seeds": pd.NA,
-                                 "auc_mean": values[columns[0]].mean(), "logloss_mean": values[columns[1]].mean()},
-                                index=pd.Index([label], name="label")))
+        out.append(
+            pd.DataFrame(
+                {
+                    "model": CEILING_KEY,
+                    "family": family,
+                    "seeds": pd.NA,
+                    "auc_mean": values[columns[0]].mean(),
+                    "logloss_mean": values[columns[1]].mean(),
+                },
+                index=pd.Index([label], name="label"),
+            )
+        )
     return out
 
 

@@ -13,6 +13,7 @@ Per dataset: finished runs are grouped by model, one configuration per model is 
 ``<out>/README.md`` is then rebuilt from every dataset folder under the output root, so a
 report on one dataset keeps the others' sections.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,13 @@ from typing import Optional, Sequence, TextIO
 
 import pandas as pd
 
-from experiments.report.collect import (RunCollection, collect_runs, load_histories, reconstruct_commands,
-                                        select_configurations)
+from experiments.report.collect import (
+    RunCollection,
+    collect_runs,
+    load_histories,
+    reconstruct_commands,
+    select_configurations,
+)
 from experiments.report.layout import PROVENANCE_FILE, STUDIES_DIR, TABLES
 from experiments.report.naming import shown_storage
 from experiments.report.predictions import reliability_curves, saved_predictions
@@ -39,8 +45,17 @@ from experiments.report.tables import build_table
 from measures import environment
 from measures.environment import describe, git_commit
 
-LIBRARIES = ("torch", "pytorch-lightning", "hydra-core", "hydra-optuna-sweeper", "optuna", "pandas",
-             "numpy", "seaborn", "matplotlib")
+LIBRARIES = (
+    "torch",
+    "pytorch-lightning",
+    "hydra-core",
+    "hydra-optuna-sweeper",
+    "optuna",
+    "pandas",
+    "numpy",
+    "seaborn",
+    "matplotlib",
+)
 # The best hyperparameters of a tuned comparison (experiments.sweep.tuned writes them after the report).
 BEST_PARAMS_FILE = "best_params.md"
 _DATASET_FIGURES = ("metrics", "learning_curves", "cost", "reliability")
@@ -55,8 +70,15 @@ def _figure_files(stems: Sequence[str]) -> tuple[str, ...]:
 
 # Everything a dataset folder gets, removed before rewriting so that no figure of an older
 # report survives beside newer tables.
-_DATASET_OUTPUTS = ("table.md", "table.csv", "table.tex", *_figure_files(_DATASET_FIGURES), PROVENANCE_FILE,
-                    BEST_PARAMS_FILE, "best_params.csv")
+_DATASET_OUTPUTS = (
+    "table.md",
+    "table.csv",
+    "table.tex",
+    *_figure_files(_DATASET_FIGURES),
+    PROVENANCE_FILE,
+    BEST_PARAMS_FILE,
+    "best_params.csv",
+)
 _STUDY_OUTPUTS = (*_figure_files(_STUDY_FIGURES), PROVENANCE_FILE)
 _MAX_LISTED = 10
 
@@ -79,6 +101,12 @@ def folder_name(name: str) -> str:
     return safe or "unnamed"
 
 
+def _holds_any(root: Path, run_dirs) -> bool:
+    """Whether any of ``run_dirs`` lies under the folder ``root``."""
+    resolved = root.resolve()
+    return any(Path(run_dir).is_relative_to(resolved) for run_dir in run_dirs)
+
+
 def _display_path(path: Path | str) -> str:
     """Paths under the working directory are recorded relative to it, so that committed results
     do not carry one machine's absolute paths."""
@@ -97,8 +125,13 @@ def describe_hardware() -> dict:
     """CPU model, logical CPUs, cores and GPUs of this machine, and torch's threads where this process
     has torch loaded already (the Hydra callback after its runs): a report never loads torch itself."""
     counts = environment.cpu_counts()
-    hardware = {"cpu": environment.cpu_name(), "logical_cpus": counts["logical"], "physical_cores": counts["physical"],
-                "os": platform.platform(), "gpus": environment.gpu_names()}
+    hardware = {
+        "cpu": environment.cpu_name(),
+        "logical_cpus": counts["logical"],
+        "physical_cores": counts["physical"],
+        "os": platform.platform(),
+        "gpus": environment.gpu_names(),
+    }
     torch = sys.modules.get("torch")
     if torch is not None:
         hardware["torch_threads"] = torch.get_num_threads()
@@ -115,9 +148,14 @@ def _clear(folder: Path, names: Sequence[str]) -> None:
 
 
 def _environment(command_note: Optional[str], note: Optional[str] = None) -> dict:
-    return {"generated_at": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
-            "command_note": command_note, "note": note, "git": git_commit(), "hardware": describe_hardware(),
-            "versions": library_versions()}
+    return {
+        "generated_at": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "command_note": command_note,
+        "note": note,
+        "git": git_commit(),
+        "hardware": describe_hardware(),
+        "versions": library_versions(),
+    }
 
 
 def record_provenance(folder: Path, command: Optional[str], note: Optional[str] = None) -> Path:
@@ -136,9 +174,10 @@ class OverwriteError(ValueError):
 def _run_keys(rows: pd.DataFrame) -> dict[str, tuple[str, set[str]]]:
     """label -> (configuration, seeds) of a table's rows that hold runs (not references, not the oracle)."""
     held = rows[rows["seeds"].fillna(0).astype(int) > 0]
-    return {str(r.label): (str(r.configuration) if not pd.isna(r.configuration) else "",
-                           set(str(r.seed_list).split()))
-            for r in held.itertuples()}
+    return {
+        str(r.label): (str(r.configuration) if not pd.isna(r.configuration) else "", set(str(r.seed_list).split()))
+        for r in held.itertuples()
+    }
 
 
 def losses_of_replacing(folder: Path, runs: pd.DataFrame) -> list[str]:
@@ -147,28 +186,39 @@ def losses_of_replacing(folder: Path, runs: pd.DataFrame) -> list[str]:
     old_table = folder / "table.csv"
     if not old_table.is_file():
         return []
-    old = _run_keys(pd.read_csv(old_table, dtype={"seed_list": str, "configuration": str}, keep_default_na=False,
-                                na_values=[""]))
-    new = {label: (str(group["configuration"].iloc[0]), {str(s) for s in group["seed"]})
-           for label, group in runs.groupby("label")}
+    old = _run_keys(
+        pd.read_csv(old_table, dtype={"seed_list": str, "configuration": str}, keep_default_na=False, na_values=[""])
+    )
+    new = {
+        label: (str(group["configuration"].iloc[0]), {str(s) for s in group["seed"]})
+        for label, group in runs.groupby("label")
+    }
     lost = []
     for label, (configuration, seeds) in old.items():
         if label not in new:
             lost.append(f"{label} (seeds {' '.join(sorted(seeds))})")
         elif new[label][0] != configuration:
-            lost.append(f"{label} run as `{configuration or 'the defaults'}` (this report has "
-                        f"`{new[label][0] or 'the defaults'}`)")
+            lost.append(
+                f"{label} run as `{configuration or 'the defaults'}` (this report has "
+                f"`{new[label][0] or 'the defaults'}`)"
+            )
         elif seeds - new[label][1]:
             lost.append(f"{label} seeds {' '.join(sorted(seeds - new[label][1]))}")
     return lost
 
 
-def report_dataset(collection: RunCollection, runs: pd.DataFrame, histories: pd.DataFrame, dataset: str,
-                   notes: list[str], out_dir: Path, environment: dict, stream: TextIO) -> list[Path]:
+def report_dataset(
+    collection: RunCollection,
+    runs: pd.DataFrame,
+    histories: pd.DataFrame,
+    dataset: str,
+    notes: list[str],
+    out_dir: Path,
+    environment: dict,
+    stream: TextIO,
+) -> list[Path]:
     """Tables, figures and provenance of one dataset in ``out_dir/<dataset>/``."""
-    from experiments.report import (
-        plots,  # seaborn/matplotlib load only when something is drawn
-    )
+    from experiments.report import plots  # seaborn/matplotlib load only when something is drawn
 
     folder = out_dir / folder_name(dataset)
     folder.mkdir(parents=True, exist_ok=True)
@@ -187,8 +237,7 @@ def report_dataset(collection: RunCollection, runs: pd.DataFrame, histories: pd.
     provenance = {
         "dataset": dataset,
         **environment,
-        "inputs": [_display_path(root) for root in collection.roots
-                   if runs["run_dir"].map(lambda run_dir: Path(run_dir).is_relative_to(root.resolve())).any()],
+        "inputs": [_display_path(root) for root in collection.roots if _holds_any(root, runs["run_dir"])],
         "commands": reconstruct_commands(runs.sort_values("finished_at")["run_dir"]),
         "runs_used": int(len(runs)),
         "runs_ignored": collection.ignored_counts(dataset),
@@ -206,12 +255,13 @@ def report_dataset(collection: RunCollection, runs: pd.DataFrame, histories: pd.
 def _check_sqlite_file_exists(storage: str) -> None:
     # Optuna would silently create an empty database for a mistyped SQLite path.
     prefix = "sqlite:///"
-    if storage.startswith(prefix) and not Path(storage[len(prefix):]).is_file():
+    if storage.startswith(prefix) and not Path(storage[len(prefix) :]).is_file():
         raise FileNotFoundError(f"{storage}: no such SQLite file")
 
 
-def report_studies(storage: str, study_names: Optional[Sequence[str]], out_dir: Path, environment: dict,
-                   stream: TextIO) -> tuple[list[str], list[Path]]:
+def report_studies(
+    storage: str, study_names: Optional[Sequence[str]], out_dir: Path, environment: dict, stream: TextIO
+) -> tuple[list[str], list[Path]]:
     """Figures and a summary of each named study (all studies of ``storage`` when none is named)."""
     import optuna
 
@@ -222,8 +272,10 @@ def report_studies(storage: str, study_names: Optional[Sequence[str]], out_dir: 
     names = list(study_names) if study_names else available
     unknown = [n for n in names if n not in available]
     if unknown:
-        raise ValueError(f"no study {', '.join(map(repr, unknown))} in {shown_storage(storage)}; "
-                       f"it holds: {', '.join(available) or 'none'}")
+        raise ValueError(
+            f"no study {', '.join(map(repr, unknown))} in {shown_storage(storage)}; "
+            f"it holds: {', '.join(available) or 'none'}"
+        )
     written: list[Path] = []
     for name in names:
         study = optuna.load_study(study_name=name, storage=storage)
@@ -234,9 +286,12 @@ def report_studies(storage: str, study_names: Optional[Sequence[str]], out_dir: 
         states = dict(Counter(trial.state.name.lower() for trial in study.trials))
         single = len(study.directions) == 1 and states.get("complete")
         summary = {
-            "study": name, "storage": shown_storage(storage), **environment,
+            "study": name,
+            "storage": shown_storage(storage),
+            **environment,
             "directions": [d.name.lower() for d in study.directions],
-            "objective": (study.metric_names or ["objective"])[0], "trials": states,
+            "objective": (study.metric_names or ["objective"])[0],
+            "trials": states,
             "best_value": study.best_value if single else None,
             "best_params": study.best_params if single else None,
             "best_trial": study.best_trial.number if single else None,
@@ -244,16 +299,23 @@ def report_studies(storage: str, study_names: Optional[Sequence[str]], out_dir: 
         }
         (folder / PROVENANCE_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
         written += [*paths, folder / PROVENANCE_FILE]
-        print(f"\n== study {name}: {states}" + (f", best {summary['best_value']:.6g} with {summary['best_params']}"
-                                                 if single else "") + " ==", file=stream)
+        print(
+            f"\n== study {name}: {states}"
+            + (f", best {summary['best_value']:.6g} with {summary['best_params']}" if single else "")
+            + " ==",
+            file=stream,
+        )
         for note in notes:
             print(f"note: {note}", file=stream)
     return names, written
 
 
 def _images(folder: Path, stems: Sequence[str], relative_to: Path) -> list[str]:
-    return [f"![{stem}]({(folder / stem).with_suffix('.png').relative_to(relative_to).as_posix()})"
-            for stem in stems if (folder / stem).with_suffix(".png").is_file()]
+    return [
+        f"![{stem}]({(folder / stem).with_suffix('.png').relative_to(relative_to).as_posix()})"
+        for stem in stems
+        if (folder / stem).with_suffix(".png").is_file()
+    ]
 
 
 def _environment_lines(provenance: dict) -> list[str]:
@@ -275,8 +337,15 @@ def _commands_block(provenance: dict) -> list[str]:
     commands = [c for c in provenance.get("commands") or [] if c != provenance.get("command_note")]
     if commands:
         more = len(commands) - _MAX_LISTED
-        lines += ["Commands that re-create the runs, from their Hydra records:", "", "```bash", *commands[:_MAX_LISTED],
-                  *([f"# ... and {more} more in provenance.json"] if more > 0 else []), "```", ""]
+        lines += [
+            "Commands that re-create the runs, from their Hydra records:",
+            "",
+            "```bash",
+            *commands[:_MAX_LISTED],
+            *([f"# ... and {more} more in provenance.json"] if more > 0 else []),
+            "```",
+            "",
+        ]
     return lines
 
 
@@ -287,9 +356,13 @@ def _included(path: Path) -> list[str]:
 
 def write_readme(out_dir: Path) -> Path:
     """``out_dir/README.md`` from every dataset and study folder that holds a provenance.json."""
-    lines = ["# Results", "",
-             "Generated by `python -m experiments.report`; do not edit by hand, re-run it. Each dataset's "
-             "`table.csv` holds the unrounded numbers and `provenance.json` how they were produced.", ""]
+    lines = [
+        "# Results",
+        "",
+        "Generated by `python -m experiments.report`; do not edit by hand, re-run it. Each dataset's "
+        "`table.csv` holds the unrounded numbers and `provenance.json` how they were produced.",
+        "",
+    ]
     dataset_folders = sorted(p.parent for p in out_dir.glob(f"*/{PROVENANCE_FILE}") if p.parent.name != STUDIES_DIR)
     for folder in dataset_folders:
         provenance = json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8"))
@@ -297,37 +370,61 @@ def write_readme(out_dir: Path) -> Path:
             continue
         ignored = provenance.get("runs_ignored") or {}
         first, last = provenance["runs_finished_between"]
-        lines += [f"## {provenance['dataset']}", "",
-                  *([provenance["note"], ""] if provenance.get("note") else []),
-                  (folder / "table.md").read_text(encoding="utf-8").rstrip(), "",
-                  *_included(folder / BEST_PARAMS_FILE),
-                  *_images(folder, _DATASET_FIGURES, out_dir), "",
-                  *_commands_block(provenance),
-                  f"- Runs: {provenance['runs_used']} used, finished between {first} and {last}; "
-                  f"ignored: {sum(ignored.values())}"
-                  + (" (" + "; ".join(f"{n} {reason}" for reason, n in ignored.items()) + ")" if ignored else ""),
-                  *_environment_lines(provenance), ""]
+        lines += [
+            f"## {provenance['dataset']}",
+            "",
+            *([provenance["note"], ""] if provenance.get("note") else []),
+            (folder / "table.md").read_text(encoding="utf-8").rstrip(),
+            "",
+            *_included(folder / BEST_PARAMS_FILE),
+            *_images(folder, _DATASET_FIGURES, out_dir),
+            "",
+            *_commands_block(provenance),
+            f"- Runs: {provenance['runs_used']} used, finished between {first} and {last}; "
+            f"ignored: {sum(ignored.values())}"
+            + (" (" + "; ".join(f"{n} {reason}" for reason, n in ignored.items()) + ")" if ignored else ""),
+            *_environment_lines(provenance),
+            "",
+        ]
     study_folders = sorted(p.parent for p in (out_dir / STUDIES_DIR).glob(f"*/{PROVENANCE_FILE}"))
     if study_folders:
         lines += ["## Optuna studies", ""]
     for folder in study_folders:
         summary = json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8"))
-        best = (f"best {summary['objective']} {summary['best_value']:.6g} (trial {summary['best_trial']}) with "
-                f"`{json.dumps(summary['best_params'])}`" if summary.get("best_value") is not None else "no best trial")
-        lines += [f"### {summary['study']}", "",
-                  f"Storage `{summary['storage']}`, direction {', '.join(summary['directions'])}, "
-                  f"trials {json.dumps(summary['trials'])}; {best}.", "",
-                  *_images(folder, _STUDY_FIGURES, out_dir), "",
-                  *[f"- {note}" for note in summary.get("notes", [])],
-                  *_commands_block(summary), *_environment_lines(summary), ""]
+        best = (
+            f"best {summary['objective']} {summary['best_value']:.6g} (trial {summary['best_trial']}) with "
+            f"`{json.dumps(summary['best_params'])}`"
+            if summary.get("best_value") is not None
+            else "no best trial"
+        )
+        lines += [
+            f"### {summary['study']}",
+            "",
+            f"Storage `{summary['storage']}`, direction {', '.join(summary['directions'])}, "
+            f"trials {json.dumps(summary['trials'])}; {best}.",
+            "",
+            *_images(folder, _STUDY_FIGURES, out_dir),
+            "",
+            *[f"- {note}" for note in summary.get("notes", [])],
+            *_commands_block(summary),
+            *_environment_lines(summary),
+            "",
+        ]
     readme = out_dir / "README.md"
     readme.write_text("\n".join(lines), encoding="utf-8")
     return readme
 
 
-def run_report(paths: Sequence[Path | str], out_dir: Path | str = TABLES, command: Optional[str] = None,
-               study_storage: Optional[str] = None, study_names: Optional[Sequence[str]] = None,
-               stream: Optional[TextIO] = None, note: Optional[str] = None, replace: bool = False) -> ReportOutcome:
+def run_report(
+    paths: Sequence[Path | str],
+    out_dir: Path | str = TABLES,
+    command: Optional[str] = None,
+    study_storage: Optional[str] = None,
+    study_names: Optional[Sequence[str]] = None,
+    stream: Optional[TextIO] = None,
+    note: Optional[str] = None,
+    replace: bool = False,
+) -> ReportOutcome:
     """Collect the runs under ``paths`` (and the Optuna studies of ``study_storage``) into
     ``out_dir``; prints the tables, what was ignored and what was written to ``stream`` (stdout).
 
@@ -346,17 +443,28 @@ def run_report(paths: Sequence[Path | str], out_dir: Path | str = TABLES, comman
         for problem in history_problems[:_MAX_LISTED]:
             print(f"warning: {problem}", file=stream)
         if not replace:
-            lost = {dataset: losses_of_replacing(out_dir / folder_name(str(dataset)), runs)
-                    for dataset, runs in selected.groupby("dataset", sort=True)}
+            lost = {
+                dataset: losses_of_replacing(out_dir / folder_name(str(dataset)), runs)
+                for dataset, runs in selected.groupby("dataset", sort=True)
+            }
             lost = {dataset: items for dataset, items in lost.items() if items}
             if lost:
                 raise OverwriteError(
-                    "not replacing results that this report lacks: " + "; ".join(
-                        f"{out_dir / folder_name(str(d))}: {', '.join(items)}" for d, items in lost.items())
-                    + ". Report all the runs together, write elsewhere (--out), or pass --replace to drop them.")
+                    "not replacing results that this report lacks: "
+                    + "; ".join(f"{out_dir / folder_name(str(d))}: {', '.join(items)}" for d, items in lost.items())
+                    + ". Report all the runs together, write elsewhere (--out), or pass --replace to drop them."
+                )
         for dataset, runs in selected.groupby("dataset", sort=True):
-            outcome.written += report_dataset(collection, runs, histories[histories["dataset"] == dataset],
-                                              str(dataset), notes.get(dataset, []), out_dir, environment, stream)
+            outcome.written += report_dataset(
+                collection,
+                runs,
+                histories[histories["dataset"] == dataset],
+                str(dataset),
+                notes.get(dataset, []),
+                out_dir,
+                environment,
+                stream,
+            )
             outcome.datasets.append(str(dataset))
         _print_ignored(collection, stream)
     if study_storage:
@@ -372,9 +480,11 @@ def run_report(paths: Sequence[Path | str], out_dir: Path | str = TABLES, comman
 
 def _print_ignored(collection: RunCollection, stream: TextIO) -> None:
     total = len(collection.ignored)
-    print(f"\nignored {_count(total, 'run')}"
-          + (": " + "; ".join(f"{n} {reason}" for reason, n in collection.ignored_counts().items()) if total else ""),
-          file=stream)
+    print(
+        f"\nignored {_count(total, 'run')}"
+        + (": " + "; ".join(f"{n} {reason}" for reason, n in collection.ignored_counts().items()) if total else ""),
+        file=stream,
+    )
     for detail in collection.ignored["detail"].head(_MAX_LISTED):
         print(f"  {detail}", file=stream)
     if total > _MAX_LISTED:
@@ -384,16 +494,28 @@ def _print_ignored(collection: RunCollection, stream: TextIO) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", type=Path, help="run, sweep or outputs folders (searched recursively)")
-    parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="output root (default: <the first folder>/results, next to its runs; the committed "
-                             "tables are under results/tables/)")
-    parser.add_argument("--replace", action="store_true",
-                        help="replace dataset folders even where this report has fewer runs, models or seeds")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="output root (default: <the first folder>/results, next to its runs; the committed "
+        "tables are under results/tables/)",
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace dataset folders even where this report has fewer runs, models or seeds",
+    )
     parser.add_argument("--command", help="the command that produced the runs, recorded in the README")
     parser.add_argument("--note", help="what the data is, shown under the dataset's heading in the README")
     parser.add_argument("--study-storage", metavar="URL", help="Optuna storage URL, e.g. sqlite:///sweeps.db")
-    parser.add_argument("--study-name", action="append", dest="study_names", metavar="NAME",
-                        help="study to plot (repeatable; default: every study in the storage)")
+    parser.add_argument(
+        "--study-name",
+        action="append",
+        dest="study_names",
+        metavar="NAME",
+        help="study to plot (repeatable; default: every study in the storage)",
+    )
     args = parser.parse_args(argv)
     if not args.paths and not args.study_storage:
         parser.error("give at least one run folder or --study-storage")
@@ -401,8 +523,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--study-name needs --study-storage")
     out = args.out or (args.paths[0] / "results" if args.paths else Path("results"))
     try:
-        outcome = run_report(args.paths, out, args.command, args.study_storage, args.study_names,
-                             note=args.note, replace=args.replace)
+        outcome = run_report(
+            args.paths, out, args.command, args.study_storage, args.study_names, note=args.note, replace=args.replace
+        )
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ Importing this module registers the resolvers the configs use (``objective_direc
 ``layers``), so every process that resolves a config (``run.py``, its DDP ranks, sweep workers,
 tools and tests) has them. It imports no torch: tools that only compose configs stay quick to start.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -3,6 +3,7 @@ Lightning starts for a job run that job alone.
 
 ``run.py``'s ``main`` trains inside ``ddp_world_of_this_run()``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -80,8 +81,7 @@ def wait_for_started_ranks(trainer, timeout_s: float = 120) -> None:
         try:
             code = process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            log.warning("DDP rank process %d still running %.0f s after its run ended; killed",
-                        process.pid, timeout_s)
+            log.warning("DDP rank process %d still running %.0f s after its run ended; killed", process.pid, timeout_s)
             process.kill()
             process.wait()
             continue

@@ -6,6 +6,7 @@ or trainer rejected its settings while the config built it: ``configured``), or 
 the config (OmegaConf's: a missing or mistyped key), wherever it sits in the exception's chain of
 causes. ``HYDRA_FULL_ERROR=1`` shows the full traceback anyway.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +19,8 @@ from hydra.errors import InstantiationException
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf.errors import OmegaConfBaseException
 
-from datamodules.errors import BadInputError
 from datamodules.download import DownloadError
+from datamodules.errors import BadInputError
 
 FAILURE_FILE = "failure.txt"
 

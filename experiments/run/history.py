@@ -1,4 +1,5 @@
 """Per-epoch history of a run, written as ``history.csv`` (the learning curves of the report)."""
+
 from __future__ import annotations
 
 import csv

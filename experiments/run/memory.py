@@ -6,6 +6,7 @@ On Linux, writing ``5`` to ``/proc/self/clear_refs`` resets the kernel's high-wa
 resident set (``VmHWM`` in ``/proc/self/status``) to the current size; elsewhere the process's
 lifetime peak (``ru_maxrss``) is what there is, and ``PeakMemory.scope`` says so.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,6 +3,7 @@
 The checkpoint and early-stopping ``mode`` of a run and the sweeper's ``direction`` (through the
 ``objective_direction`` config resolver) are derived from it.
 """
+
 from __future__ import annotations
 
 # val/auc_minus_logloss: FuxiCTR's monitor {AUC: 1, logloss: -1}, which BARS's Criteo_x4 runs use
@@ -16,8 +17,10 @@ def objective_direction(objective: str) -> str:
         return "maximize"
     if objective in MINIMISED:
         return "minimize"
-    raise ValueError(f"objective {objective!r} is not a validation metric the models log; "
-                     f"choose one of {', '.join(MAXIMISED + MINIMISED)}")
+    raise ValueError(
+        f"objective {objective!r} is not a validation metric the models log; "
+        f"choose one of {', '.join(MAXIMISED + MINIMISED)}"
+    )
 
 
 def objective_mode(objective: str) -> str:

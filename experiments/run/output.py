@@ -1,5 +1,6 @@
 """What a run prints while it trains: a progress bar in a terminal, one line per epoch elsewhere
 (CI, SLURM, ``nohup``, a pipe), and none of the libraries' notices that are not about the run."""
+
 from __future__ import annotations
 
 import logging
@@ -28,7 +29,9 @@ def quiet_library_notices() -> None:
         if not any(isinstance(f, _DropNotices) for f in target.filters):
             target.addFilter(_DropNotices())
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval")
+    warnings.filterwarnings(
+        "ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval"
+    )
 
 
 def interactive() -> bool:
@@ -51,8 +54,11 @@ class EpochLines(pl.Callback):
             return
         metrics = trainer.callback_metrics
         parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
-        parts += [f"{key} {float(metrics[key]):.{5 if 'logloss' in key else 4}f}"
-                  for key in ("train/loss", "val/auc", "val/logloss") if key in metrics]
+        parts += [
+            f"{key} {float(metrics[key]):.{5 if 'logloss' in key else 4}f}"
+            for key in ("train/loss", "val/auc", "val/logloss")
+            if key in metrics
+        ]
         if self._lr is not None:
             parts.append(f"lr {self._lr:.3g}")
         parts.append(f"{time.perf_counter() - self._started:.1f} s")

@@ -17,6 +17,7 @@ suite's defaults (``conf/config.yaml``: ``min_delta`` 1e-6, ``lr_factor`` 0.1, `
 ``patience`` 2), so that an epoch that still improves never cuts the rate and a decay always has
 the epochs it needs to take effect before training stops.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,14 +33,25 @@ log = logging.getLogger(__name__)
 class PlateauSchedule(pl.Callback):
     """The rule above, applied at the end of every validation of a fit (not the sanity check)."""
 
-    def __init__(self, monitor: str, mode: str, checkpoint_path: str | Path, *, patience: int = 2,
-                 min_delta: float = 1e-6, lr_factor: float = 0.1, min_lr: float = 1e-6):
+    def __init__(
+        self,
+        monitor: str,
+        mode: str,
+        checkpoint_path: str | Path,
+        *,
+        patience: int = 2,
+        min_delta: float = 1e-6,
+        lr_factor: float = 0.1,
+        min_lr: float = 1e-6,
+    ):
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if patience < 1 or min_delta < 0 or not 0 < lr_factor <= 1 or min_lr < 0:
-            raise ValueError(f"plateau: needs patience >= 1, min_delta >= 0, 0 < lr_factor <= 1 and "
-                             f"min_lr >= 0; got patience={patience}, min_delta={min_delta}, "
-                             f"lr_factor={lr_factor}, min_lr={min_lr}")
+            raise ValueError(
+                f"plateau: needs patience >= 1, min_delta >= 0, 0 < lr_factor <= 1 and "
+                f"min_lr >= 0; got patience={patience}, min_delta={min_delta}, "
+                f"lr_factor={lr_factor}, min_lr={min_lr}"
+            )
         self.monitor, self.mode = monitor, mode
         self.checkpoint_path = Path(checkpoint_path)
         self.patience, self.min_delta, self.lr_factor, self.min_lr = patience, min_delta, lr_factor, min_lr
@@ -73,8 +85,12 @@ class PlateauSchedule(pl.Callback):
         for optimizer in trainer.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = max(group["lr"] * self.lr_factor, self.min_lr)
-        log.info("epoch %d did not improve %s: learning rate now %.3g", trainer.current_epoch + 1, self.monitor,
-                 trainer.optimizers[0].param_groups[0]["lr"])
+        log.info(
+            "epoch %d did not improve %s: learning rate now %.3g",
+            trainer.current_epoch + 1,
+            self.monitor,
+            trainer.optimizers[0].param_groups[0]["lr"],
+        )
 
     @property
     def best_checkpoint(self) -> Optional[Path]:
@@ -82,8 +98,11 @@ class PlateauSchedule(pl.Callback):
         return self.checkpoint_path if self.best_epoch is not None else None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch,
-                "epochs_without_improvement": self.epochs_without_improvement}
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "epochs_without_improvement": self.epochs_without_improvement,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = state_dict["best"]

@@ -17,6 +17,7 @@ thread count (``tests/test_threads.py`` checks every model), so a run stays repr
 config and seed whatever the load was. For the matrix products this takes MKL's strict reproducible
 mode, which importing ``models`` turns on (see there).
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,7 +57,7 @@ def busy_ticks(cpus: list[int], proc: Path = Path("/proc")) -> Optional[tuple[in
         name, *values = line.split()
         if name in wanted:
             busy += sum(int(values[i]) for i in BUSY_COLUMNS if i < len(values))
-    fields = own[own.rindex(")") + 2:].split()  # the command name may hold spaces
+    fields = own[own.rindex(")") + 2 :].split()  # the command name may hold spaces
     own_ticks = sum(int(fields[i - 2]) for i in SELF_TIME_FIELDS)
     return busy, own_ticks
 
@@ -64,8 +65,13 @@ def busy_ticks(cpus: list[int], proc: Path = Path("/proc")) -> Optional[tuple[in
 class ThreadGovernor:
     """Sets ``torch.set_num_threads`` to the CPUs other processes leave free (see the module)."""
 
-    def __init__(self, max_threads: Optional[int] = None, interval_s: float = 2.0,
-                 read: Callable[[], Optional[tuple[int, int]]] = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        max_threads: Optional[int] = None,
+        interval_s: float = 2.0,
+        read: Callable[[], Optional[tuple[int, int]]] = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         cpus = usable_cpus()
         self.max_threads = max(1, min(max_threads or len(cpus), len(cpus)))
         self.interval_s = interval_s
@@ -94,8 +100,13 @@ class ThreadGovernor:
         self._last, self._next_check = now, now[0] + self.interval_s
         threads = self.threads_for(others, self.used[-1] if self.used else None)
         if self.used and threads != self.used[-1]:
-            log.info("torch threads %d -> %d: other processes keep %.1f of %d CPUs busy",
-                     self.used[-1], threads, others, self.max_threads)
+            log.info(
+                "torch threads %d -> %d: other processes keep %.1f of %d CPUs busy",
+                self.used[-1],
+                threads,
+                others,
+                self.max_threads,
+            )
         self.set(threads)
 
     def threads_for(self, others_busy_cpus: float, current: Optional[int] = None) -> int:

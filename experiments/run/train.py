@@ -3,18 +3,18 @@
 ``train(cfg, out_dir)`` is what ``python run.py`` does inside its Hydra job; tools and tests call
 it with a config from ``experiments.run.config.compose_config``.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import math
 import time
-from typing import Optional
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -63,13 +63,17 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     trainer.fit(model, datamodule=datamodule)
     train_time = time.perf_counter() - started
     if cfg.objective not in trainer.callback_metrics:
-        raise RuntimeError(f"objective {cfg.objective!r} was never logged; logged metrics: "
-                           f"{sorted(trainer.callback_metrics)}")
+        raise RuntimeError(
+            f"objective {cfg.objective!r} was never logged; logged metrics: {sorted(trainer.callback_metrics)}"
+        )
 
     best = plateau.best_checkpoint
     val = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-    test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0] \
-        if labelled(datamodule, "test") else {}
+    test = (
+        trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+        if labelled(datamodule, "test")
+        else {}
+    )
     epochs = trainer.current_epoch
     metrics = {
         "model": model_name(cfg, model),
@@ -108,8 +112,14 @@ def build_model(cfg: DictConfig, schema) -> pl.LightningModule:
     (``cfg.init``) settings, its parameters drawn as ``cfg.init`` says."""
     # plain containers: checkpoints store hyperparameters and must load without OmegaConf types
     with configured("model, optim or init"):
-        model = instantiate(cfg.model, schema=schema, optim=cfg.optim, init=cfg.init, _convert_="all",
-                            _execution_whitelist_=TRUSTED_TARGETS)
+        model = instantiate(
+            cfg.model,
+            schema=schema,
+            optim=cfg.optim,
+            init=cfg.init,
+            _convert_="all",
+            _execution_whitelist_=TRUSTED_TARGETS,
+        )
     model.reset_parameters()
     with configured("precision"):
         set_precision(model, cfg.precision)
@@ -129,10 +139,18 @@ def build_trainer(cfg: DictConfig, out_dir: Path, callbacks: list[pl.Callback], 
         overrides = {"enable_progress_bar": False, **overrides}
         callbacks = [*callbacks, EpochLines()]
     with configured("logger or trainer"):
-        loggers = [instantiate(logger, save_dir=str(out_dir), _execution_whitelist_=TRUSTED_TARGETS)
-                   for logger in cfg.logger.values()]
-        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out_dir),
-                           **overrides, _execution_whitelist_=TRUSTED_TARGETS)
+        loggers = [
+            instantiate(logger, save_dir=str(out_dir), _execution_whitelist_=TRUSTED_TARGETS)
+            for logger in cfg.logger.values()
+        ]
+        return instantiate(
+            cfg.trainer,
+            callbacks=callbacks,
+            logger=loggers or False,
+            default_root_dir=str(out_dir),
+            **overrides,
+            _execution_whitelist_=TRUSTED_TARGETS,
+        )
 
 
 PREDICTIONS_DIR = "predictions"
@@ -143,8 +161,11 @@ def calibration_metrics(model) -> dict:
     if model.test_predictions is None:
         return {}
     p, y = model.test_predictions
-    return {"test/ece": expected_calibration_error(y, p), "test/mean_prediction": float(p.double().mean()),
-            "test/click_rate": float(y.double().mean())}
+    return {
+        "test/ece": expected_calibration_error(y, p),
+        "test/mean_prediction": float(p.double().mean()),
+        "test/click_rate": float(y.double().mean()),
+    }
 
 
 def inference_rate(model) -> Optional[float]:
@@ -194,8 +215,12 @@ def labelled(datamodule, split: str) -> bool:
     test.txt) leaves the test metrics out of metrics.json instead of making them NaN."""
     unlabelled = int(np.isnan(datamodule.labels(split)).sum())
     if unlabelled:
-        log.warning("%s split: %d of %d rows have no label; test metrics are left out",
-                    split, unlabelled, datamodule.num_rows(split))
+        log.warning(
+            "%s split: %d of %d rows have no label; test metrics are left out",
+            split,
+            unlabelled,
+            datamodule.num_rows(split),
+        )
     return not unlabelled
 
 

@@ -12,6 +12,7 @@ finishes as any run does (best epoch restored and tested, metrics written); it m
 with the user attribute ``pruned_at_epoch``, and the sweeper tells that trial PRUNED instead of
 COMPLETE (``experiments.sweep.pruning.tell_marked_trials_pruned``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -46,8 +47,7 @@ def open_sweep_trial(study_name: str, trial_number: int) -> optuna.Trial:
     sweeper = HydraConfig.get().sweeper
     storage = optuna.storages.get_storage(str(sweeper.storage))
     study = optuna.load_study(study_name=study_name, storage=storage, pruner=build_pruner(sweeper.pruner))
-    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name),
-                                                               trial_number)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), trial_number)
     return optuna.trial.Trial(study, trial_id)
 
 

@@ -1,5 +1,6 @@
 """The sweeper's side of pruning trials (the run's side is ``experiments.run.trial``): it names
 each job's trial in the job's environment, and tells a trial its run marked pruned as PRUNED."""
+
 from __future__ import annotations
 
 import re
@@ -23,8 +24,10 @@ def override_value(text: str) -> str:
 
 def trial_env_overrides(study_name: str, trial_number: int) -> list[str]:
     """The overrides that name a trial in its job's environment (the sweeper appends them)."""
-    return [f"++hydra.job.env_set.{STUDY_ENV}={override_value(study_name)}",
-            f"++hydra.job.env_set.{TRIAL_ENV}={trial_number}"]
+    return [
+        f"++hydra.job.env_set.{STUDY_ENV}={override_value(study_name)}",
+        f"++hydra.job.env_set.{TRIAL_ENV}={trial_number}",
+    ]
 
 
 def _marked_pruned(trial: Any) -> bool:
@@ -38,8 +41,12 @@ def tell_marked_trials_pruned(study: optuna.Study) -> None:
     every trial whose job returned; this is how a pruned run's trial gets its state."""
     tell = study.tell
 
-    def tell_pruned_as_pruned(trial: Any, values: float | Sequence[float] | None = None,
-                              state: TrialState | None = None, skip_if_finished: bool = False):
+    def tell_pruned_as_pruned(
+        trial: Any,
+        values: float | Sequence[float] | None = None,
+        state: TrialState | None = None,
+        skip_if_finished: bool = False,
+    ):
         if state in (None, TrialState.COMPLETE) and _marked_pruned(trial):
             state, values = TrialState.PRUNED, None
         return tell(trial, values, state, skip_if_finished)

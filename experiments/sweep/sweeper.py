@@ -14,6 +14,7 @@
 The config resolvers the search spaces use (``objective_direction``, ``layers``) are registered by
 ``experiments.run.config``: a job resolves its config in processes that never load the sweeper.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,7 +57,7 @@ def sqlite_path(storage: str | None) -> Path | None:
     prefix = "sqlite:///"
     if not storage or not str(storage).startswith(prefix):
         return None
-    return Path(str(storage)[len(prefix):])
+    return Path(str(storage)[len(prefix) :])
 
 
 class TrialSeededSampler(BaseSampler):
@@ -83,19 +84,22 @@ class TrialSeededSampler(BaseSampler):
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return self._sampler(trial).infer_relative_search_space(study, trial)
 
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
         return self._sampler(trial).sample_relative(study, trial, search_space)
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
         return self._sampler(trial).sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._sampler(trial).before_trial(study, trial)
 
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
-                    values: Sequence[float] | None) -> None:
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
         sampler = self._sampler(trial)
         del self._by_trial[trial.number]  # the trial is over; its sampler draws nothing more
         sampler.after_trial(study, trial, state, values)
@@ -159,8 +163,12 @@ class Heartbeat:
             try:
                 self._beat()
             except Exception:  # a dropped connection must not end the beats: the next may get through
-                log.warning("could not record the heartbeat of trials %s; trying again in %ss",
-                            self._trial_ids, self._interval, exc_info=True)
+                log.warning(
+                    "could not record the heartbeat of trials %s; trying again in %ss",
+                    self._trial_ids,
+                    self._interval,
+                    exc_info=True,
+                )
 
     def stop(self) -> None:
         self._stopped.set()
@@ -206,9 +214,17 @@ class DistributedOptunaSweeper(OptunaSweeperImpl):
     ``n_trials`` counts per worker, as in the plugin: W workers run W x ``n_trials`` trials.
     """
 
-    def __init__(self, sampler: DictConfig, *, heartbeat_interval: int = 60, grace_period: int | None = None,
-                 max_retry: int | None = 1, pruner: DictConfig | None = None, timeout: float | None = None,
-                 **plugin_options: Any) -> None:
+    def __init__(
+        self,
+        sampler: DictConfig,
+        *,
+        heartbeat_interval: int = 60,
+        grace_period: int | None = None,
+        max_retry: int | None = 1,
+        pruner: DictConfig | None = None,
+        timeout: float | None = None,
+        **plugin_options: Any,
+    ) -> None:
         super().__init__(sampler=instantiate(sampler, _execution_whitelist_=SAMPLER_TARGETS), **plugin_options)
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
@@ -224,18 +240,26 @@ class DistributedOptunaSweeper(OptunaSweeperImpl):
             if self.storage is not None:
                 url = str(self.storage)
                 self.storage = open_storage(
-                    url, heartbeat_interval=self.heartbeat_interval, grace_period=self.grace_period,
+                    url,
+                    heartbeat_interval=self.heartbeat_interval,
+                    grace_period=self.grace_period,
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(self.max_retry),
                     # trials run for hours on a cluster; servers and firewalls drop idle connections
-                    engine_kwargs={"pool_pre_ping": True})
-                log.info("Storage: %s, heartbeat every %ss, a trial silent for %ss is failed and retried "
-                         "(at most %s times)", shown_storage(url),
-                         self.heartbeat_interval, self.storage.grace_period or 2 * self.heartbeat_interval,
-                         "unlimited" if self.max_retry is None else self.max_retry)
+                    engine_kwargs={"pool_pre_ping": True},
+                )
+                log.info(
+                    "Storage: %s, heartbeat every %ss, a trial silent for %ss is failed and retried (at most %s times)",
+                    shown_storage(url),
+                    self.heartbeat_interval,
+                    self.storage.grace_period or 2 * self.heartbeat_interval,
+                    "unlimited" if self.max_retry is None else self.max_retry,
+                )
                 self._fail_stale_trials_of_existing_study()
             elif self.prunes:
-                log.warning("Pruning needs a storage the jobs can reach (hydra.sweeper.storage); "
-                            "this in-memory study's trials run unpruned")
+                log.warning(
+                    "Pruning needs a storage the jobs can reach (hydra.sweeper.storage); "
+                    "this in-memory study's trials run unpruned"
+                )
             try:
                 if self.timeout is None:
                     self._plugin_sweep(arguments)
@@ -254,8 +278,7 @@ class DistributedOptunaSweeper(OptunaSweeperImpl):
             study = self._study_telling_pruned
             if study is None or study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
                 raise
-            log.warning("No trial of study %s completed (all pruned or failed): no best parameters",
-                        study.study_name)
+            log.warning("No trial of study %s completed (all pruned or failed): no best parameters", study.study_name)
 
     def _sweep_until_timeout(self, arguments: list[str]) -> None:
         """The plugin runs its ``n_trials`` in one loop that nothing can stop; under a time limit
@@ -296,9 +319,14 @@ class DistributedOptunaSweeper(OptunaSweeperImpl):
         if pruning and trials[0].study is not self._study_telling_pruned:  # the plugin's study, once
             self._study_telling_pruned = trials[0].study
             tell_marked_trials_pruned(self._study_telling_pruned)
-        return [(*job, f"hydra.sweep.subdir={trial.number}",
-                 *(trial_env_overrides(trial.study.study_name, trial.number) if pruning else ()))
-                for job, trial in zip(overrides, trials)]
+        return [
+            (
+                *job,
+                f"hydra.sweep.subdir={trial.number}",
+                *(trial_env_overrides(trial.study.study_name, trial.number) if pruning else ()),
+            )
+            for job, trial in zip(overrides, trials)
+        ]
 
     def _stop_heartbeat(self) -> None:
         if self._heartbeat is not None:

@@ -22,6 +22,7 @@ So re-running an interrupted command repeats nothing that finished. The protocol
 not one Hydra multirun because a sweeper runs one sweep, and stage 2's arguments are stage 1's
 results.
 """
+
 from __future__ import annotations
 
 import math
@@ -97,8 +98,9 @@ def seconds_spent(trials: Sequence[FrozenTrial]) -> float:
     """Wall-clock seconds during which a finished trial of the study ran: trials run in parallel
     count once, the time between two invocations not at all."""
     spent, covered_until = 0.0, None
-    for start, end in sorted((t.datetime_start, t.datetime_complete) for t in trials
-                             if t.datetime_start and t.datetime_complete):
+    for start, end in sorted(
+        (t.datetime_start, t.datetime_complete) for t in trials if t.datetime_start and t.datetime_complete
+    ):
         if covered_until is not None:
             start = max(start, covered_until)
         spent += max((end - start).total_seconds(), 0.0)
@@ -114,11 +116,12 @@ def trial_overrides(params: dict) -> list[str]:
 @dataclass
 class Tuned:
     """One invocation of the protocol: its settings resolved, and the commands it launched."""
+
     config: DictConfig
-    data: str                   # the dataset's name (data.name)
+    data: str  # the dataset's name (data.name)
     objective: str
-    templates: dict[str, str]   # model -> search-space template
-    labels: dict[str, str]      # model -> printed name
+    templates: dict[str, str]  # model -> search-space template
+    labels: dict[str, str]  # model -> printed name
     out: Path
     storage: str
     results: Path
@@ -160,8 +163,16 @@ def resolve(config: DictConfig) -> Tuned:
     if data is None:
         raise ProtocolError("no models to compare")
     out = Path(config.out or Path("multirun") / "tuned" / data)
-    return Tuned(config=config, data=data, objective=objective, templates=templates, labels=labels, out=out,
-                 storage=config.storage or f"sqlite:///{out.as_posix()}/optuna.db", results=Path(config.results))
+    return Tuned(
+        config=config,
+        data=data,
+        objective=objective,
+        templates=templates,
+        labels=labels,
+        out=out,
+        storage=config.storage or f"sqlite:///{out.as_posix()}/optuna.db",
+        results=Path(config.results),
+    )
 
 
 def _display(words: Sequence[str]) -> str:
@@ -175,8 +186,10 @@ def launch(tuned: Tuned, words: list[str], what: str) -> None:
     tuned.launched.append(words)
     returncode = subprocess.run([sys.executable, str(RUN_SCRIPT), *words], check=False).returncode
     if returncode:
-        raise ProtocolError(f"{what} failed (exit status {returncode}); fix the cause and re-run the same "
-                            f"command: finished trials and runs are kept")
+        raise ProtocolError(
+            f"{what} failed (exit status {returncode}); fix the cause and re-run the same "
+            f"command: finished trials and runs are kept"
+        )
 
 
 def _pruner_overrides(pruner: Optional[DictConfig]) -> list[str]:
@@ -196,15 +209,24 @@ def search(tuned: Tuned, model: str) -> None:
         reason = "all trials finished" if to_go <= 0 else f"its {config.timeout} s are spent"
         print(f"{name}: {finished} of {config.trials} trials finished, {reason}")
         return
-    launch(tuned, ["-m", f"model={model}", f"hparams_search={tuned.templates[model]}", *config.overrides,
-                   f"hydra.sweeper.study_name={override_value(name)}",
-                   f"hydra.sweeper.storage={override_value(tuned.storage)}",
-                   f"hydra.sweeper.n_trials={to_go}",
-                   *([] if time_left is None else [f"hydra.sweeper.timeout={math.ceil(time_left)}"]),
-                   *_pruner_overrides(config.pruner),
-                   f"hydra.sweep.dir={override_value((tuned.out / 'search' / model).as_posix())}", NO_REPORT,
-                   *config.search_overrides],
-           what=f"the search of {model}")
+    launch(
+        tuned,
+        [
+            "-m",
+            f"model={model}",
+            f"hparams_search={tuned.templates[model]}",
+            *config.overrides,
+            f"hydra.sweeper.study_name={override_value(name)}",
+            f"hydra.sweeper.storage={override_value(tuned.storage)}",
+            f"hydra.sweeper.n_trials={to_go}",
+            *([] if time_left is None else [f"hydra.sweeper.timeout={math.ceil(time_left)}"]),
+            *_pruner_overrides(config.pruner),
+            f"hydra.sweep.dir={override_value((tuned.out / 'search' / model).as_posix())}",
+            NO_REPORT,
+            *config.search_overrides,
+        ],
+        what=f"the search of {model}",
+    )
 
 
 def best_trial(tuned: Tuned, model: str) -> FrozenTrial:
@@ -214,8 +236,9 @@ def best_trial(tuned: Tuned, model: str) -> FrozenTrial:
     except KeyError:
         raise ProtocolError(f"no study {name} in {tuned.storage}: run the search stage first") from None
     except ValueError:  # Optuna's error for a study without a completed trial
-        raise ProtocolError(f"study {name} has no completed trial: run the search stage (with more trials "
-                            f"if all were pruned or failed)") from None
+        raise ProtocolError(
+            f"study {name} has no completed trial: run the search stage (with more trials if all were pruned or failed)"
+        ) from None
 
 
 def final_folder(tuned: Tuned, model: str, trial: FrozenTrial) -> Path:
@@ -228,18 +251,30 @@ def final(tuned: Tuned, model: str) -> Path:
     trial = best_trial(tuned, model)
     finished = sum(t.state in FINISHED for t in tuned.trials(model))
     if finished < tuned.config.trials:
-        print(f"{tuned.study_name(model)}: {finished} of {tuned.config.trials} trials finished; its best so far "
-              f"is trial {trial.number}")
+        print(
+            f"{tuned.study_name(model)}: {finished} of {tuned.config.trials} trials finished; its best so far "
+            f"is trial {trial.number}"
+        )
     folder = final_folder(tuned, model, trial)
     seeds = [seed for seed in tuned.config.seeds if not (folder / f"seed_{seed}" / METRICS_FILE).is_file()]
     if not seeds:
         print(f"{tuned.study_name(model)}: best trial {trial.number} has run with every seed")
         return folder
-    launch(tuned, ["-m", f"model={model}", *template_keys(tuned.templates[model]), *tuned.config.overrides,
-                   *trial_overrides(trial.params), f"seed={','.join(map(str, seeds))}",
-                   f"hydra.sweep.dir={override_value(folder.as_posix())}", "hydra.sweep.subdir=seed_${seed}",
-                   NO_REPORT],
-           what=f"the final runs of {model}")
+    launch(
+        tuned,
+        [
+            "-m",
+            f"model={model}",
+            *template_keys(tuned.templates[model]),
+            *tuned.config.overrides,
+            *trial_overrides(trial.params),
+            f"seed={','.join(map(str, seeds))}",
+            f"hydra.sweep.dir={override_value(folder.as_posix())}",
+            "hydra.sweep.subdir=seed_${seed}",
+            NO_REPORT,
+        ],
+        what=f"the final runs of {model}",
+    )
     return folder
 
 
@@ -253,11 +288,21 @@ def best_params_table(tuned: Tuned) -> pd.DataFrame:
             continue
         best = best_trial(tuned, model)
         states = Counter(t.state for t in trials)
-        rows.append({"model": model, "label": tuned.labels[model], "template": tuned.templates[model],
-                     "study": tuned.study_name(model), "objective": tuned.objective, "best_value": best.value,
-                     "best_trial": best.number, "trials_complete": states[TrialState.COMPLETE],
-                     "trials_pruned": states[TrialState.PRUNED], "trials_failed": states[TrialState.FAIL],
-                     **best.params})
+        rows.append(
+            {
+                "model": model,
+                "label": tuned.labels[model],
+                "template": tuned.templates[model],
+                "study": tuned.study_name(model),
+                "objective": tuned.objective,
+                "best_value": best.value,
+                "best_trial": best.number,
+                "trials_complete": states[TrialState.COMPLETE],
+                "trials_pruned": states[TrialState.PRUNED],
+                "trials_failed": states[TrialState.FAIL],
+                **best.params,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -268,24 +313,56 @@ def _param_text(value) -> str:
 
 
 def best_params_markdown(table: pd.DataFrame, tuned: Tuned) -> str:
-    params = [column for column in table.columns if column not in (
-        "model", "label", "template", "study", "objective", "best_value", "best_trial",
-        "trials_complete", "trials_pruned", "trials_failed")]
+    params = [
+        column
+        for column in table.columns
+        if column
+        not in (
+            "model",
+            "label",
+            "template",
+            "study",
+            "objective",
+            "best_value",
+            "best_trial",
+            "trials_complete",
+            "trials_pruned",
+            "trials_failed",
+        )
+    ]
     headers = ["Model", "Template", f"Best {tuned.objective}", "Trial", "Trials (complete / pruned / failed)", *params]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---", "---"] + ["---:"] * (len(headers) - 2)) + "|"]
     for row in table.to_dict("records"):
-        lines.append("| " + " | ".join([
-            row["label"], row["template"], f"{row['best_value']:.4f}", str(row["best_trial"]),
-            f"{row['trials_complete']} / {row['trials_pruned']} / {row['trials_failed']}",
-            *(_param_text(row[p]) for p in params)]) + " |")
-    return "\n".join([
-        "### Best hyperparameters", "", *lines, "",
-        f"- Each model's Optuna study (`tuned-<model>-{tuned.data}`) searched the template of its family "
-        f"(`conf/hparams_search/<template>.yaml`) for the best {tuned.objective} on the validation split, with "
-        f"{tuned.config.trials} trials (complete or pruned) per model"
-        + (f" or {tuned.config.timeout} s" if tuned.config.timeout is not None else "") + ".",
-        "- The results table shows the best trial's parameters run with every seed; —: not in the model's "
-        "template.", ""])
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    row["label"],
+                    row["template"],
+                    f"{row['best_value']:.4f}",
+                    str(row["best_trial"]),
+                    f"{row['trials_complete']} / {row['trials_pruned']} / {row['trials_failed']}",
+                    *(_param_text(row[p]) for p in params),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(
+        [
+            "### Best hyperparameters",
+            "",
+            *lines,
+            "",
+            f"- Each model's Optuna study (`tuned-<model>-{tuned.data}`) searched the template of its family "
+            f"(`conf/hparams_search/<template>.yaml`) for the best {tuned.objective} on the validation split, with "
+            f"{tuned.config.trials} trials (complete or pruned) per model"
+            + (f" or {tuned.config.timeout} s" if tuned.config.timeout is not None else "")
+            + ".",
+            "- The results table shows the best trial's parameters run with every seed; —: not in the model's "
+            "template.",
+            "",
+        ]
+    )
 
 
 def write_best_params(tuned: Tuned) -> list[Path]:
@@ -307,11 +384,19 @@ def report(tuned: Tuned, command: str) -> None:
     from experiments.report.writer import run_report, write_readme
 
     folders = [final_folder(tuned, model, best_trial(tuned, model)) for model in tuned.models]
-    note = (f"Tuned comparison: each model's hyperparameters searched by Optuna ({tuned.config.trials} trials per "
-            f"model, best {tuned.objective} on the validation split), then its best configuration run with seeds "
-            f"{' '.join(map(str, tuned.config.seeds))}." + (f" {tuned.config.note}" if tuned.config.note else ""))
-    run_report([folder for folder in folders if folder.is_dir()], tuned.results, command=command,
-               study_storage=tuned.storage, study_names=[tuned.study_name(m) for m in tuned.models], note=note)
+    note = (
+        f"Tuned comparison: each model's hyperparameters searched by Optuna ({tuned.config.trials} trials per "
+        f"model, best {tuned.objective} on the validation split), then its best configuration run with seeds "
+        f"{' '.join(map(str, tuned.config.seeds))}." + (f" {tuned.config.note}" if tuned.config.note else "")
+    )
+    run_report(
+        [folder for folder in folders if folder.is_dir()],
+        tuned.results,
+        command=command,
+        study_storage=tuned.storage,
+        study_names=[tuned.study_name(m) for m in tuned.models],
+        note=note,
+    )
     written = write_best_params(tuned)
     write_readme(tuned.results)
     print("\n" + written[0].read_text(encoding="utf-8"))
@@ -321,8 +406,11 @@ def run_protocol(config: DictConfig, command: str = "python -m experiments.sweep
     """The stages of ``config.stages``, in order; returns the invocation, with what it launched."""
     tuned = resolve(config)
     tuned.out.mkdir(parents=True, exist_ok=True)  # SQLite creates no folders
-    print(f"tuned comparison of {', '.join(tuned.models)} on {tuned.data}: runs in {tuned.out}, studies in "
-          f"{tuned.storage}, stages {', '.join(config.stages)}", flush=True)
+    print(
+        f"tuned comparison of {', '.join(tuned.models)} on {tuned.data}: runs in {tuned.out}, studies in "
+        f"{tuned.storage}, stages {', '.join(config.stages)}",
+        flush=True,
+    )
     started = datetime.now()
     if "search" in config.stages:
         for model in tuned.models:

@@ -1,4 +1,5 @@
 """xDeepFM's compressed interaction network (Lian et al. 2018)."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -21,8 +22,7 @@ class CIN(LowPrecisionCompute, nn.Module):
     maps to the output and the other half to the next layer, so inner layer sizes must be even.
     """
 
-    def __init__(self, num_fields: int, layer_sizes: Sequence[int], *, split_half: bool = True,
-                 bias: bool = False):
+    def __init__(self, num_fields: int, layer_sizes: Sequence[int], *, split_half: bool = True, bias: bool = False):
         super().__init__()
         sizes = [int(s) for s in layer_sizes]
         if not sizes:

@@ -1,4 +1,5 @@
 """DCN's cross network (Wang et al. 2017)."""
+
 from __future__ import annotations
 
 import torch

@@ -6,6 +6,7 @@ Every table here is one ``nn.Embedding`` over a global id space, so a batch cost
 weights (``weight_l2``). With ``sparse=True`` a table's gradient holds only the rows the batch read,
 each once and in order (see ``RowSparseEmbedding``), for the row-sparse optimisers of ``models.optim``.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -15,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from datamodules.schema import Batch, Schema
-
 
 # A table of at most this many rows per id read finds a batch's distinct ids by marking them in a
 # flag per row, O(rows + ids), instead of sorting the ids, O(ids log ids). Wide&Deep's 325 crosses
@@ -91,8 +91,9 @@ class _CoalescedRowGradient(_IndexAddGradient):
         num_rows, dim = ctx.weight_shape
         rows, position = _distinct_ids(ids, num_rows)
         values = grad_output.new_zeros(rows.numel(), dim).index_add_(0, position, grad_output.reshape(-1, dim))
-        grad = torch.sparse_coo_tensor(rows.unsqueeze(0), values, (num_rows, dim), is_coalesced=True,
-                                       check_invariants=False)
+        grad = torch.sparse_coo_tensor(
+            rows.unsqueeze(0), values, (num_rows, dim), is_coalesced=True, check_invariants=False
+        )
         return grad, None
 
 
@@ -107,8 +108,12 @@ class RowSparseEmbedding(nn.Embedding):
     """
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        plain = (self.padding_idx is not None or self.max_norm is not None or self.scale_grad_by_freq
-                 or not (torch.is_grad_enabled() and self.weight.requires_grad))
+        plain = (
+            self.padding_idx is not None
+            or self.max_norm is not None
+            or self.scale_grad_by_freq
+            or not (torch.is_grad_enabled() and self.weight.requires_grad)
+        )
         if plain or not (self.sparse or self.weight.device.type == "cpu"):  # CUDA's index_add_ races
             return super().forward(ids)
         return (_CoalescedRowGradient if self.sparse else _IndexAddGradient).apply(self.weight, ids)
@@ -212,8 +217,9 @@ class CrossProductLogit(IdTable):
     ``min(vocab_a * vocab_b, num_buckets)`` rows of one shared table.
     """
 
-    def __init__(self, schema: Schema, field_pairs: Sequence[tuple[str, str]], num_buckets: int,
-                 *, sparse: bool = False):
+    def __init__(
+        self, schema: Schema, field_pairs: Sequence[tuple[str, str]], num_buckets: int, *, sparse: bool = False
+    ):
         if not field_pairs:
             raise ValueError("CrossProductLogit needs at least one field pair")
         if num_buckets < 1:
@@ -222,8 +228,10 @@ class CrossProductLogit(IdTable):
         for pair in field_pairs:
             unknown = [name for name in pair if name not in column]
             if len(pair) != 2 or unknown:
-                raise ValueError(f"cross pair {tuple(pair)}: a pair names two sparse fields of the "
-                                 f"schema; not sparse fields: {unknown}; sparse fields: {list(column)}")
+                raise ValueError(
+                    f"cross pair {tuple(pair)}: a pair names two sparse fields of the "
+                    f"schema; not sparse fields: {unknown}; sparse fields: {list(column)}"
+                )
         fields = schema.sparse_fields
         first = torch.tensor([column[a] for a, _ in field_pairs])
         second = torch.tensor([column[b] for _, b in field_pairs])
@@ -252,4 +260,4 @@ class CrossProductLogit(IdTable):
 def all_sparse_pairs(schema: Schema) -> list[tuple[str, str]]:
     """Every unordered pair of sparse fields, in schema order."""
     names = [f.name for f in schema.sparse_fields]
-    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]

@@ -1,5 +1,6 @@
 """Feature interactions over embedded fields ``[B, F, K]``: FM, field-aware FM, inner and outer
 products. Field pairs are index tensors (``i < j``, from ``torch.triu_indices``), never loops."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """The multilayer perceptron every deep model ends in."""
+
 from __future__ import annotations
 
 import functools
@@ -11,8 +12,7 @@ from torch import nn
 
 from models.layers.precision import LowPrecisionCompute
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "prelu": nn.PReLU,
-               "identity": nn.Identity}
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "prelu": nn.PReLU, "identity": nn.Identity}
 
 
 def at_least_float32(x: torch.Tensor) -> torch.Tensor:
@@ -51,8 +51,16 @@ class MLP(LowPrecisionCompute, nn.Module):
     keep probability, and at 0.5 the two agree). The output layer is a plain Linear.
     """
 
-    def __init__(self, input_dim: int, hidden_units: Sequence[int], *, activation: str = "relu",
-                 dropout: float = 0.0, batch_norm: bool = False, output_dim: Optional[int] = 1):
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_units: Sequence[int],
+        *,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+        output_dim: Optional[int] = 1,
+    ):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation {activation!r}: expected one of {sorted(ACTIVATIONS)}")
@@ -79,8 +87,8 @@ class MLP(LowPrecisionCompute, nn.Module):
         if self.compute_dtype is None:
             return self.layers(inputs)
         with self.low_precision(inputs):
-            hidden = self.layers[:self.hidden_layers](inputs)
-        return self.layers[self.hidden_layers:](hidden.float())  # the output layer in float32
+            hidden = self.layers[: self.hidden_layers](inputs)
+        return self.layers[self.hidden_layers :](hidden.float())  # the output layer in float32
 
 
 @dataclass(frozen=True)
@@ -105,8 +113,14 @@ class MLPSpec:
         return {**asdict(self), "hidden_units": list(self.hidden_units)}
 
     def build(self, input_dim: int, output_dim: Optional[int] = 1) -> MLP:
-        return MLP(input_dim, self.hidden_units, activation=self.activation, dropout=self.dropout,
-                   batch_norm=self.batch_norm, output_dim=output_dim)
+        return MLP(
+            input_dim,
+            self.hidden_units,
+            activation=self.activation,
+            dropout=self.dropout,
+            batch_norm=self.batch_norm,
+            output_dim=output_dim,
+        )
 
 
 class Dropout(nn.Dropout):
@@ -162,8 +176,9 @@ def keep_mask(shape: torch.Size, bits: int, drop_level: int, device: torch.devic
     return (lanes.flatten()[:count] >= drop_level).view(shape)
 
 
-def scaled_keep_mask(shape: torch.Size, bits: int, drop_level: int, dtype: torch.dtype,
-                     device: torch.device) -> torch.Tensor:
+def scaled_keep_mask(
+    shape: torch.Size, bits: int, drop_level: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     """``keep_mask(shape, bits, drop_level)`` (the same draws, the same units kept) as ``dtype``
     values: ``2^b / (2^b - level)`` where kept, 0 where dropped.
 
@@ -181,8 +196,7 @@ def scaled_keep_mask(shape: torch.Size, bits: int, drop_level: int, dtype: torch
 
 
 @functools.lru_cache(maxsize=None)
-def _lane_values(bits: int, drop_level: int, scale: float, dtype: torch.dtype,
-                 device: torch.device) -> torch.Tensor:
+def _lane_values(bits: int, drop_level: int, scale: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """``[256, 8 / bits]``: row ``v`` holds the mask values of byte ``v``'s lanes, low bits first
     (``keep_mask``'s order). The scale is rounded as multiplying a ``dtype`` mask by a Python
     float rounds it: to float32 (float64 for float64), then to ``dtype``."""

@@ -6,6 +6,7 @@ its hidden layers in bf16, while embeddings, the optimiser's state, the first-or
 the output layer, the logit and the loss stay in float32. A bf16 logit (8 significant bits) would
 round predictions visibly; a bf16 hidden activation feeding a float32 output layer does not.
 """
+
 from __future__ import annotations
 
 from contextlib import nullcontext
