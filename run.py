@@ -1,7 +1,7 @@
 """ctr-bench entry point: compose a config, train one model on one dataset, test it, write metrics.
 
     python run.py                                   # DeepFM on the embedded synthetic data
-    python run.py -m model=deepfm,fm,pnn            # a multirun: one folder per model
+    python run.py -m model=deepfm,fm,ipnn           # a multirun: one folder per model
     python run.py -m hparams_search=deepfm          # an Optuna sweep into a persistent study
 
 A run folder holds `.hydra/` (the resolved config), `metrics.json`, `history.csv` (one row per

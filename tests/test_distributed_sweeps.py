@@ -198,67 +198,77 @@ def killed_worker_sweep(postgres, cache, tmp_path_factory) -> KilledWorkerSweep:
     victim's trial is stale, a fourth worker resumes the study."""
     url = postgres.create_database("sweep")
     storage = open_storage(url)
-    root = tmp_path_factory.mktemp("distributed")
-    sweep_dir = root / "sweep"
-    logs: dict[subprocess.Popen, Path] = {}
-
-    def start(n_trials: int, *extra: str) -> subprocess.Popen:
-        log = root / f"worker{len(logs)}.log"
-        command = app_command(
-            "-m",
-            *SEARCH,
-            f"hydra.sweeper.storage={url}",
-            f"hydra.sweeper.study_name={STUDY}",
-            f"hydra.sweeper.n_trials={n_trials}",
-            f"hydra.sweep.dir={sweep_dir}",
-            f"data.cache_dir={cache}",
-            *TINY,
-            *HEARTBEAT,
-            *extra,
-        )
-        with log.open("w") as out:  # the child keeps its own descriptor
-            process = subprocess.Popen(
-                command, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )  # its own group: signals reach it alone
-        logs[process] = log
-        return process
-
-    def finish(process: subprocess.Popen) -> None:
-        returncode = process.wait(timeout=300)
-        assert returncode == 0, logs[process].read_text()[-4000:]
-
+    workers = SweepWorkers(tmp_path_factory.mktemp("distributed"), url, cache)
     n_trials = {}
     try:
-        victim = start(4, NO_REPORT)
+        victim = workers.start(4, NO_REPORT)
         # one survivor runs its two trials as one batch in two joblib processes
         survivors = [
-            start(2, NO_REPORT),
-            start(2, NO_REPORT, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"),
+            workers.start(2, NO_REPORT),
+            workers.start(2, NO_REPORT, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"),
         ]
         finished_by_victim, abandoned = freeze_mid_trial(victim, storage)
         os.killpg(victim.pid, signal.SIGKILL)
         killed_at = time.monotonic()
         victim.wait()
         for survivor in survivors:
-            finish(survivor)
+            workers.finish(survivor)
             n_trials[worker_name(survivor)] = 2
         time.sleep(max(0.0, killed_at + GRACE_S + 1 - time.monotonic()))
-        resumed = start(1)  # with the report, which also draws the study from PostgreSQL
-        finish(resumed)
+        resumed = workers.start(1)  # with the report, which also draws the study from PostgreSQL
+        workers.finish(resumed)
         n_trials[worker_name(resumed)] = 1
     finally:
-        for process in logs:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        workers.kill_all()
     return KilledWorkerSweep(
         study=optuna.load_study(study_name=STUDY, storage=storage),
-        sweep_dir=sweep_dir,
+        sweep_dir=workers.sweep_dir,
         n_trials=n_trials,
         victim=worker_name(victim),
         finished_by_victim=finished_by_victim,
         abandoned=abandoned,
     )
+
+
+class SweepWorkers:
+    """Sweep workers of the shared study, each ``run.py -m`` in its own process group, logging to
+    its own file under ``root``; they share one sweep folder."""
+
+    def __init__(self, root: Path, url: str, cache: Path):
+        self.root, self.url, self.cache = root, url, cache
+        self.sweep_dir = root / "sweep"
+        self.logs: dict[subprocess.Popen, Path] = {}
+
+    def start(self, n_trials: int, *extra: str) -> subprocess.Popen:
+        log = self.root / f"worker{len(self.logs)}.log"
+        command = app_command(
+            "-m",
+            *SEARCH,
+            f"hydra.sweeper.storage={self.url}",
+            f"hydra.sweeper.study_name={STUDY}",
+            f"hydra.sweeper.n_trials={n_trials}",
+            f"hydra.sweep.dir={self.sweep_dir}",
+            f"data.cache_dir={self.cache}",
+            *TINY,
+            *HEARTBEAT,
+            *extra,
+        )
+        with log.open("w") as out:  # the child keeps its own descriptor
+            process = subprocess.Popen(
+                command, cwd=self.root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )  # its own group: signals reach it alone
+        self.logs[process] = log
+        return process
+
+    def finish(self, process: subprocess.Popen) -> None:
+        returncode = process.wait(timeout=300)
+        assert returncode == 0, self.logs[process].read_text()[-4000:]
+
+    def kill_all(self) -> None:
+        for process in self.logs:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 def test_workers_share_the_study_and_no_trial_is_run_twice(killed_worker_sweep):

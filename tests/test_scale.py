@@ -45,25 +45,13 @@ def test_the_training_report_embeds_the_others_from_their_own_folders(tmp_path):
     )
 
 
+TINY_RUN = ["threads=1", "logger=none"]  # run.py overrides after the options
+
+
 @pytest.mark.slow
 def test_scale_run_measures_and_reports(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative paths, as the report should show them
-    status = scale.main(
-        [
-            "--rows",
-            "3000",
-            "--workdir",
-            "work",
-            "--out",
-            "results",
-            "--model",
-            "fm",
-            "--batch-size",
-            "512",
-            "threads=1",
-            "logger=none",
-        ]
-    )
+    status = scale.main("--rows 3000 --workdir work --out results --model fm --batch-size 512".split() + TINY_RUN)
     assert status == 0
     values = {
         row["metric"]: float(row["value"])
@@ -92,26 +80,8 @@ def test_scale_run_measures_and_reports(tmp_path, monkeypatch):
     assert "[benchmark_scale.md](benchmark_scale.md)" in combined
     assert "\n## Full-scale run" in combined and "Target: peak RSS < 16 GiB: PASS" in combined
     # a later full-scale run replaces that copy
-    assert (
-        scale.main(
-            [
-                "--rows",
-                "3000",
-                "--workdir",
-                "work",
-                "--out",
-                "results",
-                "--model",
-                "fm",
-                "--reuse-cache",
-                "--batch-size",
-                "256",
-                "threads=1",
-                "logger=none",
-            ]
-        )
-        == 0
-    )
+    rerun = "--rows 3000 --workdir work --out results --model fm --reuse-cache --batch-size 256".split()
+    assert scale.main(rerun + TINY_RUN) == 0
     combined = (tmp_path / "results" / "benchmark.md").read_text()
     assert combined.startswith("# ") and combined.count(embed.header("benchmark_scale.md")) == 1
     assert "data.batch_size=256" in combined and "data.batch_size=512" not in combined

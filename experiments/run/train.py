@@ -47,10 +47,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         governor = thread_policy(cfg.threads)
     pl.seed_everything(cfg.seed, workers=True)
 
-    with configured("data"):
-        datamodule = instantiate(cfg.data, seed=cfg.seed, _execution_whitelist_=TRUSTED_TARGETS)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    datamodule = build_datamodule(cfg)
     model = build_model(cfg, datamodule.schema)
     history = EpochHistory(out_dir / "history.csv")
     plateau = plateau_schedule(cfg, out_dir / "checkpoints" / "best.ckpt")
@@ -67,19 +64,13 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
             f"objective {cfg.objective!r} was never logged; logged metrics: {sorted(trainer.callback_metrics)}"
         )
 
-    best = plateau.best_checkpoint
-    val = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-    test = (
-        trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-        if labelled(datamodule, "test")
-        else {}
-    )
+    scores = best_epoch_scores(trainer, model, datamodule, plateau.best_checkpoint)
     epochs = trainer.current_epoch
     metrics = {
         "model": model_name(cfg, model),
         "dataset": datamodule.name,
         "seed": cfg.seed,
-        **{k: float(v) for k, v in {**val, **test}.items() if k.startswith(("val/", "test/"))},
+        **scores,
         **calibration_metrics(model),
         "objective": cfg.objective,
         "best_epoch": plateau.best_epoch,
@@ -100,11 +91,37 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     if not all(math.isfinite(v) for v in metrics.values() if isinstance(v, float)):
         raise RuntimeError(f"non-finite metrics: {metrics}")
     if trainer.is_global_zero:  # under DDP every rank runs this function on the same metrics
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        if cfg.save_predictions and model.test_predictions is not None:
-            save_predictions(model, out_dir / PREDICTIONS_DIR)
+        write_outputs(cfg, model, metrics, out_dir)
     wait_for_started_ranks(trainer)
     return metrics
+
+
+def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    """``cfg.data``, its cache built (or found) and its splits set up."""
+    with configured("data"):
+        datamodule = instantiate(cfg.data, seed=cfg.seed, _execution_whitelist_=TRUSTED_TARGETS)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+def best_epoch_scores(trainer: pl.Trainer, model, datamodule, checkpoint) -> dict:
+    """The val/ and test/ metrics of the best epoch's weights (``checkpoint``), test only where every
+    test row has a label."""
+    val = trainer.validate(model, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)[0]
+    test = (
+        trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)[0]
+        if labelled(datamodule, "test")
+        else {}
+    )
+    return {k: float(v) for k, v in {**val, **test}.items() if k.startswith(("val/", "test/"))}
+
+
+def write_outputs(cfg: DictConfig, model, metrics: dict, out_dir: Path) -> None:
+    """``metrics.json`` and, where ``cfg.save_predictions`` asks, the test predictions."""
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if cfg.save_predictions and model.test_predictions is not None:
+        save_predictions(model, out_dir / PREDICTIONS_DIR)
 
 
 def build_model(cfg: DictConfig, schema) -> pl.LightningModule:
