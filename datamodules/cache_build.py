@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from datamodules.cache_files import SplitFiles
-from datamodules.encode import EncodingConfig, EncodingFitter
+from datamodules.encode import Encoding, EncodingConfig, EncodingFitter
 from datamodules.errors import BadInputError, RejectLog
 from datamodules.prefetch import read_ahead
 from datamodules.sources.base import SPLITS, Source
@@ -81,12 +81,17 @@ class CacheBuilder:
         encoding.save(folder / "encoding.npz")
         done = time.perf_counter()
 
-        total_read = sum(p["rows_read"] for p in parts.values())
-        for stats in splits.values():
-            labelled = stats["rows"] - stats["unlabelled_rows"]
-            stats["positive_rate"] = round(stats["positives"] / labelled, 6) if labelled else None
+        _add_positive_rates(splits)
         if rejects.total:
+            total_read = sum(p["rows_read"] for p in parts.values())
             log.warning("%s: rejected %d of %d rows: %s", self.name, rejects.total, total_read, rejects.summary())
+        return self._manifest(parts, splits, rejects, encoding, (started, counted, fitted, done))
+
+    def _manifest(self, parts: dict, splits: dict, rejects: RejectLog, encoding: Encoding, times: tuple) -> dict:
+        """What the build read, kept and rejected, per part and per split, and how long each pass took.
+        times: ``perf_counter`` at the start, after counting rows, after pass 1, at the end."""
+        started, counted, fitted, done = times
+        total_read = sum(p["rows_read"] for p in parts.values())
         return {
             "name": self.name,
             "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -95,7 +100,7 @@ class CacheBuilder:
             "encoding": self.encoding.to_dict(),
             "on_bad_line": self.on_bad_line,
             "rows_read": total_read,
-            "rows_kept": kept,
+            "rows_kept": sum(p["rows_kept"] for p in parts.values()),
             "rows_rejected": rejects.total,
             "rejected_by_reason": dict(rejects.by_reason.most_common()),
             "rejected_examples": rejects.examples,
@@ -203,3 +208,10 @@ def _rows_by_split(codes: np.ndarray) -> Iterator[tuple[str, np.ndarray | slice]
             yield split, slice(None)
         elif counts[s]:
             yield split, codes == s
+
+
+def _add_positive_rates(splits: dict) -> None:
+    """Set each split's ``positive_rate``: positives over labelled rows, None when none is labelled."""
+    for stats in splits.values():
+        labelled = stats["rows"] - stats["unlabelled_rows"]
+        stats["positive_rate"] = round(stats["positives"] / labelled, 6) if labelled else None

@@ -115,7 +115,7 @@ class ValueCounter:
 
 
 def text_order(keys: np.ndarray) -> np.ndarray:
-    """Sort keys of packed text (``columns.string_keys``: up to 8 bytes, little-endian, zero-padded)
+    """Sort keys of packed text (``values.string_keys``: up to 8 bytes, little-endian, zero-padded)
     -> uint64 values that order as the texts do: the bytes read big-endian."""
     return keys.view(np.uint64).byteswap()
 

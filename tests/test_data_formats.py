@@ -16,7 +16,7 @@ import datamodules.sources.criteo as criteo_module
 from datamodules.errors import BadInputError, RejectLog
 from datamodules.sources import CriteoSource, LibFMSource, TableSource
 from datamodules.sources.base import WHOLE, RawChunk, Source
-from datamodules.sources.columns import fixed_width_keys, string_keys
+from datamodules.sources.values import fixed_width_keys, string_keys
 
 CRITEO_NUMERIC = [f"I{i}" for i in range(1, 14)]
 CRITEO_CATEGORICAL = [f"C{i}" for i in range(1, 27)]

@@ -126,7 +126,7 @@ def test_fuxictr_convention_numbers_integers_by_value_and_text_by_count_then_tex
     integers = Vocabulary.fit(keys, counts, min_count=1, convention="fuxictr")
     assert integers.lookup(np.array([10, 20, 30, 40, 99])).tolist() == [1, 2, 3, 4, 5]  # 5: OOV, last
     assert integers.size == 6 and integers.oov_id == integers.missing_id == 5
-    text = [b"b", b"ab", b"c", b"aa"]  # packed as columns.string_keys packs them: bytes, little-endian
+    text = [b"b", b"ab", b"c", b"aa"]  # packed as values.string_keys packs them: bytes, little-endian
     packed = np.array([int.from_bytes(t.ljust(8, b"\0"), "little") for t in text], dtype=np.uint64).view(np.int64)
     vocab = Vocabulary.fit(packed, np.array([2, 2, 7, 2]), min_count=2, convention="fuxictr", text=True)
     # c first (most frequent), then the ties in text order: aa, ab, b

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping, Optional, Sequence, Union
+from typing import Iterator, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import pyarrow as pa
@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 
 from datamodules.errors import BadInputError, RejectLog, RowChecks
 from datamodules.sources.base import FileSource, LineBlock, RawChunk
-from datamodules.sources.columns import categorical_from_integers, parse_labels, parse_numbers
+from datamodules.sources.values import categorical_from_integers, parse_labels, parse_numbers
 
 FEATURE_PATTERN = r"^(?P<index>[0-9]+):(?P<value>[^:]+)$"
 LABELS = (-1.0, 0.0, 1.0)
@@ -90,46 +90,33 @@ class LibFMSource(FileSource):
         except BadInputError as error:
             raise BadInputError(f"{path}, {error}") from None
         rows = len(lines)
-        tokens = pc.utf8_split_whitespace(lines)
-        token_count = pc.list_value_length(tokens).to_numpy(zero_copy_only=False)
-        empty = pc.equal(pc.utf8_length(lines), 0).to_numpy(zero_copy_only=False)
-        shaped = (token_count == num_fields + 1) & ~empty
+        features = split_features(lines, num_fields)
+        checks = self._check_rows(block, lines, features)
+        positions = block.first_line + np.arange(rows, dtype=np.int64)
+        rejected = checks.report(rejects, str(path), positions)
 
-        # Rows with the right number of tokens, as a [rows_shaped, 1 + F] grid of strings.
-        flat = pc.list_flatten(tokens.filter(pa.array(shaped)))
-        width = num_fields + 1
-        shaped_rows = np.flatnonzero(shaped)
-        label_tokens = flat.take(np.arange(0, len(flat), width))
-        feature_tokens = flat.take(np.delete(np.arange(len(flat)), np.arange(0, len(flat), width)))
-        features = pc.extract_regex(feature_tokens, FEATURE_PATTERN)
-        well_formed = features.is_valid().to_numpy(zero_copy_only=False)
-        index, _ = parse_numbers(
-            pc.if_else(features.is_valid(), pc.struct_field(features, "index"), None), integer=True
+        ok = checks.ok
+        index_grid = features.index[ok]
+        return RawChunk(
+            row_index=block.first_row + np.flatnonzero(ok),
+            labels=features.labels[ok],
+            categorical=[categorical_from_integers(index_grid[:, j]) for j in range(num_fields)],
+            numeric=np.empty((int(ok.sum()), 0)),
+            rows_read=rows,
+            rows_rejected=rejected,
+            progress=block.progress,
         )
-        value, _ = parse_numbers(
-            pc.if_else(features.is_valid(), pc.struct_field(features, "value"), None), integer=False
-        )
-        well_formed &= np.isfinite(index)
-        shape = (len(shaped_rows), num_fields)
 
-        def per_row(grid_values: np.ndarray, fill) -> np.ndarray:
-            full = np.full((rows, num_fields), fill, dtype=grid_values.dtype)
-            full[shaped_rows] = grid_values.reshape(shape)
-            return full
-
-        malformed = per_row(~well_formed, False)
-        not_one = per_row(well_formed & (value != 1.0), False)
-        labels_shaped, label_bad_shaped = parse_labels(label_tokens, LABELS)
-        labels = np.full(rows, np.nan, dtype=np.float32)
-        labels[shaped_rows] = labels_shaped
-        label_bad = np.zeros(rows, dtype=bool)
-        label_bad[shaped_rows] = label_bad_shaped
-
+    def _check_rows(self, block: LineBlock, lines: pa.Array, features: LineFeatures) -> RowChecks:
+        """Each line's verdict, first failure wins: blank; a header (the file's first line only);
+        not a label and one feature per field; a label outside ``LABELS``; a feature not
+        ``index:value``; a value other than 1."""
         text = lambda r: repr(lines[r].as_py()[:120])  # noqa: E731
-        checks = RowChecks(rows)
+        empty, malformed, not_one = features.empty, features.malformed, features.not_one
+        checks = RowChecks(len(lines))
         checks.fail(empty, "empty line", lambda r: "the line is blank")
         if block.first_row == 0:
-            header_like = np.zeros(rows, dtype=bool)
+            header_like = np.zeros(len(lines), dtype=bool)
             first_token = lines[0].as_py().split()[0] if not empty[0] else "0"
             header_like[0] = bool(np.isnan(parse_numbers(pa.array([first_token]), integer=False)[0][0]))
             checks.fail(
@@ -138,14 +125,14 @@ class LibFMSource(FileSource):
                 lambda r: f"libfm files have no header, but the first line reads {text(r)}",
             )
         checks.fail(
-            ~shaped,
+            ~features.shaped,
             "wrong number of features",
             lambda r: (
-                f"expected a label and {num_fields} index:value features, found "
-                f"{token_count[r] - 1} features: {text(r)}"
+                f"expected a label and {len(self.categorical_fields)} index:value features, found "
+                f"{features.token_count[r] - 1} features: {text(r)}"
             ),
         )
-        checks.fail(label_bad, f"label not in {self.label_values}", lambda r: f"label in {text(r)}")
+        checks.fail(features.label_bad, f"label not in {self.label_values}", lambda r: f"label in {text(r)}")
         checks.fail(
             malformed.any(axis=1),
             "malformed feature (expected index:value)",
@@ -156,17 +143,72 @@ class LibFMSource(FileSource):
             "feature value other than 1 (only one-hot libfm data is supported)",
             lambda r: f"field {self.categorical_fields[int(np.argmax(not_one[r]))]} in {text(r)}",
         )
-        positions = block.first_line + np.arange(rows, dtype=np.int64)
-        rejected = checks.report(rejects, str(path), positions)
+        return checks
 
-        ok = checks.ok
-        index_grid = per_row(np.nan_to_num(index).astype(np.int64), 0)[ok]
-        return RawChunk(
-            row_index=block.first_row + np.flatnonzero(ok),
-            labels=labels[ok],
-            categorical=[categorical_from_integers(index_grid[:, j]) for j in range(num_fields)],
-            numeric=np.empty((int(ok.sum()), 0)),
-            rows_read=rows,
-            rows_rejected=rejected,
-            progress=block.progress,
-        )
+
+class LineFeatures(NamedTuple):
+    """A block's ``L`` lines split into a label and ``F`` features each. empty: bool ``[L]`` blank
+    lines; token_count: int32 ``[L]`` whitespace-separated tokens; shaped: bool ``[L]`` lines of
+    exactly ``1 + F`` tokens, which alone the rest describe: labels float32 ``[L]`` (NaN elsewhere),
+    label_bad bool ``[L]``, index int64 ``[L, F]`` the feature indices (0 elsewhere and where
+    malformed), malformed / not_one bool ``[L, F]`` features not ``index:value`` / with a value
+    other than 1."""
+
+    empty: np.ndarray
+    token_count: np.ndarray
+    shaped: np.ndarray
+    labels: np.ndarray
+    label_bad: np.ndarray
+    index: np.ndarray
+    malformed: np.ndarray
+    not_one: np.ndarray
+
+
+def split_features(lines: pa.Array, num_fields: int) -> LineFeatures:
+    """Trimmed lines ``[L]`` -> their tokens parsed as ``label index:value ...`` with ``num_fields`` features."""
+    rows = len(lines)
+    tokens = pc.utf8_split_whitespace(lines)
+    token_count = pc.list_value_length(tokens).to_numpy(zero_copy_only=False)
+    empty = pc.equal(pc.utf8_length(lines), 0).to_numpy(zero_copy_only=False)
+    shaped = (token_count == num_fields + 1) & ~empty
+
+    # Rows with the right number of tokens, as a [rows_shaped, 1 + F] grid of strings.
+    flat = pc.list_flatten(tokens.filter(pa.array(shaped)))
+    width = num_fields + 1
+    shaped_rows = np.flatnonzero(shaped)
+    label_tokens = flat.take(np.arange(0, len(flat), width))
+    feature_tokens = flat.take(np.delete(np.arange(len(flat)), np.arange(0, len(flat), width)))
+    well_formed, index, value = _parse_feature_tokens(feature_tokens)
+    shape = (len(shaped_rows), num_fields)
+
+    def per_row(grid_values: np.ndarray, fill) -> np.ndarray:
+        full = np.full((rows, num_fields), fill, dtype=grid_values.dtype)
+        full[shaped_rows] = grid_values.reshape(shape)
+        return full
+
+    labels_shaped, label_bad_shaped = parse_labels(label_tokens, LABELS)
+    labels = np.full(rows, np.nan, dtype=np.float32)
+    labels[shaped_rows] = labels_shaped
+    label_bad = np.zeros(rows, dtype=bool)
+    label_bad[shaped_rows] = label_bad_shaped
+    return LineFeatures(
+        empty=empty,
+        token_count=token_count,
+        shaped=shaped,
+        labels=labels,
+        label_bad=label_bad,
+        index=per_row(np.nan_to_num(index).astype(np.int64), 0),
+        malformed=per_row(~well_formed, False),
+        not_one=per_row(well_formed & (value != 1.0), False),
+    )
+
+
+def _parse_feature_tokens(tokens: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``index:value`` tokens ``[T]`` -> (bool ``[T]`` well formed: the pattern and an integer
+    index; float64 ``[T]`` index; float64 ``[T]`` value), NaN where not parsed."""
+    features = pc.extract_regex(tokens, FEATURE_PATTERN)
+    well_formed = features.is_valid().to_numpy(zero_copy_only=False)
+    index, _ = parse_numbers(pc.if_else(features.is_valid(), pc.struct_field(features, "index"), None), integer=True)
+    value, _ = parse_numbers(pc.if_else(features.is_valid(), pc.struct_field(features, "value"), None), integer=False)
+    well_formed &= np.isfinite(index)
+    return well_formed, index, value

@@ -199,55 +199,27 @@ class SyntheticSource(Source):
     # ------------------------------------------------------------------ generation
 
     def _draw_model(self) -> _TrueModel:
+        """The fields and effects, all drawn from one stream seeded by ``seed``, in a fixed order
+        (any change to the order changes every dataset), then calibrated on a pilot sample."""
         c = self.config
         rng = np.random.default_rng([self.seed, 0])
-        n_cat, n_num, k = c["num_categorical"], c["num_numeric"], c["latent_dim"]
-        cardinality = rng.permutation(np.geomspace(3, c["max_cardinality"], n_cat).round().astype(np.int64))
-        if "cardinalities" in c:
-            cardinality = np.array(c["cardinalities"], dtype=np.int64)
-        exponent = rng.uniform(1.05, 1.5, n_cat)
-        cat_missing = np.where(rng.random(n_cat) < 0.35, rng.uniform(0.02, 0.5, n_cat), 0.0)
-        if not c.get("missing_values", True):
-            cat_missing = np.zeros(n_cat)
-        cdf, value_id, probability = [], [], []
-        for card, s, miss in zip(cardinality, exponent, cat_missing):
-            zipf = 1.0 / np.arange(1, card + 1) ** s
-            zipf /= zipf.sum()
-            cdf.append(np.cumsum(zipf))
-            value_id.append(rng.choice(1 << 32, size=card, replace=False).astype(np.int64))
-            probability.append(np.append((1 - miss) * zipf, miss))  # [card + 1] incl. missing
-
-        def centred(table: np.ndarray, p: np.ndarray) -> np.ndarray:
-            return table - np.tensordot(p, table, axes=(0, 0))
-
+        n_cat, n_num = c["num_categorical"], c["num_numeric"]
+        cardinality, cdf, value_id, probability, cat_missing = _draw_categorical_fields(rng, c)
         field_strength = rng.uniform(0.2, 1.0, n_cat)
         cat_weight = [rng.normal(0, strength, card + 1) for card, strength in zip(cardinality, field_strength)]
-        num_effect = np.stack(
-            [
-                rng.normal(0, 0.8, n_num),
-                rng.uniform(0.5, 4.0, n_num),
-                rng.uniform(0.5, 2.0, n_num),
-                rng.normal(0, 0.5, n_num),
-            ],
-            axis=1,
-        )
-
-        low, high = PAIRWISE_CARDINALITY
-        pair_fields = [f for f in range(n_cat) if low <= cardinality[f] <= high]
-        latent = [centred(rng.normal(0, 1, (cardinality[f] + 1, k)), probability[f]) for f in pair_fields]
-        small = [f for f in range(n_cat) if cardinality[f] <= TRIPLE_MAX_CARDINALITY]
-        triples = [tuple(int(f) for f in rng.choice(small, 3, replace=False)) for _ in range(NUM_TRIPLES)]
-        triple_tables = [[centred(rng.normal(0, 1, cardinality[f] + 1), probability[f]) for f in t] for t in triples]
+        num_effect = _draw_numeric_effects(rng, n_num)
+        pair_fields, latent = _draw_pairwise(rng, cardinality, probability, c["latent_dim"])
+        triples, triple_tables = _draw_triples(rng, cardinality, probability)
+        num_mu, num_sigma, num_shift, num_missing = _draw_numeric_fields(rng, n_num, c.get("missing_values", True))
 
         model = _TrueModel(
             cdf=cdf,
             value_id=value_id,
             cat_missing=cat_missing,
-            num_mu=rng.uniform(0.0, 5.0, n_num),
-            num_sigma=rng.uniform(0.8, 2.0, n_num),
-            num_shift=np.where(rng.random(n_num) < 0.2, -rng.integers(1, 4, n_num), 0),
-            num_missing=np.where(rng.random(n_num) < 0.8, rng.uniform(0.0, 0.5, n_num), rng.uniform(0.6, 0.8, n_num))
-            * c.get("missing_values", True),
+            num_mu=num_mu,
+            num_sigma=num_sigma,
+            num_shift=num_shift,
+            num_missing=num_missing,
             cat_weight=cat_weight,
             num_effect=num_effect,
             pair_fields=pair_fields,
@@ -322,6 +294,77 @@ class SyntheticSource(Source):
         for (a, c), kept in zip(m.ceiling_calibration, (1, 2)):
             out.append(_sigmoid(a * (m.bias + m.scale[:kept] @ families[:kept]) + c))
         return np.stack(out)
+
+
+def _draw_categorical_fields(rng: np.random.Generator, config: dict) -> tuple:
+    """-> (int64 ``[n_cat]`` cardinalities; per field: ``[card]`` Zipf CDF over value ranks, ``[card]``
+    distinct raw ids, ``[card + 1]`` probabilities incl. missing; float64 ``[n_cat]`` missing rates)."""
+    n_cat = config["num_categorical"]
+    cardinality = rng.permutation(np.geomspace(3, config["max_cardinality"], n_cat).round().astype(np.int64))
+    if "cardinalities" in config:  # the permutation is drawn anyway: skipping it would move every later draw
+        cardinality = np.array(config["cardinalities"], dtype=np.int64)
+    exponent = rng.uniform(1.05, 1.5, n_cat)
+    cat_missing = np.where(rng.random(n_cat) < 0.35, rng.uniform(0.02, 0.5, n_cat), 0.0)
+    if not config.get("missing_values", True):
+        cat_missing = np.zeros(n_cat)
+    cdf, value_id, probability = [], [], []
+    for card, s, miss in zip(cardinality, exponent, cat_missing):
+        zipf = 1.0 / np.arange(1, card + 1) ** s
+        zipf /= zipf.sum()
+        cdf.append(np.cumsum(zipf))
+        value_id.append(rng.choice(1 << 32, size=card, replace=False).astype(np.int64))
+        probability.append(np.append((1 - miss) * zipf, miss))  # [card + 1] incl. missing
+    return cardinality, cdf, value_id, probability, cat_missing
+
+
+def _draw_numeric_effects(rng: np.random.Generator, n_num: int) -> np.ndarray:
+    """``[n_num, 4]``: each numeric field's first-order effect, amplitude, centre, width, effect-if-missing."""
+    return np.stack(
+        [
+            rng.normal(0, 0.8, n_num),
+            rng.uniform(0.5, 4.0, n_num),
+            rng.uniform(0.5, 2.0, n_num),
+            rng.normal(0, 0.5, n_num),
+        ],
+        axis=1,
+    )
+
+
+def _draw_pairwise(
+    rng: np.random.Generator, cardinality: np.ndarray, probability: list[np.ndarray], k: int
+) -> tuple[list[int], list[np.ndarray]]:
+    """-> (the FM fields: those of a cardinality within ``PAIRWISE_CARDINALITY``; per FM field its
+    centred latent vectors ``[card + 1, k]``)."""
+    low, high = PAIRWISE_CARDINALITY
+    pair_fields = [f for f in range(len(cardinality)) if low <= cardinality[f] <= high]
+    latent = [_centred(rng.normal(0, 1, (cardinality[f] + 1, k)), probability[f]) for f in pair_fields]
+    return pair_fields, latent
+
+
+def _draw_triples(
+    rng: np.random.Generator, cardinality: np.ndarray, probability: list[np.ndarray]
+) -> tuple[list[tuple[int, int, int]], list[list[np.ndarray]]]:
+    """-> (``NUM_TRIPLES`` triples of distinct small fields; per triple, per member its centred
+    scalar table ``[card + 1]``)."""
+    small = [f for f in range(len(cardinality)) if cardinality[f] <= TRIPLE_MAX_CARDINALITY]
+    triples = [tuple(int(f) for f in rng.choice(small, 3, replace=False)) for _ in range(NUM_TRIPLES)]
+    triple_tables = [[_centred(rng.normal(0, 1, cardinality[f] + 1), probability[f]) for f in t] for t in triples]
+    return triples, triple_tables
+
+
+def _draw_numeric_fields(rng: np.random.Generator, n_num: int, missing_values: bool) -> tuple[np.ndarray, ...]:
+    """-> ``[n_num]`` each: log-scale location and spread, shift after flooring, missing rate (0
+    without ``missing_values``)."""
+    num_mu = rng.uniform(0.0, 5.0, n_num)
+    num_sigma = rng.uniform(0.8, 2.0, n_num)
+    num_shift = np.where(rng.random(n_num) < 0.2, -rng.integers(1, 4, n_num), 0)
+    num_missing = np.where(rng.random(n_num) < 0.8, rng.uniform(0.0, 0.5, n_num), rng.uniform(0.6, 0.8, n_num))
+    return num_mu, num_sigma, num_shift, num_missing * missing_values
+
+
+def _centred(table: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``table`` ``[card + 1, ...]`` less its mean under the value distribution ``p`` ``[card + 1]``."""
+    return table - np.tensordot(p, table, axes=(0, 0))
 
 
 def _platt(score: np.ndarray, p_true: np.ndarray, iterations: int = 50) -> np.ndarray:
