@@ -101,28 +101,40 @@ class Report(LoadNotes):
             f"- load average (1, 5, 15 min): {self.loads_noted()}",
             "",
         ]
-        if self.models:
-            lines += [
-                "## Models",
-                "",
-                "Roofline: FLOP/s of a matmul shaped like the model's first linear layer at this batch "
-                "size, in the dtype it computes in (bf16 rows: bf16), measured in the same process between "
-                "training repeats. Achieved: matmul FLOPs per "
-                "sample (forward + backward) x training samples/s.",
-                "",
-                "| model | optim | precision | params | MFLOP/sample | train samples/s | eval samples/s | "
-                "roofline GFLOP/s | achieved GFLOP/s | of roofline | peak RSS MiB |",
-                "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-            ]
-            for m in self.models:
-                lines.append(
-                    f"| {m['model']} | {m['optim']} | {m['precision']} | {m['params']:,} | "
-                    f"{m['mflop_per_sample']:.2f} | "
-                    f"{m['train_samples_per_s']:,.0f} | {m['eval_samples_per_s']:,.0f} | "
-                    f"{or_na(m['roofline_gflops'], '.0f')} | {m['achieved_gflops']:.0f} | "
-                    f"{or_na(m['roofline_fraction'], '.0%')} | {m['peak_rss_mib']:,.0f} |"
-                )
-            lines.append("")
+        lines += self._models_markdown()
+        lines += self._lightning_markdown()
+        lines += self._contention_markdown()
+        lines += self._data_markdown()
+        lines += self._targets_markdown()
+        return "\n".join(lines)
+
+    def _models_markdown(self) -> list[str]:
+        if not self.models:
+            return []
+        lines = [
+            "## Models",
+            "",
+            "Roofline: FLOP/s of a matmul shaped like the model's first linear layer at this batch "
+            "size, in the dtype it computes in (bf16 rows: bf16), measured in the same process between "
+            "training repeats. Achieved: matmul FLOPs per "
+            "sample (forward + backward) x training samples/s.",
+            "",
+            "| model | optim | precision | params | MFLOP/sample | train samples/s | eval samples/s | "
+            "roofline GFLOP/s | achieved GFLOP/s | of roofline | peak RSS MiB |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for m in self.models:
+            lines.append(
+                f"| {m['model']} | {m['optim']} | {m['precision']} | {m['params']:,} | "
+                f"{m['mflop_per_sample']:.2f} | "
+                f"{m['train_samples_per_s']:,.0f} | {m['eval_samples_per_s']:,.0f} | "
+                f"{or_na(m['roofline_gflops'], '.0f')} | {m['achieved_gflops']:.0f} | "
+                f"{or_na(m['roofline_fraction'], '.0%')} | {m['peak_rss_mib']:,.0f} |"
+            )
+        return lines + [""]
+
+    def _lightning_markdown(self) -> list[str]:
+        lines = []
         for run in self.lightning:
             lines += [
                 f"## Lightning Trainer against a bare loop: {run['model']} ({run['optim']})",
@@ -138,14 +150,15 @@ class Report(LoadNotes):
                 for s in run["settings"]
             ]
             lines.append("")
-        lines += self._contention_markdown()
-        lines += self._data_markdown()
+        return lines
+
+    def _targets_markdown(self) -> list[str]:
         targets = self.targets()
-        if targets:
-            lines += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
-            lines += [f"| {target} | {measured} | {'yes' if met else 'NO'} |" for target, measured, met in targets]
-            lines.append("")
-        return "\n".join(lines)
+        if not targets:
+            return []
+        lines = ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
+        lines += [f"| {target} | {measured} | {'yes' if met else 'NO'} |" for target, measured, met in targets]
+        return lines + [""]
 
     def targets(self) -> list[tuple[str, str, bool]]:
         """``(target, measured, met)`` for the issue's targets that this run measured."""
@@ -161,6 +174,15 @@ class Report(LoadNotes):
                 )
             )
         out += self.slow_row_targets()
+        out += self._trainer_targets()
+        if deepfm:
+            out += self._loader_targets(deepfm)
+        out += self._contention_targets()
+        out += self._encoding_targets()
+        return out
+
+    def _trainer_targets(self) -> list[tuple[str, str, bool]]:
+        out = []
         for run in self.lightning:
             configured = next(s for s in run["settings"] if s["setting"] == "Trainer as configured")
             out.append(
@@ -170,19 +192,23 @@ class Report(LoadNotes):
                     configured["ratio_to_bare"] <= TRAINER_OVERHEAD_TARGET,
                 )
             )
-        if deepfm:
-            train = deepfm["train_samples_per_s"]
-            rates = [("in-memory loader", deepfm["loader_samples_per_s"])]
-            if self.data:
-                rates.append(("cache loader", self.data["load"]["train_epoch"]["samples_per_second"]))
-            out += [
-                (
-                    f"{name} >= {LOADER_TARGET}x DeepFM training rate",
-                    f"{rate / train:.0f}x",
-                    rate >= LOADER_TARGET * train,
-                )
-                for name, rate in rates
-            ]
+        return out
+
+    def _loader_targets(self, deepfm: dict) -> list[tuple[str, str, bool]]:
+        """Each loader measured against DeepFM's training rate: the in-memory one, the cache's."""
+        train = deepfm["train_samples_per_s"]
+        rates = [("in-memory loader", deepfm["loader_samples_per_s"])]
+        if self.data:
+            rates.append(("cache loader", self.data["load"]["train_epoch"]["samples_per_second"]))
+        return [
+            (f"{name} >= {LOADER_TARGET}x DeepFM training rate", f"{rate / train:.0f}x", rate >= LOADER_TARGET * train)
+            for name, rate in rates
+        ]
+
+    def _contention_targets(self) -> list[tuple[str, str, bool]]:
+        """Per model with inline batches: the slowdown of ``auto`` threads under load, and what they cost
+        quiet against fixed threads."""
+        out = []
         inline = [c for c in self.contention if batches_of(c) == "inline"]
         for auto in (c for c in inline if c["policy"] == "auto"):
             fixed = next(c for c in inline if c["policy"] == "fixed" and label(c) == label(auto))
@@ -202,23 +228,24 @@ class Report(LoadNotes):
                     quiet >= QUIET_COST_TARGET,
                 )
             )
-        if self.data:
-            e = self.data["encode"]
-            out.append(
-                (
-                    f"encoding >= {ENCODE_RATE_TARGET:,} rows/s (at {self.data['rows']:,} rows)",
-                    f"{e['rows_per_second']:,} rows/s",
-                    e["rows_per_second"] >= ENCODE_RATE_TARGET,
-                )
-            )
-            out.append(
-                (
-                    f"encoding peak RSS < {ENCODE_RSS_TARGET_MIB:,} MiB (at {self.data['rows']:,} rows)",
-                    f"{e['peak_rss_mib']:,} MiB",
-                    e["peak_rss_mib"] < ENCODE_RSS_TARGET_MIB,
-                )
-            )
         return out
+
+    def _encoding_targets(self) -> list[tuple[str, str, bool]]:
+        if not self.data:
+            return []
+        e = self.data["encode"]
+        return [
+            (
+                f"encoding >= {ENCODE_RATE_TARGET:,} rows/s (at {self.data['rows']:,} rows)",
+                f"{e['rows_per_second']:,} rows/s",
+                e["rows_per_second"] >= ENCODE_RATE_TARGET,
+            ),
+            (
+                f"encoding peak RSS < {ENCODE_RSS_TARGET_MIB:,} MiB (at {self.data['rows']:,} rows)",
+                f"{e['peak_rss_mib']:,} MiB",
+                e["peak_rss_mib"] < ENCODE_RSS_TARGET_MIB,
+            ),
+        ]
 
     def model(self, name: str, precision: str = "32") -> Optional[dict]:
         """The measurement of ``name`` with the default optimiser at ``precision``, if any."""

@@ -13,7 +13,7 @@
 - ``scaling``: the data-scaling table and plot (test AUC against training rows, with the ceilings);
 - ``references``/``references.yaml``: published numbers to compare with;
 - ``naming``: the models' printed names and order;
-- ``writer``: the whole report, ``python -m experiments.report``;
+- ``writer``: the whole report, ``python -m experiments.report``; ``readme``: its README;
 - ``layout``: where the committed results live (``results/tables``, ``results/checks``, ``results/benchmarks``);
 - ``index``: ``results/README.md``, the index of all of them (``python -m experiments.report.index``);
 - ``callback``: the Hydra callback that reports a multirun when it ends.

@@ -45,77 +45,84 @@ def _count(value, digits: int = 0) -> str:
     return _DASH if pd.isna(value) else f"{value:,.{digits}f}"
 
 
+def _mean_std(metric: str, significance: bool) -> Callable[[pd.Series], _Cell]:
+    """Mean ± std over seeds; bold: with significance every model not significantly worse than the best,
+    without it the best; never the oracle or a ceiling."""
+
+    def cell(row: pd.Series) -> _Cell:
+        text = _fmt(row[f"{metric}_mean"], _DIGITS[metric])
+        if not pd.isna(row.get(f"{metric}_std")):
+            text += f" ± {_fmt(row[f'{metric}_std'], _DIGITS[metric])}"
+        bold = row.get(f"not_worse_{metric}", False) if significance else row.get(f"best_{metric}", False)
+        return _Cell(text, bool(bold) and row["model"] not in (ORACLE_KEY, CEILING_KEY))
+
+    return cell
+
+
+def _plain(
+    column: str, digits: int, sign: bool = False, suffix: str = "", best: Optional[str] = None
+) -> Callable[[pd.Series], _Cell]:
+    return lambda row: _Cell(_fmt(row.get(column), digits, sign, suffix), bool(best and row.get(best, False)))
+
+
+def _percent(column: str) -> Callable[[pd.Series], _Cell]:
+    return lambda row: _Cell(_DASH if pd.isna(row.get(column)) else f"{100 * row[column]:.1f}%")
+
+
+def _auc_interval(row: pd.Series) -> _Cell:
+    return _Cell(_DASH if pd.isna(row.get("auc_ci_low")) else f"{row['auc_ci_low']:.4f}–{row['auc_ci_high']:.4f}")
+
+
+def _p_auc(row: pd.Series) -> _Cell:
+    tested = row["model"] not in (ORACLE_KEY, CEILING_KEY) and not pd.isna(row.get("auc_ci_low"))
+    return _Cell(_p(row.get("p_auc")) if tested else _DASH)
+
+
+def _p_logloss(row: pd.Series) -> _Cell:
+    return _Cell(_p(row.get("p_logloss")) if not pd.isna(row.get("auc_ci_low")) else _DASH)
+
+
+def _calibration(row: pd.Series) -> _Cell:
+    if pd.isna(row.get("mean_prediction")):
+        return _Cell(_DASH)
+    return _Cell(f"{row['mean_prediction']:.4f} / {row['click_rate']:.4f}")
+
+
+def _seeds(row: pd.Series) -> _Cell:
+    return _Cell(_DASH if pd.isna(row["seeds"]) else str(int(row["seeds"])))
+
+
+def _reference_columns(title: str) -> list[tuple[str, Callable[[pd.Series], _Cell]]]:
+    return [
+        (f"{title} AUC", _plain("ref_auc", 4, best="ref_best_auc")),
+        ("Δ AUC", _plain("diff_auc", 4, sign=True)),
+        (f"{title} LogLoss", _plain("ref_logloss", 5, best="ref_best_logloss")),
+        ("Δ LogLoss", _plain("diff_logloss", 5, sign=True)),
+    ]
+
+
 def _display_columns(table: DatasetTable) -> list[tuple[str, Callable[[pd.Series], _Cell]]]:
     """(header, row -> cell) for the quality table in md and tex."""
     significance = table.has_significance
-
-    def mean_std(metric: str) -> Callable[[pd.Series], _Cell]:
-        def cell(row: pd.Series) -> _Cell:
-            text = _fmt(row[f"{metric}_mean"], _DIGITS[metric])
-            if not pd.isna(row.get(f"{metric}_std")):
-                text += f" ± {_fmt(row[f'{metric}_std'], _DIGITS[metric])}"
-            bold = row.get(f"not_worse_{metric}", False) if significance else row.get(f"best_{metric}", False)
-            return _Cell(text, bool(bold) and row["model"] not in (ORACLE_KEY, CEILING_KEY))
-
-        return cell
-
-    def plain(column: str, digits: int, sign: bool = False, suffix: str = "", best: Optional[str] = None):
-        return lambda row: _Cell(_fmt(row.get(column), digits, sign, suffix), bool(best and row.get(best, False)))
-
-    def percent(column: str):
-        return lambda row: _Cell(_DASH if pd.isna(row.get(column)) else f"{100 * row[column]:.1f}%")
-
-    columns = [("Model", _model_cell), ("AUC", mean_std("auc"))]
+    columns = [("Model", _model_cell), ("AUC", _mean_std("auc", significance))]
     if significance:
-        columns += [
-            (
-                "AUC 95% CI",
-                lambda row: _Cell(
-                    _DASH if pd.isna(row.get("auc_ci_low")) else f"{row['auc_ci_low']:.4f}–{row['auc_ci_high']:.4f}"
-                ),
-            ),
-            (
-                "p (AUC)",
-                lambda row: _Cell(
-                    _p(row.get("p_auc"))
-                    if row["model"] not in (ORACLE_KEY, CEILING_KEY) and not pd.isna(row.get("auc_ci_low"))
-                    else _DASH
-                ),
-            ),
-        ]
-    columns.append(("LogLoss", mean_std("logloss")))
+        columns += [("AUC 95% CI", _auc_interval), ("p (AUC)", _p_auc)]
+    columns.append(("LogLoss", _mean_std("logloss", significance)))
     if significance:
-        columns.append(
-            (
-                "p (LogLoss)",
-                lambda row: _Cell(_p(row.get("p_logloss")) if not pd.isna(row.get("auc_ci_low")) else _DASH),
-            )
-        )
+        columns.append(("p (LogLoss)", _p_logloss))
     if "ece" in table.rows:
-
-        def calibration(row: pd.Series) -> _Cell:
-            if pd.isna(row.get("mean_prediction")):
-                return _Cell(_DASH)
-            return _Cell(f"{row['mean_prediction']:.4f} / {row['click_rate']:.4f}")
-
-        columns += [("ECE", plain("ece", 4)), ("Mean p / click rate", calibration)]
-    columns.append(("Seeds", lambda row: _Cell(_DASH if pd.isna(row["seeds"]) else str(int(row["seeds"])))))
+        columns += [("ECE", _plain("ece", 4)), ("Mean p / click rate", _calibration)]
+    columns.append(("Seeds", _seeds))
     if table.has_oracle:
         columns += [
-            ("Share of its ceiling's lift", percent("share_of_ceiling")),
-            ("Share of the oracle's lift", percent("share_of_oracle")),
+            ("Share of its ceiling's lift", _percent("share_of_ceiling")),
+            ("Share of the oracle's lift", _percent("share_of_oracle")),
         ]
     if table.reference is not None:
-        title = table.reference.title
-        columns += [
-            (f"{title} AUC", plain("ref_auc", 4, best="ref_best_auc")),
-            ("Δ AUC", plain("diff_auc", 4, sign=True)),
-            (f"{title} LogLoss", plain("ref_logloss", 5, best="ref_best_logloss")),
-            ("Δ LogLoss", plain("diff_logloss", 5, sign=True)),
-        ]
+        columns += _reference_columns(table.reference.title)
     columns += [
-        ("DeepFM rel. impr. AUC", plain("deepfm_rel_impr_auc_pct", 2, sign=True, suffix="%")),
-        ("DeepFM rel. impr. LogLoss", plain("deepfm_rel_impr_logloss_pct", 2, sign=True, suffix="%")),
+        ("DeepFM rel. impr. AUC", _plain("deepfm_rel_impr_auc_pct", 2, sign=True, suffix="%")),
+        ("DeepFM rel. impr. LogLoss", _plain("deepfm_rel_impr_logloss_pct", 2, sign=True, suffix="%")),
     ]
     return columns
 

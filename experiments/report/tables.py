@@ -101,11 +101,28 @@ def build_table(
     datasets = runs["dataset"].unique()
     if len(datasets) != 1:
         raise ValueError(f"build_table wants the runs of one dataset, got {list(datasets)}")
+    rows = _model_rows(runs).join(significance(runs, saved_predictions(runs) if predictions is None else predictions))
+    if reference is not None:
+        rows = _with_reference(rows, reference)
+    rows = rows.loc[sorted(rows.index, key=label_sort_key)]
+    rows.index.name = "label"
+    _add_comparisons(rows, reference)
+    oracle = _oracle_row(runs)
+    if oracle is not None:
+        rows = pd.concat([rows, oracle, *_ceiling_rows(runs)])
+        rows = _shares_of_lift(rows)
+    _settle_types(rows)
+    return DatasetTable(dataset=str(datasets[0]), rows=rows.reset_index(), reference=reference, notes=list(notes or []))
+
+
+def _model_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per model (label): its seeds, the means and spreads over them, its configuration and
+    why its runs were truncated, if they were."""
     by_model = runs.groupby("label", sort=False)
     optional = {
         col: by_model[col].mean() for col in (VAL_AUC, "val/logloss", "train_time_s", "num_params") if col in runs
     }
-    rows = pd.DataFrame(
+    return pd.DataFrame(
         {
             "model": by_model["model"].first(),
             "seeds": by_model["seed"].nunique(),
@@ -124,25 +141,31 @@ def build_table(
             else "",
         }
     )
-    rows = rows.join(significance(runs, saved_predictions(runs) if predictions is None else predictions))
-    if reference is not None:
-        reference_only = reference.scores.index.difference(rows.index)
-        if len(reference_only):
-            rows = pd.concat(
-                [
-                    rows,
-                    pd.DataFrame(
-                        {"model": [_KEY_OF_LABEL.get(label, label) for label in reference_only], "seeds": 0},
-                        index=reference_only,
-                    ),
-                ]
-            )
-        for metric in _METRICS:
-            rows[f"ref_{metric}"] = reference.scores[metric].reindex(rows.index)
-            rows[f"diff_{metric}"] = rows[f"{metric}_mean"] - rows[f"ref_{metric}"]
-    rows = rows.loc[sorted(rows.index, key=label_sort_key)]
-    rows.index.name = "label"
 
+
+def _with_reference(rows: pd.DataFrame, reference: Reference) -> pd.DataFrame:
+    """``rows`` and a row for each model only the reference has; the reference's numbers beside ours
+    and the differences."""
+    reference_only = reference.scores.index.difference(rows.index)
+    if len(reference_only):
+        rows = pd.concat(
+            [
+                rows,
+                pd.DataFrame(
+                    {"model": [_KEY_OF_LABEL.get(label, label) for label in reference_only], "seeds": 0},
+                    index=reference_only,
+                ),
+            ]
+        )
+    for metric in _METRICS:
+        rows[f"ref_{metric}"] = reference.scores[metric].reindex(rows.index)
+        rows[f"diff_{metric}"] = rows[f"{metric}_mean"] - rows[f"ref_{metric}"]
+    return rows
+
+
+def _add_comparisons(rows: pd.DataFrame, reference: Optional[Reference]) -> None:
+    """DeepFM's relative improvements and the best flags, ours and the reference's, as columns of
+    ``rows`` (the models' rows: the oracle and ceilings are not compared)."""
     improvement = _relative_improvement_of_deepfm(rows["auc_mean"], rows["logloss_mean"], rows.index)
     rows["deepfm_rel_impr_auc_pct"], rows["deepfm_rel_impr_logloss_pct"] = improvement
     if reference is not None:
@@ -153,15 +176,14 @@ def build_table(
         if reference is not None:
             rows[f"ref_best_{metric}"] = _best_flags(rows[f"ref_{metric}"], higher_is_better)
 
-    oracle = _oracle_row(runs)
-    if oracle is not None:
-        rows = pd.concat([rows, oracle, *_ceiling_rows(runs)])
-        rows = _shares_of_lift(rows)
+
+def _settle_types(rows: pd.DataFrame) -> None:
+    """The column types table.csv is written with, once the oracle's and ceilings' rows left gaps: whole
+    seed counts, no missing text, flags that are False where they were not set."""
     rows["seeds"] = rows["seeds"].astype("Int64")
     rows["truncated"] = rows["truncated"].fillna("")
     for flag in [c for c in rows if c.startswith(("best_", "ref_best_", "not_worse_"))]:
         rows[flag] = rows[flag].fillna(False).astype(bool)
-    return DatasetTable(dataset=str(datasets[0]), rows=rows.reset_index(), reference=reference, notes=list(notes or []))
 
 
 def _oracle_row(runs: pd.DataFrame) -> Optional[pd.DataFrame]:
