@@ -1,13 +1,17 @@
 """DCN-V2's cross networks and AutoInt's interacting layer against loops over their papers'
-formulas; DCN-V2's four structures; the thread count on the settings the zoo's tests leave off."""
+formulas; DCN-V2's four structures; the thread count on the settings the zoo's tests leave off; and
+BARS's printed parameter counts, rebuilt from our Frappe_x1 presets."""
 
 import math
 
 import pytest
 import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 import models
 from datamodules.schema import Schema
+from experiments.run.config import TRUSTED_TARGETS, compose_config
 from models.layers import AttentionSpec, CrossNetworkMix, CrossNetworkV2, CrossSpec, MultiHeadSelfAttention
 from models.layers.attention import LayerNorm
 from tests.helpers import HIDDEN, K, build, random_batch, small_schema
@@ -225,3 +229,23 @@ def test_the_thread_count_does_not_change_a_step_of_the_other_settings(name, set
         torch.set_num_threads(threads)
     for key, value in states[0].items():
         assert torch.equal(value, states[1][key]), f"{name}: {key} differs between 1 and 2 threads"
+
+
+# Frappe_x1: 10 fields, 5,389 ids in all (FuxiCTR's: padding and OOV included), as BARS's logs
+# count them; each model's "Total number of parameters" in its README's log.
+BARS_FRAPPE_PARAMETERS = {"dcn_v2": 458_391, "crossnet_v2": 94_391, "autoint": 306_051, "autoint_plus": 622_180}
+
+
+@pytest.mark.parametrize("name", sorted(BARS_FRAPPE_PARAMETERS))
+def test_our_frappe_presets_have_bars_parameter_counts(name):
+    schema = Schema.build([(f"f{i}", "categorical", 539 if i else 538) for i in range(10)])
+    cfg = compose_config(["experiment=bars_frappe_x1", f"model={name}"])
+    model = instantiate(
+        OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=True)),
+        schema=schema,
+        optim=cfg.optim,
+        init=cfg.init,
+        _convert_="all",
+        _execution_whitelist_=TRUSTED_TARGETS,
+    )
+    assert sum(p.numel() for p in model.parameters()) == BARS_FRAPPE_PARAMETERS[name]
