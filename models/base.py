@@ -15,7 +15,6 @@ from datamodules.sampling import eval_block_rows
 from datamodules.schema import Batch, Schema
 from models.init import check_init, initialize
 from models.layers.embedding import FeatureEmbedding, IdTable, LinearLogit
-from models.layers.mlp import MLPSpec
 from models.metrics import auc, logloss
 from models.optim import OptimSpec
 
@@ -94,8 +93,9 @@ class CTRModule(pl.LightningModule):
         self.optim = OptimSpec.of(optim)
         check_init(init)
         self.save_hyperparameters(ignore=["schema"])
-        for key, value in self.hparams.items():  # checkpoints keep plain values, loadable without our classes
-            if isinstance(value, (OptimSpec, MLPSpec)):
+        # checkpoints keep plain values, loadable without our classes: each spec (optim, MLP, ...) as a dict
+        for key, value in self.hparams.items():
+            if callable(getattr(value, "to_dict", None)):
                 self.hparams[key] = value.to_dict()
         self.schema = schema
         self.sparse_embeddings = self.optim.sparse_embeddings

@@ -44,5 +44,9 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("wide_deep", "models.wide_deep:WideDeep", "Wide&Deep"),
     ModelEntry("dcn", "models.deep:DCN", "DCN"),
     ModelEntry("xdeepfm", "models.deep:XDeepFM", "xDeepFM"),
+    ModelEntry("crossnet_v2", "models.dcn_v2:CrossNetV2", "CrossNet-V2"),
+    ModelEntry("dcn_v2", "models.dcn_v2:DCNV2", "DCN-V2"),
+    ModelEntry("autoint", "models.autoint:AutoInt", "AutoInt"),
+    ModelEntry("autoint_plus", "models.autoint:AutoIntPlus", "AutoInt+"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

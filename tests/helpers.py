@@ -25,7 +25,13 @@ SMALL_KWARGS = {
     "dnn": dict(batch_norm=True),
     "dcn": dict(cross_layers=2),
     "xdeepfm": dict(cin_layer_sizes=[4, 2]),
+    "crossnet_v2": dict(cross=dict(layers=2, low_rank=None, num_experts=4)),
+    "dcn_v2": dict(cross=dict(layers=2, low_rank=None, num_experts=4)),
+    "autoint": dict(
+        attention=dict(layers=2, dim=6, heads=2, residual=True, scale=False, layer_norm=False, dropout=0.0)
+    ),
 }
+SMALL_KWARGS["autoint_plus"] = SMALL_KWARGS["autoint"]
 
 
 def small_schema():

@@ -40,6 +40,12 @@ def expected_params(name: str) -> int:
         "dcn": embedding + 2 * 2 * deep_in + mlp_params(deep_in, output=None) + deep_in + HIDDEN[-1] + 1,
         # CIN [4, 2] with split_half: 4 x (4*4) filters, then 2 x (2*4); output 2 + 2 maps
         "xdeepfm": linear + embedding + 4 * 16 + 2 * 8 + 4 + mlp_params(deep_in),
+        # two full-rank cross layers (a D x D matrix and a bias each), the head over [x_L; MLP]
+        "crossnet_v2": embedding + 2 * (deep_in + 1) * deep_in + deep_in + 1,
+        "dcn_v2": embedding + 2 * (deep_in + 1) * deep_in + mlp_params(deep_in, output=None) + deep_in + HIDDEN[-1] + 1,
+        # two attention layers 6 wide: W_q, W_k, W_v (K x 6, then 6 x 6) and W_res only where K != 6
+        "autoint": embedding + 4 * K * 6 + 3 * 6 * 6 + fields * 6 + 1,
+        "autoint_plus": embedding + 4 * K * 6 + 3 * 6 * 6 + fields * 6 + 1 + mlp_params(deep_in),
     }[name]
 
 
@@ -226,7 +232,7 @@ def test_constructors_take_few_arguments_and_no_setting_defaults(name):
     default only where its absence means "off"."""
     import inspect
 
-    switches = {"init", "fm_checkpoint", "outer_form", "cross_fields", "cross_buckets"}
+    switches = {"init", "fm_checkpoint", "outer_form", "cross_fields", "cross_buckets", "wide"}
     arguments = {}
     for cls in models.MODELS[name].__mro__:
         if cls is models.CTRModule.__mro__[1]:

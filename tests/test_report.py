@@ -155,10 +155,10 @@ def test_criteo_is_compared_with_the_paper_and_a_sample_is_not(tmp_path: Path):
 
 
 def test_models_keep_the_paper_order_and_unknown_models_go_last(tmp_path: Path):
-    for number, model in enumerate(["zeta_net", "xdeepfm", "autoint", "deepfm", "lr", "Bert4CTR", "ffm", "pnn_star"]):
+    for number, model in enumerate(["zeta_net", "xdeepfm", "alpha_net", "deepfm", "lr", "Bert4CTR", "ffm", "pnn_star"]):
         make_run(tmp_path / str(number), model, "synthetic", 0, 0.7, 0.5)
     table = build_table(select_configurations(collect_runs([tmp_path]).runs)[0])
-    assert list(table.rows["label"]) == ["LR", "PNN*", "DeepFM", "FFM", "xDeepFM", "autoint", "Bert4CTR", "zeta_net"]
+    assert list(table.rows["label"]) == ["LR", "PNN*", "DeepFM", "FFM", "xDeepFM", "alpha_net", "Bert4CTR", "zeta_net"]
     assert order_labels(["DCN", "LR&DNN", "Wide&Deep", "FM&DNN", "DNN"]) == [
         "LR&DNN",
         "FM&DNN",

@@ -50,6 +50,10 @@ _FIXED_COLORS = {
     "Wide&Deep": "#98df8a",
     "DCN": "#1b9e77",
     "xDeepFM": "#7570b3",
+    "CrossNet-V2": "#66a61e",
+    "DCN-V2": "#e7298a",
+    "AutoInt": "#e6ab02",
+    "AutoInt+": "#a6761d",
 }
 assert set(_FIXED_COLORS) == set(KNOWN_LABELS), "every known model needs its fixed colour"
 _HASHED_HUES = sns.husl_palette(36, l=0.5).as_hex()
