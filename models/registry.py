@@ -44,5 +44,8 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("wide_deep", "models.wide_deep:WideDeep", "Wide&Deep"),
     ModelEntry("dcn", "models.deep:DCN", "DCN"),
     ModelEntry("xdeepfm", "models.deep:XDeepFM", "xDeepFM"),
+    ModelEntry("fibinet", "models.fibinet:FiBiNET", "FiBiNET"),
+    ModelEntry("dlrm", "models.dlrm:DLRM", "DLRM"),
+    ModelEntry("masknet", "models.masknet:MaskNet", "MaskNet"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

@@ -50,6 +50,9 @@ _FIXED_COLORS = {
     "Wide&Deep": "#98df8a",
     "DCN": "#1b9e77",
     "xDeepFM": "#7570b3",
+    "FiBiNET": "#b15928",
+    "DLRM": "#6a3d9a",
+    "MaskNet": "#e6ab02",
 }
 assert set(_FIXED_COLORS) == set(KNOWN_LABELS), "every known model needs its fixed colour"
 _HASHED_HUES = sns.husl_palette(36, l=0.5).as_hex()
