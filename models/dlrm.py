@@ -16,14 +16,14 @@ class DLRM(CTRModule):
     ``self_interaction`` also each ``<u_i, u_i>``), or ``y = MLP_top([z, e_1..e_S])`` (``"cat"``,
     FuxiCTR's other option, a DNN over the vectors).
 
-    The bottom MLP reads the schema's dense (numeric) fields, ``Batch.x_dense``, and ends in a layer
-    of ``K`` units with its activation (as the paper's code and FuxiCTR), so that ``z`` is one more
-    ``K``-vector beside the sparse fields' embeddings; the dense fields get no embedding vector of
-    their own. That is DLRM's division of the inputs: continuous values through an MLP, categories
-    through tables. Where the schema has no dense field (Frappe, or Criteo with its integers
-    bucketized, as FuxiCTR and BARS run it), there is no bottom MLP and no ``z``: the interactions
-    are over the sparse fields' embeddings alone, which is what FuxiCTR's DLRM does with BARS's
-    all-categorical Frappe_x1.
+    Our choices: the bottom MLP reads the schema's dense (numeric) fields, ``Batch.x_dense``, and
+    ends in a layer of ``K`` units with its activation (as the paper's code and FuxiCTR), so that
+    ``z`` is one more ``K``-vector beside the sparse fields' embeddings; the dense fields get no
+    embedding vector of their own. That is DLRM's division of the inputs: continuous values through
+    an MLP, categories through tables. Where the schema has no dense field (Frappe, or Criteo with
+    its integers bucketized, as FuxiCTR and BARS run it), there is no bottom MLP and no ``z``: the
+    interactions are over the sparse fields' embeddings alone, which is what FuxiCTR's DLRM does
+    with BARS's all-categorical Frappe_x1.
     """
 
     INTERACTIONS = ("dot", "cat")
