@@ -109,9 +109,11 @@ class CTRModule(pl.LightningModule):
         return {"optim": self.optim, "init": self.hparams.init}
 
     # -- shared layers built the configured way ---------------------------------------------
-    def feature_embedding(self, dim: int, init_std: float) -> FeatureEmbedding:
-        """A ``[B, F, dim]`` embedding of this schema's fields."""
-        return FeatureEmbedding(self.schema, dim, init_std=init_std, sparse=self.sparse_embeddings)
+    def feature_embedding(self, dim: int, init_std: float, dense: bool = True) -> FeatureEmbedding:
+        """A ``[B, F, dim]`` embedding of this schema's fields; without ``dense``, of its sparse fields
+        alone (``[B, S, dim]``), for a model that reads the dense values itself."""
+        schema = self.schema if dense else Schema(self.schema.sparse_fields)
+        return FeatureEmbedding(schema, dim, init_std=init_std, sparse=self.sparse_embeddings)
 
     def linear_logit(self, bias: bool = True) -> LinearLogit:
         """The first-order part ``w0 + sum of weights`` (``w0`` only with ``bias``), ``[B]``."""

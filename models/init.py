@@ -8,8 +8,8 @@ The settings, each ``None`` to keep the layer's own:
   weights) drawn from N(0, embedding_std^2);
 - ``linear``: ``"xavier_normal"`` draws every linear map's weight from Glorot & Bengio's normal
   (std = sqrt(2 / (fan_in + fan_out))) and sets its bias to 0: the MLPs and heads, the CIN's
-  filters, each cross layer (a map of the ``D`` inputs to 1) and each dense field's vector (a map
-  of its one value to ``K``).
+  filters, each cross layer (a map of the ``D`` inputs to 1), each of FiBiNET's bilinear maps
+  (``K`` to ``K``) and each dense field's vector (a map of its one value to ``K``).
 
 FuxiCTR (so BARS) initialises this way with ``embedding_std=1e-4``: see ``conf/init/fuxictr.yaml``.
 """
@@ -47,7 +47,8 @@ def initialize(
     linear: Optional[str] = None,
 ) -> None:
     """Re-draw ``model``'s parameters as the settings say (see the module docstring)."""
-    from models.layers.cross import CrossNetwork  # layers import this package's neighbours
+    from models.layers.bilinear import BilinearInteraction  # layers import this package's neighbours
+    from models.layers.cross import CrossNetwork
 
     tables = list(id_tables)
     if embedding_std is not None:
@@ -66,6 +67,8 @@ def initialize(
         elif isinstance(module, CrossNetwork):  # layer l maps the D inputs to the one scalar x_l . w_l
             nn.init.normal_(module.weight, std=math.sqrt(2.0 / (module.weight.shape[1] + 1)))
             nn.init.zeros_(module.bias)
+        elif isinstance(module, BilinearInteraction):  # each of its maps is K -> K
+            nn.init.normal_(module.weight, std=math.sqrt(1.0 / module.weight.shape[1]))
     for table in tables:
         dense = getattr(table, "dense", None)
         if dense is not None:  # field d's vector is a map of its one value to K: fans 1 and K

@@ -48,5 +48,8 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("dcn_v2", "models.dcn_v2:DCNV2", "DCN-V2"),
     ModelEntry("autoint", "models.autoint:AutoInt", "AutoInt"),
     ModelEntry("autoint_plus", "models.autoint:AutoIntPlus", "AutoInt+"),
+    ModelEntry("fibinet", "models.fibinet:FiBiNET", "FiBiNET"),
+    ModelEntry("dlrm", "models.dlrm:DLRM", "DLRM"),
+    ModelEntry("masknet", "models.masknet:MaskNet", "MaskNet"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

@@ -30,6 +30,9 @@ SMALL_KWARGS = {
     "autoint": dict(
         attention=dict(layers=2, dim=6, heads=2, residual=True, scale=False, layer_norm=False, dropout=0.0)
     ),
+    # SENET 4 -> 4 -> 4: a single unit's relu often zeroes all but one field, and then no pair moves
+    "fibinet": dict(senet={"reduction_ratio": 1, "squeeze": "mean"}),
+    "masknet": dict(mask_blocks={"units": [6, 5], "reduction_ratio": 2, "layer_norm": True}),
 }
 SMALL_KWARGS["autoint_plus"] = SMALL_KWARGS["autoint"]
 
@@ -63,7 +66,7 @@ def composed(name: str, optim: str = "adam") -> tuple[dict, dict]:
 def model_settings(name: str, optimizer: str = "adam", **kwargs) -> dict:
     """The keyword arguments of ``models.MODELS[name]`` at test sizes: the model's config with
     ``SMALL_KWARGS`` and ``kwargs``, each routed to where it belongs (an ``OptimSpec`` field to
-    ``optim``, an ``MLPSpec`` field to ``mlp``, anything else to the model)."""
+    ``optim``, an ``MLPSpec`` field to each MLP, anything else to the model)."""
     from models.layers import MLPSpec
     from models.optim import OptimSpec
 
@@ -71,14 +74,16 @@ def model_settings(name: str, optimizer: str = "adam", **kwargs) -> dict:
     model.pop("_target_")
     if "embedding_dim" in model and name != "ffm":
         model["embedding_dim"] = K
-    if "mlp" in model:
-        model["mlp"] = {**model["mlp"], "hidden_units": HIDDEN, "dropout": 0.0}
+    mlps = [key for key in model if key == "mlp" or key.endswith("_mlp")]  # DLRM has two
+    for key in mlps:
+        model[key] = {**model[key], "hidden_units": HIDDEN, "dropout": 0.0}
     optim_keys, mlp_keys = {f.name for f in fields(OptimSpec)}, {f.name for f in fields(MLPSpec)}
     for key, value in {**SMALL_KWARGS.get(name, {}), **kwargs}.items():
         if key in optim_keys:
             optim[key] = value
         elif key in mlp_keys:
-            model["mlp"][key] = value
+            for mlp in mlps:
+                model[mlp][key] = value
         else:
             model[key] = value
     return {**model, "optim": optim}

@@ -18,6 +18,12 @@ def mlp_params(inputs: int, hidden=HIDDEN, output=1, batch_norm=False) -> int:
     return linear + (2 * sum(hidden) if batch_norm else 0)
 
 
+def mask_block(inputs: int, outputs: int, embedded: int = 4 * K, ratio: int = 2) -> int:
+    """A MaskBlock's parameters: its mask (``embedded -> ratio * inputs -> inputs``, biased), its
+    unbiased map and its layer norm."""
+    return mlp_params(embedded, [ratio * inputs], output=inputs) + inputs * outputs + 2 * outputs
+
+
 def expected_params(name: str) -> int:
     """Parameter counts from each model's definition for ``small_schema``: 12 ids, 1 dense
     field (each has a row in every table), F = 4 fields, P = 6 pairs."""
@@ -46,6 +52,14 @@ def expected_params(name: str) -> int:
         # two attention layers 6 wide: W_q, W_k, W_v (K x 6, then 6 x 6) and W_res only where K != 6
         "autoint": embedding + 4 * K * 6 + 3 * 6 * 6 + fields * 6 + 1,
         "autoint_plus": embedding + 4 * K * 6 + 3 * 6 * 6 + fields * 6 + 1 + mlp_params(deep_in),
+        # first order without w0; SENET 4 -> 4 -> 4 unbiased; one K x K map per pair for each of the
+        # two interactions; the MLP over both interactions' P vectors of K
+        "fibinet": rows + embedding + 2 * 16 + 2 * pairs * K * K + mlp_params(2 * pairs * K),
+        # sparse fields' rows only (the dense value goes through the bottom MLP, 1 -> HIDDEN -> K);
+        # dot products of the 3 embeddings and the bottom output: 6 pairs, beside the bottom output
+        "dlrm": 12 * K + mlp_params(1, output=K) + mlp_params(K + 6),
+        # per-field layer norm; serial blocks 16 -> 6 -> 5; the MLP over the last block's 5
+        "masknet": embedding + 2 * fields * K + mask_block(16, 6) + mask_block(6, 5) + mlp_params(5),
     }[name]
 
 

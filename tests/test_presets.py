@@ -55,6 +55,7 @@ def test_the_presets_cover_the_published_models():
     assert set(FRAPPE_MODELS) == {
         *("lr", "fm", "ffm", "dnn", "ipnn", "lr_dnn", "wide_deep", "deepfm", "dcn", "xdeepfm"),
         *("crossnet_v2", "dcn_v2", "autoint", "autoint_plus"),
+        *("fibinet", "dlrm", "masknet"),
     }
     paper = {"lr", "fm", "fnn", "ipnn", "opnn", "pnn_star", "lr_dnn", "fm_dnn", "deepfm"}
     assert paper <= set(CRITEO_MODELS)
@@ -85,8 +86,8 @@ def test_every_criteo_x4_preset_trains_with_the_protocol(model, criteo_x4_files,
         "data.encoding.min_count=2",
         "model.pretrain_epochs=1" if model == "fnn" else "seed=0",
     )
-    # BARS's DCN-V2 run (FuxiCTR 2.2) chose epochs by AUC alone, the others by AUC - LogLoss
-    assert cfg.objective == ("val/auc" if model == "dcn_v2" else "val/auc_minus_logloss")
+    # BARS's DCN-V2 and MaskNet runs (FuxiCTR 2.2) chose epochs by AUC alone, the others by AUC - LogLoss
+    assert cfg.objective == ("val/auc" if model in ("dcn_v2", "masknet") else "val/auc_minus_logloss")
     assert cfg.data.batch_size == 10000
     metrics = train(cfg, tmp_path / "run")
     assert math.isfinite(metrics["test/auc"]) and "val/auc_minus_logloss" in metrics

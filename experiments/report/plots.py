@@ -54,6 +54,9 @@ _FIXED_COLORS = {
     "DCN-V2": "#e7298a",
     "AutoInt": "#e6ab02",
     "AutoInt+": "#a6761d",
+    "FiBiNET": "#b15928",
+    "DLRM": "#6a3d9a",
+    "MaskNet": "#fb9a99",
 }
 assert set(_FIXED_COLORS) == set(KNOWN_LABELS), "every known model needs its fixed colour"
 _HASHED_HUES = sns.husl_palette(36, l=0.5).as_hex()

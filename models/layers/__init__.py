@@ -1,31 +1,47 @@
 """The layer library the model zoo is composed of (shapes: B batch, F fields, K embedding size)."""
 
 from models.layers.attention import AttentionSpec, MultiHeadSelfAttention
+from models.layers.bilinear import BilinearInteraction
 from models.layers.cin import CIN
 from models.layers.cross import CrossNetwork, CrossNetworkMix, CrossNetworkV2, CrossSpec
 from models.layers.embedding import CrossProductLogit, FeatureEmbedding, IdTable, LinearLogit, all_sparse_pairs
-from models.layers.interaction import FieldAwareInteraction, FMInteraction, InnerProduct, OuterProduct, PairwiseLayer
-from models.layers.mlp import ACTIVATIONS, MLP, MLPSpec
+from models.layers.interaction import (
+    DotInteraction,
+    FieldAwareInteraction,
+    FMInteraction,
+    InnerProduct,
+    OuterProduct,
+    PairwiseLayer,
+)
+from models.layers.mask import MaskBlock, MaskBlocks
+from models.layers.mlp import ACTIVATIONS, MLP, LayerNorm, MLPSpec
+from models.layers.senet import SqueezeExcitation
 
 __all__ = [
     "ACTIVATIONS",
     "AttentionSpec",
+    "BilinearInteraction",
     "CIN",
     "CrossNetwork",
     "CrossNetworkMix",
     "CrossNetworkV2",
     "CrossSpec",
     "CrossProductLogit",
+    "DotInteraction",
     "FeatureEmbedding",
     "FieldAwareInteraction",
     "FMInteraction",
     "IdTable",
     "InnerProduct",
+    "LayerNorm",
     "LinearLogit",
+    "MaskBlock",
+    "MaskBlocks",
     "MLP",
     "MLPSpec",
     "MultiHeadSelfAttention",
     "OuterProduct",
     "PairwiseLayer",
+    "SqueezeExcitation",
     "all_sparse_pairs",
 ]

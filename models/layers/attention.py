@@ -8,19 +8,7 @@ from typing import Any, Mapping, Union
 import torch
 from torch import nn
 
-from models.layers.mlp import Dropout
-
-
-class LayerNorm(nn.LayerNorm):
-    """``nn.LayerNorm`` over the last dimension (same parameters and formula, biased variance)
-    written as plain means: torch's fused CPU kernel sums the gradient of its weight and bias in
-    an order that depends on the thread count, and these sums do not (see ``mlp.BatchNorm``)."""
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        mean = inputs.mean(-1, keepdim=True)
-        centred = inputs - mean
-        normalised = centred * torch.rsqrt(centred.square().mean(-1, keepdim=True) + self.eps)
-        return normalised * self.weight + self.bias if self.elementwise_affine else normalised
+from models.layers.mlp import Dropout, LayerNorm
 
 
 class MultiHeadSelfAttention(nn.Module):

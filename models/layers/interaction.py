@@ -1,5 +1,6 @@
 """Feature interactions over embedded fields ``[B, F, K]``: FM, field-aware FM, inner and outer
-products. Field pairs are index tensors (``i < j``, from ``torch.triu_indices``), never loops."""
+products, DLRM's dot interaction. Field pairs are index tensors (``i < j``, from
+``torch.triu_indices``), never loops."""
 
 from __future__ import annotations
 
@@ -84,6 +85,24 @@ class InnerProduct(PairwiseLayer):
 
     def forward(self, embedded: torch.Tensor) -> torch.Tensor:
         gram = torch.bmm(embedded, embedded.transpose(1, 2))  # [B, F, F]
+        return gram.flatten(1).index_select(1, self.pair_index)
+
+
+class DotInteraction(nn.Module):
+    """DLRM's dot interaction (Naumov et al. 2019): ``[B, N, K] -> [B, P]``, ``<x_i, x_j>`` for every
+    pair ``i < j`` of the ``N`` vectors (``P = N(N-1)/2``), and with ``self_pairs`` also each
+    ``<x_i, x_i>`` (``P = N(N+1)/2``). Read off the Gram matrix, as ``InnerProduct``."""
+
+    def __init__(self, num_vectors: int, self_pairs: bool):
+        super().__init__()
+        left, right = torch.triu_indices(num_vectors, num_vectors, offset=0 if self_pairs else 1)
+        if not left.numel():
+            raise ValueError(f"{num_vectors} vector(s) make no pair to interact (self_pairs={self_pairs})")
+        self.num_pairs = left.numel()
+        self.register_buffer("pair_index", left * num_vectors + right, persistent=False)
+
+    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
+        gram = torch.bmm(vectors, vectors.transpose(1, 2))  # [B, N, N]
         return gram.flatten(1).index_select(1, self.pair_index)
 
 

@@ -43,6 +43,22 @@ class BatchNorm(nn.BatchNorm1d):
         return normalised * self.weight + self.bias if self.affine else normalised
 
 
+class LayerNorm(nn.LayerNorm):
+    """``[..., D] -> [..., D]``: layer normalisation over the last dimension only,
+    ``(x - mean) / sqrt(var + eps) * weight + bias``, with ``weight`` and ``bias`` of
+    ``normalized_shape``: ``D`` alone, or ``(F, D)`` to give each of ``F`` rows its own gain and shift.
+
+    Its statistics and their gradients are plain means and broadcast products: torch's fused CPU
+    kernel sums the gain's and shift's gradients over rows in an order that depends on the thread
+    count, which these keep fixed (the same bits at any count, as ``BatchNorm``).
+    """
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        centred = inputs - inputs.mean(dim=-1, keepdim=True)
+        normalised = centred * torch.rsqrt(centred.square().mean(dim=-1, keepdim=True) + self.eps)
+        return normalised * self.weight + self.bias if self.elementwise_affine else normalised
+
+
 class MLP(LowPrecisionCompute, nn.Module):
     """``[B, input_dim] -> [B, output_dim]`` (or ``[B, hidden_units[-1]]`` when ``output_dim`` is None).
 
