@@ -13,7 +13,7 @@ import models
 from datamodules.schema import Schema
 from experiments.run.config import TRUSTED_TARGETS, compose_config
 from models.layers import AttentionSpec, CrossNetworkMix, CrossNetworkV2, CrossSpec, MultiHeadSelfAttention
-from models.layers.attention import LayerNorm
+from models.layers.mlp import LayerNorm
 from tests.helpers import HIDDEN, K, build, random_batch, small_schema
 
 pytestmark = pytest.mark.usefixtures("single_thread")
