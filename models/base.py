@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
@@ -15,7 +16,6 @@ from datamodules.sampling import eval_block_rows
 from datamodules.schema import Batch, Schema
 from models.init import check_init, initialize
 from models.layers.embedding import FeatureEmbedding, IdTable, LinearLogit
-from models.layers.mlp import MLPSpec
 from models.metrics import auc, logloss
 from models.optim import OptimSpec
 
@@ -94,8 +94,9 @@ class CTRModule(pl.LightningModule):
         self.optim = OptimSpec.of(optim)
         check_init(init)
         self.save_hyperparameters(ignore=["schema"])
-        for key, value in self.hparams.items():  # checkpoints keep plain values, loadable without our classes
-            if isinstance(value, (OptimSpec, MLPSpec)):
+        # checkpoints keep plain values, loadable without our classes: every spec (OptimSpec, MLPSpec, ...) as a dict
+        for key, value in self.hparams.items():
+            if is_dataclass(value) and hasattr(value, "to_dict"):
                 self.hparams[key] = value.to_dict()
         self.schema = schema
         self.sparse_embeddings = self.optim.sparse_embeddings

@@ -44,5 +44,7 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("wide_deep", "models.wide_deep:WideDeep", "Wide&Deep"),
     ModelEntry("dcn", "models.deep:DCN", "DCN"),
     ModelEntry("xdeepfm", "models.deep:XDeepFM", "xDeepFM"),
+    ModelEntry("finalmlp", "models.final:FinalMLP", "FinalMLP"),
+    ModelEntry("finalnet", "models.final:FinalNet", "FinalNet"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

@@ -25,6 +25,11 @@ SMALL_KWARGS = {
     "dnn": dict(batch_norm=True),
     "dcn": dict(cross_layers=2),
     "xdeepfm": dict(cin_layer_sizes=[4, 2]),
+    # context fields, so that step one moves the gates' first layers (a learned vector starts at zero)
+    "finalmlp": dict(
+        feature_selection=dict(enabled=True, stream1_context=["c0"], stream2_context=["c1"], hidden_units=[8, 6]),
+        num_heads=2,
+    ),
 }
 
 
@@ -54,10 +59,21 @@ def composed(name: str, optim: str = "adam") -> tuple[dict, dict]:
     return OmegaConf.to_container(cfg.model, resolve=True), OmegaConf.to_container(cfg.optim, resolve=True)
 
 
+def is_layer_spec(value) -> bool:
+    """A setting that describes a stack of layers (``mlp``, FinalMLP's ``mlp1`` and ``mlp2``,
+    FinalNet's blocks, ...): a mapping with ``hidden_units``."""
+    return isinstance(value, dict) and "hidden_units" in value
+
+
+def layer_specs(model: dict) -> list[dict]:
+    return [value for value in model.values() if is_layer_spec(value)]
+
+
 def model_settings(name: str, optimizer: str = "adam", **kwargs) -> dict:
     """The keyword arguments of ``models.MODELS[name]`` at test sizes: the model's config with
     ``SMALL_KWARGS`` and ``kwargs``, each routed to where it belongs (an ``OptimSpec`` field to
-    ``optim``, an ``MLPSpec`` field to ``mlp``, anything else to the model)."""
+    ``optim``, an ``MLPSpec`` field to every layer spec that has it, anything else to the model).
+    Every layer spec gets ``HIDDEN`` units and no dropout."""
     from models.layers import MLPSpec
     from models.optim import OptimSpec
 
@@ -65,14 +81,17 @@ def model_settings(name: str, optimizer: str = "adam", **kwargs) -> dict:
     model.pop("_target_")
     if "embedding_dim" in model and name != "ffm":
         model["embedding_dim"] = K
-    if "mlp" in model:
-        model["mlp"] = {**model["mlp"], "hidden_units": HIDDEN, "dropout": 0.0}
+    for key, spec in list(model.items()):
+        if is_layer_spec(spec):
+            model[key] = {**spec, "hidden_units": HIDDEN, **({"dropout": 0.0} if "dropout" in spec else {})}
     optim_keys, mlp_keys = {f.name for f in fields(OptimSpec)}, {f.name for f in fields(MLPSpec)}
     for key, value in {**SMALL_KWARGS.get(name, {}), **kwargs}.items():
+        specs = [spec for spec in layer_specs(model) if key in spec]
         if key in optim_keys:
             optim[key] = value
-        elif key in mlp_keys:
-            model["mlp"][key] = value
+        elif key in mlp_keys and specs:
+            for spec in specs:
+                spec[key] = value
         else:
             model[key] = value
     return {**model, "optim": optim}

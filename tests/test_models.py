@@ -40,6 +40,19 @@ def expected_params(name: str) -> int:
         "dcn": embedding + 2 * 2 * deep_in + mlp_params(deep_in, output=None) + deep_in + HIDDEN[-1] + 1,
         # CIN [4, 2] with split_half: 4 x (4*4) filters, then 2 x (2*4); output 2 + 2 maps
         "xdeepfm": linear + embedding + 4 * 16 + 2 * 8 + 4 + mlp_params(deep_in),
+        # two streams; gates over their own tables of c0 (3 rows) and c1 (5); w1, w2 and 2 heads of 3 x 3
+        "finalmlp": embedding
+        + 2 * mlp_params(deep_in, output=None)
+        + (3 + 5) * K
+        + 2 * mlp_params(K, output=deep_in)
+        + 2 * (HIDDEN[-1] + 1)
+        + 2 * 3 * 3,
+        # field gate F x F + F; a concat block has an MLP's parameters; block 1 reads [e; e * g]
+        "finalnet": embedding
+        + fields * fields
+        + fields
+        + mlp_params(2 * deep_in, batch_norm=True)
+        + mlp_params(deep_in, batch_norm=True),
     }[name]
 
 

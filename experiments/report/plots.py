@@ -50,6 +50,8 @@ _FIXED_COLORS = {
     "Wide&Deep": "#98df8a",
     "DCN": "#1b9e77",
     "xDeepFM": "#7570b3",
+    "FinalMLP": "#b15928",
+    "FinalNet": "#6a3d9a",
 }
 assert set(_FIXED_COLORS) == set(KNOWN_LABELS), "every known model needs its fixed colour"
 _HASHED_HUES = sns.husl_palette(36, l=0.5).as_hex()
