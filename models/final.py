@@ -1,4 +1,4 @@
-"""The FINAL models of Huawei's FuxiCTR team: FinalMLP (Mao et al. 2023) and FinalNet (Zhu et al. 2023)."""
+"""FinalMLP (Mao et al. 2023) and FinalNet (Zhu et al. 2023), from the authors of FuxiCTR and BARS."""
 
 from __future__ import annotations
 
@@ -76,9 +76,10 @@ class FinalNet(CTRModule):
     with ``field_gate``, the identity without. ``block_logits`` gives ``[y_1, y_2]``.
 
     Objective: CTRModule's, the mean BCE of ``sigmoid(y)`` (plus its L2 terms), nothing per block.
-    FuxiCTR's 2B FinalNet adds, when its training loop calls the model's loss, two terms:
-    ``BCE(sigmoid(y_1), p) + BCE(sigmoid(y_2), p)`` with ``p = sigmoid(y)`` detached (no gradient),
-    each block pulled toward the averaged prediction as a soft label. It does in FuxiCTR 2.0.2 (the
+    So is FuxiCTR's for 1B. For 2B it adds, when its training loop calls the model's loss, two terms:
+    ``BCE(p_1, p) + BCE(p_2, p)``, each the mean BCE of block ``b``'s prediction ``p_b = sigmoid(y_b)``
+    against the soft label ``p = sigmoid(y)``, detached (no gradient flows into it), so each block is
+    pulled toward the averaged prediction. It does in FuxiCTR 2.0.2 (the
     "FINAL" model of BARS's Frappe_x1 run) and from 2.3.4 on (so the 2.3.10 of
     ``experiments.reference``); from 2.0.3 to 2.3.3 the loop never called the model's loss, so
     BARS's Criteo_x4 run (2.2.0) trained on the main BCE alone, as this model does.
