@@ -7,6 +7,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+import models
 from datamodules.schema import Schema
 from experiments.run.config import TRUSTED_TARGETS, compose_config
 from models.init import initialize
@@ -18,9 +19,10 @@ from models.layers import (
     FeatureGate,
     FieldGate,
     FinalBlock,
+    FinalBlockSpec,
 )
 from models.layers.mlp import BatchNorm, Dropout
-from tests.helpers import build, random_batch, small_schema
+from tests.helpers import build, model_settings, random_batch, small_schema
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -266,3 +268,10 @@ def test_published_settings_have_the_parameter_count_of_barss_run(experiment, mo
         cfg.model, schema=schema, optim=cfg.optim, init=cfg.init, _convert_="all", _execution_whitelist_=TRUSTED_TARGETS
     )
     assert sum(p.numel() for p in built.parameters()) == published
+
+
+def test_spec_objects_reach_the_checkpoint_as_plain_values():
+    settings = model_settings("finalnet")
+    spec = FinalBlockSpec.of(settings["block1"])
+    model = models.FinalNet(small_schema(), **{**settings, "block1": spec})
+    assert model.hparams["block1"] == spec.to_dict() and FinalBlockSpec.of(model.hparams["block1"]) == spec
