@@ -51,5 +51,7 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("fibinet", "models.fibinet:FiBiNET", "FiBiNET"),
     ModelEntry("dlrm", "models.dlrm:DLRM", "DLRM"),
     ModelEntry("masknet", "models.masknet:MaskNet", "MaskNet"),
+    ModelEntry("finalmlp", "models.final:FinalMLP", "FinalMLP"),
+    ModelEntry("finalnet", "models.final:FinalNet", "FinalNet"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

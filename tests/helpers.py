@@ -25,14 +25,11 @@ SMALL_KWARGS = {
     "dnn": dict(batch_norm=True),
     "dcn": dict(cross_layers=2),
     "xdeepfm": dict(cin_layer_sizes=[4, 2]),
-    "crossnet_v2": dict(cross=dict(layers=2, low_rank=None, num_experts=4)),
-    "dcn_v2": dict(cross=dict(layers=2, low_rank=None, num_experts=4)),
-    "autoint": dict(
-        attention=dict(layers=2, dim=6, heads=2, residual=True, scale=False, layer_norm=False, dropout=0.0)
+    # context fields, so that step one moves the gates' first layers (a learned vector starts at zero)
+    "finalmlp": dict(
+        feature_selection=dict(enabled=True, stream1_context=["c0"], stream2_context=["c1"], hidden_units=[8, 6]),
+        num_heads=2,
     ),
-    # SENET 4 -> 4 -> 4: a single unit's relu often zeroes all but one field, and then no pair moves
-    "fibinet": dict(senet={"reduction_ratio": 1, "squeeze": "mean"}),
-    "masknet": dict(mask_blocks={"units": [6, 5], "reduction_ratio": 2, "layer_norm": True}),
 }
 SMALL_KWARGS["autoint_plus"] = SMALL_KWARGS["autoint"]
 
@@ -63,10 +60,21 @@ def composed(name: str, optim: str = "adam") -> tuple[dict, dict]:
     return OmegaConf.to_container(cfg.model, resolve=True), OmegaConf.to_container(cfg.optim, resolve=True)
 
 
+def is_layer_spec(value) -> bool:
+    """A setting that describes a stack of layers (``mlp``, FinalMLP's ``mlp1`` and ``mlp2``,
+    FinalNet's blocks, ...): a mapping with ``hidden_units``."""
+    return isinstance(value, dict) and "hidden_units" in value
+
+
+def layer_specs(model: dict) -> list[dict]:
+    return [value for value in model.values() if is_layer_spec(value)]
+
+
 def model_settings(name: str, optimizer: str = "adam", **kwargs) -> dict:
     """The keyword arguments of ``models.MODELS[name]`` at test sizes: the model's config with
     ``SMALL_KWARGS`` and ``kwargs``, each routed to where it belongs (an ``OptimSpec`` field to
-    ``optim``, an ``MLPSpec`` field to each MLP, anything else to the model)."""
+    ``optim``, an ``MLPSpec`` field to every layer spec that has it, anything else to the model).
+    Every layer spec gets ``HIDDEN`` units and no dropout."""
     from models.layers import MLPSpec
     from models.optim import OptimSpec
 
@@ -74,16 +82,17 @@ def model_settings(name: str, optimizer: str = "adam", **kwargs) -> dict:
     model.pop("_target_")
     if "embedding_dim" in model and name != "ffm":
         model["embedding_dim"] = K
-    mlps = [key for key in model if key == "mlp" or key.endswith("_mlp")]  # DLRM has two
-    for key in mlps:
-        model[key] = {**model[key], "hidden_units": HIDDEN, "dropout": 0.0}
+    for key, spec in list(model.items()):
+        if is_layer_spec(spec):
+            model[key] = {**spec, "hidden_units": HIDDEN, **({"dropout": 0.0} if "dropout" in spec else {})}
     optim_keys, mlp_keys = {f.name for f in fields(OptimSpec)}, {f.name for f in fields(MLPSpec)}
     for key, value in {**SMALL_KWARGS.get(name, {}), **kwargs}.items():
+        specs = [spec for spec in layer_specs(model) if key in spec]
         if key in optim_keys:
             optim[key] = value
-        elif key in mlp_keys:
-            for mlp in mlps:
-                model[mlp][key] = value
+        elif key in mlp_keys and specs:
+            for spec in specs:
+                spec[key] = value
         else:
             model[key] = value
     return {**model, "optim": optim}

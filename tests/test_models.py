@@ -60,6 +60,19 @@ def expected_params(name: str) -> int:
         "dlrm": 12 * K + mlp_params(1, output=K) + mlp_params(K + 6),
         # per-field layer norm; serial blocks 16 -> 6 -> 5; the MLP over the last block's 5
         "masknet": embedding + 2 * fields * K + mask_block(16, 6) + mask_block(6, 5) + mlp_params(5),
+        # two streams; gates over their own tables of c0 (3 rows) and c1 (5); w1, w2 and 2 heads of 3 x 3
+        "finalmlp": embedding
+        + 2 * mlp_params(deep_in, output=None)
+        + (3 + 5) * K
+        + 2 * mlp_params(K, output=deep_in)
+        + 2 * (HIDDEN[-1] + 1)
+        + 2 * 3 * 3,
+        # field gate F x F + F; a concat block has an MLP's parameters; block 1 reads [e; e * g]
+        "finalnet": embedding
+        + fields * fields
+        + fields
+        + mlp_params(2 * deep_in, batch_norm=True)
+        + mlp_params(deep_in, batch_norm=True),
     }[name]
 
 

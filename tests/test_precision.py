@@ -6,7 +6,7 @@ import torch
 
 import models
 from datamodules.schema import Batch
-from models.layers import CIN, MLP
+from models.layers import CIN, MLP, FinalBlock
 from models.layers.precision import set_precision
 from tests.helpers import build, random_batch, small_schema
 
@@ -15,12 +15,12 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 DEEP = sorted(
     name
     for name, cls in models.MODELS.items()
-    if any(isinstance(m, (MLP, CIN)) for m in build(name, small_schema()).modules())
+    if any(isinstance(m, (MLP, CIN, FinalBlock)) for m in build(name, small_schema()).modules())
 )
 
 
-def test_the_deep_models_are_the_ones_with_an_mlp_or_cin():
-    assert {"deepfm", "dnn", "xdeepfm", "ipnn", "fm_dnn"} <= set(DEEP)
+def test_the_deep_models_are_the_ones_with_an_mlp_cin_or_final_block():
+    assert {"deepfm", "dnn", "xdeepfm", "ipnn", "fm_dnn", "finalmlp", "finalnet"} <= set(DEEP)
     assert not {"lr", "fm", "ffm"} & set(DEEP)
 
 

@@ -10,7 +10,7 @@ import torch
 import models
 from datamodules.schema import Schema
 from experiments.run.threads import ThreadGovernor, busy_ticks, thread_policy
-from tests.helpers import build, composed, random_batch
+from tests.helpers import build, composed, layer_specs, random_batch
 
 
 class FakeMachine:
@@ -119,7 +119,7 @@ def wide_kwargs(name: str) -> dict:
     model = composed(name)[0]
     return {
         **({"embedding_dim": 16} if "embedding_dim" in model else {}),
-        **({"hidden_units": [256, 128]} if "mlp" in model else {}),
+        **({"hidden_units": [256, 128]} if layer_specs(model) else {}),
     }
 
 

@@ -57,6 +57,8 @@ _FIXED_COLORS = {
     "FiBiNET": "#b15928",
     "DLRM": "#6a3d9a",
     "MaskNet": "#fb9a99",
+    "FinalMLP": "#cab2d6",
+    "FinalNet": "#ffff99",
 }
 assert set(_FIXED_COLORS) == set(KNOWN_LABELS), "every known model needs its fixed colour"
 _HASHED_HUES = sns.husl_palette(36, l=0.5).as_hex()

@@ -5,6 +5,8 @@ from models.layers.bilinear import BilinearInteraction
 from models.layers.cin import CIN
 from models.layers.cross import CrossNetwork, CrossNetworkMix, CrossNetworkV2, CrossSpec
 from models.layers.embedding import CrossProductLogit, FeatureEmbedding, IdTable, LinearLogit, all_sparse_pairs
+from models.layers.finalmlp import BilinearFusion, ContextEmbedding, FeatureGate, FeatureSelectionSpec
+from models.layers.finalnet import FactorizedInteraction, FieldGate, FinalBlock, FinalBlockSpec
 from models.layers.interaction import (
     DotInteraction,
     FieldAwareInteraction,
@@ -20,16 +22,24 @@ from models.layers.senet import SqueezeExcitation
 __all__ = [
     "ACTIVATIONS",
     "AttentionSpec",
+    "BilinearFusion",
     "BilinearInteraction",
     "CIN",
+    "ContextEmbedding",
     "CrossNetwork",
     "CrossNetworkMix",
     "CrossNetworkV2",
-    "CrossSpec",
     "CrossProductLogit",
+    "CrossSpec",
     "DotInteraction",
+    "FactorizedInteraction",
     "FeatureEmbedding",
+    "FeatureGate",
+    "FeatureSelectionSpec",
     "FieldAwareInteraction",
+    "FieldGate",
+    "FinalBlock",
+    "FinalBlockSpec",
     "FMInteraction",
     "IdTable",
     "InnerProduct",

@@ -1,5 +1,5 @@
 """Lower-precision compute (``precision: bf16``) for the layers whose matrix multiplies dominate a
-training step: the MLP's hidden layers and CIN's filters.
+training step: the MLP's hidden layers, CIN's filters and FinalNet's blocks.
 
 Why these and nothing else: on a CPU with bf16 matrix units, DeepFM's step runs ~1.7x faster with
 its hidden layers in bf16, while embeddings, the optimiser's state, the first-order and FM terms,
