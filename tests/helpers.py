@@ -28,6 +28,12 @@ SMALL_KWARGS = {
 }
 
 
+def tiny_run(rows: int = 3000, epochs: int = 1, *extra: str) -> list[str]:
+    """``run.py`` overrides for a run of seconds: ``rows`` synthetic rows, ``epochs`` epochs of
+    512-row batches; ``extra`` overrides after them."""
+    return [f"data.source.rows={rows}", "data.batch_size=512", f"trainer.max_epochs={epochs}", *extra]
+
+
 def small_schema():
     from datamodules.schema import Schema
 
