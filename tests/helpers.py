@@ -34,6 +34,12 @@ SMALL_KWARGS = {
 SMALL_KWARGS["autoint_plus"] = SMALL_KWARGS["autoint"]
 
 
+def tiny_run(rows: int = 3000, epochs: int = 1, *extra: str) -> list[str]:
+    """``run.py`` overrides for a run of seconds: ``rows`` synthetic rows, ``epochs`` epochs of
+    512-row batches; ``extra`` overrides after them."""
+    return [f"data.source.rows={rows}", "data.batch_size=512", f"trainer.max_epochs={epochs}", *extra]
+
+
 def small_schema():
     from datamodules.schema import Schema
 

@@ -23,19 +23,13 @@ from hydra.utils import instantiate
 from datamodules.schema import Batch, Schema
 from experiments.run import config as run_config
 from experiments.run.train import train
-from tests.helpers import CONF, run_app
+from tests.helpers import CONF, run_app, tiny_run
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 WITH_MLP = {m for m in MODELS if "- mlp:" in (CONF / "model" / f"{m}.yaml").read_text()}
 
 # Small enough to train in seconds, large enough that a model learns something.
-TINY = [
-    "data.source.rows=20000",
-    "data.batch_size=512",
-    "trainer.max_epochs=3",
-    "optim.lr=0.01",
-    "trainer.enable_progress_bar=false",
-]
+TINY = tiny_run(20000, 3, "optim.lr=0.01", "trainer.enable_progress_bar=false")
 
 
 def tiny_overrides(model: str, cache: Path) -> list[str]:

@@ -26,19 +26,13 @@ from hydra.utils import instantiate
 from optuna.trial import FrozenTrial, TrialState
 
 from experiments.sweep.sweeper import WORKER_ATTR, Heartbeat, open_storage, resumable_tpe
-from tests.helpers import CONF, REPO
+from tests.helpers import CONF, REPO, tiny_run
 from tests.postgres import server_binaries, temporary_server
 
 pytestmark = pytest.mark.integration
 
 # Trials of a fraction of a second: a few thousand synthetic rows, one epoch, narrow layers.
-TINY = [
-    "data.source.rows=3000",
-    "data.batch_size=512",
-    "trainer.max_epochs=1",
-    "threads=1",
-    "trainer.enable_progress_bar=false",
-]
+TINY = tiny_run(3000, 1, "threads=1", "trainer.enable_progress_bar=false")
 SEARCH = ["hparams_search=deepfm", "mlp_width=choice(8,16)", "mlp_depth=range(1,2)"]
 GRACE_S = 5  # a killed worker's trial is failed this long after its last heartbeat
 HEARTBEAT = ["hydra.sweeper.heartbeat_interval=1", f"hydra.sweeper.grace_period={GRACE_S}"]

@@ -24,17 +24,11 @@ from experiments.sweep import sweeper as sweeper_module
 from experiments.sweep import tuned
 from experiments.sweep.pruning import override_value, tell_marked_trials_pruned
 from experiments.sweep.sweeper import DistributedOptunaSweeper
-from tests.helpers import REPO
+from tests.helpers import REPO, tiny_run
 
 MODELS = ["lr", "deepfm"]  # the linear and the deep template: the deep one's final runs need its keys
 SEEDS = [0, 1]
-TINY = [
-    "data.source.rows=3000",
-    "data.batch_size=512",
-    "trainer.max_epochs=2",
-    "threads=1",
-    "trainer.enable_progress_bar=false",
-]
+TINY = tiny_run(3000, 2, "threads=1", "trainer.enable_progress_bar=false")
 
 
 def arguments(root: Path, *more: str) -> list[str]:

@@ -15,9 +15,9 @@ import pytest
 from experiments.report.writer import OverwriteError, run_report
 from experiments.run.errors import ConfigError, configured, user_error_message
 from experiments.run.summary import run_summary
-from tests.helpers import REPO, run_app
+from tests.helpers import REPO, run_app, tiny_run
 
-TINY = ["data.source.rows=3000", "data.batch_size=512", "trainer.max_epochs=1", "model.mlp.hidden_units=[8]"]
+TINY = tiny_run(3000, 1, "model.mlp.hidden_units=[8]")
 
 
 @pytest.mark.integration
@@ -148,7 +148,7 @@ def test_the_report_refuses_to_replace_results_with_fewer_runs(tmp_path, cache):
         "model=fm,lr",
         "seed=0,1",
         f"data.cache_dir={cache}",
-        *TINY[:3],
+        *tiny_run(),
         f"hydra.sweep.dir={sweep}",
         "~hydra.callbacks.report",
         cwd=tmp_path,
