@@ -25,6 +25,14 @@ SMALL_KWARGS = {
     "dnn": dict(batch_norm=True),
     "dcn": dict(cross_layers=2),
     "xdeepfm": dict(cin_layer_sizes=[4, 2]),
+    "crossnet_v2": dict(cross=dict(layers=2, low_rank=None, num_experts=4)),
+    "dcn_v2": dict(cross=dict(layers=2, low_rank=None, num_experts=4)),
+    "autoint": dict(
+        attention=dict(layers=2, dim=6, heads=2, residual=True, scale=False, layer_norm=False, dropout=0.0)
+    ),
+    # SENET 4 -> 4 -> 4: a single unit's relu often zeroes all but one field, and then no pair moves
+    "fibinet": dict(senet={"reduction_ratio": 1, "squeeze": "mean"}),
+    "masknet": dict(mask_blocks={"units": [6, 5], "reduction_ratio": 2, "layer_norm": True}),
     # context fields, so that step one moves the gates' first layers (a learned vector starts at zero)
     "finalmlp": dict(
         feature_selection=dict(enabled=True, stream1_context=["c0"], stream2_context=["c1"], hidden_units=[8, 6]),
