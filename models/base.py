@@ -17,6 +17,7 @@ from models.init import check_init, initialize
 from models.layers.embedding import FeatureEmbedding, IdTable, LinearLogit
 from models.metrics import auc, logloss
 from models.optim import OptimSpec
+from models.spec import Spec
 
 _NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)
 
@@ -95,7 +96,7 @@ class CTRModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["schema"])
         # checkpoints keep plain values, loadable without our classes: each spec (optim, MLP, ...) as a dict
         for key, value in self.hparams.items():
-            if callable(getattr(value, "to_dict", None)):
+            if isinstance(value, Spec):
                 self.hparams[key] = value.to_dict()
         self.schema = schema
         self.sparse_embeddings = self.optim.sparse_embeddings

@@ -4,15 +4,17 @@ used for LR, and a lazy (row-sparse) Adam for large id tables."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping, Union
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
 
 import torch
 from torch.optim import Optimizer
 
+from models.spec import Spec
+
 
 @dataclass(frozen=True)
-class OptimSpec:
+class OptimSpec(Spec):
     """How a model is trained, as ``conf/optim/<name>.yaml`` gives it: one object for ``CTRModule``.
 
     - ``name``: a key of ``OPTIMIZERS``; ``lr`` its learning rate (FTRL's alpha);
@@ -54,18 +56,6 @@ class OptimSpec:
             "options",
             {key: tuple(value) if isinstance(value, list) else value for key, value in dict(self.options).items()},
         )
-
-    @classmethod
-    def of(cls, spec: Union["OptimSpec", Mapping[str, Any]]) -> "OptimSpec":
-        """``spec`` itself, or the spec a config mapping describes."""
-        return spec if isinstance(spec, cls) else cls(**spec)
-
-    def to_dict(self) -> dict:
-        """Plain values (lists for tuples), as a checkpoint's hyperparameters keep them."""
-        return {
-            key: ({k: list(v) if isinstance(v, tuple) else v for k, v in value.items()} if key == "options" else value)
-            for key, value in asdict(self).items()
-        }
 
     def build(self, params: Iterable[torch.nn.Parameter]) -> Optimizer:
         return OPTIMIZERS[self.name](params, lr=self.lr, **self.options)

@@ -3,6 +3,7 @@ test sizes, and the app runner. Fixtures live in ``conftest.py``; these are plai
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import subprocess
@@ -107,8 +108,8 @@ def model_settings(name: str, optimizer: str = "adam", **kwargs) -> dict:
         elif key in mlp_keys and specs:
             for spec in specs:
                 spec[key] = value
-        else:
-            model[key] = value
+        else:  # a copy: a later key may change a spec in it, and SMALL_KWARGS must stay as written
+            model[key] = copy.deepcopy(value)
     return {**model, "optim": optim}
 
 
@@ -118,6 +119,26 @@ def build(name: str, schema, optimizer: str = "adam", **kwargs):
 
     torch.manual_seed(0)
     return models.MODELS[name](schema, **model_settings(name, optimizer, **kwargs))
+
+
+def states_at_one_and_two_threads(name: str, schema, batch, steps: int = 3, **kwargs) -> list[dict]:
+    """The state dicts of ``build(name, schema, **kwargs)`` after ``steps`` training steps on ``batch``
+    at one thread and at two, from the same seed: equal bit for bit when the step does not depend on
+    the thread count."""
+    threads, states = torch.get_num_threads(), []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            model = build(name, schema, **kwargs)
+            optimizer = model.build_optimizer()
+            for _ in range(steps):
+                optimizer.zero_grad()
+                model.losses(batch)[0].backward()
+                optimizer.step()
+            states.append({k: v.clone() for k, v in model.state_dict().items()})
+    finally:
+        torch.set_num_threads(threads)
+    return states
 
 
 def run_app(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ from datamodules.schema import Schema
 from experiments.run.config import TRUSTED_TARGETS, compose_config
 from models.layers import AttentionSpec, CrossNetworkMix, CrossNetworkV2, CrossSpec, MultiHeadSelfAttention
 from models.layers.mlp import LayerNorm
-from tests.helpers import HIDDEN, K, build, random_batch, small_schema
+from tests.helpers import HIDDEN, K, build, random_batch, small_schema, states_at_one_and_two_threads
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -213,20 +213,7 @@ def test_the_thread_count_does_not_change_a_step_of_the_other_settings(name, set
     """The zoo's thread test runs each config's settings; these are the ones BARS's presets add."""
     schema = Schema.build([(f"c{i}", "categorical", 500) for i in range(8)], dense=["d0"])
     batch = random_batch(schema, size=4096)
-    threads, states = torch.get_num_threads(), []
-    try:
-        for count in (1, 2):
-            torch.set_num_threads(count)
-            torch.manual_seed(0)
-            model = build(name, schema, embedding_dim=16, hidden_units=[256, 128], **settings)
-            optimizer = model.build_optimizer()
-            for _ in range(3):
-                optimizer.zero_grad()
-                model.losses(batch)[0].backward()
-                optimizer.step()
-            states.append({k: v.clone() for k, v in model.state_dict().items()})
-    finally:
-        torch.set_num_threads(threads)
+    states = states_at_one_and_two_threads(name, schema, batch, embedding_dim=16, hidden_units=[256, 128], **settings)
     for key, value in states[0].items():
         assert torch.equal(value, states[1][key]), f"{name}: {key} differs between 1 and 2 threads"
 

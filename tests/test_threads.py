@@ -10,7 +10,7 @@ import torch
 import models
 from datamodules.schema import Schema
 from experiments.run.threads import ThreadGovernor, busy_ticks, thread_policy
-from tests.helpers import build, composed, layer_specs, random_batch
+from tests.helpers import composed, layer_specs, random_batch, states_at_one_and_two_threads
 
 
 class FakeMachine:
@@ -127,20 +127,7 @@ def wide_kwargs(name: str) -> dict:
 def test_the_thread_count_does_not_change_a_training_step(name):
     schema = Schema.build([(f"c{i}", "categorical", 500) for i in range(8)], dense=["d0"])
     batch = random_batch(schema, size=4096)
-    threads, states = torch.get_num_threads(), []
-    try:
-        for count in (1, 2):
-            torch.set_num_threads(count)
-            torch.manual_seed(0)
-            model = build(name, schema, **wide_kwargs(name))
-            optimizer = model.build_optimizer()
-            for _ in range(3):
-                optimizer.zero_grad()
-                model.losses(batch)[0].backward()
-                optimizer.step()
-            states.append({k: v.clone() for k, v in model.state_dict().items()})
-    finally:
-        torch.set_num_threads(threads)
+    states = states_at_one_and_two_threads(name, schema, batch, **wide_kwargs(name))
     for key, value in states[0].items():
         assert torch.equal(value, states[1][key]), f"{name}: {key} differs between 1 and 2 threads"
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Union
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from models.layers.mlp import Dropout, LayerNorm
+from models.spec import Spec
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -70,7 +70,7 @@ class MultiHeadSelfAttention(nn.Module):
 
 
 @dataclass(frozen=True)
-class AttentionSpec:
+class AttentionSpec(Spec):
     """AutoInt's stack of interacting layers, as ``conf/model/autoint.yaml`` gives it: ``layers``
     ``MultiHeadSelfAttention`` layers, each ``dim`` wide (all ``heads`` together, FuxiCTR's
     ``attention_dim``), with its ``residual``, ``scale``, ``layer_norm`` and ``dropout``."""
@@ -82,14 +82,6 @@ class AttentionSpec:
     scale: bool
     layer_norm: bool
     dropout: float
-
-    @classmethod
-    def of(cls, spec: Union["AttentionSpec", Mapping[str, Any]]) -> "AttentionSpec":
-        """``spec`` itself, or the spec a config mapping describes."""
-        return spec if isinstance(spec, cls) else cls(**spec)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def build(self, input_dim: int) -> nn.Sequential:
         """``[B, F, input_dim] -> [B, F, dim]``."""

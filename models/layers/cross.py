@@ -4,11 +4,13 @@ of low-rank experts."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Optional, Union
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import nn
+
+from models.spec import Spec
 
 
 class CrossNetwork(nn.Module):
@@ -93,7 +95,7 @@ class CrossNetworkMix(nn.Module):
 
 
 @dataclass(frozen=True)
-class CrossSpec:
+class CrossSpec(Spec):
     """A DCN-V2 cross network as ``conf/model/dcn_v2.yaml`` gives it: ``layers`` cross layers,
     full-rank (``low_rank`` None, ``CrossNetworkV2``) or a mixture of ``num_experts`` experts of
     rank ``low_rank`` (``CrossNetworkMix``; ``num_experts`` is unused at full rank)."""
@@ -101,14 +103,6 @@ class CrossSpec:
     layers: int
     low_rank: Optional[int]
     num_experts: int
-
-    @classmethod
-    def of(cls, spec: Union["CrossSpec", Mapping[str, Any]]) -> "CrossSpec":
-        """``spec`` itself, or the spec a config mapping describes."""
-        return spec if isinstance(spec, cls) else cls(**spec)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def build(self, input_dim: int) -> nn.Module:
         if self.low_rank is None:

@@ -4,8 +4,8 @@ multi-head bilinear fusion of two streams."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence, Union
+from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -13,6 +13,7 @@ from torch import nn
 from datamodules.schema import Batch, Schema
 from models.layers.embedding import IdTable
 from models.layers.mlp import MLP
+from models.spec import Spec
 
 
 class ContextEmbedding(IdTable):
@@ -44,7 +45,7 @@ class ContextEmbedding(IdTable):
 
 
 @dataclass(frozen=True)
-class FeatureSelectionSpec:
+class FeatureSelectionSpec(Spec):
     """FinalMLP's stream-specific feature selection, as ``conf/model/finalmlp.yaml`` gives it:
     ``enabled`` (off: both streams read the embeddings as they are), the context fields of each
     stream's gate (none: a learned vector) and the gates' hidden layers (relu)."""
@@ -58,14 +59,6 @@ class FeatureSelectionSpec:
         for name in ("stream1_context", "stream2_context"):
             object.__setattr__(self, name, tuple(str(field) for field in getattr(self, name)))
         object.__setattr__(self, "hidden_units", tuple(int(units) for units in self.hidden_units))
-
-    @classmethod
-    def of(cls, spec: Union["FeatureSelectionSpec", Mapping[str, Any]]) -> "FeatureSelectionSpec":
-        """``spec`` itself, or the spec a config mapping describes."""
-        return spec if isinstance(spec, cls) else cls(**spec)
-
-    def to_dict(self) -> dict:
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
 
 class FeatureGate(nn.Module):

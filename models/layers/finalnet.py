@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence, Union
+from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,7 @@ from torch import nn
 
 from models.layers.mlp import ACTIVATIONS, BatchNorm, Dropout
 from models.layers.precision import LowPrecisionCompute
+from models.spec import Spec
 
 RESIDUAL_TYPES = ("concat", "sum")
 
@@ -105,7 +106,7 @@ class FinalBlock(LowPrecisionCompute, nn.Module):
 
 
 @dataclass(frozen=True)
-class FinalBlockSpec:
+class FinalBlockSpec(Spec):
     """One FinalBlock as ``conf/model/finalnet.yaml`` gives it (``FinalBlock`` says what each field means)."""
 
     hidden_units: tuple[int, ...]
@@ -116,14 +117,6 @@ class FinalBlockSpec:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_units", tuple(int(units) for units in self.hidden_units))
-
-    @classmethod
-    def of(cls, spec: Union["FinalBlockSpec", Mapping[str, Any]]) -> "FinalBlockSpec":
-        """``spec`` itself, or the spec a config mapping describes."""
-        return spec if isinstance(spec, cls) else cls(**spec)
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "hidden_units": list(self.hidden_units)}
 
     def build(self, input_dim: int) -> FinalBlock:
         return FinalBlock(

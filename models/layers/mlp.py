@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
 from models.layers.precision import LowPrecisionCompute
+from models.spec import Spec
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "prelu": nn.PReLU, "identity": nn.Identity}
 
@@ -108,7 +109,7 @@ class MLP(LowPrecisionCompute, nn.Module):
 
 
 @dataclass(frozen=True)
-class MLPSpec:
+class MLPSpec(Spec):
     """The hidden layers of a model's MLP, as ``conf/model/mlp/<name>.yaml`` gives them (``MLP``
     says what each field means): one argument for every model that ends in an MLP."""
 
@@ -119,14 +120,6 @@ class MLPSpec:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_units", tuple(int(units) for units in self.hidden_units))
-
-    @classmethod
-    def of(cls, spec: Union["MLPSpec", Mapping[str, Any]]) -> "MLPSpec":
-        """``spec`` itself, or the spec a config mapping describes."""
-        return spec if isinstance(spec, cls) else cls(**spec)
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "hidden_units": list(self.hidden_units)}
 
     def build(self, input_dim: int, output_dim: Optional[int] = 1) -> MLP:
         return MLP(
