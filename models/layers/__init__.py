@@ -7,6 +7,7 @@ from models.layers.cross import CrossNetwork, CrossNetworkMix, CrossNetworkV2, C
 from models.layers.embedding import CrossProductLogit, FeatureEmbedding, IdTable, LinearLogit, all_sparse_pairs
 from models.layers.finalmlp import BilinearFusion, ContextEmbedding, FeatureGate, FeatureSelectionSpec
 from models.layers.finalnet import FactorizedInteraction, FieldGate, FinalBlock, FinalBlockSpec
+from models.layers.generalized import GeneralizedInteraction, GeneralizedInteractionNet
 from models.layers.interaction import (
     DotInteraction,
     FieldAwareInteraction,
@@ -41,6 +42,8 @@ __all__ = [
     "FinalBlock",
     "FinalBlockSpec",
     "FMInteraction",
+    "GeneralizedInteraction",
+    "GeneralizedInteractionNet",
     "IdTable",
     "InnerProduct",
     "LayerNorm",
