@@ -2,6 +2,9 @@
 papers' formulas, the two models' wiring, and BARS's printed parameter counts, rebuilt from our
 Frappe_x1 presets."""
 
+import itertools
+import math
+
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -9,8 +12,8 @@ from omegaconf import OmegaConf
 
 from datamodules.schema import Schema
 from experiments.run.config import TRUSTED_TARGETS, compose_config
-from models.layers import GeneralizedInteraction, GeneralizedInteractionNet
-from tests.helpers import build, random_batch, small_schema
+from models.layers import GeneralizedInteraction, GeneralizedInteractionNet, InteractionMachine
+from tests.helpers import build, random_batch, small_schema, states_at_one_and_two_threads
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -83,11 +86,71 @@ def test_aoanet_heads_the_mlp_beside_the_interaction_net():
     torch.testing.assert_close(model(batch), expected)
 
 
+# -- DeepIM's interaction machine ----------------------------------------------------------------
+
+
+def interactions_by_subsets(e: torch.Tensor, order: int) -> torch.Tensor:
+    """``[I_1; ...; I_order]``, each ``I_j`` summed over the field sets of ``j`` enumerated one by one."""
+    out = torch.zeros(e.shape[0], order * e.shape[2], dtype=torch.float64)
+    for b in range(e.shape[0]):
+        for j in range(1, order + 1):
+            for k in range(e.shape[2]):
+                total = sum(
+                    math.prod(e[b, f, k].item() for f in subset) for subset in itertools.combinations(range(F), j)
+                )
+                out[b, (j - 1) * e.shape[2] + k] = total
+    return out
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4, 5])
+def test_interaction_machine_sums_every_field_set_of_each_order(order):
+    e = randn(B, F, K, seed=order)
+    torch.testing.assert_close(InteractionMachine(order)(e), interactions_by_subsets(e, order))
+    assert InteractionMachine(order).output_dim(K) == order * K
+
+
+def test_interaction_machine_of_more_orders_than_fields_has_zeros_beyond_them():
+    e = randn(B, F, K, seed=3)
+    terms = InteractionMachine(F + 2)(e)
+    torch.testing.assert_close(terms[:, F * K :], torch.zeros(B, 2 * K, dtype=torch.float64))
+    with pytest.raises(ValueError, match="order >= 1"):
+        InteractionMachine(0)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_deepim_sums_the_interaction_unit_and_the_mlp(batch_norm):
+    schema = small_schema()
+    model = build("deepim", schema, im_order=3, im_batch_norm=batch_norm).eval()
+    batch = random_batch(schema)
+    embedded = model.embedding(batch)
+    interactions = model.im(embedded)
+    if batch_norm:
+        interactions = model.im_norm(interactions)
+    expected = (model.im_head(interactions) + model.dnn(embedded.flatten(1))).squeeze(1)
+    torch.testing.assert_close(model(batch), expected)
+    assert (model.im_norm is not None) == batch_norm and model.im_head.in_features == 3 * 4
+
+
+def test_the_thread_count_does_not_change_a_step_of_the_presets_settings():
+    """The zoo's thread test runs each config's settings; these are the ones BARS's presets add."""
+    schema = Schema.build([(f"c{i}", "categorical", 500) for i in range(8)], dense=["d0"])
+    batch = random_batch(schema, size=4096)
+    for name, settings in [
+        ("deepim", dict(im_order=3, im_batch_norm=True, batch_norm=True)),
+        ("aoanet", dict(num_interaction_layers=1, num_subspaces=2, batch_norm=True)),
+    ]:
+        states = states_at_one_and_two_threads(
+            name, schema, batch, embedding_dim=16, hidden_units=[256, 128], **settings
+        )
+        for key, value in states[0].items():
+            assert torch.equal(value, states[1][key]), f"{name}: {key} differs between 1 and 2 threads"
+
+
 # -- BARS's parameter counts ---------------------------------------------------------------------
 
 # Frappe_x1: 10 fields, 5,389 ids in all (FuxiCTR's: padding and OOV included), as BARS's logs
 # count them; each model's "Total number of parameters" in its README's log.
-BARS_FRAPPE_PARAMETERS = {"aoanet": 418_331}
+BARS_FRAPPE_PARAMETERS = {"aoanet": 418_331, "deepim": 417_922}
 
 
 @pytest.mark.parametrize("name", sorted(BARS_FRAPPE_PARAMETERS))

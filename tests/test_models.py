@@ -81,6 +81,8 @@ def expected_params(name: str) -> int:
         + HIDDEN[-1]
         + 4 * K
         + 1,
+        # orders 1 and 2 of K each into one biased unit; no first-order weights
+        "deepim": embedding + 2 * K + 1 + mlp_params(deep_in),
     }[name]
 
 

@@ -16,6 +16,7 @@ from models.layers.interaction import (
     OuterProduct,
     PairwiseLayer,
 )
+from models.layers.interaction_machine import InteractionMachine
 from models.layers.mask import MaskBlock, MaskBlocks
 from models.layers.mlp import ACTIVATIONS, MLP, LayerNorm, MLPSpec
 from models.layers.senet import SqueezeExcitation
@@ -46,6 +47,7 @@ __all__ = [
     "GeneralizedInteractionNet",
     "IdTable",
     "InnerProduct",
+    "InteractionMachine",
     "LayerNorm",
     "LinearLogit",
     "MaskBlock",
