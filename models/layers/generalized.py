@@ -15,7 +15,7 @@ class GeneralizedInteraction(nn.Module):
     ``out[s, k] = sum_d W[s, k, d] h[s, d] sum_{i, f} alpha[i, f, s] x0[f, k] x[i, d]``.
     Each output subspace has its own ``K x K`` matrix ``W_s`` (elementwise on the fused outer
     products), vector ``h_s`` (their projection back to ``K``) and weights ``alpha[:, :, s]`` over
-    all (subspace, field) pairs. As in the paper (and FuxiCTR), ``W_s`` starts as the identity
+    all (subspace, field) pairs. As in FuxiCTR's implementation, ``W_s`` starts as the identity
     and ``alpha`` and ``h`` at ones.
     """
 
