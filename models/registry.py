@@ -53,5 +53,7 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("masknet", "models.masknet:MaskNet", "MaskNet"),
     ModelEntry("finalmlp", "models.final:FinalMLP", "FinalMLP"),
     ModelEntry("finalnet", "models.final:FinalNet", "FinalNet"),
+    ModelEntry("aoanet", "models.aoanet:AOANet", "AOANet"),
+    ModelEntry("deepim", "models.deepim:DeepIM", "DeepIM"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

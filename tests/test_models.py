@@ -73,6 +73,16 @@ def expected_params(name: str) -> int:
         + fields
         + mlp_params(2 * deep_in, batch_norm=True)
         + mlp_params(deep_in, batch_norm=True),
+        # three GIN layers of 4 subspaces: W (4 x K x K), h (4 x K), alpha (F or 4 inputs x F x 4 outputs);
+        # the head over the MLP's last hidden layer and the 4 x K subspaces
+        "aoanet": embedding
+        + mlp_params(deep_in, output=None)
+        + 3 * (4 * K * K + 4 * K + 4 * fields * 4)
+        + HIDDEN[-1]
+        + 4 * K
+        + 1,
+        # orders 1 and 2 of K each into one biased unit; no first-order weights
+        "deepim": embedding + 2 * K + 1 + mlp_params(deep_in),
     }[name]
 
 

@@ -7,6 +7,7 @@ from models.layers.cross import CrossNetwork, CrossNetworkMix, CrossNetworkV2, C
 from models.layers.embedding import CrossProductLogit, FeatureEmbedding, IdTable, LinearLogit, all_sparse_pairs
 from models.layers.finalmlp import BilinearFusion, ContextEmbedding, FeatureGate, FeatureSelectionSpec
 from models.layers.finalnet import FactorizedInteraction, FieldGate, FinalBlock, FinalBlockSpec
+from models.layers.generalized import GeneralizedInteraction, GeneralizedInteractionNet
 from models.layers.interaction import (
     DotInteraction,
     FieldAwareInteraction,
@@ -15,6 +16,7 @@ from models.layers.interaction import (
     OuterProduct,
     PairwiseLayer,
 )
+from models.layers.interaction_machine import InteractionMachine
 from models.layers.mask import MaskBlock, MaskBlocks
 from models.layers.mlp import ACTIVATIONS, MLP, LayerNorm, MLPSpec
 from models.layers.senet import SqueezeExcitation
@@ -41,8 +43,11 @@ __all__ = [
     "FinalBlock",
     "FinalBlockSpec",
     "FMInteraction",
+    "GeneralizedInteraction",
+    "GeneralizedInteractionNet",
     "IdTable",
     "InnerProduct",
+    "InteractionMachine",
     "LayerNorm",
     "LinearLogit",
     "MaskBlock",
