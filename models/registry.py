@@ -53,5 +53,6 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("masknet", "models.masknet:MaskNet", "MaskNet"),
     ModelEntry("finalmlp", "models.final:FinalMLP", "FinalMLP"),
     ModelEntry("finalnet", "models.final:FinalNet", "FinalNet"),
+    ModelEntry("edcn", "models.edcn:EDCN", "EDCN"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

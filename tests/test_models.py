@@ -73,6 +73,14 @@ def expected_params(name: str) -> int:
         + fields
         + mlp_params(2 * deep_in, batch_norm=True)
         + mlp_params(deep_in, batch_norm=True),
+        # two cross layers (w, b), two deep layers 16 -> 16, two gates of F per regulation, the
+        # head over [x_L; h_L; f_L]
+        "edcn": embedding
+        + 2 * 2 * deep_in
+        + 2 * mlp_params(deep_in, [deep_in], output=None)
+        + 2 * 2 * fields
+        + 3 * deep_in
+        + 1,
     }[name]
 
 

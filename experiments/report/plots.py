@@ -59,6 +59,7 @@ _FIXED_COLORS = {
     "MaskNet": "#fb9a99",
     "FinalMLP": "#cab2d6",
     "FinalNet": "#ffff99",
+    "EDCN": "#08519c",
 }
 assert set(_FIXED_COLORS) == set(KNOWN_LABELS), "every known model needs its fixed colour"
 _HASHED_HUES = sns.husl_palette(36, l=0.5).as_hex()
