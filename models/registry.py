@@ -55,5 +55,6 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("finalnet", "models.final:FinalNet", "FinalNet"),
     ModelEntry("aoanet", "models.aoanet:AOANet", "AOANet"),
     ModelEntry("deepim", "models.deepim:DeepIM", "DeepIM"),
+    ModelEntry("edcn", "models.edcn:EDCN", "EDCN"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

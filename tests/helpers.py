@@ -39,6 +39,17 @@ SMALL_KWARGS = {
         feature_selection=dict(enabled=True, stream1_context=["c0"], stream2_context=["c1"], hidden_units=[8, 6]),
         num_heads=2,
     ),
+    "edcn": dict(
+        towers=dict(
+            layers=2,
+            bridge="hadamard_product",
+            regulation=True,
+            temperature=2.0,
+            batch_norm=False,
+            activation="relu",
+            dropout=0.0,
+        )
+    ),
 }
 SMALL_KWARGS["autoint_plus"] = SMALL_KWARGS["autoint"]
 

@@ -24,16 +24,24 @@ def mask_block(inputs: int, outputs: int, embedded: int = 4 * K, ratio: int = 2)
     return mlp_params(embedded, [ratio * inputs], output=inputs) + inputs * outputs + 2 * outputs
 
 
+# small_schema: 12 ids and 1 dense field (each has a row in every table), F = 4 fields, P = 6 pairs
+ROWS, FIELDS, PAIRS = 12 + 1, 4, 6
+LINEAR, EMBEDDING, DEEP_IN = ROWS + 1, ROWS * K, FIELDS * K
+
+
 def expected_params(name: str) -> int:
-    """Parameter counts from each model's definition for ``small_schema``: 12 ids, 1 dense
-    field (each has a row in every table), F = 4 fields, P = 6 pairs."""
-    rows, fields, pairs = 12 + 1, 4, 6
-    linear, embedding, deep_in = rows + 1, rows * K, fields * K
+    """Parameter counts from each model's definition for ``small_schema``."""
+    return {**nine_and_five_params(), **leader_params()}[name]
+
+
+def nine_and_five_params() -> dict[str, int]:
+    """The DeepFM paper's nine models and FFM, DNN, Wide&Deep, DCN, xDeepFM."""
+    linear, embedding, deep_in, pairs = LINEAR, EMBEDDING, DEEP_IN, PAIRS
     return {
         "lr": linear,
         "fm": linear + embedding,
-        "ffm": linear + rows * fields * K,
-        "fnn": rows * (K + 1) + mlp_params(fields * (K + 1)),
+        "ffm": linear + ROWS * FIELDS * K,
+        "fnn": ROWS * (K + 1) + mlp_params(FIELDS * (K + 1)),
         "ipnn": embedding + mlp_params(deep_in + pairs),
         "opnn": embedding + mlp_params(deep_in + K * K),
         "pnn_star": embedding + mlp_params(deep_in + pairs + K * K),
@@ -46,44 +54,43 @@ def expected_params(name: str) -> int:
         "dcn": embedding + 2 * 2 * deep_in + mlp_params(deep_in, output=None) + deep_in + HIDDEN[-1] + 1,
         # CIN [4, 2] with split_half: 4 x (4*4) filters, then 2 x (2*4); output 2 + 2 maps
         "xdeepfm": linear + embedding + 4 * 16 + 2 * 8 + 4 + mlp_params(deep_in),
+    }
+
+
+def leader_params() -> dict[str, int]:
+    """The models that lead BARS's boards."""
+    embedding, deep_in, fields, pairs = EMBEDDING, DEEP_IN, FIELDS, PAIRS
+    mlp_head = mlp_params(deep_in, output=None) + HIDDEN[-1]  # an MLP whose last hidden layer feeds a shared head
+    return {
         # two full-rank cross layers (a D x D matrix and a bias each), the head over [x_L; MLP]
         "crossnet_v2": embedding + 2 * (deep_in + 1) * deep_in + deep_in + 1,
-        "dcn_v2": embedding + 2 * (deep_in + 1) * deep_in + mlp_params(deep_in, output=None) + deep_in + HIDDEN[-1] + 1,
+        "dcn_v2": embedding + 2 * (deep_in + 1) * deep_in + mlp_head + deep_in + 1,
         # two attention layers 6 wide: W_q, W_k, W_v (K x 6, then 6 x 6) and W_res only where K != 6
         "autoint": embedding + 4 * K * 6 + 3 * 6 * 6 + fields * 6 + 1,
         "autoint_plus": embedding + 4 * K * 6 + 3 * 6 * 6 + fields * 6 + 1 + mlp_params(deep_in),
         # first order without w0; SENET 4 -> 4 -> 4 unbiased; one K x K map per pair for each of the
         # two interactions; the MLP over both interactions' P vectors of K
-        "fibinet": rows + embedding + 2 * 16 + 2 * pairs * K * K + mlp_params(2 * pairs * K),
+        "fibinet": ROWS + embedding + 2 * 16 + 2 * pairs * K * K + mlp_params(2 * pairs * K),
         # sparse fields' rows only (the dense value goes through the bottom MLP, 1 -> HIDDEN -> K);
         # dot products of the 3 embeddings and the bottom output: 6 pairs, beside the bottom output
         "dlrm": 12 * K + mlp_params(1, output=K) + mlp_params(K + 6),
         # per-field layer norm; serial blocks 16 -> 6 -> 5; the MLP over the last block's 5
         "masknet": embedding + 2 * fields * K + mask_block(16, 6) + mask_block(6, 5) + mlp_params(5),
         # two streams; gates over their own tables of c0 (3 rows) and c1 (5); w1, w2 and 2 heads of 3 x 3
-        "finalmlp": embedding
-        + 2 * mlp_params(deep_in, output=None)
-        + (3 + 5) * K
-        + 2 * mlp_params(K, output=deep_in)
-        + 2 * (HIDDEN[-1] + 1)
-        + 2 * 3 * 3,
+        "finalmlp": embedding + 2 * mlp_head + (3 + 5) * K + 2 * mlp_params(K, output=deep_in) + 2 + 2 * 3 * 3,
         # field gate F x F + F; a concat block has an MLP's parameters; block 1 reads [e; e * g]
-        "finalnet": embedding
-        + fields * fields
-        + fields
-        + mlp_params(2 * deep_in, batch_norm=True)
-        + mlp_params(deep_in, batch_norm=True),
+        "finalnet": embedding + fields * fields + fields
+        + mlp_params(2 * deep_in, batch_norm=True) + mlp_params(deep_in, batch_norm=True),
         # three GIN layers of 4 subspaces: W (4 x K x K), h (4 x K), alpha (F or 4 inputs x F x 4 outputs);
         # the head over the MLP's last hidden layer and the 4 x K subspaces
-        "aoanet": embedding
-        + mlp_params(deep_in, output=None)
-        + 3 * (4 * K * K + 4 * K + 4 * fields * 4)
-        + HIDDEN[-1]
-        + 4 * K
-        + 1,
+        "aoanet": embedding + mlp_head + 3 * (4 * K * K + 4 * K + 4 * fields * 4) + 4 * K + 1,
         # orders 1 and 2 of K each into one biased unit; no first-order weights
         "deepim": embedding + 2 * K + 1 + mlp_params(deep_in),
-    }[name]
+        # two cross layers (w, b), two deep layers 16 -> 16, two gates of F per regulation, the
+        # head over [x_L; h_L; f_L]
+        "edcn": embedding + 2 * 2 * deep_in + 2 * mlp_params(deep_in, [deep_in], output=None) + 2 * 2 * fields
+        + 3 * deep_in + 1,
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))

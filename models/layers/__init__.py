@@ -2,6 +2,7 @@
 
 from models.layers.attention import AttentionSpec, MultiHeadSelfAttention
 from models.layers.bilinear import BilinearInteraction
+from models.layers.bridge import Bridge, EDCNSpec, EDCNTowers, Regulation
 from models.layers.cin import CIN
 from models.layers.cross import CrossNetwork, CrossNetworkMix, CrossNetworkV2, CrossSpec
 from models.layers.embedding import CrossProductLogit, FeatureEmbedding, IdTable, LinearLogit, all_sparse_pairs
@@ -26,6 +27,7 @@ __all__ = [
     "AttentionSpec",
     "BilinearFusion",
     "BilinearInteraction",
+    "Bridge",
     "CIN",
     "ContextEmbedding",
     "CrossNetwork",
@@ -34,6 +36,8 @@ __all__ = [
     "CrossProductLogit",
     "CrossSpec",
     "DotInteraction",
+    "EDCNSpec",
+    "EDCNTowers",
     "FactorizedInteraction",
     "FeatureEmbedding",
     "FeatureGate",
@@ -57,6 +61,7 @@ __all__ = [
     "MultiHeadSelfAttention",
     "OuterProduct",
     "PairwiseLayer",
+    "Regulation",
     "SqueezeExcitation",
     "all_sparse_pairs",
 ]

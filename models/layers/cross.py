@@ -28,12 +28,20 @@ class CrossNetwork(nn.Module):
         self.weight = nn.Parameter(torch.randn(num_layers, input_dim) * (2.0 / (input_dim + 1)) ** 0.5)
         self.bias = nn.Parameter(torch.zeros(num_layers, input_dim))
 
+    @property
+    def num_layers(self) -> int:
+        return self.weight.shape[0]
+
+    def layer(self, index: int, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Cross layer ``index`` alone: ``x0 (x . w_index) + b_index + x`` (EDCN interleaves them)."""
+        # a [D, 1] matrix rather than a vector: MKL's matrix-vector gradient sums the batch in
+        # an order that depends on the thread count; the matrix product's does not
+        return x0 * (x @ self.weight[index].unsqueeze(1)) + self.bias[index] + x
+
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         x = x0
-        for weight, bias in zip(self.weight, self.bias):
-            # a [D, 1] matrix rather than a vector: MKL's matrix-vector gradient sums the batch in
-            # an order that depends on the thread count; the matrix product's does not
-            x = x0 * (x @ weight.unsqueeze(1)) + bias + x
+        for index in range(self.num_layers):
+            x = self.layer(index, x0, x)
         return x
 
 
