@@ -54,5 +54,6 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("finalmlp", "models.final:FinalMLP", "FinalMLP"),
     ModelEntry("finalnet", "models.final:FinalNet", "FinalNet"),
     ModelEntry("edcn", "models.edcn:EDCN", "EDCN"),
+    ModelEntry("destine", "models.destine:DESTINE", "DESTINE"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

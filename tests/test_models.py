@@ -24,6 +24,31 @@ def mask_block(inputs: int, outputs: int, embedded: int = 4 * K, ratio: int = 2)
     return mlp_params(embedded, [ratio * inputs], output=inputs) + inputs * outputs + 2 * outputs
 
 
+def leaders_params(embedding: int, fields: int) -> dict[str, int]:
+    """EDCN's and DESTINE's counts for ``small_schema`` (see ``expected_params``)."""
+    deep_in = fields * K
+    return {
+        # two cross layers (w, b), two deep layers 16 -> 16, two gates of F per regulation, the
+        # head over [x_L; h_L; f_L]
+        "edcn": embedding
+        + 2 * 2 * deep_in
+        + 2 * mlp_params(deep_in, [deep_in], output=None)
+        + 2 * 2 * fields
+        + 3 * deep_in
+        + 1,
+        # two disentangled layers 6 wide: W_q, W_k, then biased W_v and W_res (K x 6, then 6 x 6),
+        # the unary map to 2 heads; the head over F x 6; the MLP with batch norm (DESTINE's config)
+        "destine": embedding
+        + (4 * K * 6 + 2 * 6)
+        + (K * 2 + 2)
+        + (4 * 6 * 6 + 2 * 6)
+        + (6 * 2 + 2)
+        + fields * 6
+        + 1
+        + mlp_params(deep_in, batch_norm=True),
+    }
+
+
 def expected_params(name: str) -> int:
     """Parameter counts from each model's definition for ``small_schema``: 12 ids, 1 dense
     field (each has a row in every table), F = 4 fields, P = 6 pairs."""
@@ -73,14 +98,7 @@ def expected_params(name: str) -> int:
         + fields
         + mlp_params(2 * deep_in, batch_norm=True)
         + mlp_params(deep_in, batch_norm=True),
-        # two cross layers (w, b), two deep layers 16 -> 16, two gates of F per regulation, the
-        # head over [x_L; h_L; f_L]
-        "edcn": embedding
-        + 2 * 2 * deep_in
-        + 2 * mlp_params(deep_in, [deep_in], output=None)
-        + 2 * 2 * fields
-        + 3 * deep_in
-        + 1,
+        **leaders_params(embedding, fields),
     }[name]
 
 

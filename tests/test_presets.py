@@ -57,7 +57,7 @@ def test_the_presets_cover_the_published_models():
         *("crossnet_v2", "dcn_v2", "autoint", "autoint_plus"),
         *("fibinet", "dlrm", "masknet"),
         *("finalmlp", "finalnet"),
-        *("edcn",),
+        *("edcn", "destine"),
     }
     paper = {"lr", "fm", "fnn", "ipnn", "opnn", "pnn_star", "lr_dnn", "fm_dnn", "deepfm"}
     assert paper <= set(CRITEO_MODELS)
