@@ -108,8 +108,8 @@ class DisentangledSelfAttention(MultiHeadSelfAttention):
     ``h`` (``d = output_dim / heads`` dimensions each) and field ``m``:
     ``a_mk = softmax_k(<q_m - mean_j q_j, k_k - mean_j k_j>) + softmax_k(u_k)``, the whitened
     pairwise term (queries and keys centred by their means over the fields; divided by ``sqrt(d)``
-    inside its softmax with ``scale``) plus the unary term (``u_k = w_u^h . e_k + c^h``, the key
-    field's own score), and ``o_m^h = sum_k a_mk v_k``; the heads are concatenated and, with
+    inside its softmax with ``scale``) plus the unary term (``u_k = w_u^h . e_k``, the key field's
+    own score), and ``o_m^h = sum_k a_mk v_k``; the heads are concatenated and, with
     ``residual``, ``W_res e_m + b_res`` is added (no activation after). ``q, k, v = W e + b`` as in
     ``MultiHeadSelfAttention`` (here with biases: ``q`` and ``k``'s only with ``relu_before``, which
     ReLUs all three first; without it the centring cancels them).
@@ -132,11 +132,13 @@ class DisentangledSelfAttention(MultiHeadSelfAttention):
         dropout: float,
     ):
         # centring over the fields cancels a bias of W_q or W_k exactly (it would never train) unless
-        # a ReLU comes first; FuxiCTR keeps them, 2 * output_dim parameters per layer more
+        # a ReLU comes first, and the softmax over keys cancels a bias of the unary score; FuxiCTR keeps
+        # them, 2 * output_dim + heads parameters per layer more. Their gradients are rounding noise,
+        # which Adam scales to full steps and whose sums differ with the thread count
         super().__init__(input_dim, output_dim, heads, residual=False, scale=scale, dropout=dropout, bias=relu_before)
         self.value = nn.Linear(input_dim, output_dim)
         self.relu_before = relu_before
-        self.unary = nn.Linear(input_dim, heads)
+        self.unary = nn.Linear(input_dim, heads, bias=False)
         self.residual = residual
         self.project = nn.Linear(input_dim, output_dim) if residual else None
 
@@ -147,7 +149,7 @@ class DisentangledSelfAttention(MultiHeadSelfAttention):
         pairwise = query @ key.transpose(2, 3)  # [B, H, F, F]
         if self.scale:
             pairwise = pairwise / self.head_dim**0.5
-        unary = torch.softmax(self.unary(embedded), dim=1).transpose(1, 2).unsqueeze(2)  # [B, H, 1, F]
+        unary = torch.softmax(self.unary(embedded).transpose(1, 2), dim=2).unsqueeze(2)  # [B, H, 1, F]
         weights = torch.softmax(pairwise, dim=3) + unary
         if self.dropout is not None:
             weights = self.dropout(weights)
