@@ -56,5 +56,6 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("aoanet", "models.aoanet:AOANet", "AOANet"),
     ModelEntry("deepim", "models.deepim:DeepIM", "DeepIM"),
     ModelEntry("edcn", "models.edcn:EDCN", "EDCN"),
+    ModelEntry("destine", "models.destine:DESTINE", "DESTINE"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

@@ -51,6 +51,9 @@ SMALL_KWARGS = {
         )
     ),
 }
+SMALL_KWARGS["destine"] = dict(
+    attention=dict(layers=2, dim=6, heads=2, residual="each_layer", scale=True, relu_before=False, dropout=0.0)
+)
 SMALL_KWARGS["autoint_plus"] = SMALL_KWARGS["autoint"]
 
 

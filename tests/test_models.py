@@ -90,6 +90,10 @@ def leader_params() -> dict[str, int]:
         # head over [x_L; h_L; f_L]
         "edcn": embedding + 2 * 2 * deep_in + 2 * mlp_params(deep_in, [deep_in], output=None) + 2 * 2 * fields
         + 3 * deep_in + 1,
+        # two disentangled layers 6 wide: W_q, W_k, then biased W_v and W_res (K x 6, then 6 x 6), the
+        # unbiased unary map to 2 heads; the head over F x 6; the MLP with batch norm (DESTINE's config)
+        "destine": embedding + (4 * K * 6 + 2 * 6) + K * 2 + (4 * 6 * 6 + 2 * 6) + 6 * 2 + fields * 6 + 1
+        + mlp_params(deep_in, batch_norm=True),
     }  # fmt: skip
 
 

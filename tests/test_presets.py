@@ -58,7 +58,7 @@ def test_the_presets_cover_the_published_models():
         *("fibinet", "dlrm", "masknet"),
         *("finalmlp", "finalnet"),
         *("aoanet", "deepim"),
-        *("edcn",),
+        *("edcn", "destine"),
     }
     paper = {"lr", "fm", "fnn", "ipnn", "opnn", "pnn_star", "lr_dnn", "fm_dnn", "deepfm"}
     assert paper <= set(CRITEO_MODELS)

@@ -1,6 +1,12 @@
 """The layer library the model zoo is composed of (shapes: B batch, F fields, K embedding size)."""
 
-from models.layers.attention import AttentionSpec, MultiHeadSelfAttention
+from models.layers.attention import (
+    AttentionSpec,
+    DisentangledAttention,
+    DisentangledAttentionSpec,
+    DisentangledSelfAttention,
+    MultiHeadSelfAttention,
+)
 from models.layers.bilinear import BilinearInteraction
 from models.layers.bridge import Bridge, EDCNSpec, EDCNTowers, Regulation
 from models.layers.cin import CIN
@@ -35,6 +41,9 @@ __all__ = [
     "CrossNetworkV2",
     "CrossProductLogit",
     "CrossSpec",
+    "DisentangledAttention",
+    "DisentangledAttentionSpec",
+    "DisentangledSelfAttention",
     "DotInteraction",
     "EDCNSpec",
     "EDCNTowers",
