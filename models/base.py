@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 from pathlib import Path
 from typing import Mapping, Optional, Union
@@ -277,13 +278,22 @@ class CTRModule(pl.LightningModule):
     # -- checkpoints -----------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["schema"] = self.schema.to_json()
+        checkpoint["model_class"] = f"{type(self).__module__}:{type(self).__qualname__}"
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location=None) -> "CTRModule":
-        """Load a model saved by Lightning, rebuilt from the schema stored in the checkpoint."""
+        """Load a model saved by Lightning, rebuilt from the schema stored in the checkpoint; called on
+        ``CTRModule`` itself, as the class the checkpoint names (a subclass of the class called on)."""
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         if "schema" not in checkpoint:
             raise ValueError(f"{path}: no schema in this checkpoint (not written by a CTRModule)")
+        saved = checkpoint.get("model_class")
+        if saved is not None:
+            module, name = saved.split(":")
+            saved_cls = getattr(importlib.import_module(module), name)
+            if not issubclass(saved_cls, cls):
+                raise ValueError(f"{path}: holds a {saved_cls.__name__}, not a {cls.__name__}")
+            cls = saved_cls
         schema = Schema.from_json(checkpoint["schema"])
         return cls.load_from_checkpoint(path, map_location=map_location, schema=schema)
 

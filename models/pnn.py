@@ -12,21 +12,23 @@ from models.layers import InnerProduct, MLPSpec, OuterProduct
 class PNN(CTRModule):
     """Product-based neural network (Qu et al. 2016): ``y = MLP([e_1..e_F, p])``.
 
-    ``p`` is the product layer: pairwise inner products ``<e_i, e_j>`` (``product="inner"``,
-    IPNN), outer products (``"outer"``, OPNN; ``outer_form`` "sum_pooled" is the paper's
-    ``(sum_i e_i)(sum_i e_i)^T``, "pairwise" every ``e_i e_j^T``), or both (``"both"``, PNN*).
+    ``p`` is the product layer, each subclass's ``PRODUCT``: pairwise inner products ``<e_i, e_j>``
+    (``"inner"``, IPNN), outer products (``"outer"``, OPNN; ``outer_form`` "sum_pooled" is the
+    paper's ``(sum_i e_i)(sum_i e_i)^T``, "pairwise" every ``e_i e_j^T``), or both (``"both"``, PNN*).
+    The product is the class's, not an argument, so that a checkpoint's hyperparameters rebuild the
+    same class.
     The paper's product layer ``l1 = act(W_z z + W_p p + b)`` is exactly the MLP's first layer over
     the concatenation ``[z, p]``; our choice is a full ``W_p`` (the paper factorises it to cut
     cost). The DeepFM paper's setting: relu, except tanh for IPNN.
     """
 
     PRODUCTS = ("inner", "outer", "both")
+    PRODUCT: str  # each subclass's
 
     def __init__(
         self,
         schema: Schema,
         *,
-        product: str,
         embedding_dim: int,
         embedding_init_std: float,
         mlp: MLPSpec,
@@ -34,6 +36,7 @@ class PNN(CTRModule):
         **training,
     ):
         super().__init__(schema, **training)
+        product = self.PRODUCT
         if product not in self.PRODUCTS:
             raise ValueError(f"product {product!r}: expected one of {self.PRODUCTS}")
         num_fields = schema.num_fields
@@ -58,19 +61,16 @@ class PNN(CTRModule):
 class IPNN(PNN):
     """PNN with the inner-product layer (see ``PNN``); the DeepFM paper runs it with tanh."""
 
-    def __init__(self, schema: Schema, **kwargs):
-        super().__init__(schema, product="inner", **kwargs)
+    PRODUCT = "inner"
 
 
 class OPNN(PNN):
     """PNN with the outer-product layer, sum-pooled by default (see ``PNN``)."""
 
-    def __init__(self, schema: Schema, **kwargs):
-        super().__init__(schema, product="outer", **kwargs)
+    PRODUCT = "outer"
 
 
 class PNNStar(PNN):
     """PNN*: inner and outer products together (see ``PNN``)."""
 
-    def __init__(self, schema: Schema, **kwargs):
-        super().__init__(schema, product="both", **kwargs)
+    PRODUCT = "both"

@@ -140,6 +140,24 @@ def test_one_step_moves_every_parameter_in_use(name):
             assert changed.any(), f"{param_name} did not move"
 
 
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_a_checkpoint_rebuilds_the_same_model(name, tmp_path):
+    """What Lightning saves (weights, hyperparameters, the schema) is a whole model: a run's best
+    epoch is restored from it, FNN reads its FM from one."""
+    import pytorch_lightning as pl
+
+    schema = small_schema()
+    model = build(name, schema)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_epochs=0)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    loaded = models.CTRModule.from_checkpoint(tmp_path / "model.ckpt")
+    assert type(loaded) is type(model) and loaded.hparams == model.hparams
+    model.eval(), loaded.eval()
+    batch = random_batch(schema)
+    assert torch.equal(loaded(batch), model(batch))
+
+
 def embedding_tables(model, dim=K) -> list[FeatureEmbedding]:
     return [m for m in model.modules() if isinstance(m, FeatureEmbedding) and m.dim == dim]
 
