@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers.mlp import ACTIVATIONS, BatchNorm, Dropout
+from models.layers.mlp import hidden_stack
 from models.layers.precision import LowPrecisionCompute
 from models.spec import Spec
 
@@ -78,22 +78,16 @@ class FinalBlock(LowPrecisionCompute, nn.Module):
         residual_type: str,
     ):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation {activation!r}: expected one of {sorted(ACTIVATIONS)}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout is a drop probability in [0, 1), got {dropout}")
         if not hidden_units:
             raise ValueError("a FinalBlock needs at least one layer")
-        layers: list[nn.Module] = []
-        width = input_dim
-        for units in (int(u) for u in hidden_units):
-            layers.append(FactorizedInteraction(width, units, residual_type))
-            if batch_norm:
-                layers.append(BatchNorm(units))
-            layers.append(ACTIVATIONS[activation]())
-            if dropout > 0:
-                layers.append(Dropout(dropout))
-            width = units
+        layers, width = hidden_stack(
+            input_dim,
+            hidden_units,
+            lambda width, units: FactorizedInteraction(width, units, residual_type),
+            activation=activation,
+            dropout=dropout,
+            batch_norm=batch_norm,
+        )
         self.output_dim = width
         self.layers = nn.Sequential(*layers)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -60,6 +60,35 @@ class LayerNorm(nn.LayerNorm):
         return normalised * self.weight + self.bias if self.elementwise_affine else normalised
 
 
+def hidden_stack(
+    input_dim: int,
+    hidden_units: Sequence[int],
+    make_map: Callable[[int, int], nn.Module],
+    *,
+    activation: str,
+    dropout: float,
+    batch_norm: bool,
+) -> tuple[list[nn.Module], int]:
+    """``(layers, output width)`` of hidden layers ``map -> BatchNorm (if batch_norm) -> activation ->
+    Dropout (if dropout)``, one per ``hidden_units`` entry, ``make_map(width_in, width_out)`` making
+    each map (a ``nn.Linear`` in an MLP, a factorized interaction in a FinalBlock)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation {activation!r}: expected one of {sorted(ACTIVATIONS)}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout is a drop probability in [0, 1), got {dropout}")
+    layers: list[nn.Module] = []
+    width = input_dim
+    for units in (int(u) for u in hidden_units):
+        layers.append(make_map(width, units))
+        if batch_norm:
+            layers.append(BatchNorm(units))
+        layers.append(ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(Dropout(dropout))
+        width = units
+    return layers, width
+
+
 class MLP(LowPrecisionCompute, nn.Module):
     """``[B, input_dim] -> [B, output_dim]`` (or ``[B, hidden_units[-1]]`` when ``output_dim`` is None).
 
@@ -79,20 +108,9 @@ class MLP(LowPrecisionCompute, nn.Module):
         output_dim: Optional[int] = 1,
     ):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation {activation!r}: expected one of {sorted(ACTIVATIONS)}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout is a drop probability in [0, 1), got {dropout}")
-        layers: list[nn.Module] = []
-        width = input_dim
-        for units in (int(u) for u in hidden_units):
-            layers.append(nn.Linear(width, units))
-            if batch_norm:
-                layers.append(BatchNorm(units))
-            layers.append(ACTIVATIONS[activation]())
-            if dropout > 0:
-                layers.append(Dropout(dropout))
-            width = units
+        layers, width = hidden_stack(
+            input_dim, hidden_units, nn.Linear, activation=activation, dropout=dropout, batch_norm=batch_norm
+        )
         if output_dim is not None:
             layers.append(nn.Linear(width, output_dim))
             width = output_dim
