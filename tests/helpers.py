@@ -155,6 +155,21 @@ def states_at_one_and_two_threads(name: str, schema, batch, steps: int = 3, **kw
     return states
 
 
+def randn(*shape: int, seed: int = 0) -> torch.Tensor:
+    """float64 normal draws from their own generator, for layers checked against loops."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def randomised(module: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
+    """``module`` in float64 with every parameter drawn anew (no zeros, ones or identities left from
+    its start), parameter ``i`` from seed ``seed + i``."""
+    module = module.double()
+    with torch.no_grad():
+        for index, parameter in enumerate(module.parameters()):
+            parameter.copy_(randn(*parameter.shape, seed=seed + index))
+    return module
+
+
 def run_app(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """``python run.py <args>`` in a fresh process (``env`` added to this one's), its output captured."""
     return subprocess.run(

@@ -7,30 +7,14 @@ import math
 
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from datamodules.schema import Schema
-from experiments.run.config import TRUSTED_TARGETS, compose_config
 from models.layers import GeneralizedInteraction, GeneralizedInteractionNet, InteractionMachine
-from tests.helpers import build, random_batch, small_schema, states_at_one_and_two_threads
+from tests.helpers import build, randn, random_batch, randomised, small_schema, states_at_one_and_two_threads
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 B, F, K = 3, 4, 5
-
-
-def randn(*shape, seed=0):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def randomise(module: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
-    """Every parameter drawn anew (the identity and the ones it starts from too), in float64."""
-    module = module.double()
-    with torch.no_grad():
-        for index, parameter in enumerate(module.parameters()):
-            parameter.copy_(randn(*parameter.shape, seed=seed + index))
-    return module
 
 
 # -- AOANet's generalized interaction ------------------------------------------------------------
@@ -56,7 +40,7 @@ def generalized_interaction_by_loops(layer: GeneralizedInteraction, x0: torch.Te
 
 @pytest.mark.parametrize("inputs", [F, 2])
 def test_generalized_interaction_equals_its_definition(inputs):
-    layer = randomise(GeneralizedInteraction(inputs, F, 3, K))
+    layer = randomised(GeneralizedInteraction(inputs, F, 3, K))
     x0, x = randn(B, F, K, seed=5), randn(B, inputs, K, seed=6)
     torch.testing.assert_close(layer(x0, x), generalized_interaction_by_loops(layer, x0, x))
 
@@ -68,7 +52,7 @@ def test_generalized_interaction_starts_from_the_identity_and_ones():
 
 
 def test_generalized_interaction_net_chains_its_layers_on_the_embeddings():
-    net = randomise(GeneralizedInteractionNet(F, K, num_layers=3, num_subspaces=2))
+    net = randomised(GeneralizedInteractionNet(F, K, num_layers=3, num_subspaces=2))
     x0 = randn(B, F, K, seed=5)
     x = x0
     for layer in net.layers:
@@ -144,25 +128,3 @@ def test_the_thread_count_does_not_change_a_step_of_the_presets_settings():
         )
         for key, value in states[0].items():
             assert torch.equal(value, states[1][key]), f"{name}: {key} differs between 1 and 2 threads"
-
-
-# -- BARS's parameter counts ---------------------------------------------------------------------
-
-# Frappe_x1: 10 fields, 5,389 ids in all (FuxiCTR's: padding and OOV included), as BARS's logs
-# count them; each model's "Total number of parameters" in its README's log.
-BARS_FRAPPE_PARAMETERS = {"aoanet": 418_331, "deepim": 417_922}
-
-
-@pytest.mark.parametrize("name", sorted(BARS_FRAPPE_PARAMETERS))
-def test_our_frappe_presets_have_bars_parameter_counts(name):
-    schema = Schema.build([(f"f{i}", "categorical", 539 if i else 538) for i in range(10)])
-    cfg = compose_config(["experiment=bars_frappe_x1", f"model={name}"])
-    model = instantiate(
-        OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=True)),
-        schema=schema,
-        optim=cfg.optim,
-        init=cfg.init,
-        _convert_="all",
-        _execution_whitelist_=TRUSTED_TARGETS,
-    )
-    assert sum(p.numel() for p in model.parameters()) == BARS_FRAPPE_PARAMETERS[name]

@@ -5,11 +5,9 @@ import itertools
 
 import pytest
 import torch
-from hydra.utils import instantiate
 
 import models
 from datamodules.schema import Schema
-from experiments.run.config import TRUSTED_TARGETS, compose_config
 from models.init import initialize
 from models.layers import (
     MLP,
@@ -22,7 +20,7 @@ from models.layers import (
     FinalBlockSpec,
 )
 from models.layers.mlp import BatchNorm, Dropout
-from tests.helpers import build, model_settings, random_batch, small_schema
+from tests.helpers import build, model_settings, random_batch, randomised, small_schema
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -31,16 +29,6 @@ B, F, K = 5, 4, 3
 
 def generator(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def randomised(module: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
-    """``module`` in float64 with every parameter redrawn (no zeros or ones left from its start)."""
-    module = module.double()
-    with torch.no_grad():
-        for param in module.parameters():
-            param.copy_(torch.randn(param.shape, generator=generator(seed), dtype=torch.float64))
-            seed += 1
-    return module
 
 
 # -- FinalNet's layers -----------------------------------------------------------------------
@@ -230,44 +218,6 @@ def test_finalnet_field_gate_starts_open_under_fuxictr_initialisation():
     model.reset_parameters()
     embedded = model.embedding(random_batch(schema))
     torch.testing.assert_close(model.field_gate(embedded), torch.cat([embedded, embedded], dim=1))
-
-
-# -- BARS's settings: the parameter counts its logs print --------------------------------------
-
-FRAPPE_X1 = [
-    *(("user", 956), ("item", 4084), ("daytime", 9), ("weekday", 9), ("isweekend", 4)),
-    *(("homework", 5), ("cost", 4), ("weather", 11), ("country", 82), ("city", 235)),
-]
-# FuxiCTR's vocabulary sizes in BARS's Criteo_x4_001 logs (criteo_x4_001_a5e05ce7)
-CRITEO_X4_001 = [
-    *zip([f"I{i}" for i in range(1, 14)], [44, 99, 122, 41, 220, 112, 80, 69, 92, 6, 27, 37, 72]),
-    *zip(
-        [f"C{i}" for i in range(1, 27)],
-        [1446, 554, 157339, 117822, 306, 18, 11882, 630, 5, 39530, 5131, 156656, 3176, 28, 11043, 148913]
-        + [12, 4560, 2003, 5, 154564, 18, 17, 53031, 82, 40955],
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    "experiment, model, overrides, published",
-    [
-        ("bars_frappe_x1", "finalmlp", [], 253392),  # FinalMLP_frappe_x1_004_e1ab402f
-        ("bars_frappe_x1", "finalnet", [], 338502),  # FINAL_frappe_x1_003_c3722b71 (2B)
-        # FINAL_frappe_x1_006_75be0578: the 1B run, blocks [400, 400], no field gate
-        ("bars_frappe_x1", "finalnet", ["model.block_type=1B", "model.field_gate=false"], 256791),
-        ("bars_criteo_x4", "finalmlp", [], 19524954),  # FinalMLP_criteo_x4_001_002_53a37ddd
-        ("bars_criteo_x4", "finalnet", [], 18153050),  # FinalNet_criteo_x4_001_041_449ccb21
-    ],
-)
-def test_published_settings_have_the_parameter_count_of_barss_run(experiment, model, overrides, published):
-    fields = FRAPPE_X1 if experiment == "bars_frappe_x1" else CRITEO_X4_001
-    schema = Schema.build([(name, "categorical", vocab) for name, vocab in fields])
-    cfg = compose_config([f"experiment={experiment}", f"model={model}", *overrides])
-    built = instantiate(
-        cfg.model, schema=schema, optim=cfg.optim, init=cfg.init, _convert_="all", _execution_whitelist_=TRUSTED_TARGETS
-    )
-    assert sum(p.numel() for p in built.parameters()) == published
 
 
 def test_spec_objects_reach_the_checkpoint_as_plain_values():

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from datamodules.encode import Vocabulary
+from datamodules.schema import Schema
 from experiments.reference.data import criteo_x4_csv, write_frappe_like
 from experiments.run import config as run_config
 from experiments.run.train import train
@@ -179,3 +182,70 @@ def test_fuxictr_convention_fills_missing_numbers_with_zero_and_sends_missing_ca
     assert local_n.tolist() == [2, 1, 1, 2, 1, 1] and n.vocab_size == 4
     # c: x (3 rows) then y (2); the missing value is OOV, the last id
     assert local_c.tolist() == [1, 1, 3, 2, 2, 1] and c.vocab_size == 4
+
+
+# -- BARS's networks, parameter for parameter ---------------------------------------------------
+# Frappe_x1's fields with the vocabulary sizes FuxiCTR 2.x prints (padding and an OOV id per field);
+# the 1.x versions most of BARS's Frappe runs used have one id fewer per field (5,389 in all).
+FRAPPE_X1 = [
+    *(("user", 956), ("item", 4084), ("daytime", 9), ("weekday", 9), ("isweekend", 4)),
+    *(("homework", 5), ("cost", 4), ("weather", 11), ("country", 82), ("city", 235)),
+]
+# Criteo_x4_001's as FuxiCTR 2.2.0 prints them (criteo_x4_001_a5e05ce7)
+CRITEO_X4 = [
+    *zip([f"I{i}" for i in range(1, 14)], [44, 99, 122, 41, 220, 112, 80, 69, 92, 6, 27, 37, 72]),
+    *zip(
+        [f"C{i}" for i in range(1, 27)],
+        [1446, 554, 157339, 117822, 306, 18, 11882, 630, 5, 39530, 5131, 156656, 3176, 28, 11043, 148913]
+        + [12, 4560, 2003, 5, 154564, 18, 17, 53031, 82, 40955],
+    ),
+]
+
+
+def one_fewer(fields: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    return [(name, size - 1) for name, size in fields]
+
+
+# (experiment, model, the run's fields, overrides, "Total number of parameters" in its BARS log)
+PUBLISHED_NETWORKS = [
+    ("bars_frappe_x1", "dcn_v2", one_fewer(FRAPPE_X1), [], 458_391),
+    ("bars_frappe_x1", "crossnet_v2", one_fewer(FRAPPE_X1), [], 94_391),
+    ("bars_frappe_x1", "autoint", one_fewer(FRAPPE_X1), [], 306_051),
+    ("bars_frappe_x1", "autoint_plus", one_fewer(FRAPPE_X1), [], 622_180),
+    ("bars_frappe_x1", "fibinet", one_fewer(FRAPPE_X1), [], 743_480),
+    ("bars_frappe_x1", "dlrm", one_fewer(FRAPPE_X1), [], 417_891),
+    ("bars_frappe_x1", "masknet", one_fewer(FRAPPE_X1), [], 571_691),
+    ("bars_frappe_x1", "aoanet", one_fewer(FRAPPE_X1), [], 418_331),
+    ("bars_frappe_x1", "deepim", one_fewer(FRAPPE_X1), [], 417_922),
+    ("bars_frappe_x1", "edcn", one_fewer(FRAPPE_X1), [], 86_351),
+    # less, per layer, the biases of W_q and W_k that whitening cancels and the unary score's that its
+    # softmax cancels (see DisentangledSelfAttention)
+    ("bars_frappe_x1", "destine", one_fewer(FRAPPE_X1), [], 623_346 - 4 * (2 * 128 + 1)),
+    ("bars_frappe_x1", "finalmlp", FRAPPE_X1, [], 253_392),  # FinalMLP_frappe_x1_004_e1ab402f
+    ("bars_frappe_x1", "finalnet", FRAPPE_X1, [], 338_502),  # FINAL_frappe_x1_003_c3722b71 (2B)
+    # FINAL_frappe_x1_006_75be0578: the 1B run, blocks [400, 400], no field gate
+    ("bars_frappe_x1", "finalnet", FRAPPE_X1, ["model.block_type=1B", "model.field_gate=false"], 256_791),
+    ("bars_criteo_x4", "masknet", CRITEO_X4, [], 20_358_077),
+    ("bars_criteo_x4", "finalmlp", CRITEO_X4, [], 19_524_954),  # FinalMLP_criteo_x4_001_002_53a37ddd
+    ("bars_criteo_x4", "finalnet", CRITEO_X4, [], 18_153_050),  # FinalNet_criteo_x4_001_041_449ccb21
+    # FuxiCTR 1.0.2's log prints no feature map; its total implies one id less per field than 2.2.0's
+    ("bars_criteo_x4", "fibinet", one_fewer(CRITEO_X4), [], 71_104_747),
+]
+
+
+@pytest.mark.parametrize(
+    "experiment, model, fields, overrides, logged",
+    PUBLISHED_NETWORKS,
+    ids=[" ".join([experiment, model, *overrides]) for experiment, model, _, overrides, _ in PUBLISHED_NETWORKS],
+)
+def test_presets_build_the_networks_bars_logged(experiment, model, fields, overrides, logged):
+    """Each preset over a schema of BARS's vocabulary sizes has exactly the parameters BARS's log
+    counts: the same layers, widths, biases and sharing."""
+    cfg = run_config.compose_config([f"experiment={experiment}", f"model={model}", *overrides])
+    schema = Schema.build([(name, "categorical", size) for name, size in fields])
+    with torch.device("meta"):  # sizes only: Criteo's FiBiNET holds 71M parameters
+        built = instantiate(
+            cfg.model, schema=schema, optim=cfg.optim, init=cfg.init, _convert_="all",
+            _execution_whitelist_=run_config.TRUSTED_TARGETS,
+        )  # fmt: skip
+    assert sum(p.numel() for p in built.parameters()) == logged
