@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,10 @@ from datamodules.sources.frappe import FIELDS
 from experiments.reference import check
 from experiments.reference.data import write_frappe_like
 from experiments.reference.fuxictr_models import REFERENCE_MODELS
+from experiments.reference.zoo import zoo_models
+
+# FuxiCTR's model_zoo folder (a checkout of its repository), for the newer models' reference
+ZOO = os.environ.get("FUXICTR_ZOO")
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +43,18 @@ def test_both_libraries_take_the_same_steps_in_float64(model, files, tmp_path):
     assert result.first_prediction_gap < 1e-6
     assert result.max_relative_gap_64 < 1e-12
     assert result.ours_64[-1] < result.ours_64[0]  # it trained
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ZOO, reason="set FUXICTR_ZOO to the model_zoo folder of a checkout of FuxiCTR")
+@pytest.mark.parametrize("model", sorted(zoo_models()))
+def test_newer_models_take_the_zoos_steps_in_float64(model, files, tmp_path):
+    """At the Frappe_x1 preset's own sizes, from the zoo model's weights."""
+    cfg = check.preset_config("bars_frappe_x1", model, files["libfm"], tmp_path / "cache", ["data.batch_size=512"])
+    result = check.compare_steps(model, cfg, check.datamodule(cfg), "tiny", 6, 0, tmp_path, Path(ZOO))
+    assert result.first_prediction_gap < 1e-6
+    assert result.max_relative_gap_64 < 1e-12
+    assert result.ours_64[-1] < result.ours_64[0]
 
 
 def test_fuxictr_preprocessing_gives_our_ids(files, tmp_path):

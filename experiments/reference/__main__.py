@@ -37,11 +37,14 @@ from experiments.reference.data import (
     write_frappe_like,
 )
 from experiments.reference.report import Outcome, write_report
+from experiments.reference.zoo import zoo_models
 from experiments.report.layout import CHECKS
 from experiments.run.config import CONF
 from measures.environment import describe, git_commit
 
 MODELS = ("lr", "fm", "ffm", "dnn", "ipnn", "lr_dnn", "deepfm", "dcn", "xdeepfm")
+# checked against FuxiCTR's model zoo (--fuxictr-zoo DIR)
+LEADERS = tuple(zoo_models())
 CRITEO_SAMPLE_FILES = {
     "train": "wide_resdnn_criteo_train.tsv",
     "val": "wide_resdnn_criteo_dev.tsv",
@@ -54,7 +57,14 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         prog="python -m experiments.reference", description="ctr-bench's BARS presets against FuxiCTR on the same data"
     )
     parser.add_argument("--parts", default="preprocessing,steps,training")
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument(
+        "--models", help=f"models of the step-by-step comparison (default: the nine, and with --fuxictr-zoo {LEADERS})"
+    )
+    parser.add_argument(
+        "--fuxictr-zoo",
+        type=Path,
+        help="the model_zoo folder of a checkout of FuxiCTR's repository: the reference models of the newer models",
+    )
     parser.add_argument(
         "--training-models",
         default="lr,fm,dnn,deepfm,dcn",
@@ -80,7 +90,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument(
         "--resume", action="store_true", help="keep the comparisons of <out>/reference.json and run only those it lacks"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.models is None:
+        args.models = ",".join(MODELS + (LEADERS if args.fuxictr_zoo else ()))
+    return args
 
 
 def datasets(args) -> list[dict]:
@@ -175,7 +188,7 @@ def compare_steps(args, data: dict, cache: Path, outcome: Outcome, save) -> None
             continue
         cfg = check.preset_config(data["experiment"], name, data["ours"], cache)
         result = check.compare_steps(
-            name, cfg, check.datamodule(cfg), data["name"], args.steps, 0, args.workdir / "steps"
+            name, cfg, check.datamodule(cfg), data["name"], args.steps, 0, args.workdir / "steps", args.fuxictr_zoo
         )
         outcome.steps.append(result)
         save(outcome)
@@ -200,7 +213,9 @@ def compare_training(args, data: dict, cache: Path, outcome: Outcome, save) -> N
                     runs = args.workdir / "runs" / f"{name}_{seed}"
                     result = check.train_ours(name, cfg, data["name"], seed, runs)
                 else:
-                    result = check.train_theirs(name, cfg, dm, data["name"], seed, args.workdir / "runs")
+                    result = check.train_theirs(
+                        name, cfg, dm, data["name"], seed, args.workdir / "runs", args.fuxictr_zoo
+                    )
                 outcome.training.append(result)
                 save(outcome)
                 print(

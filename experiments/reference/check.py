@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -30,22 +31,38 @@ from datamodules.schema import Batch
 from experiments.reference.data import datamodule, preset_config  # noqa: F401 (used as check.*)
 from experiments.reference.fuxictr_models import REFERENCE_MODELS, feature_map
 from experiments.reference.weights import copy_weights
+from experiments.reference.zoo import build_zoo_model, zoo_models
 from experiments.run.train import build_model, train
 
 
-def reference_settings(name: str, cfg: DictConfig) -> dict:
-    """The reference model's arguments for the preset's ``cfg``; fails where the preset sets
-    something the reference definition does not have."""
-    model, optim = cfg.model, cfg.optim
+def base_settings(cfg: DictConfig) -> dict:
+    """``BaseModel``'s arguments for the preset's ``cfg`` (its training protocol); fails where the
+    preset's protocol is not FuxiCTR's fixed one."""
+    optim = cfg.optim
     if cfg.objective not in ("val/auc", "val/auc_minus_logloss"):
         raise ValueError(f"FuxiCTR monitors AUC or AUC - logloss, not {cfg.objective}")
-    settings = {
+    if (
+        optim.name != "adam"
+        or cfg.trainer.gradient_clip_val != 10
+        or cfg.plateau.lr_factor != 0.1
+        or cfg.plateau.min_lr != 1e-6
+        or cfg.plateau.min_delta != 1e-6
+    ):
+        raise ValueError("the preset's protocol is not FuxiCTR's fixed one (Adam, clip 10, decay 0.1 to 1e-6)")
+    return {
         "embedding_regularizer": optim.embedding_table_l2,
         "net_regularizer": optim.net_l2,
         "monitor": "AUC" if cfg.objective == "val/auc" else {"AUC": 1, "logloss": -1},
         "early_stop_patience": cfg.plateau.patience,
         "learning_rate": optim.lr,
     }
+
+
+def reference_settings(name: str, cfg: DictConfig) -> dict:
+    """The arguments of the nine's reference models for the preset's ``cfg``; fails where the
+    preset sets something the reference definition does not have."""
+    model = cfg.model
+    settings = base_settings(cfg)
     if "embedding_dim" in model:
         settings["embedding_dim"] = model.embedding_dim
     if "mlp" in model:
@@ -63,21 +80,36 @@ def reference_settings(name: str, cfg: DictConfig) -> dict:
         settings["cin_layer_sizes"] = list(model.cin_layer_sizes)
     if name == "lr_dnn" and model.linear_bias:
         raise ValueError("FuxiCTR's WideDeep has no LR bias")
-    if (
-        optim.name != "adam"
-        or cfg.trainer.gradient_clip_val != 10
-        or cfg.plateau.lr_factor != 0.1
-        or cfg.plateau.min_lr != 1e-6
-        or cfg.plateau.min_delta != 1e-6
-    ):
-        raise ValueError("the preset's protocol is not FuxiCTR's fixed one (Adam, clip 10, decay 0.1 to 1e-6)")
     return settings
 
 
-def build_reference(name: str, cfg: DictConfig, schema, model_root: Path):
+def build_reference(name: str, cfg: DictConfig, schema, model_root: Path, zoo: Optional[Path]):
+    """FuxiCTR's ``name``: one of the nine composed from its layers, or a class of its model zoo in
+    the folder ``zoo``."""
     names = [f.name for f in schema.sparse_fields]
     fmap = feature_map([f.vocab_size for f in schema.sparse_fields], cfg.model.get("embedding_dim", 1), names)
-    return REFERENCE_MODELS[name](fmap, **reference_settings(name, cfg), model_root=model_root)
+    if name in REFERENCE_MODELS:
+        return REFERENCE_MODELS[name](fmap, **reference_settings(name, cfg), model_root=model_root)
+    if zoo is None:
+        raise ValueError(f"{name}: FuxiCTR's model is in its model zoo; give its folder (--fuxictr-zoo DIR)")
+    return build_zoo_model(zoo_models()[name], zoo, fmap, cfg, base_settings(cfg), model_root)
+
+
+def transfer_weights(name: str, ours, theirs) -> None:
+    """Make ``ours`` hold ``theirs``' parameters."""
+    if name in REFERENCE_MODELS:
+        copy_weights(name, ours, theirs)
+    else:
+        zoo_models()[name].copy(ours, theirs)
+
+
+def without_dropout(node) -> None:
+    """Every ``dropout`` key under ``node`` (a model config) set to 0."""
+    for key, value in node.items():
+        if key == "dropout":
+            node[key] = 0.0
+        elif isinstance(value, DictConfig):
+            without_dropout(value)
 
 
 class SplitTensors:
@@ -172,16 +204,17 @@ def _theirs_step(reference, clip: float):
     return lambda inputs: float(reference.train_step(inputs).detach())
 
 
-def compare_steps(name: str, cfg: DictConfig, dm, dataset: str, steps: int, seed: int, workdir: Path) -> StepComparison:
+def compare_steps(
+    name: str, cfg: DictConfig, dm, dataset: str, steps: int, seed: int, workdir: Path, zoo: Optional[Path] = None
+) -> StepComparison:
     """``steps`` training steps of both libraries from the reference's initial weights, on the same
     batches (the training split's first shuffled batches), dropout off (the libraries draw masks
     from different generators)."""
     cfg = copy.deepcopy(cfg)
-    if "mlp" in cfg.model:
-        cfg.model.mlp.dropout = 0.0
+    without_dropout(cfg.model)
     clip = cfg.trainer.gradient_clip_val
     torch.manual_seed(seed)
-    reference = build_reference(name, cfg, dm.schema, workdir / "models")
+    reference = build_reference(name, cfg, dm.schema, workdir / "models", zoo)
     initial = copy.deepcopy(reference.state_dict())
     data = SplitTensors(dm, "train")
     batches = [
@@ -195,10 +228,10 @@ def compare_steps(name: str, cfg: DictConfig, dm, dataset: str, steps: int, seed
 
     def pair(dtype: torch.dtype):
         """Both models from the reference's initial weights, in ``dtype``, in training mode."""
-        theirs = build_reference(name, cfg, dm.schema, workdir / "models")
+        theirs = build_reference(name, cfg, dm.schema, workdir / "models", zoo)
         theirs.load_state_dict(initial)
         ours = build_model(cfg, dm.schema)
-        copy_weights(name, ours, theirs)
+        transfer_weights(name, ours, theirs)
         return ours.to(dtype).train(), theirs.to(dtype).train()
 
     ours, theirs = pair(torch.float32)
@@ -256,11 +289,13 @@ def train_ours(name: str, cfg: DictConfig, dataset: str, seed: int, out_dir: Pat
     )
 
 
-def train_theirs(name: str, cfg: DictConfig, dm, dataset: str, seed: int, workdir: Path) -> TrainingRun:
+def train_theirs(
+    name: str, cfg: DictConfig, dm, dataset: str, seed: int, workdir: Path, zoo: Optional[Path] = None
+) -> TrainingRun:
     from fuxictr.pytorch.torch_utils import seed_everything
 
     seed_everything(seed)
-    reference = build_reference(name, cfg, dm.schema, workdir / f"models_{seed}")
+    reference = build_reference(name, cfg, dm.schema, workdir / f"models_{seed}", zoo)
     splits = {s: SplitTensors(dm, s) for s in ("train", "val", "test")}
     batch = cfg.data.batch_size
     started = time.perf_counter()

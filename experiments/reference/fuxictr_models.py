@@ -46,7 +46,7 @@ def feature_map(vocab_sizes: Sequence[int], embedding_dim: int, names: Sequence[
     return fmap
 
 
-def _regularizer(value: float):
+def regularizer(value: float):
     """FuxiCTR reads a float as an L2 weight and ignores None (not 0.0: that still builds the term)."""
     return float(value) if value else None
 
@@ -72,8 +72,8 @@ class _Reference(BaseModel):
             monitor=monitor,
             monitor_mode="max",
             early_stop_patience=early_stop_patience,
-            embedding_regularizer=_regularizer(embedding_regularizer),
-            net_regularizer=_regularizer(net_regularizer),
+            embedding_regularizer=regularizer(embedding_regularizer),
+            net_regularizer=regularizer(net_regularizer),
             verbose=0,
             model_root=str(model_root),
             metrics=["AUC", "logloss"],

@@ -20,14 +20,14 @@ def _field_tables(reference_embedding) -> list[torch.Tensor]:
     return [layer.weight for layer in reference_embedding.embedding_layer.embedding_layers.values()]
 
 
-def _copy_tables(target: torch.Tensor, reference_embedding, schema, columns: slice = slice(None)) -> None:
+def copy_tables(target: torch.Tensor, reference_embedding, schema, columns: slice = slice(None)) -> None:
     for field, weight in zip(schema.sparse_fields, _field_tables(reference_embedding)):
         target[field.offset : field.offset + field.vocab_size, columns] = weight
 
 
 def _copy_linear(ours, reference_lr, schema) -> None:
     """``LinearLogit`` <- ``LogisticRegression`` (1-d table, and bias when both have one)."""
-    _copy_tables(ours.weights.table.weight, reference_lr.embedding_layer, schema)
+    copy_tables(ours.weights.table.weight, reference_lr.embedding_layer, schema)
     if ours.bias is not None and reference_lr.bias is not None:
         ours.bias.copy_(reference_lr.bias)
 
@@ -64,7 +64,7 @@ def copy_weights(name: str, ours, reference) -> None:
         _copy_linear(ours.linear, reference.lr_layer, schema)
     elif name == "fm":
         _copy_linear(ours.linear, reference.fm.lr_layer, schema)
-        _copy_tables(ours.embedding.table.weight, reference.embedding_layer, schema)
+        copy_tables(ours.embedding.table.weight, reference.embedding_layer, schema)
     elif name == "ffm":
         _copy_linear(ours.linear, reference.lr_layer, schema)
         table = ours.embedding.table.weight  # [ids, F * K]: field f's vector for partner g at g * K
@@ -77,27 +77,27 @@ def copy_weights(name: str, ours, reference) -> None:
                     source = _field_tables(reference.embedding_layers[g if g < f else g - 1])[f]
                     table[rows, g * k : (g + 1) * k] = source
     elif name in ("dnn", "ipnn"):
-        _copy_tables(ours.embedding.table.weight, reference.embedding_layer, schema)
+        copy_tables(ours.embedding.table.weight, reference.embedding_layer, schema)
         _copy_mlp(ours.dnn, reference.mlp if name == "dnn" else reference.dnn)
     elif name == "deepfm":
         _copy_linear(ours.linear, reference.fm.lr_layer, schema)
-        _copy_tables(ours.embedding.table.weight, reference.embedding_layer, schema)
+        copy_tables(ours.embedding.table.weight, reference.embedding_layer, schema)
         _copy_mlp(ours.dnn, reference.mlp)
     elif name == "lr_dnn":
         _copy_linear(ours.linear, reference.lr_layer, schema)
-        _copy_tables(ours.dnn_embedding.table.weight, reference.embedding_layer, schema)
+        copy_tables(ours.dnn_embedding.table.weight, reference.embedding_layer, schema)
         _copy_mlp(ours.dnn, reference.mlp)
     elif name == "dcn":
-        _copy_tables(ours.embedding.table.weight, reference.embedding_layer, schema)
+        copy_tables(ours.embedding.table.weight, reference.embedding_layer, schema)
         for layer, cross in enumerate(reference.crossnet.cross_net):
             ours.cross.weight[layer] = cross.weight.weight[0]
             ours.cross.bias[layer] = cross.bias
         _copy_mlp(ours.dnn, reference.dnn)
         ours.head.load_state_dict(reference.fc.state_dict())
     elif name == "xdeepfm":
-        _copy_tables(ours.linear.weights.table.weight, reference.lr_layer.embedding_layer, schema)
+        copy_tables(ours.linear.weights.table.weight, reference.lr_layer.embedding_layer, schema)
         ours.linear.bias.copy_(reference.cin.fc.bias)  # the model's w0: FuxiCTR's sits in the CIN's head
-        _copy_tables(ours.embedding.table.weight, reference.embedding_layer, schema)
+        copy_tables(ours.embedding.table.weight, reference.embedding_layer, schema)
         _copy_cin(ours.cin, reference.cin, schema.num_fields)
         ours.cin_head.weight.copy_(reference.cin.fc.weight)
         _copy_mlp(ours.dnn, reference.dnn)

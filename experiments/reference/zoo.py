@@ -1,0 +1,118 @@
+"""The reference side of the newer models: FuxiCTR's own model zoo, loaded from a folder the user
+gives (``--fuxictr-zoo DIR``, the ``model_zoo/`` of a checkout of FuxiCTR's repository), never
+copied into ctr-bench.
+
+FuxiCTR's PyPI wheel has the layers and ``BaseModel`` its zoo imports, not the zoo itself. Each
+model of ``ZOO`` names its zoo class, translates a preset's config into that class's arguments
+(failing where the preset sets something the zoo model has no argument for) and copies the zoo
+model's initial weights into ours (``ZooModel.copy``); the families' entries live in
+``zoo_cross``, ``zoo_attention``, ``zoo_final`` and ``zoo_interaction``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from experiments.reference.fuxictr_models import regularizer
+from experiments.reference.weights import copy_tables
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """One ctr-bench model against one class of FuxiCTR's zoo."""
+
+    zoo_class: str  # the folder and class name in model_zoo/
+    settings: Callable[[DictConfig], dict]  # the preset's cfg.model -> the class's arguments
+    copy: Callable[[nn.Module, nn.Module], None]  # (ours, theirs): ours takes theirs' weights
+
+
+def load_zoo_class(zoo: Path, name: str) -> type:
+    """``model_zoo/<name>/src`` imported as a package of its own; its class ``name``."""
+    source = Path(zoo) / name / "src"
+    if not (source / "__init__.py").is_file():
+        raise FileNotFoundError(f"{source / '__init__.py'}: not found; --fuxictr-zoo names FuxiCTR's model_zoo folder")
+    package = f"fuxictr_zoo_{name}"
+    if package not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            package, source / "__init__.py", submodule_search_locations=[str(source)]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[package] = module
+        spec.loader.exec_module(module)
+    return getattr(sys.modules[package], name)
+
+
+def build_zoo_model(entry: ZooModel, zoo: Path, fmap, cfg: DictConfig, base: dict, model_root: Path):
+    """The zoo class built as FuxiCTR's ``run_expid.py`` builds it from a config: the model's own
+    arguments, ``BaseModel``'s, Adam and the binary cross-entropy on probabilities."""
+    cls = load_zoo_class(zoo, entry.zoo_class)
+    model = cls(
+        fmap,
+        model_id=entry.zoo_class,
+        gpu=-1,
+        optimizer="adam",
+        loss="binary_crossentropy",
+        verbose=0,
+        model_root=str(model_root),
+        metrics=["AUC", "logloss"],
+        embedding_dim=cfg.model.embedding_dim,
+        **{**base, **{key: regularizer(base[key]) for key in ("embedding_regularizer", "net_regularizer")}},
+        **entry.settings(cfg.model),
+    )
+    base_labels = model.get_labels
+    # labels in the parameters' precision (FuxiCTR casts them to float32): the float64 comparison
+    model.get_labels = lambda inputs: base_labels(inputs).to(next(model.parameters()).dtype)
+    return model
+
+
+def mlp_settings(mlp: DictConfig, prefix: str, *, hidden="hidden_units", activation="hidden_activations") -> dict:
+    """An ``MLPSpec``'s hidden layers as a zoo class's arguments named ``<prefix><key>``."""
+    return {
+        f"{prefix}{hidden}": list(mlp.hidden_units),
+        f"{prefix}{activation}": mlp.activation,
+        f"{prefix}dropout": mlp.dropout,
+        f"{prefix}batch_norm": mlp.batch_norm,
+    }
+
+
+def same(what: str, *values):
+    """The one value that several of our settings share where the zoo class takes one argument."""
+    if len(set(map(repr, values))) != 1:
+        raise ValueError(f"FuxiCTR takes one {what} where the preset sets {values}")
+    return values[0]
+
+
+@torch.no_grad()
+def copy_state(ours: nn.Module, theirs: nn.Module) -> None:
+    """Every parameter and buffer of ``theirs`` into ``ours``, pairwise in registration order; the
+    two must hold the same number of tensors of the same shapes (else a listing of both)."""
+    mine, other = list(ours.state_dict().values()), list(theirs.state_dict().values())
+    if [tuple(t.shape) for t in mine] != [tuple(t.shape) for t in other]:
+        raise ValueError(
+            f"{type(ours).__name__} and {type(theirs).__name__} hold different tensors:\n"
+            f"  ours:   {list((k, tuple(v.shape)) for k, v in ours.state_dict().items())}\n"
+            f"  theirs: {list((k, tuple(v.shape)) for k, v in theirs.state_dict().items())}"
+        )
+    for a, b in zip(mine, other):
+        a.copy_(b)
+
+
+@torch.no_grad()
+def copy_embedding(ours, theirs) -> None:
+    """Our one id table <- the zoo model's ``embedding_layer`` (one table per field)."""
+    copy_tables(ours.embedding.table.weight, theirs.embedding_layer, ours.schema)
+
+
+def zoo_models() -> dict[str, ZooModel]:
+    """Every model checked against FuxiCTR's zoo, by config name."""
+    from experiments.reference import zoo_cross
+
+    return {**zoo_cross.MODELS}
