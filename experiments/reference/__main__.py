@@ -37,7 +37,7 @@ from experiments.reference.data import (
     write_frappe_like,
 )
 from experiments.reference.report import Outcome, write_report
-from experiments.reference.zoo import zoo_models
+from experiments.reference.zoo import zoo_models, zoo_version
 from experiments.report.layout import CHECKS
 from experiments.run.config import CONF
 from measures.environment import describe, git_commit
@@ -149,6 +149,8 @@ def run(args, outcome: Outcome, save) -> Outcome:
     """Every comparison of ``args`` that ``outcome`` lacks; ``save(outcome)`` after each, so that an
     interrupted check keeps what it measured."""
     torch.set_num_threads(args.threads)
+    if args.fuxictr_zoo:
+        outcome.zoo = zoo_version(args.fuxictr_zoo)
     parts = args.parts.split(",")
     outcome.note_load("start")
     cache = args.workdir / "cache"

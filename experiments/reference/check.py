@@ -95,6 +95,7 @@ def build_reference(name: str, cfg: DictConfig, schema, model_root: Path, zoo: O
     return build_zoo_model(zoo_models()[name], zoo, fmap, cfg, base_settings(cfg), model_root)
 
 
+@torch.no_grad()
 def transfer_weights(name: str, ours, theirs) -> None:
     """Make ``ours`` hold ``theirs``' parameters."""
     if name in REFERENCE_MODELS:

@@ -12,10 +12,11 @@ model's initial weights into ours (``ZooModel.copy``); the families' entries liv
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from omegaconf import DictConfig
@@ -32,6 +33,9 @@ class ZooModel:
     zoo_class: str  # the folder and class name in model_zoo/
     settings: Callable[[DictConfig], dict]  # the preset's cfg.model -> the class's arguments
     copy: Callable[[nn.Module, nn.Module], None]  # (ours, theirs): ours takes theirs' weights
+    # where the zoo's code has changed since the FuxiCTR version of BARS's run: puts that
+    # version's definition back into a built zoo model; its docstring says what and why
+    restore: Optional[Callable[[nn.Module], None]] = None
 
 
 def load_zoo_class(zoo: Path, name: str) -> type:
@@ -48,6 +52,12 @@ def load_zoo_class(zoo: Path, name: str) -> type:
         sys.modules[package] = module
         spec.loader.exec_module(module)
     return getattr(sys.modules[package], name)
+
+
+def zoo_version(zoo: Path) -> str:
+    """The zoo's FuxiCTR commit, where the folder is in a git checkout."""
+    found = subprocess.run(["git", "-C", str(zoo), "log", "-1", "--format=%h %cs"], capture_output=True, text=True)
+    return f"FuxiCTR commit {found.stdout.strip()}" if found.returncode == 0 else "a folder outside git"
 
 
 def build_zoo_model(entry: ZooModel, zoo: Path, fmap, cfg: DictConfig, base: dict, model_root: Path):
@@ -67,6 +77,8 @@ def build_zoo_model(entry: ZooModel, zoo: Path, fmap, cfg: DictConfig, base: dic
         **{**base, **{key: regularizer(base[key]) for key in ("embedding_regularizer", "net_regularizer")}},
         **entry.settings(cfg.model),
     )
+    if entry.restore is not None:
+        entry.restore(model)
     base_labels = model.get_labels
     # labels in the parameters' precision (FuxiCTR casts them to float32): the float64 comparison
     model.get_labels = lambda inputs: base_labels(inputs).to(next(model.parameters()).dtype)
