@@ -287,15 +287,17 @@ def test_id_rows_stay_inside_their_fields():
     assert head > 0.17 * ids.numel() and head > second > third
 
 
-def test_flop_count_and_first_layer_of_deepfm():
+def test_flop_count_and_largest_layer_of_deepfm():
     schema = Schema.build([(f"c{i}", "categorical", 4) for i in range(5)])
     model = build("deepfm", schema, embedding_dim=3, hidden_units=[7, 6])
     batch = random_batch(schema, size=8)
-    assert throughput.first_linear_shape(model, batch) == (8, 15, 7)
+    assert throughput.largest_linear_shape(model, batch) == (8, 15, 7)
+    narrow_first = build("deepfm", schema, embedding_dim=3, hidden_units=[1, 20])  # 15 x 1, then 1 x 20
+    assert throughput.largest_linear_shape(narrow_first, batch) == (8, 1, 20)
     # forward 2 * in * out per layer; backward twice that (input and weight gradients)
     assert throughput.matmul_flops_per_sample(model, batch) == 6 * (15 * 7 + 7 * 6 + 6 * 1)
     assert all(p.grad is None for p in model.parameters())
-    assert throughput.first_linear_shape(build("fm", schema), batch) is None
+    assert throughput.largest_linear_shape(build("fm", schema), batch) is None
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ shuffled order per batch, one vectorised gather), so the data step is part of ev
 
 For each model, in a fresh process (so that its peak RSS is its own), after ``--warmup`` steps:
 ``--repeats`` times, first the roofline, then ``--steps`` training steps. The roofline is this
-machine's FLOP/s for a matmul shaped like the model's first ``nn.Linear`` at this batch size
+machine's FLOP/s for a matmul shaped like the model's largest ``nn.Linear`` at this batch size
 (``[B, in] x [in, out]``, ``F.linear``, in bf16 for a ``:bf16`` spec); the model's achieved FLOP/s
 is its matmul FLOPs per sample (counted by ``torch.utils.flop_counter`` over one forward + backward:
 the dense layers, CIN's filters, IPNN's Gram matrices) times training samples/s. ``% roofline`` is
@@ -68,14 +68,15 @@ TRAINER_VARIANTS = (
 )
 
 
-def first_linear_shape(model: nn.Module, batch: Batch) -> Optional[tuple[int, int, int]]:
-    """``(rows, in_features, out_features)`` of the first ``nn.Linear`` a forward pass runs, rows
-    being every leading dimension of its input (the batch, or batch x K for CIN's filters)."""
+def largest_linear_shape(model: nn.Module, batch: Batch) -> Optional[tuple[int, int, int]]:
+    """``(rows, in_features, out_features)`` of the ``nn.Linear`` with the most multiply-adds in a
+    forward pass (the first of equals), rows being every leading dimension of its input (the batch,
+    or batch x K for CIN's filters). The largest, not the first: a model whose first layer is small
+    (FinalMLP's gates read one field) would get a roofline far below its main layers' rate."""
     shapes: list[tuple[int, int, int]] = []
 
     def record(layer, inputs, output):
-        if not shapes:
-            shapes.append((inputs[0].numel() // layer.in_features, layer.in_features, layer.out_features))
+        shapes.append((inputs[0].numel() // layer.in_features, layer.in_features, layer.out_features))
 
     hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Linear)]
     try:
@@ -84,7 +85,7 @@ def first_linear_shape(model: nn.Module, batch: Batch) -> Optional[tuple[int, in
     finally:
         for hook in hooks:
             hook.remove()
-    return shapes[0] if shapes else None
+    return max(shapes, key=lambda shape: shape[0] * shape[1] * shape[2]) if shapes else None
 
 
 def matmul_flops_per_sample(model, batch: Batch) -> float:
@@ -146,7 +147,7 @@ def _measure_model(spec: str, workload: Workload, schema: Schema, loader: DataLo
     # probes first: dynamo gives up for good on a frame it first meets under a dispatch mode
     model, _ = build_model(spec, schema, workload.seed)
     probe = next(iter(loader))
-    shape = first_linear_shape(model, probe)
+    shape = largest_linear_shape(model, probe)
     flops = matmul_flops_per_sample(model, probe)
     compiled(model, workload)
     optimizer = model.build_optimizer()
@@ -173,7 +174,7 @@ def _measure_model(spec: str, workload: Workload, schema: Schema, loader: DataLo
         "optim": optim,
         "precision": precision,
         "params": sum(p.numel() for p in model.parameters()),
-        "first_layer": list(shape) if shape else None,
+        "roofline_layer": list(shape) if shape else None,
         "mflop_per_sample": flops / 1e6,
         "warmup_s": warmup_seconds,
         "train_samples_per_s": samples / statistics.median(train_seconds),

@@ -130,8 +130,13 @@ class SplitTensors:
         return Batch(self.x[rows], self.y[rows].to(dtype), None)
 
     def theirs(self, rows, dtype: torch.dtype = torch.float32) -> dict:
-        local = self.x[rows] - self.offsets
-        return {**{name: local[:, j] for j, name in enumerate(self.names)}, "label": self.y[rows].to(dtype)}
+        return self.as_theirs(self.x[rows], self.y[rows].to(dtype), self.offsets, self.names)
+
+    @staticmethod
+    def as_theirs(x: torch.Tensor, y: torch.Tensor, offsets: torch.Tensor, names: list[str]) -> dict:
+        """FuxiCTR's batch of the global ids ``x``: each field's local ids by name, and the label."""
+        local = x - offsets
+        return {**{name: local[:, j] for j, name in enumerate(names)}, "label": y}
 
     def loader(self, batch_size: int, shuffle: bool) -> DataLoader:
         """FuxiCTR's own batching (a torch DataLoader, reshuffled every epoch from torch's RNG,
@@ -185,7 +190,7 @@ class StepComparison:
         return self.relative_gap(self.floor, self.theirs)
 
 
-def _ours_step(model, clip: float):
+def ours_step(model, clip: float):
     """One step as Lightning runs ours: loss, backward, clip the global norm, the optimiser's step."""
     optimizer = model.configure_optimizers()
 
@@ -200,7 +205,7 @@ def _ours_step(model, clip: float):
     return step
 
 
-def _theirs_step(reference, clip: float):
+def theirs_step(reference, clip: float):
     reference._max_gradient_norm = clip  # what fit() sets before it calls train_step
     return lambda inputs: float(reference.train_step(inputs).detach())
 
@@ -239,15 +244,15 @@ def compare_steps(
     with torch.no_grad():
         gap = (torch.sigmoid(ours(data.ours(batches[0]))) - theirs(data.theirs(batches[0]))["y_pred"].squeeze(1)).abs()
     comparison = StepComparison(dataset, name, steps, cfg.data.batch_size, float(gap.max()))
-    step_ours, step_theirs = _ours_step(ours, clip), _theirs_step(theirs, clip)
+    step_ours, step_theirs = ours_step(ours, clip), theirs_step(theirs, clip)
     for rows in batches:
         comparison.theirs.append(step_theirs(data.theirs(rows)))
         comparison.ours.append(step_ours(data.ours(rows)))
     _, twin = pair(torch.float32)
-    step_twin = _theirs_step(twin, clip)
+    step_twin = theirs_step(twin, clip)
     comparison.floor = [step_twin(data.theirs(rows)) for rows in reordered]
     ours, theirs = pair(torch.float64)
-    step_ours, step_theirs = _ours_step(ours, clip), _theirs_step(theirs, clip)
+    step_ours, step_theirs = ours_step(ours, clip), theirs_step(theirs, clip)
     for rows in batches:
         comparison.theirs_64.append(step_theirs(data.theirs(rows, torch.float64)))
         comparison.ours_64.append(step_ours(data.ours(rows, torch.float64)))
