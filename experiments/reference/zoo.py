@@ -77,6 +77,7 @@ def build_zoo_model(entry: ZooModel, zoo: Path, fmap, cfg: DictConfig, base: dic
         **{**base, **{key: regularizer(base[key]) for key in ("embedding_regularizer", "net_regularizer")}},
         **entry.settings(cfg.model),
     )
+    Path(model.checkpoint).parent.mkdir(parents=True, exist_ok=True)  # fit() saves its best weights there
     if entry.restore is not None:
         entry.restore(model)
     base_labels = model.get_labels
