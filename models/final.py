@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from datamodules.schema import Batch, Schema
@@ -75,17 +76,18 @@ class FinalNet(CTRModule):
     is unused under 1B). ``e = [e_1..e_F]``; ``G`` is the field gate ``[e; e * g]`` (``FieldGate``)
     with ``field_gate``, the identity without. ``block_logits`` gives ``[y_1, y_2]``.
 
-    Objective: CTRModule's, the mean BCE of ``sigmoid(y)`` (plus its L2 terms), nothing per block.
-    So is FuxiCTR's for 1B. For 2B it adds, when its training loop calls the model's loss, two terms:
-    ``BCE(p_1, p) + BCE(p_2, p)``, each the mean BCE of block ``b``'s prediction ``p_b = sigmoid(y_b)``
-    against the soft label ``p = sigmoid(y)``, detached (no gradient flows into it), so each block is
-    pulled toward the averaged prediction. It does in FuxiCTR 2.0.2 (the
-    "FINAL" model of BARS's Frappe_x1 run) and from 2.3.4 on (so the 2.3.10 of
-    ``experiments.reference``); from 2.0.3 to 2.3.3 the loop never called the model's loss, so
-    BARS's Criteo_x4 run (2.2.0) trained on the main BCE alone, as this model does.
+    Objective: CTRModule's, the mean BCE of ``sigmoid(y)`` (plus its L2 terms), and under 2B a term
+    ``BCE(p_b, p)`` for each block ``b`` whose ``distill`` is set: the mean BCE of the block's own
+    prediction ``p_b = sigmoid(y_b)`` against the soft label ``p = sigmoid(y)``, detached (no gradient
+    flows into it), so the block is pulled toward the averaged prediction. That is the paper's
+    self-knowledge distillation between the two blocks, and FuxiCTR's, for both blocks at once: its 2B
+    model adds both terms in FuxiCTR 2.0.2 (the "FINAL" model of BARS's Frappe_x1 run) and from 2.3.4
+    on, but from 2.0.3 to 2.3.3 its training loop never called the model's own loss, so BARS's
+    Criteo_x4 run (2.2.0) trained on the main BCE alone (``distill: false`` in that preset). 1B has
+    nothing to distil and ignores the key. ``losses`` reports the main BCE as the data loss.
 
-    Our choice: a ``residual_type`` per block (FuxiCTR's is one for both; the configs set both alike).
-    FuxiCTR's: the field gate feeds block 1 only, and starts open (``W = 0``, ``c = 1``).
+    Our choice: a ``residual_type`` and a ``distill`` per block (FuxiCTR's are one for both; the
+    configs set both alike). FuxiCTR's: the field gate feeds block 1 only, and starts open (``W = 0``, ``c = 1``).
     """
 
     BLOCK_TYPES = ("1B", "2B")
@@ -108,12 +110,15 @@ class FinalNet(CTRModule):
         input_dim = schema.num_fields * embedding_dim
         self.embedding = self.feature_embedding(embedding_dim, embedding_init_std)
         self.field_gate = FieldGate(schema.num_fields) if field_gate else None
-        self.block1 = FinalBlockSpec.of(block1).build(2 * input_dim if field_gate else input_dim)
+        block1, block2 = FinalBlockSpec.of(block1), FinalBlockSpec.of(block2)
+        self.block1 = block1.build(2 * input_dim if field_gate else input_dim)
         self.head1 = nn.Linear(self.block1.output_dim, 1)
         self.block2 = self.head2 = None
+        self.distilled: tuple[int, ...] = ()  # the blocks whose predictions learn the averaged one
         if block_type == "2B":
-            self.block2 = FinalBlockSpec.of(block2).build(input_dim)
+            self.block2 = block2.build(input_dim)
             self.head2 = nn.Linear(self.block2.output_dim, 1)
+            self.distilled = tuple(b for b, spec in enumerate((block1, block2)) if spec.distill)
 
     def block_logits(self, batch: Batch) -> torch.Tensor:
         """``[B, 1]`` (1B) or ``[B, 2]`` (2B): each block's logit ``y_b``."""
@@ -124,6 +129,22 @@ class FinalNet(CTRModule):
             logits.append(self.head2(self.block2(embedded.flatten(1))))
         return torch.cat(logits, dim=1)
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        logits = self.block_logits(batch)
+    @staticmethod
+    def combined(logits: torch.Tensor) -> torch.Tensor:
+        """``[B]``: the model's logit ``y`` from ``block_logits``."""
         return logits[:, 0] if logits.shape[1] == 1 else 0.5 * (logits[:, 0] + logits[:, 1])
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.combined(self.block_logits(batch))
+
+    def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(objective, mean BCE)``: CTRModule's, plus the blocks' soft-label terms (see the class)."""
+        logits = self.block_logits(batch)
+        y = self.combined(logits)
+        data_loss = F.binary_cross_entropy_with_logits(y, batch.y)
+        objective = data_loss + self.penalty(batch)
+        if self.distilled:
+            soft = torch.sigmoid(y).detach()
+            for block in self.distilled:
+                objective = objective + F.binary_cross_entropy_with_logits(logits[:, block], soft)
+        return objective, data_loss

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import models
-from datamodules.schema import Schema
+from datamodules.schema import Batch, Schema
 from models.init import initialize
 from models.layers import (
     MLP,
@@ -210,6 +210,46 @@ def test_finalnet_2b_averages_its_blocks_logits_and_1b_has_one_block():
     torch.testing.assert_close(one(batch), y1)
     with pytest.raises(ValueError, match="block_type"):
         build("finalnet", schema, block_type="3B")
+
+
+def bce(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy of probabilities, written out."""
+    return -(target * p.log() + (1 - target) * (1 - p).log()).mean()
+
+
+def distilling(block1: bool, block2: bool) -> dict:
+    """``build`` arguments: FinalNet's config blocks with these ``distill`` settings."""
+    settings = model_settings("finalnet")
+    return {"block1": {**settings["block1"], "distill": block1}, "block2": {**settings["block2"], "distill": block2}}
+
+
+def test_finalnet_distill_adds_each_blocks_bce_against_the_detached_prediction():
+    schema = small_schema()
+    batch = Batch(*(t.double() if t.is_floating_point() else t for t in random_batch(schema)))
+    model = build("finalnet", schema, embedding_table_l2=0.1, **distilling(True, True)).double().eval()
+    logits = model.block_logits(batch)
+    p = torch.sigmoid(0.5 * (logits[:, 0] + logits[:, 1]))
+    main = bce(p, batch.y)
+    objective, data_loss = model.losses(batch)
+    torch.testing.assert_close(data_loss, main)
+    blocks = bce(torch.sigmoid(logits[:, 0]), p) + bce(torch.sigmoid(logits[:, 1]), p)
+    torch.testing.assert_close(objective, main + model.penalty(batch) + blocks)
+    # the soft label is detached: block 2's head gets its own term's gradient and the main BCE's, no more
+    objective.backward()
+    supervised = model.head2.bias.grad.clone()
+    model.zero_grad()
+    (main + bce(torch.sigmoid(logits[:, 1]), p.detach())).backward()
+    torch.testing.assert_close(supervised, model.head2.bias.grad)
+    plain = build("finalnet", schema, embedding_table_l2=0.1, **distilling(False, False)).double().eval()
+    objective, data_loss = plain.losses(batch)
+    torch.testing.assert_close(data_loss, bce(torch.sigmoid(plain(batch)), batch.y))
+    torch.testing.assert_close(objective, data_loss + plain.penalty(batch))
+    second = build("finalnet", schema, **distilling(False, True)).double().eval()
+    logits = second.block_logits(batch)
+    p = torch.sigmoid(second(batch))
+    torch.testing.assert_close(second.losses(batch)[0], bce(p, batch.y) + bce(torch.sigmoid(logits[:, 1]), p))
+    one = build("finalnet", schema, block_type="1B", **distilling(True, True)).double().eval()
+    torch.testing.assert_close(one.losses(batch)[0], bce(torch.sigmoid(one(batch)), batch.y))
 
 
 def test_finalnet_field_gate_starts_open_under_fuxictr_initialisation():

@@ -101,13 +101,16 @@ class FinalBlock(LowPrecisionCompute, nn.Module):
 
 @dataclass(frozen=True)
 class FinalBlockSpec(Spec):
-    """One FinalBlock as ``conf/model/finalnet.yaml`` gives it (``FinalBlock`` says what each field means)."""
+    """One FinalBlock as ``conf/model/finalnet.yaml`` gives it (``FinalBlock`` says what each field
+    means), and ``distill``, which the block itself does not read: whether FinalNet 2B also trains
+    this block's own prediction toward the averaged one (see ``models.FinalNet``)."""
 
     hidden_units: tuple[int, ...]
     activation: str
     dropout: float
     batch_norm: bool
     residual_type: str
+    distill: bool
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_units", tuple(int(units) for units in self.hidden_units))
