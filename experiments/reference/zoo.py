@@ -33,9 +33,9 @@ class ZooModel:
     zoo_class: str  # the folder and class name in model_zoo/
     settings: Callable[[DictConfig], dict]  # the preset's cfg.model -> the class's arguments
     copy: Callable[[nn.Module, nn.Module], None]  # (ours, theirs): ours takes theirs' weights
-    # where the zoo's code has changed since the FuxiCTR version of BARS's run: puts that
-    # version's definition back into a built zoo model; its docstring says what and why
-    restore: Optional[Callable[[nn.Module], None]] = None
+    # where the zoo's code has changed since the FuxiCTR version of BARS's run: (theirs, cfg.model)
+    # puts that version's definition back into a built zoo model; its docstring says what and why
+    restore: Optional[Callable[[nn.Module, DictConfig], None]] = None
 
 
 def load_zoo_class(zoo: Path, name: str) -> type:
@@ -79,7 +79,7 @@ def build_zoo_model(entry: ZooModel, zoo: Path, fmap, cfg: DictConfig, base: dic
     )
     Path(model.checkpoint).parent.mkdir(parents=True, exist_ok=True)  # fit() saves its best weights there
     if entry.restore is not None:
-        entry.restore(model)
+        entry.restore(model, cfg.model)
     base_labels = model.get_labels
     # labels in the parameters' precision (FuxiCTR casts them to float32): the float64 comparison
     model.get_labels = lambda inputs: base_labels(inputs).to(next(model.parameters()).dtype)

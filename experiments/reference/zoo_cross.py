@@ -73,7 +73,7 @@ def copy_edcn(ours, theirs) -> None:
     copy_state(ours.head, theirs.fc)
 
 
-def restore_edcn_cross_residual(theirs) -> None:
+def restore_edcn_cross_residual(theirs, model: DictConfig) -> None:
     """Each cross layer adds its input back, ``x_l = x_0 (x'_{l-1} . w_l) + b_l + x'_{l-1}``, as
     in the paper, in FuxiCTR 1.2.2 (whose release added it; BARS's EDCN runs) and in ctr-bench;
     the zoo's EDCN of FuxiCTR 2.x calls the cross layer without it."""

@@ -60,8 +60,8 @@ def block_activation(activation: str):
 def finalnet_settings(model: DictConfig) -> dict:
     two = model.block_type == "2B"
     blocks = [model.block1, model.block2] if two else [model.block1]
-    if two and not same("FinalBlock distill", *(b.distill for b in blocks)):
-        raise ValueError("FuxiCTR's FinalNet 2B (2.3.4 on) always adds both blocks' soft-label terms")
+    if two:
+        same("FinalBlock distill", *(b.distill for b in blocks))  # FuxiCTR's blocks distil alike (or neither)
     settings = {
         "block_type": model.block_type,
         "use_feature_gating": model.field_gate,
@@ -77,6 +77,14 @@ def finalnet_settings(model: DictConfig) -> dict:
             }
         )
     return settings
+
+
+def restore_finalnet_objective(theirs, model: DictConfig) -> None:
+    """Where the preset's blocks do not distil (BARS's Criteo_x4 run, on FuxiCTR 2.2.0), the objective
+    is the averaged prediction's mean BCE alone: FuxiCTR 2.0.3 to 2.3.3's training loop never called
+    the model's own loss, which adds the blocks' soft-label terms (2.0.2 and 2.3.4 on)."""
+    if model.block_type == "2B" and not model.block1.distill:
+        theirs.add_loss = lambda outputs, labels: theirs.loss_fn(outputs["y_pred"], labels, reduction="mean")
 
 
 def copy_block(ours, theirs) -> None:
@@ -102,5 +110,5 @@ def copy_finalnet(ours, theirs) -> None:
 
 MODELS = {
     "finalmlp": ZooModel("FinalMLP", finalmlp_settings, copy_finalmlp),
-    "finalnet": ZooModel("FinalNet", finalnet_settings, copy_finalnet),
+    "finalnet": ZooModel("FinalNet", finalnet_settings, copy_finalnet, restore_finalnet_objective),
 }
