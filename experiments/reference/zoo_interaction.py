@@ -1,0 +1,56 @@
+"""FiBiNET, DLRM, MaskNet, AOANet and DeepIM against FuxiCTR's zoo classes of the same names (see
+``experiments.reference.zoo``)."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+from experiments.reference.weights import copy_tables
+from experiments.reference.zoo import ZooModel, copy_embedding, copy_state
+
+
+@torch.no_grad()
+def _linear(ours, theirs_lr, schema) -> None:
+    """Our first-order weights <- a zoo ``LogisticRegression`` (its bias where both have one)."""
+    copy_tables(ours.weights.table.weight, theirs_lr.embedding_layer, schema)
+    if ours.bias is not None and theirs_lr.bias is not None:
+        ours.bias.copy_(theirs_lr.bias)
+
+
+def fibinet_settings(model: DictConfig) -> dict:
+    """FuxiCTR's SENET squeezes by the mean and excites through ReLUs, as ours does."""
+    if model.senet.squeeze != "mean":
+        raise ValueError(f"FuxiCTR's SENET squeezes by the mean, not {model.senet.squeeze}")
+    return {
+        "hidden_units": list(model.mlp.hidden_units),
+        "hidden_activations": model.mlp.activation,
+        "net_dropout": model.mlp.dropout,
+        "batch_norm": model.mlp.batch_norm,
+        "excitation_activation": "ReLU",
+        "reduction_ratio": model.senet.reduction_ratio,
+        "bilinear_type": model.bilinear_type,
+    }
+
+
+@torch.no_grad()
+def _bilinear(ours, theirs) -> None:
+    ours.weight.copy_(theirs.bilinear_W.view_as(ours.weight))
+
+
+@torch.no_grad()
+def copy_fibinet(ours, theirs) -> None:
+    if ours.senet_bilinear is None:
+        # shared maps are FuxiCTR 1.x's FiBiNET (BARS's run): the zoo's 2.x class with its first
+        # bilinear layer in both places is that model
+        theirs.bilinear_interaction2 = theirs.bilinear_interaction1
+    copy_embedding(ours, theirs)
+    _linear(ours.linear, theirs.lr_layer, ours.schema)
+    copy_state(ours.senet, theirs.senet_layer)
+    _bilinear(ours.bilinear, theirs.bilinear_interaction1)
+    if ours.senet_bilinear is not None:
+        _bilinear(ours.senet_bilinear, theirs.bilinear_interaction2)
+    copy_state(ours.dnn, theirs.dnn)
+
+
+MODELS = {"fibinet": ZooModel("FiBiNET", fibinet_settings, copy_fibinet)}
