@@ -7,7 +7,7 @@ import torch
 from omegaconf import DictConfig
 
 from experiments.reference.weights import copy_tables
-from experiments.reference.zoo import ZooModel, copy_embedding, copy_state
+from experiments.reference.zoo import ZooModel, copy_embedding, copy_state, same
 
 
 @torch.no_grad()
@@ -53,4 +53,32 @@ def copy_fibinet(ours, theirs) -> None:
     copy_state(ours.dnn, theirs.dnn)
 
 
-MODELS = {"fibinet": ZooModel("FiBiNET", fibinet_settings, copy_fibinet)}
+def dlrm_settings(model: DictConfig) -> dict:
+    if model.self_interaction:
+        raise ValueError("FuxiCTR's DLRM has no dot product of a vector with itself")
+    bottom, top = model.bottom_mlp, model.top_mlp
+    return {
+        "top_mlp_units": list(top.hidden_units),
+        "bottom_mlp_units": list(bottom.hidden_units),
+        "top_mlp_activations": top.activation,
+        "bottom_mlp_activations": bottom.activation,
+        "top_mlp_dropout": top.dropout,
+        "bottom_mlp_dropout": bottom.dropout,
+        "interaction_op": model.interaction,
+        "batch_norm": same("MLP batch norm", bottom.batch_norm, top.batch_norm),
+    }
+
+
+def copy_dlrm(ours, theirs) -> None:
+    if ours.bottom is not None:
+        # FuxiCTR puts the dense vector after the fields' embeddings, ours before them: the top
+        # MLP's first layer would need its columns permuted, and no BARS dataset has dense fields
+        raise ValueError("the check maps DLRM's weights for all-categorical schemas only")
+    copy_embedding(ours, theirs)
+    copy_state(ours.top, theirs.top_mlp)
+
+
+MODELS = {
+    "fibinet": ZooModel("FiBiNET", fibinet_settings, copy_fibinet),
+    "dlrm": ZooModel("DLRM", dlrm_settings, copy_dlrm),
+}
