@@ -78,7 +78,44 @@ def copy_dlrm(ours, theirs) -> None:
     copy_state(ours.top, theirs.top_mlp)
 
 
+def masknet_settings(model: DictConfig) -> dict:
+    """FuxiCTR's blocks: a serial chain straight into the output unit, or parallel blocks of one width
+    under an MLP without batch norm."""
+    blocks, mlp = model.mask_blocks, model.mlp
+    settings = {
+        "dnn_hidden_activations": mlp.activation,
+        "reduction_ratio": blocks.reduction_ratio,
+        "net_dropout": mlp.dropout,
+        "emb_layernorm": model.embedding_layer_norm,
+        "net_layernorm": blocks.layer_norm,
+    }
+    if model.form == "serial":
+        if mlp.hidden_units:
+            raise ValueError("FuxiCTR's SerialMaskNet has no MLP after its blocks")
+        return {**settings, "model_type": "SerialMaskNet", "dnn_hidden_units": list(blocks.units)}
+    if mlp.batch_norm:
+        raise ValueError("FuxiCTR's ParallelMaskNet has no batch norm in its MLP")
+    return {
+        **settings,
+        "model_type": "ParallelMaskNet",
+        "parallel_num_blocks": len(blocks.units),
+        "parallel_block_dim": same("MaskBlock width", *blocks.units),
+        "dnn_hidden_units": list(mlp.hidden_units),
+    }
+
+
+@torch.no_grad()
+def copy_masknet(ours, theirs) -> None:
+    copy_embedding(ours, theirs)
+    if ours.embedding_norm is not None:
+        ours.embedding_norm.weight.copy_(torch.stack([norm.weight for norm in theirs.emb_norm]))
+        ours.embedding_norm.bias.copy_(torch.stack([norm.bias for norm in theirs.emb_norm]))
+    copy_state(ours.blocks, theirs.mask_net.mask_blocks)
+    copy_state(ours.dnn, theirs.mask_net.fc if ours.blocks.serial else theirs.mask_net.dnn)
+
+
 MODELS = {
     "fibinet": ZooModel("FiBiNET", fibinet_settings, copy_fibinet),
     "dlrm": ZooModel("DLRM", dlrm_settings, copy_dlrm),
+    "masknet": ZooModel("MaskNet", masknet_settings, copy_masknet),
 }
