@@ -114,8 +114,33 @@ def copy_masknet(ours, theirs) -> None:
     copy_state(ours.dnn, theirs.mask_net.fc if ours.blocks.serial else theirs.mask_net.dnn)
 
 
+def aoanet_settings(model: DictConfig) -> dict:
+    return {
+        "dnn_hidden_units": list(model.mlp.hidden_units),
+        "dnn_hidden_activations": model.mlp.activation,
+        "net_dropout": model.mlp.dropout,
+        "batch_norm": model.mlp.batch_norm,
+        "num_interaction_layers": model.num_interaction_layers,
+        "num_subspaces": model.num_subspaces,
+    }
+
+
+@torch.no_grad()
+def copy_aoanet(ours, theirs) -> None:
+    """FuxiCTR's ``alpha`` rows run over (input subspace, field) pairs, the field fastest: ours holds
+    the same weights as ``[I, F, S]``; its ``h`` carries a trailing axis of one."""
+    copy_embedding(ours, theirs)
+    copy_state(ours.dnn, theirs.dnn)
+    for mine, other in zip(ours.gin.layers, theirs.gin.layers, strict=True):
+        mine.weight.copy_(other.W)
+        mine.alpha.copy_(other.alpha.view_as(mine.alpha))
+        mine.h.copy_(other.h.view_as(mine.h))
+    copy_state(ours.head, theirs.fc)
+
+
 MODELS = {
     "fibinet": ZooModel("FiBiNET", fibinet_settings, copy_fibinet),
     "dlrm": ZooModel("DLRM", dlrm_settings, copy_dlrm),
     "masknet": ZooModel("MaskNet", masknet_settings, copy_masknet),
+    "aoanet": ZooModel("AOANet", aoanet_settings, copy_aoanet),
 }
