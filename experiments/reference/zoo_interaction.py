@@ -138,9 +138,29 @@ def copy_aoanet(ours, theirs) -> None:
     copy_state(ours.head, theirs.fc)
 
 
+def deepim_settings(model: DictConfig) -> dict:
+    return {
+        "im_order": model.im_order,
+        "im_batch_norm": model.im_batch_norm,
+        "hidden_units": list(model.mlp.hidden_units),
+        "hidden_activations": model.mlp.activation,
+        "net_dropout": model.mlp.dropout,
+        "net_batch_norm": model.mlp.batch_norm,
+    }
+
+
+def copy_deepim(ours, theirs) -> None:
+    copy_embedding(ours, theirs)
+    if ours.im_norm is not None:
+        copy_state(ours.im_norm, theirs.im_layer.bn)
+    copy_state(ours.im_head, theirs.im_layer.fc)
+    copy_state(ours.dnn, theirs.dnn)
+
+
 MODELS = {
     "fibinet": ZooModel("FiBiNET", fibinet_settings, copy_fibinet),
     "dlrm": ZooModel("DLRM", dlrm_settings, copy_dlrm),
     "masknet": ZooModel("MaskNet", masknet_settings, copy_masknet),
     "aoanet": ZooModel("AOANet", aoanet_settings, copy_aoanet),
+    "deepim": ZooModel("DeepIM", deepim_settings, copy_deepim),
 }
