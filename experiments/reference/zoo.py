@@ -57,7 +57,8 @@ def load_zoo_class(zoo: Path, name: str) -> type:
 def zoo_version(zoo: Path) -> str:
     """The zoo's FuxiCTR commit, where the folder is in a git checkout."""
     found = subprocess.run(["git", "-C", str(zoo), "log", "-1", "--format=%h %cs"], capture_output=True, text=True)
-    return f"FuxiCTR commit {found.stdout.strip()}" if found.returncode == 0 else "a folder outside git"
+    # not "commit ...": the results index reads a report's first "commit" as the code that made it
+    return f"FuxiCTR's repository at {found.stdout.strip()}" if found.returncode == 0 else "a folder outside git"
 
 
 def build_zoo_model(entry: ZooModel, zoo: Path, fmap, cfg: DictConfig, base: dict, model_root: Path):

@@ -37,6 +37,7 @@ MAIN_FILES = (
     "benchmark.md",
     "benchmark_data.md",
     "benchmark_peers.md",
+    "benchmark_zoo.md",
     "benchmark_scale.md",
     "benchmark_paper_scale.md",
     "README.md",
