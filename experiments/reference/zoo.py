@@ -113,6 +113,6 @@ def copy_embedding(ours, theirs) -> None:
 
 def zoo_models() -> dict[str, ZooModel]:
     """Every model checked against FuxiCTR's zoo, by config name."""
-    from experiments.reference import zoo_cross
+    from experiments.reference import zoo_attention, zoo_cross
 
-    return {**zoo_cross.MODELS}
+    return {**zoo_cross.MODELS, **zoo_attention.MODELS}
