@@ -19,10 +19,10 @@ class DESTINE(CTRModule):
     ``DisentangledSelfAttention``), and ``y = w^T flatten(Attention(e)) + b``, plus ``MLP([e_1..e_F])``
     over the same embeddings where ``mlp`` is given.
 
-    With ``wide``, ``y`` adds first-order weights ``sum_i w[x_i]`` without a bias of their own
-    (FuxiCTR's ``use_wide``). Our choices: the DNN and the first-order part as FuxiCTR's DESTINE
-    adds them (not in the paper); the DNN's output bias stays beside ``b``, as FuxiCTR's, whose
-    parameter counts BARS prints.
+    With ``wide``, ``y`` adds first-order weights ``w_0 + sum_i w[x_i]`` (FuxiCTR's ``use_wide``; its
+    DESTINE, unlike its AutoInt, gives them a bias). Our choices: the DNN and the
+    first-order part as FuxiCTR's DESTINE adds them (not in the paper); the DNN's output bias and
+    ``w_0`` stay beside ``b``, as FuxiCTR's, whose parameter counts BARS prints.
     """
 
     def __init__(
@@ -42,7 +42,7 @@ class DESTINE(CTRModule):
         self.attention = spec.build(embedding_dim)
         self.head = nn.Linear(schema.num_fields * spec.dim, 1)
         self.dnn = MLPSpec.of(mlp).build(schema.num_fields * embedding_dim) if mlp is not None else None
-        self.linear = self.linear_logit(bias=False) if wide else None
+        self.linear = self.linear_logit() if wide else None
 
     def forward(self, batch: Batch) -> torch.Tensor:
         embedded = self.embedding(batch)
