@@ -25,7 +25,7 @@ def copy_tables(target: torch.Tensor, reference_embedding, schema, columns: slic
         target[field.offset : field.offset + field.vocab_size, columns] = weight
 
 
-def _copy_linear(ours, reference_lr, schema) -> None:
+def copy_linear(ours, reference_lr, schema) -> None:
     """``LinearLogit`` <- ``LogisticRegression`` (1-d table, and bias when both have one)."""
     copy_tables(ours.weights.table.weight, reference_lr.embedding_layer, schema)
     if ours.bias is not None and reference_lr.bias is not None:
@@ -61,12 +61,12 @@ def copy_weights(name: str, ours, reference) -> None:
     """Make ``ours`` (a ctr-bench model ``name``) hold ``reference``'s parameters."""
     schema = ours.schema
     if name == "lr":
-        _copy_linear(ours.linear, reference.lr_layer, schema)
+        copy_linear(ours.linear, reference.lr_layer, schema)
     elif name == "fm":
-        _copy_linear(ours.linear, reference.fm.lr_layer, schema)
+        copy_linear(ours.linear, reference.fm.lr_layer, schema)
         copy_tables(ours.embedding.table.weight, reference.embedding_layer, schema)
     elif name == "ffm":
-        _copy_linear(ours.linear, reference.lr_layer, schema)
+        copy_linear(ours.linear, reference.lr_layer, schema)
         table = ours.embedding.table.weight  # [ids, F * K]: field f's vector for partner g at g * K
         table.zero_()
         k, fields = ours.embedding_dim, schema.num_fields
@@ -80,11 +80,11 @@ def copy_weights(name: str, ours, reference) -> None:
         copy_tables(ours.embedding.table.weight, reference.embedding_layer, schema)
         _copy_mlp(ours.dnn, reference.mlp if name == "dnn" else reference.dnn)
     elif name == "deepfm":
-        _copy_linear(ours.linear, reference.fm.lr_layer, schema)
+        copy_linear(ours.linear, reference.fm.lr_layer, schema)
         copy_tables(ours.embedding.table.weight, reference.embedding_layer, schema)
         _copy_mlp(ours.dnn, reference.mlp)
     elif name == "lr_dnn":
-        _copy_linear(ours.linear, reference.lr_layer, schema)
+        copy_linear(ours.linear, reference.lr_layer, schema)
         copy_tables(ours.dnn_embedding.table.weight, reference.embedding_layer, schema)
         _copy_mlp(ours.dnn, reference.mlp)
     elif name == "dcn":

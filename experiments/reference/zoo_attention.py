@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from experiments.reference.weights import copy_tables
+from experiments.reference.weights import copy_linear
 from experiments.reference.zoo import ZooModel, copy_embedding, copy_state, same
 
 
@@ -56,19 +56,13 @@ def destine_settings(model: DictConfig) -> dict:
     return settings
 
 
-def copy_wide(ours, lr_layer) -> None:
-    copy_tables(ours.linear.weights.table.weight, lr_layer.embedding_layer, ours.schema)
-    if ours.linear.bias is not None:
-        ours.linear.bias.copy_(lr_layer.bias)
-
-
 @torch.no_grad()
 def copy_autoint(ours, theirs) -> None:
     copy_embedding(ours, theirs)
     copy_state(ours.attention, theirs.self_attention)
     copy_state(ours.head, theirs.fc)
     if ours.linear is not None:
-        copy_wide(ours, theirs.lr_layer)
+        copy_linear(ours.linear, theirs.lr_layer, ours.schema)
     if getattr(ours, "dnn", None) is not None:
         copy_state(ours.dnn, theirs.dnn)
 
@@ -97,7 +91,7 @@ def copy_destine(ours, theirs) -> None:
     if ours.dnn is not None:
         copy_state(ours.dnn, theirs.dnn)
     if ours.linear is not None:
-        copy_wide(ours, theirs.lr)
+        copy_linear(ours.linear, theirs.lr, ours.schema)
 
 
 MODELS = {
