@@ -33,9 +33,9 @@ from typing import Optional
 
 from experiments.benchmark.machine import utc_now
 from experiments.report.layout import BENCHMARKS
+from experiments.run.config import REPO
 from measures.environment import LoadNotes, cpu_name, describe, git_commit, library_versions
 
-REPO = Path(__file__).resolve().parents[2]
 LIBRARIES = ("ctr-bench", "FuxiCTR")
 
 

@@ -124,7 +124,8 @@ def steps_lines(outcome: Outcome, tolerance: float) -> tuple[list[str], bool]:
             f"{s.theirs[0]:.6f} | {s.theirs[-1]:.6f} | {s.max_relative_gap_64:.1e} | {s.max_relative_gap:.1e} "
             f"| {s.max_relative_floor:.1e} | {_yes(ok)} |"
         )
-    restored = {s.model: zoo_models()[s.model].restore for s in outcome.steps if s.model in zoo_models()}
+    zoo = zoo_models()
+    restored = {s.model: zoo[s.model].restore for s in outcome.steps if s.model in zoo}
     notes = [f"- {name}: {' '.join(restore.__doc__.split())}" for name, restore in restored.items() if restore]
     if notes:
         lines += [

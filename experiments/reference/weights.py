@@ -56,9 +56,9 @@ def _copy_cin(ours: CIN, reference, num_fields: int) -> None:
         linear.bias.copy_(conv.bias)
 
 
-@torch.no_grad()
 def copy_weights(name: str, ours, reference) -> None:
-    """Make ``ours`` (a ctr-bench model ``name``) hold ``reference``'s parameters."""
+    """Make ``ours`` (a ctr-bench model ``name``) hold ``reference``'s parameters (called without
+    autograd: ``check.transfer_weights``)."""
     schema = ours.schema
     if name == "lr":
         copy_linear(ours.linear, reference.lr_layer, schema)

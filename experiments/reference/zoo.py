@@ -3,7 +3,7 @@ gives (``--fuxictr-zoo DIR``, the ``model_zoo/`` of a checkout of FuxiCTR's repo
 copied into ctr-bench.
 
 FuxiCTR's PyPI wheel has the layers and ``BaseModel`` its zoo imports, not the zoo itself. Each
-model of ``ZOO`` names its zoo class, translates a preset's config into that class's arguments
+model of ``zoo_models()`` names its zoo class, translates a preset's config into that class's arguments
 (failing where the preset sets something the zoo model has no argument for) and copies the zoo
 model's initial weights into ours (``ZooModel.copy``); the families' entries live in
 ``zoo_cross``, ``zoo_attention``, ``zoo_final`` and ``zoo_interaction``.
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-import torch
 from omegaconf import DictConfig
 from torch import nn
 
@@ -32,7 +31,8 @@ class ZooModel:
 
     zoo_class: str  # the folder and class name in model_zoo/
     settings: Callable[[DictConfig], dict]  # the preset's cfg.model -> the class's arguments
-    copy: Callable[[nn.Module, nn.Module], None]  # (ours, theirs): ours takes theirs' weights
+    # (ours, theirs): ours takes theirs' weights (called without autograd: check.transfer_weights)
+    copy: Callable[[nn.Module, nn.Module], None]
     # where the zoo's code has changed since the FuxiCTR version of BARS's run: (theirs, cfg.model)
     # puts that version's definition back into a built zoo model; its docstring says what and why
     restore: Optional[Callable[[nn.Module, DictConfig], None]] = None
@@ -65,6 +65,8 @@ def build_zoo_model(entry: ZooModel, zoo: Path, fmap, cfg: DictConfig, base: dic
     """The zoo class built as FuxiCTR's ``run_expid.py`` builds it from a config: the model's own
     arguments, ``BaseModel``'s, Adam and the binary cross-entropy on probabilities."""
     cls = load_zoo_class(zoo, entry.zoo_class)
+    # FuxiCTR's regularisers as its configs give them: None, not 0.0, where there is no L2
+    base = {**base, **{key: regularizer(base[key]) for key in ("embedding_regularizer", "net_regularizer")}}
     model = cls(
         fmap,
         model_id=entry.zoo_class,
@@ -75,7 +77,7 @@ def build_zoo_model(entry: ZooModel, zoo: Path, fmap, cfg: DictConfig, base: dic
         model_root=str(model_root),
         metrics=["AUC", "logloss"],
         embedding_dim=cfg.model.embedding_dim,
-        **{**base, **{key: regularizer(base[key]) for key in ("embedding_regularizer", "net_regularizer")}},
+        **base,
         **entry.settings(cfg.model),
     )
     Path(model.checkpoint).parent.mkdir(parents=True, exist_ok=True)  # fit() saves its best weights there
@@ -87,11 +89,11 @@ def build_zoo_model(entry: ZooModel, zoo: Path, fmap, cfg: DictConfig, base: dic
     return model
 
 
-def mlp_settings(mlp: DictConfig, prefix: str, *, hidden="hidden_units", activation="hidden_activations") -> dict:
+def mlp_settings(mlp: DictConfig, prefix: str) -> dict:
     """An ``MLPSpec``'s hidden layers as a zoo class's arguments named ``<prefix><key>``."""
     return {
-        f"{prefix}{hidden}": list(mlp.hidden_units),
-        f"{prefix}{activation}": mlp.activation,
+        f"{prefix}hidden_units": list(mlp.hidden_units),
+        f"{prefix}hidden_activations": mlp.activation,
         f"{prefix}dropout": mlp.dropout,
         f"{prefix}batch_norm": mlp.batch_norm,
     }
@@ -104,7 +106,6 @@ def same(what: str, *values):
     return values[0]
 
 
-@torch.no_grad()
 def copy_state(ours: nn.Module, theirs: nn.Module) -> None:
     """Every parameter and buffer of ``theirs`` into ``ours``, pairwise in registration order; the
     two must hold the same number of tensors of the same shapes (else a listing of both)."""
@@ -119,7 +120,6 @@ def copy_state(ours: nn.Module, theirs: nn.Module) -> None:
         a.copy_(b)
 
 
-@torch.no_grad()
 def copy_embedding(ours, theirs) -> None:
     """Our one id table <- the zoo model's ``embedding_layer`` (one table per field)."""
     copy_tables(ours.embedding.table.weight, theirs.embedding_layer, ours.schema)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import torch
 from omegaconf import DictConfig
 
 from experiments.reference.weights import copy_linear
@@ -56,7 +55,6 @@ def destine_settings(model: DictConfig) -> dict:
     return settings
 
 
-@torch.no_grad()
 def copy_autoint(ours, theirs) -> None:
     copy_embedding(ours, theirs)
     copy_state(ours.attention, theirs.self_attention)
@@ -78,7 +76,6 @@ def copy_map(mine, other) -> None:
         other.bias.zero_()
 
 
-@torch.no_grad()
 def copy_destine(ours, theirs) -> None:
     copy_embedding(ours, theirs)
     for mine, other in zip(ours.attention.layers, theirs.self_attns, strict=True):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from omegaconf import DictConfig
 
 from experiments.reference.zoo import ZooModel, copy_embedding, copy_state, mlp_settings, same
@@ -23,7 +22,6 @@ def finalmlp_settings(model: DictConfig) -> dict:
     }
 
 
-@torch.no_grad()
 def copy_context(context, schema, theirs) -> None:
     """Our one context table (its fields' rows in schema order) <- FuxiCTR's table per context field."""
     tables = theirs.embedding_layer.embedding_layers
@@ -33,7 +31,6 @@ def copy_context(context, schema, theirs) -> None:
         start += field.vocab_size
 
 
-@torch.no_grad()
 def copy_finalmlp(ours, theirs) -> None:
     copy_embedding(ours, theirs)
     copy_state(ours.mlp1, theirs.mlp1)

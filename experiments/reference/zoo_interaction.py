@@ -6,16 +6,8 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from experiments.reference.weights import copy_tables
+from experiments.reference.weights import copy_linear
 from experiments.reference.zoo import ZooModel, copy_embedding, copy_state, same
-
-
-@torch.no_grad()
-def _linear(ours, theirs_lr, schema) -> None:
-    """Our first-order weights <- a zoo ``LogisticRegression`` (its bias where both have one)."""
-    copy_tables(ours.weights.table.weight, theirs_lr.embedding_layer, schema)
-    if ours.bias is not None and theirs_lr.bias is not None:
-        ours.bias.copy_(theirs_lr.bias)
 
 
 def fibinet_settings(model: DictConfig) -> dict:
@@ -33,12 +25,10 @@ def fibinet_settings(model: DictConfig) -> dict:
     }
 
 
-@torch.no_grad()
 def _bilinear(ours, theirs) -> None:
     ours.weight.copy_(theirs.bilinear_W.view_as(ours.weight))
 
 
-@torch.no_grad()
 def restore_fibinet_shared_maps(theirs, model: DictConfig) -> None:
     """Where the preset shares one set of bilinear maps between the embeddings and their SENET
     re-weighting (BARS's Frappe_x1 and Criteo_x4 runs, on FuxiCTR 1.x), the zoo model's first
@@ -49,7 +39,7 @@ def restore_fibinet_shared_maps(theirs, model: DictConfig) -> None:
 
 def copy_fibinet(ours, theirs) -> None:
     copy_embedding(ours, theirs)
-    _linear(ours.linear, theirs.lr_layer, ours.schema)
+    copy_linear(ours.linear, theirs.lr_layer, ours.schema)
     copy_state(ours.senet, theirs.senet_layer)
     _bilinear(ours.bilinear, theirs.bilinear_interaction1)
     if ours.senet_bilinear is not None:
@@ -108,7 +98,6 @@ def masknet_settings(model: DictConfig) -> dict:
     }
 
 
-@torch.no_grad()
 def copy_masknet(ours, theirs) -> None:
     copy_embedding(ours, theirs)
     if ours.embedding_norm is not None:
@@ -129,7 +118,6 @@ def aoanet_settings(model: DictConfig) -> dict:
     }
 
 
-@torch.no_grad()
 def copy_aoanet(ours, theirs) -> None:
     """FuxiCTR's ``alpha`` rows run over (input subspace, field) pairs, the field fastest: ours holds
     the same weights as ``[I, F, S]``; its ``h`` carries a trailing axis of one."""
