@@ -25,9 +25,11 @@ def make_run(
     model_config: dict | None = None,
     history: list[float] | None = None,
     finished: bool = True,
+    experiment: str | None = None,
 ) -> Path:
-    """A run folder as run.py leaves it; ``finished=False`` leaves out metrics.json like a crash."""
-    write_hydra_files(folder, model, dataset, seed, overrides, model_config)
+    """A run folder as run.py leaves it; ``finished=False`` leaves out metrics.json like a crash;
+    ``experiment``: the ``experiment=`` it was run with."""
+    write_hydra_files(folder, model, dataset, seed, overrides, model_config, experiment)
     if history is not None:
         rows = [f"{epoch},{0.6 - 0.01 * epoch},{value},{0.5 - value / 10}" for epoch, value in enumerate(history, 1)]
         (folder / "history.csv").write_text("epoch,train/loss,val/auc,val/logloss\n" + "\n".join(rows) + "\n")
@@ -55,7 +57,13 @@ def make_run(
 
 
 def write_hydra_files(
-    folder: Path, model: str, dataset: str, seed: int, overrides: tuple[str, ...], model_config: dict | None
+    folder: Path,
+    model: str,
+    dataset: str,
+    seed: int,
+    overrides: tuple[str, ...],
+    model_config: dict | None,
+    experiment: str | None = None,
 ) -> None:
     """``.hydra/`` of a run: its resolved config, what was typed, and Hydra's own record."""
     hydra_dir = folder / ".hydra"
@@ -70,7 +78,7 @@ def write_hydra_files(
     (hydra_dir / "config.yaml").write_text(yaml.safe_dump(config))
     (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump([f"model={model}", *overrides, f"seed={seed}"]))
     hydra = {
-        "runtime": {"choices": {"model": model, "data": dataset}},
+        "runtime": {"choices": {"model": model, "data": dataset, **({"experiment": experiment} if experiment else {})}},
         "overrides": {"hydra": ["hydra.mode=RUN"], "task": [f"model={model}", *overrides, f"seed={seed}"]},
         "job": {"name": "run"},
     }

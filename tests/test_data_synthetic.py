@@ -176,3 +176,27 @@ def test_fm_approaches_its_ceiling_on_pairwise_data(tmp_path, single_thread):
     lr = train_and_score(dm, pairwise=False, epochs=3)
     assert (fm - 0.5) / (auc(dm.labels("test"), ceilings["pairwise"]) - 0.5) > 0.8
     assert lr < auc(dm.labels("test"), ceilings["first_order"]) + 0.01 < fm
+
+
+def test_field_names_rename_the_fields_and_change_no_value():
+    plain = next(SyntheticSource(rows=500, cardinalities=(9, 8, 7, 6), missing_values=False).read("all", None))
+    names = ("user", "item", "day", "city")
+    source = SyntheticSource(rows=500, cardinalities=(9, 8, 7, 6), missing_values=False, field_names=names)
+    named = next(source.read("all", None))
+    assert source.categorical_fields == names
+    assert all(np.array_equal(a.codes, b.codes) for a, b in zip(plain.categorical, named.categorical))
+    np.testing.assert_array_equal(plain.labels, named.labels)
+    with pytest.raises(ValueError, match="field_names"):
+        SyntheticSource(rows=10, cardinalities=(9, 8, 7, 6), field_names=("a", "a", "b", "c"))
+
+
+def test_the_frappe_shaped_data_has_frappes_fields_and_frappe_x1s_split_to_the_row():
+    from datamodules.sources.frappe import FIELDS
+    from datamodules.splits import SplitConfig
+    from experiments.run.config import compose_config
+
+    data = compose_config(["data=frappe_like"]).data
+    assert tuple(data.source.field_names) == FIELDS  # the names the Frappe files are read with
+    split = SplitConfig.from_any(data.split).resolved(("all",))
+    counts = np.bincount(split.assign("all", data.source.rows), minlength=3)
+    assert counts.tolist() == [202_027, 57_722, 28_860]

@@ -90,7 +90,8 @@ class SyntheticSource(Source):
     positive_rate: mean click probability; max_cardinality: values of the largest field;
     latent_dim: rank of the pairwise effects; cardinalities: the categorical fields' sizes, in
     field order, instead of a geometric range up to ``max_cardinality`` (e.g. Frappe's);
-    missing_values: False leaves no field empty.
+    missing_values: False leaves no field empty; field_names: the categorical fields' names instead
+    of C1, C2, ... (names change no drawn value).
     """
 
     default_name = "synthetic"
@@ -111,6 +112,7 @@ class SyntheticSource(Source):
         latent_dim: int = 4,
         cardinalities: Optional[Sequence[int]] = None,
         missing_values: bool = True,
+        field_names: Optional[Sequence[str]] = None,
     ):
         if cardinalities is not None:
             num_categorical = len(cardinalities)
@@ -137,6 +139,13 @@ class SyntheticSource(Source):
         self.rows, self.seed = int(rows), int(seed)
         self.numeric_fields = tuple(f"I{i}" for i in range(1, num_numeric + 1))
         self.categorical_fields = tuple(f"C{i}" for i in range(1, num_categorical + 1))
+        if field_names is not None:
+            if len(field_names) != num_categorical or len(set(field_names)) != num_categorical:
+                raise ValueError(
+                    f"SyntheticSource: field_names must name the {num_categorical} categorical fields once each"
+                )
+            self.categorical_fields = tuple(str(name) for name in field_names)
+            self.config["field_names"] = list(self.categorical_fields)
         self.model = self._draw_model()
 
     # ------------------------------------------------------------------ Source interface

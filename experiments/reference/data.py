@@ -8,18 +8,19 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from datamodules import SyntheticSource
 from datamodules.sources.criteo import CATEGORICAL, NUMERIC
 from datamodules.sources.frappe import FIELDS
-from experiments.run.config import TRUSTED_TARGETS, compose_config
+from experiments.run.config import CONF, TRUSTED_TARGETS, compose_config
 
-# Frappe's fields and their cardinalities in the NFM split; Frappe_x1's rows and 7:2:1 split.
-FRAPPE_CARDINALITIES = (957, 4082, 7, 7, 2, 3, 2, 9, 80, 233)
-FRAPPE_ROWS = 288_609
-FRAPPE_SPLIT = {"train": 202_027, "val": 57_722, "test": 28_860}
-FRAPPE_POSITIVE_RATE = 0.33
+# The Frappe-shaped generator's settings live in conf/data/frappe_like.yaml (data=frappe_like runs on the
+# same draws): Frappe's fields, the NFM split's cardinalities, Frappe_x1's rows and 7:2:1 split.
+FRAPPE_LIKE = OmegaConf.load(CONF / "data" / "frappe_like.yaml")
+FRAPPE_CARDINALITIES = tuple(FRAPPE_LIKE.source.cardinalities)
+FRAPPE_ROWS = int(FRAPPE_LIKE.source.rows)
+FRAPPE_SPLIT = dict(zip(("train", "val", "test"), map(int, FRAPPE_LIKE.split.ratios)))
 # BARS's dataset configs, as its logs print them (FuxiCTR 2.3 reads `fill_na`, defaulting to the
 # same 0 and '' that BARS's `na_value` gives).
 FRAPPE_COLUMNS = [{"name": list(FIELDS), "active": True, "dtype": "float", "type": "categorical"}]
@@ -41,14 +42,9 @@ CRITEO_X4_LABEL = {"name": "Label", "dtype": "float"}
 def frappe_like_source(rows: int = FRAPPE_ROWS, seed: int = 0) -> SyntheticSource:
     """Frappe-shaped rows (10 categorical fields of Frappe's cardinalities, nothing missing) whose
     labels follow the generator's planted first-order, pairwise and higher-order effects."""
-    return SyntheticSource(
-        rows=rows,
-        seed=seed,
-        cardinalities=FRAPPE_CARDINALITIES,
-        num_numeric=0,
-        missing_values=False,
-        positive_rate=FRAPPE_POSITIVE_RATE,
-    )
+    settings = OmegaConf.to_container(FRAPPE_LIKE.source)
+    settings.pop("_target_")
+    return SyntheticSource(**{**settings, "rows": rows, "seed": seed})
 
 
 def split_sizes(rows: int) -> dict[str, int]:

@@ -178,7 +178,7 @@ def _read_run(run_dir: Path) -> dict:
         raise _Ignored(NO_METRICS, str(run_dir))
     metrics = _read_metrics(metrics_path)
     config = _read_optional_yaml(run_dir / HYDRA_DIR / "config.yaml") or {}
-    choices = {} if "model" in metrics and "dataset" in metrics else _hydra_choices(run_dir)
+    choices = _hydra_choices(run_dir)
     model = metrics.get("model") or choices.get("model")
     dataset = metrics.get("dataset") or _dig(config, "data", "name") or choices.get("data")
     seed = metrics.get("seed", _dig(config, "seed"))
@@ -196,6 +196,7 @@ def _read_run(run_dir: Path) -> dict:
         "model": str(model),
         "label": model_label(str(model)),
         "seed": seed,
+        "experiment": choices.get("experiment"),
         "configuration": _configuration(run_dir),
         "finished_at": metrics_path.stat().st_mtime,
     }

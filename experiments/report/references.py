@@ -31,6 +31,8 @@ class Reference:
     setting: str
     source: str  # citation
     scores: pd.DataFrame  # index: model label; columns: auc, logloss
+    board: Optional[str] = None  # the experiment whose runs its board report shows (experiments.report.board)
+    selection: Optional[str] = None  # how the publisher picked each row (which run, which trial)
 
     def __repr__(self) -> str:
         return f"Reference({self.key!r}, dataset={self.dataset!r}, models={list(self.scores.index)})"
@@ -106,6 +108,8 @@ def load_references(path: Path | str = REFERENCES_FILE) -> list[Reference]:
                 setting=str(entry["setting"]),
                 source=str(entry["source"]),
                 scores=pd.DataFrame.from_dict(rows, orient="index", columns=["auc", "logloss"]),
+                board=None if entry.get("board") is None else str(entry["board"]),
+                selection=None if entry.get("selection") is None else str(entry["selection"]),
             )
         )
     return references

@@ -8,6 +8,7 @@
   variance adds the two sources a rerun would change: the test rows (DeLong's covariance for AUC;
   the per-row variance of the paired LogLoss differences for LogLoss) and training (the variance
   of each model's scores across seeds, over the number of seeds). Two-sided normal p-value.
+- ``all_pairs_auc``: the same test for every pair of models, for the groups a board cannot tell apart.
 - ``holm``: Holm's step-down adjustment of p-values for the number of comparisons.
 - ``expected_calibration_error``, ``calibration_bins``: ECE over equal-mass bins of the predicted
   probabilities (``measures.metrics``, which runs compute at test time).
@@ -107,12 +108,35 @@ def compare_auc(
 ) -> Comparison:
     """Seed-averaged AUC of a model minus the best's, on the same rows (see the module docstring)."""
     result = delong(labels, [*model_scores, *best_scores])
-    k_model, k_best = len(model_scores), len(best_scores)
-    contrast = np.concatenate([np.full(k_model, 1.0 / k_model), np.full(k_best, -1.0 / k_best)])
+    k_model = len(model_scores)
+    return _auc_contrast(result, range(k_model), range(k_model, k_model + len(best_scores)))
+
+
+def _auc_contrast(result: DeLong, model: range, other: range) -> Comparison:
+    """The seed-mean AUC of the score vectors ``model`` minus that of ``other`` (indices into one
+    DeLong result), with the test rows' covariance and each side's spread across seeds."""
+    contrast = np.zeros(len(result.auc))
+    contrast[list(model)] = 1.0 / len(model)
+    contrast[list(other)] = -1.0 / len(other)
     variance = float(contrast @ result.covariance @ contrast)
-    variance += seed_variance(result.auc[:k_model]) + seed_variance(result.auc[k_model:])
+    variance += seed_variance(result.auc[list(model)]) + seed_variance(result.auc[list(other)])
     difference = float(contrast @ result.auc)
     return Comparison(difference, math.sqrt(max(variance, 0.0)), _p_value(difference, variance))
+
+
+def all_pairs_auc(
+    labels: np.ndarray, seed_scores: dict[str, Sequence[np.ndarray]]
+) -> list[tuple[str, str, Comparison]]:
+    """Every pair ``(a, b)`` of the models of ``seed_scores`` (model -> its seeds' scores of the same
+    rows), ``a`` before ``b`` in the given order, with the seed-mean AUC of ``a`` minus ``b``'s:
+    one DeLong covariance over all score vectors, so each pair is tested as ``compare_auc`` would."""
+    names = list(seed_scores)
+    result = delong(labels, [s for name in names for s in seed_scores[name]])
+    spans, start = {}, 0
+    for name in names:
+        spans[name] = range(start, start + len(seed_scores[name]))
+        start += len(seed_scores[name])
+    return [(a, b, _auc_contrast(result, spans[a], spans[b])) for i, a in enumerate(names) for b in names[i + 1 :]]
 
 
 def row_logloss(labels: np.ndarray, probabilities: np.ndarray, eps: float = 1e-15) -> np.ndarray:

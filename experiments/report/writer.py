@@ -29,6 +29,7 @@ from typing import Optional, Sequence, TextIO
 
 import pandas as pd
 
+from experiments.report.board import BOARD_FILES, board_reference, write_board
 from experiments.report.collect import (
     RunCollection,
     collect_runs,
@@ -75,6 +76,7 @@ _DATASET_OUTPUTS = (
     PROVENANCE_FILE,
     BEST_PARAMS_FILE,
     "best_params.csv",
+    *BOARD_FILES,
 )
 _STUDY_OUTPUTS = (*_figure_files(STUDY_FIGURES), PROVENANCE_FILE)
 
@@ -220,8 +222,12 @@ def report_dataset(
     folder.mkdir(parents=True, exist_ok=True)
     _clear(folder, _DATASET_OUTPUTS)
     predictions = saved_predictions(runs)
-    table = build_table(runs, reference_for(dataset, load_references()), notes, predictions)
+    references = load_references()
+    table = build_table(runs, reference_for(dataset, references), notes, predictions)
     written = write_table(table, folder)
+    board = board_reference(runs, references)
+    if board is not None:
+        written += write_board(table, board, predictions, folder)
     written += plots.plot_scores(runs, table, folder / "metrics")
     if not histories.empty:
         written += plots.plot_learning_curves(histories, folder / "learning_curves", plots.debug_note(table))
@@ -245,6 +251,8 @@ def report_dataset(
 
     print(f"\n== {dataset}: {_count(len(runs), 'run')}, {_count(runs['label'].nunique(), 'model')} ==", file=stream)
     print((folder / "table.md").read_text(encoding="utf-8"), file=stream)
+    if board is not None:
+        print((folder / "board.md").read_text(encoding="utf-8"), file=stream)
     return written
 
 
