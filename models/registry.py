@@ -57,5 +57,10 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("deepim", "models.deepim:DeepIM", "DeepIM"),
     ModelEntry("edcn", "models.edcn:EDCN", "EDCN"),
     ModelEntry("destine", "models.destine:DESTINE", "DESTINE"),
+    ModelEntry("nfm", "models.factorization:NFM", "NFM"),
+    ModelEntry("afm", "models.factorization:AFM", "AFM"),
+    ModelEntry("fwfm", "models.factorization:FwFM", "FwFM", "pairwise"),
+    ModelEntry("fmfm", "models.factorization:FmFM", "FmFM", "pairwise"),
+    ModelEntry("hofm", "models.factorization:HOFM", "HOFM"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

@@ -94,6 +94,14 @@ def leader_params() -> dict[str, int]:
         # unbiased unary map to 2 heads; the head over F x 6; the MLP with batch norm (DESTINE's config)
         "destine": embedding + (4 * K * 6 + 2 * 6) + K * 2 + (4 * 6 * 6 + 2 * 6) + 6 * 2 + fields * 6 + 1
         + mlp_params(deep_in, batch_norm=True),
+        # the FM family: NFM's MLP reads the K pooled values, its first order without w0; AFM's attention
+        # K -> 6 -> 1 (biased, then not) and projection K -> 1; FwFM's P pair weights and w0, FiLV's F x K;
+        # FmFM's K x K map per pair; HOFM's table per order 2 and 3
+        "nfm": ROWS + embedding + mlp_params(K),
+        "afm": LINEAR + embedding + (K * 6 + 6) + 6 + K,
+        "fwfm": embedding + pairs + 1 + fields * K,
+        "fmfm": LINEAR + embedding + pairs * K * K,
+        "hofm": LINEAR + 2 * embedding,
     }  # fmt: skip
 
 

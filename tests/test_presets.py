@@ -62,6 +62,7 @@ def test_the_presets_cover_the_published_models():
         *("finalmlp", "finalnet"),
         *("aoanet", "deepim"),
         *("edcn", "destine"),
+        *("nfm", "afm", "fwfm", "fmfm", "hofm"),
     }
     paper = {"lr", "fm", "fnn", "ipnn", "opnn", "pnn_star", "lr_dnn", "fm_dnn", "deepfm"}
     assert paper <= set(CRITEO_MODELS)
@@ -86,6 +87,7 @@ PUBLISHED_CRITEO_X4_PROTOCOL = {
     "masknet": ("val/auc", 10000),
     "finalmlp": ("val/auc", 10000),
     "finalnet": ("val/auc", 8192),
+    "hofm": ("val/auc_minus_logloss", 3000),  # HOFM_criteo_x4_001_af6d1a42 took batches of 3000
 }
 
 
@@ -230,6 +232,12 @@ PUBLISHED_NETWORKS = [
     ("bars_criteo_x4", "finalnet", CRITEO_X4, [], 18_153_050),  # FinalNet_criteo_x4_001_041_449ccb21
     # FuxiCTR 1.0.2's log prints no feature map; its total implies one id less per field than 2.2.0's
     ("bars_criteo_x4", "fibinet", one_fewer(CRITEO_X4), [], 71_104_747),
+    ("bars_frappe_x1", "nfm", one_fewer(FRAPPE_X1), [], 384_880),
+    ("bars_frappe_x1", "afm", one_fewer(FRAPPE_X1), [], 60_826),
+    ("bars_frappe_x1", "fwfm", one_fewer(FRAPPE_X1), [], 107_826),
+    ("bars_frappe_x1", "fmfm", one_fewer(FRAPPE_X1), [], 59_730),
+    ("bars_frappe_x1", "hofm", one_fewer(FRAPPE_X1), [], 113_170),
+    ("bars_criteo_x4", "fwfm", one_fewer(CRITEO_X4), [], 15_482_778),
 ]
 
 

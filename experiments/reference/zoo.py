@@ -12,6 +12,7 @@ model's initial weights into ours (``ZooModel.copy``); the families' entries liv
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ def build_zoo_model(entry: ZooModel, zoo: Path, fmap, cfg: DictConfig, base: dic
     cls = load_zoo_class(zoo, entry.zoo_class)
     # FuxiCTR's regularisers as its configs give them: None, not 0.0, where there is no L2
     base = {**base, **{key: regularizer(base[key]) for key in ("embedding_regularizer", "net_regularizer")}}
+    if "regularizer" in inspect.signature(cls).parameters:  # one weight for both (FwFM, FmFM, HOFM)
+        base["regularizer"] = same("regularizer", base.pop("embedding_regularizer"), base.pop("net_regularizer"))
     model = cls(
         fmap,
         model_id=entry.zoo_class,
@@ -127,6 +130,6 @@ def copy_embedding(ours, theirs) -> None:
 
 def zoo_models() -> dict[str, ZooModel]:
     """Every model checked against FuxiCTR's zoo, by config name."""
-    from experiments.reference import zoo_attention, zoo_cross, zoo_final, zoo_interaction
+    from experiments.reference import zoo_attention, zoo_cross, zoo_final, zoo_fm, zoo_interaction
 
-    return {**zoo_cross.MODELS, **zoo_attention.MODELS, **zoo_final.MODELS, **zoo_interaction.MODELS}
+    return {**zoo_cross.MODELS, **zoo_attention.MODELS, **zoo_final.MODELS, **zoo_interaction.MODELS, **zoo_fm.MODELS}

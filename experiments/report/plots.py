@@ -63,6 +63,11 @@ _FIXED_COLORS = {
     "DeepIM": "#637939",
     "EDCN": "#08519c",
     "DESTINE": "#a50f15",
+    "NFM": "#4d9221",
+    "AFM": "#c51b7d",
+    "FwFM": "#f1b6da",
+    "FmFM": "#b8e186",
+    "HOFM": "#8e0152",
 }
 assert set(_FIXED_COLORS) == set(KNOWN_LABELS), "every known model needs its fixed colour"
 _HASHED_HUES = sns.husl_palette(36, l=0.5).as_hex()

@@ -12,6 +12,7 @@ from models.layers.bridge import Bridge, EDCNSpec, EDCNTowers, Regulation
 from models.layers.cin import CIN
 from models.layers.cross import CrossNetwork, CrossNetworkMix, CrossNetworkV2, CrossSpec
 from models.layers.embedding import CrossProductLogit, FeatureEmbedding, IdTable, LinearLogit, all_sparse_pairs
+from models.layers.factorization import AnovaKernel, AttentionalPooling, BiInteraction, FieldMatrixedInteraction
 from models.layers.finalmlp import BilinearFusion, ContextEmbedding, FeatureGate, FeatureSelectionSpec
 from models.layers.finalnet import FactorizedInteraction, FieldGate, FinalBlock, FinalBlockSpec
 from models.layers.generalized import GeneralizedInteraction, GeneralizedInteractionNet
@@ -30,8 +31,11 @@ from models.layers.senet import SqueezeExcitation
 
 __all__ = [
     "ACTIVATIONS",
+    "AnovaKernel",
+    "AttentionalPooling",
     "AttentionSpec",
     "BilinearFusion",
+    "BiInteraction",
     "BilinearInteraction",
     "Bridge",
     "CIN",
@@ -53,6 +57,7 @@ __all__ = [
     "FeatureSelectionSpec",
     "FieldAwareInteraction",
     "FieldGate",
+    "FieldMatrixedInteraction",
     "FinalBlock",
     "FinalBlockSpec",
     "FMInteraction",
