@@ -56,6 +56,9 @@ class EpochLines(pl.Callback):
         self._started = time.perf_counter()
         self._lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
 
+    # a run resumed within an epoch starts no epoch; the rate it trains at is the epoch's
+    on_train_start = on_train_epoch_start
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return

@@ -73,6 +73,8 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> Optional[Path]:
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         return None
     state = out_dir / RESUME_STATE
+    for leftover in state.parent.glob(".*.tmp"):  # written by a process killed before its rename
+        leftover.unlink(missing_ok=True)
     return state if state.is_file() else None
 
 
@@ -135,6 +137,8 @@ class ResumeState(pl.callbacks.Checkpoint):
         return {"fingerprint": self.fingerprint, "rng": rng_states(), **self._position}
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        if trainer.state.fn != "fit":
+            return  # testing the best epoch's checkpoint, which holds this state too
         state = checkpoint["callbacks"][self.state_key]
         if state["fingerprint"] != self.fingerprint:
             raise ConfigError(
