@@ -49,7 +49,6 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         governor = thread_policy(cfg.threads)
     pl.seed_everything(cfg.seed, workers=True)
 
-    resume_from = resume_checkpoint(cfg, out_dir)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg, datamodule.schema)
     history = EpochHistory(out_dir / "history.csv")
@@ -61,7 +60,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     trainer = build_trainer(cfg, out_dir, callbacks)
 
     started = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, out_dir), weights_only=False)
     train_time = time.perf_counter() - started
     if cfg.objective not in trainer.callback_metrics:
         raise RuntimeError(
