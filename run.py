@@ -7,8 +7,10 @@
 A run folder holds `.hydra/` (the resolved config), `metrics.json`, `history.csv` (one row per
 epoch), the logger's files, the best checkpoint and the test predictions. The returned value is
 the best epoch's `objective`, so Hydra's sweepers can optimise it. What a run does around `fit`
-lives in `experiments/run/` (`train.py` first). A mistake in the data or the config ends the run
-with a line or two saying what and where (`HYDRA_FULL_ERROR=1` for the traceback); a run of a
+lives in `experiments/run/` (`train.py` first). The same command with the same run folder resumes
+a stopped run and skips a finished one (`experiments/run/resume.py`; `resume=false` starts
+afresh). A mistake in the data or the config ends the run with a line or two saying what and
+where (`HYDRA_FULL_ERROR=1` for the traceback); a run of a
 multirun that fails so is written off in its folder (`failure.txt`) and the others go on.
 """
 
@@ -28,6 +30,7 @@ from omegaconf import DictConfig
 from experiments.run.config import TRUSTED_TARGETS
 from experiments.run.ddp import ddp_world_of_this_run
 from experiments.run.errors import FAILURE_FILE, show_tracebacks, user_error_message
+from experiments.run.resume import RunInterrupted, finished_run, resume_command
 from experiments.run.summary import run_summary
 from experiments.run.train import train
 
@@ -37,10 +40,18 @@ log = logging.getLogger(__name__)
 @hydra.main(config_path="conf", config_name="config", execution_whitelist=TRUSTED_TARGETS)
 def main(cfg: DictConfig) -> float:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    finished = finished_run(out_dir) if cfg.get("resume", True) else None
+    if finished is not None:
+        print(f"{out_dir} holds a finished run, not run again (resume=false runs it afresh):", flush=True)
+        print(run_summary(finished, out_dir, finished["train_time_s"]), flush=True)
+        return finished[cfg.objective]
     started = time.perf_counter()
     try:
         with ddp_world_of_this_run():
             metrics = train(cfg, out_dir)
+    except RunInterrupted as stop:
+        print(f"{stop}\nresume with: {resume_command(out_dir)}", file=sys.stderr, flush=True)
+        sys.exit(128 + stop.signum)
     except Exception as error:
         message = user_error_message(error)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -130,6 +130,7 @@ class CTRDataModule(pl.LightningDataModule):
         self.block_bytes, self.progress, self.prefetch = int(block_bytes), bool(progress), int(prefetch)
         self._cache: Optional[Cache] = None
         self._arrays: dict[str, SplitArrays] = {}
+        self._resume_at: Optional[tuple[int, int]] = None
 
     # ------------------------------------------------------------------ Lightning hooks
 
@@ -144,9 +145,17 @@ class CTRDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         arrays = self.split_arrays("train")
         rank, world_size = self.replica()
-        return self._loader(
-            arrays, ShuffledBatches(arrays.num_rows, self.batch_size, self.seed, self.drop_last, rank, world_size)
-        )
+        sampler = ShuffledBatches(arrays.num_rows, self.batch_size, self.seed, self.drop_last, rank, world_size)
+        if self._resume_at is not None:
+            sampler.resume_at(*self._resume_at)
+            self._resume_at = None
+        return self._loader(arrays, sampler)
+
+    def resume_training_at(self, epoch: int, batches: int) -> None:
+        """The next training loader leaves out the first ``batches`` batches of epoch ``epoch``:
+        a resumed run trained them before it stopped. Each epoch's order depends only on the seed
+        and the epoch, so the position is all a resumed run needs to draw the rest of it."""
+        self._resume_at = (int(epoch), int(batches))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

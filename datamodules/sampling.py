@@ -28,6 +28,10 @@ class ShuffledBatches(Sampler):
     keep DDP's mean of per-rank mean gradients equal to the global batch's mean gradient); its
     ``rest % world_size`` leftover rows (fewer than ``world_size``, different ones each epoch) are
     left out, and so is the whole partial batch when it has fewer rows than ranks, or ``drop_last``.
+
+    ``resume_at(epoch, batches)``: that epoch's iteration leaves out its first ``batches`` batches
+    (a resumed run trained them before it stopped). ``len()`` stays the whole epoch's, which is
+    what Lightning's count of the epoch's batches, restored from the checkpoint, runs up to.
     """
 
     def __init__(
@@ -38,6 +42,12 @@ class ShuffledBatches(Sampler):
         self.num_rows, self.batch_size, self.seed, self.drop_last = num_rows, batch_size, seed, drop_last
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self._resume: tuple[int, int] | None = None
+
+    def resume_at(self, epoch: int, batches: int) -> None:
+        if not 0 <= batches <= len(self):
+            raise ValueError(f"cannot resume epoch {epoch} after {batches} of its {len(self)} batches")
+        self._resume = (epoch, batches)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -48,9 +58,11 @@ class ShuffledBatches(Sampler):
 
     def __iter__(self) -> Iterator[np.ndarray]:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_rows)
+        skipped = self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
+        self._resume = None
         self.epoch += 1
         global_size = self.batch_size * self.world_size
-        for start in range(0, len(self) * global_size, global_size):
+        for start in range(skipped * global_size, len(self) * global_size, global_size):
             part = min(global_size, self.num_rows - start) // self.world_size
             first = start + self.rank * part
             yield np.sort(order[first : first + part])

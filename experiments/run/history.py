@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
+
+from experiments.run.atomic import replacing
 
 COLUMNS = ("epoch", "train/loss", "val/auc", "val/logloss", "lr")
 
@@ -60,8 +63,18 @@ class EpochHistory(pl.Callback):
         row = {"epoch": trainer.current_epoch, "lr": self._epoch_lr}
         row.update({k: float(metrics[k]) for k in COLUMNS[1:4] if k in metrics})
         self.rows.append(row)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("w", newline="") as f:
+        with replacing(self.path) as temporary, temporary.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(self.rows)
+
+    # a resumed run's history.csv and throughput go on from the stopped run's
+    def state_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in ("rows", "train_samples", "train_seconds", "_epoch_lr")}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        for key, value in state_dict.items():
+            setattr(self, key, value)
+
+    def on_train_start(self, trainer, pl_module):
+        self._start_clock()  # a run resumed within an epoch starts no epoch

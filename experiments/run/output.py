@@ -11,8 +11,13 @@ import warnings
 import pytorch_lightning as pl
 
 # Lightning's advertisements, and its notes on restoring the best epoch (the run's summary says
-# which epoch it tested).
-QUIET_PREFIXES = ("💡 Tip:", "Restoring states from the checkpoint path", "Loaded model weights from the checkpoint")
+# which epoch it tested) or a resumed run's state.
+QUIET_PREFIXES = (
+    "💡 Tip:",
+    "Restoring states from the checkpoint path",
+    "Loaded model weights from the checkpoint",
+    "Restored all states from the checkpoint",  # a resumed run says so itself
+)
 
 
 class _DropNotices(logging.Filter):
@@ -29,6 +34,8 @@ def quiet_library_notices() -> None:
         if not any(isinstance(f, _DropNotices) for f in target.filters):
             target.addFilter(_DropNotices())
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # a resumed run's sampler leaves out the batches trained before (experiments/run/resume.py)
+    warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
     warnings.filterwarnings(
         "ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval"
     )
@@ -48,6 +55,9 @@ class EpochLines(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._started = time.perf_counter()
         self._lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+
+    # a run resumed within an epoch starts no epoch; the rate it trains at is the epoch's
+    on_train_start = on_train_epoch_start
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:

@@ -64,6 +64,11 @@ class PlateauSchedule(pl.Callback):
             return value >= self.best + self.min_delta
         return value <= self.best - self.min_delta
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # a run resumed after its last epoch stopped it: Lightning does not keep should_stop
+        if self.epochs_without_improvement >= self.patience:
+            trainer.should_stop = True
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return

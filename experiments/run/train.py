@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from experiments.run.atomic import AtomicCheckpointIO, replacing, write_text
 from experiments.run.config import TRUSTED_TARGETS
 from experiments.run.ddp import wait_for_started_ranks
 from experiments.run.errors import configured
@@ -27,6 +28,7 @@ from experiments.run.memory import PeakMemory
 from experiments.run.objective import objective_mode
 from experiments.run.output import EpochLines, interactive, quiet_library_notices
 from experiments.run.plateau import PlateauSchedule
+from experiments.run.resume import METRICS_FILE, RESUME_STATE, ResumeState, config_fingerprint, resume_checkpoint
 from experiments.run.threads import GovernThreads, thread_policy
 from experiments.run.trial import sweep_trial_pruning
 from models import MODELS
@@ -51,13 +53,14 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     model = build_model(cfg, datamodule.schema)
     history = EpochHistory(out_dir / "history.csv")
     plateau = plateau_schedule(cfg, out_dir / "checkpoints" / "best.ckpt")
-    callbacks = [history, plateau, *sweep_trial_pruning(cfg.objective)]  # a sweep trial the pruner may stop
+    state = resume_state(cfg, out_dir)
+    callbacks = [history, plateau, state, *sweep_trial_pruning(cfg.objective)]  # a sweep trial the pruner may stop
     if governor:
         callbacks.append(GovernThreads(governor))
     trainer = build_trainer(cfg, out_dir, callbacks)
 
     started = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, out_dir), weights_only=False)
     train_time = time.perf_counter() - started
     if cfg.objective not in trainer.callback_metrics:
         raise RuntimeError(
@@ -92,6 +95,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         raise RuntimeError(f"non-finite metrics: {metrics}")
     if trainer.is_global_zero:  # under DDP every rank runs this function on the same metrics
         write_outputs(cfg, model, metrics, out_dir)
+        state.finished()
     wait_for_started_ranks(trainer)
     return metrics
 
@@ -118,10 +122,17 @@ def best_epoch_scores(trainer: pl.Trainer, model, datamodule, checkpoint) -> dic
 
 
 def write_outputs(cfg: DictConfig, model, metrics: dict, out_dir: Path) -> None:
-    """``metrics.json`` and, where ``cfg.save_predictions`` asks, the test predictions."""
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    """Where ``cfg.save_predictions`` asks, the test predictions, then ``metrics.json``: the file
+    that marks the run finished comes last."""
     if cfg.save_predictions and model.test_predictions is not None:
         save_predictions(model, out_dir / PREDICTIONS_DIR)
+    write_text(out_dir / METRICS_FILE, json.dumps(metrics, indent=2))
+
+
+def resume_state(cfg: DictConfig, out_dir: Path) -> ResumeState:
+    """The callback that saves the run's state as ``cfg.checkpoint`` says, to resume it from."""
+    with configured("checkpoint"):
+        return ResumeState(out_dir / RESUME_STATE, config_fingerprint(cfg), **cfg.checkpoint)
 
 
 def build_model(cfg: DictConfig, schema) -> pl.LightningModule:
@@ -152,6 +163,7 @@ def plateau_schedule(cfg: DictConfig, checkpoint_path: Path) -> PlateauSchedule:
 def build_trainer(cfg: DictConfig, out_dir: Path, callbacks: list[pl.Callback], **overrides) -> pl.Trainer:
     """The ``pl.Trainer`` of ``cfg.trainer`` with the configured loggers, writing into ``out_dir``."""
     quiet_library_notices()
+    overrides = {"plugins": [AtomicCheckpointIO()], **overrides}
     if cfg.trainer.get("enable_progress_bar", True) and not interactive():  # a bar's every redraw would be a line
         overrides = {"enable_progress_bar": False, **overrides}
         callbacks = [*callbacks, EpochLines()]
@@ -195,10 +207,10 @@ def inference_rate(model) -> Optional[float]:
 def save_predictions(model, folder: Path) -> None:
     """``test_p.npy`` (float32 click probabilities) and ``test_y.npy`` (int8 labels), in the cache's
     row order: what the report's significance tests and reliability diagrams read."""
-    folder.mkdir(parents=True, exist_ok=True)
     p, y = model.test_predictions
-    np.save(folder / "test_p.npy", p.numpy().astype(np.float32))
-    np.save(folder / "test_y.npy", y.numpy().astype(np.int8))
+    for name, values in (("test_p.npy", p.numpy().astype(np.float32)), ("test_y.npy", y.numpy().astype(np.int8))):
+        with replacing(folder / name) as temporary, temporary.open("wb") as f:
+            np.save(f, values)
 
 
 TRUNCATING = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
