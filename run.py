@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 
 from experiments.run.config import TRUSTED_TARGETS
 from experiments.run.ddp import ddp_world_of_this_run
-from experiments.run.errors import FAILURE_FILE, show_tracebacks, user_error_message
+from experiments.run.errors import FAILURE_FILE, ConfigError, show_tracebacks, user_error_message
 from experiments.run.resume import RunInterrupted, finished_run, resume_command
 from experiments.run.summary import run_summary
 from experiments.run.train import train
@@ -40,7 +40,11 @@ log = logging.getLogger(__name__)
 @hydra.main(config_path="conf", config_name="config", execution_whitelist=TRUSTED_TARGETS)
 def main(cfg: DictConfig) -> float:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    finished = finished_run(out_dir) if cfg.get("resume", True) else None
+    try:
+        finished = finished_run(out_dir, cfg) if cfg.get("resume", True) else None
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     if finished is not None:
         print(f"{out_dir} holds a finished run, not run again (resume=false runs it afresh):", flush=True)
         print(run_summary(finished, out_dir, finished["train_time_s"]), flush=True)

@@ -19,7 +19,8 @@ import torch
 
 from experiments.run import config as run_config
 from experiments.run import train as run_train
-from experiments.run.resume import RESUME_STATE
+from experiments.run.errors import ConfigError
+from experiments.run.resume import RESUME_STATE, finished_run
 from tests.helpers import REPO, run_app, tiny_run
 
 # every_steps=2: mid-epoch states to resume from within the 12 steps of an epoch
@@ -88,6 +89,16 @@ def test_a_resumed_run_ends_with_the_uninterrupted_metrics_bit_for_bit(model, op
 @pytest.mark.parametrize("model", ["lr", "fm", "ffm", "deepfm", "xdeepfm"])
 def test_every_model_and_optimiser_resumes_bit_for_bit(model, optim, cache, tmp_path, monkeypatch):
     check_resumed_runs_equal_the_uninterrupted_one(model, optim, cache, tmp_path, monkeypatch)
+
+
+def test_a_finished_run_is_found_and_one_of_another_config_is_an_error(cache, tmp_path):
+    cfg = run_config.compose_config(overrides("lr", "adam", cache))
+    metrics = run_train.train(cfg, tmp_path / "run")
+    assert finished_run(tmp_path / "run", cfg) == json.loads(json.dumps(metrics))
+    other = run_config.compose_config(overrides("lr", "adam", cache, "optim.lr=0.02"))
+    with pytest.raises(ConfigError, match="finished run of another config"):
+        finished_run(tmp_path / "run", other)
+    assert finished_run(tmp_path / "elsewhere", cfg) is None
 
 
 def test_resuming_with_another_config_is_refused(cache, tmp_path, monkeypatch):
@@ -183,6 +194,7 @@ def chaos(kills: int, seed: int, cache: Path, tmp_path: Path) -> None:
     torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=False)
 
 
+@pytest.mark.integration
 def test_chaos_kill_9_at_random_moments_then_the_same_metrics(cache, tmp_path):
     chaos(2, 0, cache, tmp_path)
 

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 RESUME_STATE = Path("checkpoints") / "last.ckpt"
 METRICS_FILE = "metrics.json"
+FINGERPRINT_KEY = "config_fingerprint"  # in metrics.json: which config the finished run ran
 # What an earlier run in the folder left, deleted by resume=false (logs are kept: a new version)
 RUN_OUTPUTS = ("checkpoints", METRICS_FILE, "history.csv", "predictions", "failure.txt")
 # Settings that change what a run prints or where it writes, not what it computes
@@ -58,10 +59,20 @@ class RunInterrupted(Exception):
         super().__init__(f"stopped by {signal.Signals(signum).name} {where}; its state is saved in {state}")
 
 
-def finished_run(out_dir: Path) -> Optional[dict]:
-    """The metrics of the finished run in ``out_dir``, or None where none finished there."""
+def finished_run(out_dir: Path, cfg: DictConfig) -> Optional[dict]:
+    """The metrics of the finished run of ``cfg`` in ``out_dir``, or None where none finished there.
+    A finished run of another config there (an Optuna sweep run again into the same folder draws
+    other settings for the same job number) is an error, not a result to return for this one."""
     path = out_dir / METRICS_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    saved = metrics.get(FINGERPRINT_KEY)
+    if saved is not None and saved != config_fingerprint(cfg):
+        raise ConfigError(
+            f"{out_dir} holds a finished run of another config: resume=false replaces it, or choose another run folder"
+        )
+    return metrics
 
 
 def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> Optional[Path]:

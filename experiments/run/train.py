@@ -28,7 +28,14 @@ from experiments.run.memory import PeakMemory
 from experiments.run.objective import objective_mode
 from experiments.run.output import EpochLines, interactive, quiet_library_notices
 from experiments.run.plateau import PlateauSchedule
-from experiments.run.resume import METRICS_FILE, RESUME_STATE, ResumeState, config_fingerprint, resume_checkpoint
+from experiments.run.resume import (
+    FINGERPRINT_KEY,
+    METRICS_FILE,
+    RESUME_STATE,
+    ResumeState,
+    config_fingerprint,
+    resume_checkpoint,
+)
 from experiments.run.threads import GovernThreads, thread_policy
 from experiments.run.trial import sweep_trial_pruning
 from models import MODELS
@@ -70,9 +77,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     scores = best_epoch_scores(trainer, model, datamodule, plateau.best_checkpoint)
     epochs = trainer.current_epoch
     metrics = {
-        "model": model_name(cfg, model),
-        "dataset": datamodule.name,
-        "seed": cfg.seed,
+        **run_identity(cfg, model, datamodule),
         **scores,
         **calibration_metrics(model),
         "objective": cfg.objective,
@@ -98,6 +103,17 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         state.finished()
     wait_for_started_ranks(trainer)
     return metrics
+
+
+def run_identity(cfg: DictConfig, model, datamodule) -> dict:
+    """Which run this is: its model, dataset and seed, and its config's fingerprint, which tells a
+    later command in the same folder whether this finished run is the one it asks for."""
+    return {
+        "model": model_name(cfg, model),
+        "dataset": datamodule.name,
+        "seed": cfg.seed,
+        FINGERPRINT_KEY: config_fingerprint(cfg),
+    }
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
