@@ -57,5 +57,6 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("deepim", "models.deepim:DeepIM", "DeepIM"),
     ModelEntry("edcn", "models.edcn:EDCN", "EDCN"),
     ModelEntry("destine", "models.destine:DESTINE", "DESTINE"),
+    ModelEntry("fignn", "models.fignn:FiGNN", "FiGNN"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

@@ -94,6 +94,9 @@ def leader_params() -> dict[str, int]:
         # unbiased unary map to 2 heads; the head over F x 6; the MLP with batch norm (DESTINE's config)
         "destine": embedding + (4 * K * 6 + 2 * 6) + K * 2 + (4 * 6 * 6 + 2 * 6) + 6 * 2 + fields * 6 + 1
         + mlp_params(deep_in, batch_norm=True),
+        # the edge scorer's 2K; three steps of two F x K x K maps and a bias; the GRU cell (3 gates of
+        # K x K twice, biased twice); the readout's K and F K x F
+        "fignn": embedding + 2 * K + 3 * (2 * fields * K * K + K) + 3 * (2 * K * K + 2 * K) + K + fields * K * fields,
     }  # fmt: skip
 
 

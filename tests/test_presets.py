@@ -62,6 +62,7 @@ def test_the_presets_cover_the_published_models():
         *("finalmlp", "finalnet"),
         *("aoanet", "deepim"),
         *("edcn", "destine"),
+        "fignn",
     }
     paper = {"lr", "fm", "fnn", "ipnn", "opnn", "pnn_star", "lr_dnn", "fm_dnn", "deepfm"}
     assert paper <= set(CRITEO_MODELS)
@@ -221,6 +222,7 @@ PUBLISHED_NETWORKS = [
     # less, per layer, the biases of W_q and W_k that whitening cancels and the unary score's that its
     # softmax cancels (see DisentangledSelfAttention)
     ("bars_frappe_x1", "destine", one_fewer(FRAPPE_X1), [], 623_346 - 4 * (2 * 128 + 1)),
+    ("bars_frappe_x1", "fignn", one_fewer(FRAPPE_X1), [], 89_090),
     ("bars_frappe_x1", "finalmlp", FRAPPE_X1, [], 253_392),  # FinalMLP_frappe_x1_004_e1ab402f
     ("bars_frappe_x1", "finalnet", FRAPPE_X1, [], 338_502),  # FINAL_frappe_x1_003_c3722b71 (2B)
     # FINAL_frappe_x1_006_75be0578: the 1B run, blocks [400, 400], no field gate

@@ -63,6 +63,7 @@ _FIXED_COLORS = {
     "DeepIM": "#637939",
     "EDCN": "#08519c",
     "DESTINE": "#a50f15",
+    "FiGNN": "#3f007d",
 }
 assert set(_FIXED_COLORS) == set(KNOWN_LABELS), "every known model needs its fixed colour"
 _HASHED_HUES = sns.husl_palette(36, l=0.5).as_hex()

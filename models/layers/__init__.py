@@ -15,6 +15,7 @@ from models.layers.embedding import CrossProductLogit, FeatureEmbedding, IdTable
 from models.layers.finalmlp import BilinearFusion, ContextEmbedding, FeatureGate, FeatureSelectionSpec
 from models.layers.finalnet import FactorizedInteraction, FieldGate, FinalBlock, FinalBlockSpec
 from models.layers.generalized import GeneralizedInteraction, GeneralizedInteractionNet
+from models.layers.graph import AttentionalScoring, FieldGraph, FieldGraphNetwork, GraphPropagation
 from models.layers.interaction import (
     DotInteraction,
     FieldAwareInteraction,
@@ -31,6 +32,7 @@ from models.layers.senet import SqueezeExcitation
 __all__ = [
     "ACTIVATIONS",
     "AttentionSpec",
+    "AttentionalScoring",
     "BilinearFusion",
     "BilinearInteraction",
     "Bridge",
@@ -52,12 +54,15 @@ __all__ = [
     "FeatureGate",
     "FeatureSelectionSpec",
     "FieldAwareInteraction",
+    "FieldGraph",
+    "FieldGraphNetwork",
     "FieldGate",
     "FinalBlock",
     "FinalBlockSpec",
     "FMInteraction",
     "GeneralizedInteraction",
     "GeneralizedInteractionNet",
+    "GraphPropagation",
     "IdTable",
     "InnerProduct",
     "InteractionMachine",

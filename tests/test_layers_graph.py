@@ -1,0 +1,139 @@
+"""FiGNN's field graph, AFN's logarithmic neurons and SAM's self-attentive interactions against loops
+over their papers' formulas, the models' wiring, and their presets' settings at one and two threads."""
+
+import math
+
+import pytest
+import torch
+
+from datamodules.schema import Schema
+from models.layers import AttentionalScoring, FieldGraph, FieldGraphNetwork, GraphPropagation
+from tests.helpers import build, randn, random_batch, randomised, small_schema, states_at_one_and_two_threads
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+B, F, K = 3, 4, 5
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def dot(u, v) -> float:
+    return sum(a * b for a, b in zip(u, v))
+
+
+def matvec(m: torch.Tensor, v: list[float]) -> list[float]:
+    return [dot(m[k].tolist(), v) for k in range(m.shape[0])]
+
+
+# -- FiGNN ---------------------------------------------------------------------------------------
+
+
+def graph_by_loops(layer: FieldGraph, e: torch.Tensor) -> torch.Tensor:
+    """``A_ij = exp(s_ij) / sum_{l != i} exp(s_il)``, ``s_ij = LeakyReLU(w^T [e_i; e_j])``, ``A_ii = 0``."""
+    w = layer.score.weight[0].tolist()
+    out = torch.zeros(e.shape[0], F, F, dtype=torch.float64)
+    for b in range(e.shape[0]):
+        for i in range(F):
+            scores = {}
+            for j in range(F):
+                if j != i:
+                    s = dot(w, e[b, i].tolist() + e[b, j].tolist())
+                    scores[j] = s if s > 0 else 0.01 * s
+            total = sum(math.exp(s) for s in scores.values())
+            for j, s in scores.items():
+                out[b, i, j] = math.exp(s) / total
+    return out
+
+
+def test_field_graph_weighs_every_other_field_by_attention():
+    layer, e = randomised(FieldGraph(K)), randn(B, F, K)
+    graph = layer(e)
+    torch.testing.assert_close(graph, graph_by_loops(layer, e))
+    torch.testing.assert_close(graph.sum(-1), torch.ones(B, F, dtype=torch.float64))
+
+
+def propagation_by_loops(layer: GraphPropagation, graph: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``a_i = W_in^i sum_j A_ij W_out^j h_j + b``."""
+    out = torch.zeros(h.shape[0], F, K, dtype=torch.float64)
+    for b in range(h.shape[0]):
+        sent = [matvec(layer.w_out[j], h[b, j].tolist()) for j in range(F)]
+        for i in range(F):
+            gathered = [sum(graph[b, i, j].item() * sent[j][k] for j in range(F)) for k in range(K)]
+            received = matvec(layer.w_in[i], gathered)
+            out[b, i] = torch.tensor([received[k] + layer.bias[k].item() for k in range(K)], dtype=torch.float64)
+    return out
+
+
+def test_graph_propagation_sends_and_receives_through_each_fields_own_maps():
+    layer, h = randomised(GraphPropagation(F, K)), randn(B, F, K)
+    graph = torch.softmax(randn(B, F, F, seed=3), dim=-1)
+    torch.testing.assert_close(layer(graph, h), propagation_by_loops(layer, graph, h))
+
+
+def gru_by_loops(cell: torch.nn.GRUCell, x: list[float], h: list[float]) -> list[float]:
+    """``r, z = sigma(W_i x + b_i + W_h h + b_h)`` (rows r, z, n of the stacked maps),
+    ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = (1 - z) n + z h``."""
+    gi = [a + b for a, b in zip(matvec(cell.weight_ih, x), cell.bias_ih.tolist())]
+    gh = [a + b for a, b in zip(matvec(cell.weight_hh, h), cell.bias_hh.tolist())]
+    r = [sigmoid(gi[k] + gh[k]) for k in range(K)]
+    z = [sigmoid(gi[K + k] + gh[K + k]) for k in range(K)]
+    n = [math.tanh(gi[2 * K + k] + r[k] * gh[2 * K + k]) for k in range(K)]
+    return [(1 - z[k]) * n[k] + z[k] * h[k] for k in range(K)]
+
+
+@pytest.mark.parametrize("gru, residual, shared", [(True, True, False), (False, True, False), (True, False, True)])
+def test_field_graph_network_updates_every_node_for_each_step(gru, residual, shared):
+    net, e = randomised(FieldGraphNetwork(F, K, 3, gru, residual, shared)), randn(B, F, K)
+    graph = graph_by_loops(net.graph, e)
+    h = e.clone()
+    for t in range(3):
+        messages = propagation_by_loops(net.steps[0 if shared else t], graph, h)
+        for b in range(B):
+            for i in range(F):
+                if gru:
+                    state = gru_by_loops(net.gru, messages[b, i].tolist(), h[b, i].tolist())
+                else:
+                    state = (h[b, i] + messages[b, i]).tolist()
+                messages[b, i] = torch.tensor(state, dtype=torch.float64) + (e[b, i] if residual else 0)
+        h = messages
+    torch.testing.assert_close(net(e), h)
+    assert len(net.steps) == (1 if shared else 3) and (net.gru is not None) == gru
+
+
+def test_attentional_scoring_gates_each_fields_score():
+    layer, h = randomised(AttentionalScoring(F, K)), randn(B, F, K)
+    expected = torch.zeros(B, dtype=torch.float64)
+    for b in range(B):
+        flat = h[b].flatten().tolist()
+        for i in range(F):
+            gate = sigmoid(dot(layer.gate.weight[i].tolist(), flat))
+            expected[b] += gate * dot(layer.score.weight[0].tolist(), h[b, i].tolist())
+    torch.testing.assert_close(layer(h), expected)
+
+
+def test_fignn_reads_out_the_propagated_embeddings():
+    schema = small_schema()
+    model = build("fignn", schema).eval()
+    batch = random_batch(schema)
+    torch.testing.assert_close(model(batch), model.readout(model.gnn(model.embedding(batch))))
+    with pytest.raises(ValueError, match="at least one layer"):
+        FieldGraphNetwork(F, K, 0, True, True, False)
+
+
+# -- the presets' settings at one and two threads --------------------------------------------------
+
+PRESET_SETTINGS = [
+    ("fignn", dict(graph_layers=3, gru=False, residual=True))  # BARS's Frappe_x1 run: plain sums
+]
+
+
+@pytest.mark.parametrize("name, settings", PRESET_SETTINGS, ids=[name for name, _ in PRESET_SETTINGS])
+def test_the_thread_count_does_not_change_a_step_of_the_presets_settings(name, settings):
+    """The zoo's thread test runs each config's settings; these are the ones BARS's presets add."""
+    schema = Schema.build([(f"c{i}", "categorical", 500) for i in range(8)], dense=["d0"])
+    batch = random_batch(schema, size=4096)
+    states = states_at_one_and_two_threads(name, schema, batch, embedding_dim=16, **settings)
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), f"{name}: {key} differs between 1 and 2 threads"
