@@ -58,5 +58,7 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("edcn", "models.edcn:EDCN", "EDCN"),
     ModelEntry("destine", "models.destine:DESTINE", "DESTINE"),
     ModelEntry("fignn", "models.fignn:FiGNN", "FiGNN"),
+    ModelEntry("afn", "models.afn:AFN", "AFN"),
+    ModelEntry("afn_plus", "models.afn:AFNPlus", "AFN+"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from datamodules.schema import Schema
-from models.layers import AttentionalScoring, FieldGraph, FieldGraphNetwork, GraphPropagation
+from models.layers import (
+    AttentionalScoring,
+    ChannelBatchNorm,
+    FieldGraph,
+    FieldGraphNetwork,
+    GraphPropagation,
+    LogarithmicTransformation,
+)
 from tests.helpers import build, randn, random_batch, randomised, small_schema, states_at_one_and_two_threads
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -120,6 +127,67 @@ def test_fignn_reads_out_the_propagated_embeddings():
     torch.testing.assert_close(model(batch), model.readout(model.gnn(model.embedding(batch))))
     with pytest.raises(ValueError, match="at least one layer"):
         FieldGraphNetwork(F, K, 0, True, True, False)
+
+
+# -- AFN -----------------------------------------------------------------------------------------
+
+
+def normalised_by_loops(x: torch.Tensor, weight, bias, eps: float = 1e-5) -> torch.Tensor:
+    """Training-mode batch norm of ``[B, C, L]``: channel ``c`` over its ``B L`` values, biased variance."""
+    out = torch.zeros_like(x)
+    for c in range(x.shape[1]):
+        values = [x[b, c, k].item() for b in range(x.shape[0]) for k in range(x.shape[2])]
+        mean = sum(values) / len(values)
+        var = sum((v - mean) ** 2 for v in values) / len(values)
+        for b in range(x.shape[0]):
+            for k in range(x.shape[2]):
+                out[b, c, k] = (x[b, c, k] - mean) / math.sqrt(var + eps) * weight[c].item() + bias[c].item()
+    return out
+
+
+def test_channel_batch_norm_is_torchs_batch_norm_over_a_sequence():
+    x = randn(6, F, K)
+    ours, torchs = randomised(ChannelBatchNorm(F)), randomised(torch.nn.BatchNorm1d(F))
+    torchs.load_state_dict(ours.state_dict())
+    out = ours(x)
+    torch.testing.assert_close(out, normalised_by_loops(x, ours.weight, ours.bias))
+    torch.testing.assert_close(out, torchs(x))
+    for name, buffer in ours.named_buffers():  # the running statistics follow torch's rule
+        torch.testing.assert_close(buffer, dict(torchs.named_buffers())[name])
+    ours.eval(), torchs.eval()
+    torch.testing.assert_close(ours(x), torchs(x))
+
+
+def test_logarithmic_neurons_raise_the_fields_magnitudes_to_learned_powers():
+    layer, e = randomised(LogarithmicTransformation(F, 3, floor=1e-3)), randn(B, F, K)
+    e[0, 1, 2], e[1, 2, 0] = 0.0, -1e-6  # below the floor: counted as the floor
+    logs = torch.tensor(
+        [[[math.log(max(abs(e[b, i, k].item()), 1e-3)) for k in range(K)] for i in range(F)] for b in range(B)],
+        dtype=torch.float64,
+    )
+    logs = normalised_by_loops(logs, layer.log_norm.weight, layer.log_norm.bias)
+    w = layer.powers.weight
+    neurons = torch.zeros(B, 3, K, dtype=torch.float64)
+    for b in range(B):
+        for j in range(3):
+            for k in range(K):
+                neurons[b, j, k] = math.exp(sum(w[j, i].item() * logs[b, i, k].item() for i in range(F)))
+    expected = normalised_by_loops(neurons, layer.exp_norm.weight, layer.exp_norm.bias).flatten(1)
+    torch.testing.assert_close(layer(e), expected)
+    assert layer.output_dim(K) == 3 * K
+
+
+def test_afn_plus_weighs_the_afn_and_the_dnn_logits():
+    schema = small_schema()
+    model = build("afn_plus", schema).eval()
+    batch = random_batch(schema)
+    afn = model.afn(model.lnn(model.embedding(batch)))
+    dnn = model.dnn(model.dnn_embedding(batch).flatten(1))
+    torch.testing.assert_close(model(batch), model.head(torch.cat([afn, dnn], dim=1)).squeeze(1))
+    plain = build("afn", schema).eval()
+    torch.testing.assert_close(plain(batch), plain.afn(plain.lnn(plain.embedding(batch))).squeeze(1))
+    with pytest.raises(ValueError, match="positive floor"):
+        LogarithmicTransformation(F, 3, floor=0.0)
 
 
 # -- the presets' settings at one and two threads --------------------------------------------------

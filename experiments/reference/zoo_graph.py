@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from experiments.reference.zoo import ZooModel, copy_embedding, copy_state
+from experiments.reference.weights import copy_tables
+from experiments.reference.zoo import ZooModel, copy_embedding, copy_state, same
+
+# the floor of FuxiCTR's logarithm, fixed in its code
+FUXICTR_LOG_FLOOR = 1e-5
 
 
 def fignn_settings(model: DictConfig) -> dict:
@@ -31,4 +35,48 @@ def copy_fignn(ours, theirs) -> None:
     ours.readout.gate.weight.copy_(theirs.fc.mlp2[0].weight)
 
 
-MODELS = {"fignn": ZooModel("FiGNN", fignn_settings, copy_fignn)}
+def afn_settings(model: DictConfig) -> dict:
+    if model.log_floor != FUXICTR_LOG_FLOOR:
+        raise ValueError(f"FuxiCTR's AFN takes the logarithm of max(|e|, {FUXICTR_LOG_FLOOR}), not {model.log_floor}")
+    mlp = model.mlp
+    return {
+        "logarithmic_neurons": model.logarithmic_neurons,
+        "afn_hidden_units": list(mlp.hidden_units),
+        "afn_activations": mlp.activation,
+        "afn_dropout": mlp.dropout,
+        "batch_norm": mlp.batch_norm,
+        "ensemble_dnn": False,
+    }
+
+
+def afn_plus_settings(model: DictConfig) -> dict:
+    dnn = model.dnn
+    return {
+        **afn_settings(model),
+        "ensemble_dnn": True,
+        "dnn_hidden_units": list(dnn.hidden_units),
+        "dnn_activations": dnn.activation,
+        "dnn_dropout": dnn.dropout,
+        "batch_norm": same("MLP batch norm", model.mlp.batch_norm, dnn.batch_norm),
+    }
+
+
+def copy_afn(ours, theirs) -> None:
+    """The two batch norms with their running statistics, the powers, the MLPs; AFN+'s second
+    embedding, its DNN and the 2 -> 1 head."""
+    copy_embedding(ours, theirs)
+    copy_state(ours.lnn.log_norm, theirs.log_batch_norm)
+    ours.lnn.powers.weight.copy_(theirs.coefficient_W.weight)
+    copy_state(ours.lnn.exp_norm, theirs.exp_batch_norm)
+    copy_state(ours.afn, theirs.dense_layer)
+    if theirs.ensemble_dnn:
+        copy_tables(ours.dnn_embedding.table.weight, theirs.embedding_layer2, ours.schema)
+        copy_state(ours.dnn, theirs.dnn)
+        copy_state(ours.head, theirs.fc)
+
+
+MODELS = {
+    "fignn": ZooModel("FiGNN", fignn_settings, copy_fignn),
+    "afn": ZooModel("AFN", afn_settings, copy_afn),
+    "afn_plus": ZooModel("AFN", afn_plus_settings, copy_afn),
+}

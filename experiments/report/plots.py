@@ -64,6 +64,8 @@ _FIXED_COLORS = {
     "EDCN": "#08519c",
     "DESTINE": "#a50f15",
     "FiGNN": "#3f007d",
+    "AFN": "#fdae6b",
+    "AFN+": "#e6550d",
 }
 assert set(_FIXED_COLORS) == set(KNOWN_LABELS), "every known model needs its fixed colour"
 _HASHED_HUES = sns.husl_palette(36, l=0.5).as_hex()

@@ -25,6 +25,7 @@ from models.layers.interaction import (
     PairwiseLayer,
 )
 from models.layers.interaction_machine import InteractionMachine
+from models.layers.logarithmic import ChannelBatchNorm, LogarithmicTransformation
 from models.layers.mask import MaskBlock, MaskBlocks
 from models.layers.mlp import ACTIVATIONS, MLP, LayerNorm, MLPSpec
 from models.layers.senet import SqueezeExcitation
@@ -37,6 +38,7 @@ __all__ = [
     "BilinearInteraction",
     "Bridge",
     "CIN",
+    "ChannelBatchNorm",
     "ContextEmbedding",
     "CrossNetwork",
     "CrossNetworkMix",
@@ -68,6 +70,7 @@ __all__ = [
     "InteractionMachine",
     "LayerNorm",
     "LinearLogit",
+    "LogarithmicTransformation",
     "MaskBlock",
     "MaskBlocks",
     "MLP",
