@@ -60,5 +60,6 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("fignn", "models.fignn:FiGNN", "FiGNN"),
     ModelEntry("afn", "models.afn:AFN", "AFN"),
     ModelEntry("afn_plus", "models.afn:AFNPlus", "AFN+"),
+    ModelEntry("sam", "models.sam:SAM", "SAM"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

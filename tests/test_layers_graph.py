@@ -14,6 +14,8 @@ from models.layers import (
     FieldGraphNetwork,
     GraphPropagation,
     LogarithmicTransformation,
+    SAMLayer,
+    SelfAttentiveInteraction,
 )
 from tests.helpers import build, randn, random_batch, randomised, small_schema, states_at_one_and_two_threads
 
@@ -190,14 +192,68 @@ def test_afn_plus_weighs_the_afn_and_the_dnn_logits():
         LogarithmicTransformation(F, 3, floor=0.0)
 
 
+# -- SAM -----------------------------------------------------------------------------------------
+
+
+def sam_layer_by_loops(layer: SAMLayer, e: torch.Tensor) -> torch.Tensor:
+    """``s_ij = <e_i, W_K e_j>``; pairs ``s_ij w_ij`` / ``s_ij e_i * e_j`` (SAM2), their sums over ``j``
+    plus ``W_Q e_i`` (SAM3)."""
+    kind = layer.interaction
+    pairs = torch.zeros(e.shape[0], F, F, K, dtype=torch.float64)
+    for b in range(e.shape[0]):
+        for i in range(F):
+            for j in range(F):
+                key = e[b, j].tolist() if layer.key is None else matvec(layer.key.weight, e[b, j].tolist())
+                s = dot(e[b, i].tolist(), key)
+                for k in range(K):
+                    other = (
+                        layer.weight[i, j, k].item() if kind.endswith("A") else e[b, i, k].item() * e[b, j, k].item()
+                    )
+                    pairs[b, i, j, k] = s * other
+    if kind.startswith("SAM2"):
+        return pairs
+    out = pairs.sum(dim=2)
+    if layer.residual is not None:
+        for b in range(e.shape[0]):
+            for i in range(F):
+                out[b, i] += torch.tensor(matvec(layer.residual.weight, e[b, i].tolist()), dtype=torch.float64)
+    return out
+
+
+@pytest.mark.parametrize("interaction", ["SAM2A", "SAM2E", "SAM3A", "SAM3E"])
+def test_sam_layers_follow_their_formulas(interaction):
+    layer, e = randomised(SAMLayer(F, K, interaction, residual=True, dropout=0.0)), randn(B, F, K)
+    torch.testing.assert_close(layer(e), sam_layer_by_loops(layer, e))
+    assert (layer.key is None) == interaction.startswith("SAM2") and (layer.weight is None) == interaction.endswith("E")
+
+
+def test_sam_stacks_the_sam3_layers_and_keeps_one_layer_of_pairs():
+    e = randn(B, F, K)
+    stacked = randomised(SelfAttentiveInteraction(F, K, "SAM3E", 3, residual=False, dropout=0.0))
+    out = e
+    for layer in stacked.layers:
+        out = sam_layer_by_loops(layer, out)
+    torch.testing.assert_close(stacked(e), out.flatten(1))
+    assert stacked.output_dim == F * K and len(stacked.layers) == 3
+    pairs = SelfAttentiveInteraction(F, K, "SAM2A", 3, residual=False, dropout=0.0)
+    assert len(pairs.layers) == 1 and pairs.output_dim == F * F * K
+    with pytest.raises(ValueError, match="expected one of"):
+        SAMLayer(F, K, "SAM1", residual=False, dropout=0.0)
+
+
 # -- the presets' settings at one and two threads --------------------------------------------------
 
 PRESET_SETTINGS = [
-    ("fignn", dict(graph_layers=3, gru=False, residual=True))  # BARS's Frappe_x1 run: plain sums
+    ("fignn", dict(graph_layers=3, gru=False, residual=True)),  # BARS's Frappe_x1 run: plain sums
+    ("afn_plus", dict(logarithmic_neurons=64, log_floor=1e-5, batch_norm=True)),  # BARS's Criteo_x4 run
+    ("sam", dict(interaction="SAM3A", interaction_layers=2, residual=True)),  # BARS's Frappe_x1 run
+    ("sam", dict(interaction="SAM2A")),
 ]
 
 
-@pytest.mark.parametrize("name, settings", PRESET_SETTINGS, ids=[name for name, _ in PRESET_SETTINGS])
+@pytest.mark.parametrize(
+    "name, settings", PRESET_SETTINGS, ids=[f"{name}-{index}" for index, (name, _) in enumerate(PRESET_SETTINGS)]
+)
 def test_the_thread_count_does_not_change_a_step_of_the_presets_settings(name, settings):
     """The zoo's thread test runs each config's settings; these are the ones BARS's presets add."""
     schema = Schema.build([(f"c{i}", "categorical", 500) for i in range(8)], dense=["d0"])

@@ -101,6 +101,8 @@ def leader_params() -> dict[str, int]:
         # over 6 x K; AFN+ adds a second embedding, its DNN and the 2 -> 1 head
         "afn": embedding + 2 * fields + fields * 6 + 2 * 6 + mlp_params(6 * K),
         "afn_plus": 2 * embedding + 2 * fields + fields * 6 + 2 * 6 + mlp_params(6 * K) + mlp_params(deep_in) + 3,
+        # SAM2E (the config's): one layer of F x F pairs of K, no parameters, into the biased unit
+        "sam": embedding + fields * fields * K + 1,
     }  # fmt: skip
 
 

@@ -62,7 +62,7 @@ def test_the_presets_cover_the_published_models():
         *("finalmlp", "finalnet"),
         *("aoanet", "deepim"),
         *("edcn", "destine"),
-        *("fignn", "afn", "afn_plus"),
+        *("fignn", "afn", "afn_plus", "sam"),
     }
     paper = {"lr", "fm", "fnn", "ipnn", "opnn", "pnn_star", "lr_dnn", "fm_dnn", "deepfm"}
     assert paper <= set(CRITEO_MODELS)
@@ -225,6 +225,7 @@ PUBLISHED_NETWORKS = [
     ("bars_frappe_x1", "fignn", one_fewer(FRAPPE_X1), [], 89_090),
     ("bars_frappe_x1", "afn", one_fewer(FRAPPE_X1), [], 4_066_711),
     ("bars_frappe_x1", "afn_plus", one_fewer(FRAPPE_X1), [], 4_482_205),
+    ("bars_frappe_x1", "sam", one_fewer(FRAPPE_X1), [], 58_791),
     ("bars_frappe_x1", "finalmlp", FRAPPE_X1, [], 253_392),  # FinalMLP_frappe_x1_004_e1ab402f
     ("bars_frappe_x1", "finalnet", FRAPPE_X1, [], 338_502),  # FINAL_frappe_x1_003_c3722b71 (2B)
     # FINAL_frappe_x1_006_75be0578: the 1B run, blocks [400, 400], no field gate

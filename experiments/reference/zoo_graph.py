@@ -75,8 +75,27 @@ def copy_afn(ours, theirs) -> None:
         copy_state(ours.head, theirs.fc)
 
 
+def sam_settings(model: DictConfig) -> dict:
+    return {
+        "interaction_type": model.interaction,
+        "aggregation": "concat",
+        "num_interaction_layers": model.interaction_layers,
+        "use_residual": model.residual,
+        "net_dropout": model.dropout,
+    }
+
+
+def copy_sam(ours, theirs) -> None:
+    """Each layer's ``w_ij``, ``W_K`` and ``W_Q`` in FuxiCTR's order (those it has), the head."""
+    copy_embedding(ours, theirs)
+    for mine, other in zip(ours.sam.layers, theirs.block.layers, strict=True):
+        copy_state(mine, other)
+    copy_state(ours.head, theirs.fc)
+
+
 MODELS = {
     "fignn": ZooModel("FiGNN", fignn_settings, copy_fignn),
     "afn": ZooModel("AFN", afn_settings, copy_afn),
     "afn_plus": ZooModel("AFN", afn_plus_settings, copy_afn),
+    "sam": ZooModel("SAM", sam_settings, copy_sam),
 }

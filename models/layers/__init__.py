@@ -28,6 +28,7 @@ from models.layers.interaction_machine import InteractionMachine
 from models.layers.logarithmic import ChannelBatchNorm, LogarithmicTransformation
 from models.layers.mask import MaskBlock, MaskBlocks
 from models.layers.mlp import ACTIVATIONS, MLP, LayerNorm, MLPSpec
+from models.layers.sam import SAM_INTERACTIONS, SAMLayer, SelfAttentiveInteraction
 from models.layers.senet import SqueezeExcitation
 
 __all__ = [
@@ -79,6 +80,9 @@ __all__ = [
     "OuterProduct",
     "PairwiseLayer",
     "Regulation",
+    "SAM_INTERACTIONS",
+    "SAMLayer",
+    "SelfAttentiveInteraction",
     "SqueezeExcitation",
     "all_sparse_pairs",
 ]
