@@ -62,5 +62,9 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("fwfm", "models.factorization:FwFM", "FwFM", "pairwise"),
     ModelEntry("fmfm", "models.factorization:FmFM", "FmFM", "pairwise"),
     ModelEntry("hofm", "models.factorization:HOFM", "HOFM"),
+    ModelEntry("fignn", "models.fignn:FiGNN", "FiGNN"),
+    ModelEntry("afn", "models.afn:AFN", "AFN"),
+    ModelEntry("afn_plus", "models.afn:AFNPlus", "AFN+"),
+    ModelEntry("sam", "models.sam:SAM", "SAM"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

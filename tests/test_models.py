@@ -102,6 +102,15 @@ def leader_params() -> dict[str, int]:
         "fwfm": embedding + pairs + 1 + fields * K,
         "fmfm": LINEAR + embedding + pairs * K * K,
         "hofm": LINEAR + 2 * embedding,
+        # the edge scorer's 2K; three steps of two F x K x K maps and a bias; the GRU cell (3 gates of
+        # K x K twice, biased twice); the readout's K and F K x F
+        "fignn": embedding + 2 * K + 3 * (2 * fields * K * K + K) + 3 * (2 * K * K + 2 * K) + K + fields * K * fields,
+        # 6 logarithmic neurons: per-field and per-neuron batch norms around the F x 6 powers; the MLP
+        # over 6 x K; AFN+ adds a second embedding, its DNN and the 2 -> 1 head
+        "afn": embedding + 2 * fields + fields * 6 + 2 * 6 + mlp_params(6 * K),
+        "afn_plus": 2 * embedding + 2 * fields + fields * 6 + 2 * 6 + mlp_params(6 * K) + mlp_params(deep_in) + 3,
+        # SAM2E (the config's): one layer of F x F pairs of K, no parameters, into the biased unit
+        "sam": embedding + fields * fields * K + 1,
     }  # fmt: skip
 
 

@@ -63,6 +63,7 @@ def test_the_presets_cover_the_published_models():
         *("aoanet", "deepim"),
         *("edcn", "destine"),
         *("nfm", "afm", "fwfm", "fmfm", "hofm"),
+        *("fignn", "afn", "afn_plus", "sam"),
     }
     paper = {"lr", "fm", "fnn", "ipnn", "opnn", "pnn_star", "lr_dnn", "fm_dnn", "deepfm"}
     assert paper <= set(CRITEO_MODELS)
@@ -223,11 +224,17 @@ PUBLISHED_NETWORKS = [
     # less, per layer, the biases of W_q and W_k that whitening cancels and the unary score's that its
     # softmax cancels (see DisentangledSelfAttention)
     ("bars_frappe_x1", "destine", one_fewer(FRAPPE_X1), [], 623_346 - 4 * (2 * 128 + 1)),
+    ("bars_frappe_x1", "fignn", one_fewer(FRAPPE_X1), [], 89_090),
+    ("bars_frappe_x1", "afn", one_fewer(FRAPPE_X1), [], 4_066_711),
+    ("bars_frappe_x1", "afn_plus", one_fewer(FRAPPE_X1), [], 4_482_205),
+    ("bars_frappe_x1", "sam", one_fewer(FRAPPE_X1), [], 58_791),
     ("bars_frappe_x1", "finalmlp", FRAPPE_X1, [], 253_392),  # FinalMLP_frappe_x1_004_e1ab402f
     ("bars_frappe_x1", "finalnet", FRAPPE_X1, [], 338_502),  # FINAL_frappe_x1_003_c3722b71 (2B)
     # FINAL_frappe_x1_006_75be0578: the 1B run, blocks [400, 400], no field gate
     ("bars_frappe_x1", "finalnet", FRAPPE_X1, ["model.block_type=1B", "model.field_gate=false"], 256_791),
     ("bars_criteo_x4", "masknet", CRITEO_X4, [], 20_358_077),
+    ("bars_criteo_x4", "afn", one_fewer(CRITEO_X4), [], 36_833_607),
+    ("bars_criteo_x4", "afn_plus", one_fewer(CRITEO_X4), [], 56_044_939),
     ("bars_criteo_x4", "finalmlp", CRITEO_X4, [], 19_524_954),  # FinalMLP_criteo_x4_001_002_53a37ddd
     ("bars_criteo_x4", "finalnet", CRITEO_X4, [], 18_153_050),  # FinalNet_criteo_x4_001_041_449ccb21
     # FuxiCTR 1.0.2's log prints no feature map; its total implies one id less per field than 2.2.0's

@@ -130,6 +130,13 @@ def copy_embedding(ours, theirs) -> None:
 
 def zoo_models() -> dict[str, ZooModel]:
     """Every model checked against FuxiCTR's zoo, by config name."""
-    from experiments.reference import zoo_attention, zoo_cross, zoo_final, zoo_fm, zoo_interaction
+    from experiments.reference import zoo_attention, zoo_cross, zoo_final, zoo_fm, zoo_graph, zoo_interaction
 
-    return {**zoo_cross.MODELS, **zoo_attention.MODELS, **zoo_final.MODELS, **zoo_interaction.MODELS, **zoo_fm.MODELS}
+    return {
+        **zoo_cross.MODELS,
+        **zoo_attention.MODELS,
+        **zoo_final.MODELS,
+        **zoo_interaction.MODELS,
+        **zoo_fm.MODELS,
+        **zoo_graph.MODELS,
+    }

@@ -68,6 +68,10 @@ _FIXED_COLORS = {
     "FwFM": "#f1b6da",
     "FmFM": "#b8e186",
     "HOFM": "#8e0152",
+    "FiGNN": "#3f007d",
+    "AFN": "#fdae6b",
+    "AFN+": "#e6550d",
+    "SAM": "#54278f",
 }
 assert set(_FIXED_COLORS) == set(KNOWN_LABELS), "every known model needs its fixed colour"
 _HASHED_HUES = sns.husl_palette(36, l=0.5).as_hex()

@@ -16,6 +16,7 @@ from models.layers.factorization import AnovaKernel, AttentionalPooling, BiInter
 from models.layers.finalmlp import BilinearFusion, ContextEmbedding, FeatureGate, FeatureSelectionSpec
 from models.layers.finalnet import FactorizedInteraction, FieldGate, FinalBlock, FinalBlockSpec
 from models.layers.generalized import GeneralizedInteraction, GeneralizedInteractionNet
+from models.layers.graph import AttentionalScoring, FieldGraph, FieldGraphNetwork, GraphPropagation
 from models.layers.interaction import (
     DotInteraction,
     FieldAwareInteraction,
@@ -25,8 +26,10 @@ from models.layers.interaction import (
     PairwiseLayer,
 )
 from models.layers.interaction_machine import InteractionMachine
+from models.layers.logarithmic import ChannelBatchNorm, LogarithmicTransformation
 from models.layers.mask import MaskBlock, MaskBlocks
 from models.layers.mlp import ACTIVATIONS, MLP, LayerNorm, MLPSpec
+from models.layers.sam import SAM_INTERACTIONS, SAMLayer, SelfAttentiveInteraction
 from models.layers.senet import SqueezeExcitation
 
 __all__ = [
@@ -34,11 +37,13 @@ __all__ = [
     "AnovaKernel",
     "AttentionalPooling",
     "AttentionSpec",
+    "AttentionalScoring",
     "BilinearFusion",
     "BiInteraction",
     "BilinearInteraction",
     "Bridge",
     "CIN",
+    "ChannelBatchNorm",
     "ContextEmbedding",
     "CrossNetwork",
     "CrossNetworkMix",
@@ -56,6 +61,8 @@ __all__ = [
     "FeatureGate",
     "FeatureSelectionSpec",
     "FieldAwareInteraction",
+    "FieldGraph",
+    "FieldGraphNetwork",
     "FieldGate",
     "FieldMatrixedInteraction",
     "FinalBlock",
@@ -63,11 +70,13 @@ __all__ = [
     "FMInteraction",
     "GeneralizedInteraction",
     "GeneralizedInteractionNet",
+    "GraphPropagation",
     "IdTable",
     "InnerProduct",
     "InteractionMachine",
     "LayerNorm",
     "LinearLogit",
+    "LogarithmicTransformation",
     "MaskBlock",
     "MaskBlocks",
     "MLP",
@@ -76,6 +85,9 @@ __all__ = [
     "OuterProduct",
     "PairwiseLayer",
     "Regulation",
+    "SAM_INTERACTIONS",
+    "SAMLayer",
+    "SelfAttentiveInteraction",
     "SqueezeExcitation",
     "all_sparse_pairs",
 ]
