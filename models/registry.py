@@ -57,5 +57,9 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("deepim", "models.deepim:DeepIM", "DeepIM"),
     ModelEntry("edcn", "models.edcn:EDCN", "EDCN"),
     ModelEntry("destine", "models.destine:DESTINE", "DESTINE"),
+    ModelEntry("crossnet", "models.deep:CrossNet", "CrossNet"),
+    ModelEntry("cin", "models.deep:CINNet", "CIN"),
+    ModelEntry("hfm", "models.hfm:HFM", "HFM", "pairwise"),
+    ModelEntry("hfm_plus", "models.hfm:HFMPlus", "HFM+"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

@@ -31,7 +31,7 @@ LINEAR, EMBEDDING, DEEP_IN = ROWS + 1, ROWS * K, FIELDS * K
 
 def expected_params(name: str) -> int:
     """Parameter counts from each model's definition for ``small_schema``."""
-    return {**nine_and_five_params(), **leader_params()}[name]
+    return {**nine_and_five_params(), **leader_params(), **holo_params()}[name]
 
 
 def nine_and_five_params() -> dict[str, int]:
@@ -95,6 +95,17 @@ def leader_params() -> dict[str, int]:
         "destine": embedding + (4 * K * 6 + 2 * 6) + K * 2 + (4 * 6 * 6 + 2 * 6) + 6 * 2 + fields * 6 + 1
         + mlp_params(deep_in, batch_norm=True),
     }  # fmt: skip
+
+
+def holo_params() -> dict[str, int]:
+    """BARS's CrossNet, CIN, HFM, HFM+."""
+    linear, embedding, deep_in = LINEAR, EMBEDDING, DEEP_IN
+    return {
+        "crossnet": embedding + 2 * 2 * deep_in + deep_in + 1,  # two cross layers (w, b), the head over x_L
+        "cin": linear + embedding + 4 * 16 + 2 * 8 + 4,  # xdeepfm's CIN without its MLP
+        "hfm": linear + embedding + K,  # the projection h of the pairs' summed vectors
+        "hfm_plus": linear + embedding + mlp_params(PAIRS * K),  # the MLP over the pairs' vectors
+    }
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))

@@ -62,6 +62,7 @@ def test_the_presets_cover_the_published_models():
         *("finalmlp", "finalnet"),
         *("aoanet", "deepim"),
         *("edcn", "destine"),
+        *("crossnet", "cin", "hfm", "hfm_plus"),
     }
     paper = {"lr", "fm", "fnn", "ipnn", "opnn", "pnn_star", "lr_dnn", "fm_dnn", "deepfm"}
     assert paper <= set(CRITEO_MODELS)
@@ -221,11 +222,16 @@ PUBLISHED_NETWORKS = [
     # less, per layer, the biases of W_q and W_k that whitening cancels and the unary score's that its
     # softmax cancels (see DisentangledSelfAttention)
     ("bars_frappe_x1", "destine", one_fewer(FRAPPE_X1), [], 623_346 - 4 * (2 * 128 + 1)),
+    ("bars_frappe_x1", "crossnet", one_fewer(FRAPPE_X1), [], 55_191),
+    ("bars_frappe_x1", "cin", one_fewer(FRAPPE_X1), [], 147_984),
+    ("bars_frappe_x1", "hfm_plus", one_fewer(FRAPPE_X1), [], 563_281),
+    ("bars_frappe_x1", one_fewer(FRAPPE_X1), [], 739_490),
     ("bars_frappe_x1", "finalmlp", FRAPPE_X1, [], 253_392),  # FinalMLP_frappe_x1_004_e1ab402f
     ("bars_frappe_x1", "finalnet", FRAPPE_X1, [], 338_502),  # FINAL_frappe_x1_003_c3722b71 (2B)
     # FINAL_frappe_x1_006_75be0578: the 1B run, blocks [400, 400], no field gate
     ("bars_frappe_x1", "finalnet", FRAPPE_X1, ["model.block_type=1B", "model.field_gate=false"], 256_791),
     ("bars_criteo_x4", "masknet", CRITEO_X4, [], 20_358_077),
+    ("bars_criteo_x4", "crossnet", one_fewer(CRITEO_X4), [], 14_581_937),  # DCN_criteo_x4_001_964751c8
     ("bars_criteo_x4", "finalmlp", CRITEO_X4, [], 19_524_954),  # FinalMLP_criteo_x4_001_002_53a37ddd
     ("bars_criteo_x4", "finalnet", CRITEO_X4, [], 18_153_050),  # FinalNet_criteo_x4_001_041_449ccb21
     # FuxiCTR 1.0.2's log prints no feature map; its total implies one id less per field than 2.2.0's

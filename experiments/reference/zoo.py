@@ -41,6 +41,8 @@ class ZooModel:
 def load_zoo_class(zoo: Path, name: str) -> type:
     """``model_zoo/<name>/src`` imported as a package of its own; its class ``name``."""
     source = Path(zoo) / name / "src"
+    if not source.is_dir():  # a model the zoo has in both frameworks: model_zoo/<name>/<name>_torch/src
+        source = Path(zoo) / name / f"{name}_torch" / "src"
     if not (source / "__init__.py").is_file():
         raise FileNotFoundError(f"{source / '__init__.py'}: not found; --fuxictr-zoo names FuxiCTR's model_zoo folder")
     package = f"fuxictr_zoo_{name}"
@@ -127,6 +129,6 @@ def copy_embedding(ours, theirs) -> None:
 
 def zoo_models() -> dict[str, ZooModel]:
     """Every model checked against FuxiCTR's zoo, by config name."""
-    from experiments.reference import zoo_attention, zoo_cross, zoo_final, zoo_interaction
+    from experiments.reference import zoo_attention, zoo_cross, zoo_final, zoo_holo, zoo_interaction
 
-    return {**zoo_cross.MODELS, **zoo_attention.MODELS, **zoo_final.MODELS, **zoo_interaction.MODELS}
+    return {**zoo_cross.MODELS, **zoo_attention.MODELS, **zoo_final.MODELS, **zoo_interaction.MODELS, **zoo_holo.MODELS}

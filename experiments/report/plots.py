@@ -63,6 +63,10 @@ _FIXED_COLORS = {
     "DeepIM": "#637939",
     "EDCN": "#08519c",
     "DESTINE": "#a50f15",
+    "CrossNet": "#4daf4a",
+    "CIN": "#984ea3",
+    "HFM": "#f781bf",
+    "HFM+": "#a65628",
 }
 assert set(_FIXED_COLORS) == set(KNOWN_LABELS), "every known model needs its fixed colour"
 _HASHED_HUES = sns.husl_palette(36, l=0.5).as_hex()

@@ -15,6 +15,7 @@ from models.layers.embedding import CrossProductLogit, FeatureEmbedding, IdTable
 from models.layers.finalmlp import BilinearFusion, ContextEmbedding, FeatureGate, FeatureSelectionSpec
 from models.layers.finalnet import FactorizedInteraction, FieldGate, FinalBlock, FinalBlockSpec
 from models.layers.generalized import GeneralizedInteraction, GeneralizedInteractionNet
+from models.layers.holographic import HolographicInteraction
 from models.layers.interaction import (
     DotInteraction,
     FieldAwareInteraction,
@@ -58,6 +59,7 @@ __all__ = [
     "FMInteraction",
     "GeneralizedInteraction",
     "GeneralizedInteractionNet",
+    "HolographicInteraction",
     "IdTable",
     "InnerProduct",
     "InteractionMachine",

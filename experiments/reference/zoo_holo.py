@@ -1,0 +1,69 @@
+"""CrossNet and CIN against FuxiCTR's ``DCN`` and ``xDeepFM`` without their DNNs (the classes and
+settings of BARS's CrossNet_frappe_x1 and CIN_frappe_x1 runs), HFM and HFM+ against its ``HFM``
+without and with ``use_dnn`` (see ``experiments.reference.zoo``)."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from experiments.reference.weights import copy_cin, copy_linear
+from experiments.reference.zoo import ZooModel, copy_embedding, copy_state
+
+
+def crossnet_settings(model: DictConfig) -> dict:
+    """An empty ``dnn_hidden_units``: the zoo's DCN builds no DNN and its head reads ``x_L`` alone."""
+    return {"num_cross_layers": model.cross_layers, "dnn_hidden_units": []}
+
+
+def copy_crossnet(ours, theirs) -> None:
+    copy_embedding(ours, theirs)
+    for index, layer in enumerate(theirs.crossnet.cross_net):
+        ours.cross.weight[index] = layer.weight.weight[0]
+        ours.cross.bias[index] = layer.bias
+    copy_state(ours.head, theirs.fc)
+
+
+def cin_settings(model: DictConfig) -> dict:
+    """FuxiCTR's CIN feeds every map forward and pools it, through biased 1x1 convolutions."""
+    if model.cin_split_half or not model.cin_bias:
+        raise ValueError(
+            "FuxiCTR's CIN has no split_half and always a bias per map (cin_split_half: false, cin_bias: true)"
+        )
+    return {"cin_hidden_units": list(model.cin_layer_sizes), "dnn_hidden_units": []}
+
+
+def copy_cin_net(ours, theirs) -> None:
+    copy_embedding(ours, theirs)
+    copy_linear(ours.linear, theirs.lr_layer, ours.schema)
+    ours.linear.bias.copy_(theirs.cin.fc.bias)  # the model's w0: FuxiCTR's sits in the CIN's head
+    copy_cin(ours.cin, theirs.cin, ours.schema.num_fields)
+    ours.cin_head.weight.copy_(theirs.cin.fc.weight)
+
+
+def hfm_settings(model: DictConfig) -> dict:
+    settings = {"interaction_type": model.interaction, "use_dnn": "mlp" in model}
+    if "mlp" in model:
+        settings.update(
+            hidden_units=list(model.mlp.hidden_units),
+            hidden_activations=model.mlp.activation,
+            net_dropout=model.mlp.dropout,
+            batch_norm=model.mlp.batch_norm,
+        )
+    return settings
+
+
+def copy_hfm(ours, theirs) -> None:
+    copy_embedding(ours, theirs)
+    copy_linear(ours.linear, theirs.lr_layer, ours.schema)
+    if hasattr(ours, "dnn"):
+        copy_state(ours.dnn, theirs.dnn)
+    else:
+        copy_state(ours.projection, theirs.proj_h)
+
+
+MODELS = {
+    "crossnet": ZooModel("DCN", crossnet_settings, copy_crossnet),
+    "cin": ZooModel("xDeepFM", cin_settings, copy_cin_net),
+    "hfm": ZooModel("HFM", hfm_settings, copy_hfm),
+    "hfm_plus": ZooModel("HFM", hfm_settings, copy_hfm),
+}
