@@ -61,5 +61,6 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("cin", "models.deep:CINNet", "CIN"),
     ModelEntry("hfm", "models.hfm:HFM", "HFM", "pairwise"),
     ModelEntry("hfm_plus", "models.hfm:HFMPlus", "HFM+"),
+    ModelEntry("dssm", "models.dssm:DSSM", "DSSM"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

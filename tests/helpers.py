@@ -55,7 +55,9 @@ SMALL_KWARGS["destine"] = dict(
     attention=dict(layers=2, dim=6, heads=2, residual="each_layer", scale=True, relu_before=False, dropout=0.0)
 )
 SMALL_KWARGS["autoint_plus"] = SMALL_KWARGS["autoint"]
-SMALL_KWARGS.update(crossnet=SMALL_KWARGS["dcn"], cin=SMALL_KWARGS["xdeepfm"])
+SMALL_KWARGS.update(
+    crossnet=SMALL_KWARGS["dcn"], cin=SMALL_KWARGS["xdeepfm"], dssm=dict(item_fields=["c1"], tower_dim=6)
+)
 
 
 def tiny_run(rows: int = 3000, epochs: int = 1, *extra: str) -> list[str]:

@@ -4,6 +4,7 @@ HFM, HFM+ and DSSM over their layers, and BARS's settings reaching them."""
 import pytest
 import torch
 
+from models.dssm import tower_fields
 from models.layers import HolographicInteraction
 from models.layers.holographic import circular
 from tests.helpers import build, randn, random_batch, small_schema
@@ -102,3 +103,24 @@ def test_crossnet_and_cin_are_dcn_and_xdeepfm_without_their_mlps():
                 layer.weight.zero_()
                 layer.bias.zero_()
         torch.testing.assert_close(cin(batch), xdeepfm(batch))
+
+
+def test_dssm_is_the_inner_product_of_its_towers():
+    schema = small_schema()  # c0, c1, n0 and the dense d0
+    model = build("dssm", schema, item_fields=["c1", "d0"])
+    batch = random_batch(schema)
+    assert model.user_fields.tolist() == [0, 2] and model.item_fields.tolist() == [1, 3]
+    with torch.no_grad():
+        embedded = model.embedding(batch)
+        user = model.user_tower(torch.cat([embedded[:, 0], embedded[:, 2]], dim=1))
+        item = model.item_tower(torch.cat([embedded[:, 1], embedded[:, 3]], dim=1))
+        torch.testing.assert_close(model(batch), (user * item).sum(dim=1))
+
+
+def test_dssm_towers_take_named_fields_or_the_last_alone():
+    schema = small_schema()
+    assert tower_fields(schema, None) == ([0, 1, 2], [3])
+    assert tower_fields(schema, ["c0"]) == ([1, 2, 3], [0])
+    for bad in (["c9"], ["c0", "c0"], [], ["c0", "c1", "n0", "d0"]):
+        with pytest.raises(ValueError, match="item_fields"):
+            tower_fields(schema, bad)

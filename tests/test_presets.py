@@ -62,7 +62,7 @@ def test_the_presets_cover_the_published_models():
         *("finalmlp", "finalnet"),
         *("aoanet", "deepim"),
         *("edcn", "destine"),
-        *("crossnet", "cin", "hfm", "hfm_plus"),
+        *("crossnet", "cin", "hfm", "hfm_plus", "dssm"),
     }
     paper = {"lr", "fm", "fnn", "ipnn", "opnn", "pnn_star", "lr_dnn", "fm_dnn", "deepfm"}
     assert paper <= set(CRITEO_MODELS)
@@ -225,7 +225,7 @@ PUBLISHED_NETWORKS = [
     ("bars_frappe_x1", "crossnet", one_fewer(FRAPPE_X1), [], 55_191),
     ("bars_frappe_x1", "cin", one_fewer(FRAPPE_X1), [], 147_984),
     ("bars_frappe_x1", "hfm_plus", one_fewer(FRAPPE_X1), [], 563_281),
-    ("bars_frappe_x1", one_fewer(FRAPPE_X1), [], 739_490),
+    ("bars_frappe_x1", "dssm", one_fewer(FRAPPE_X1), [], 739_490),
     ("bars_frappe_x1", "finalmlp", FRAPPE_X1, [], 253_392),  # FinalMLP_frappe_x1_004_e1ab402f
     ("bars_frappe_x1", "finalnet", FRAPPE_X1, [], 338_502),  # FINAL_frappe_x1_003_c3722b71 (2B)
     # FINAL_frappe_x1_006_75be0578: the 1B run, blocks [400, 400], no field gate

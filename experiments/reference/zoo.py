@@ -36,6 +36,9 @@ class ZooModel:
     # where the zoo's code has changed since the FuxiCTR version of BARS's run: (theirs, cfg.model)
     # puts that version's definition back into a built zoo model; its docstring says what and why
     restore: Optional[Callable[[nn.Module, DictConfig], None]] = None
+    # (feature map, cfg.model) before the class is built, for settings a zoo class reads from the
+    # feature map rather than from its arguments (DSSM's towers: each feature's source)
+    prepare: Optional[Callable[[object, DictConfig], None]] = None
 
 
 def load_zoo_class(zoo: Path, name: str) -> type:
@@ -67,6 +70,8 @@ def build_zoo_model(entry: ZooModel, zoo: Path, fmap, cfg: DictConfig, base: dic
     """The zoo class built as FuxiCTR's ``run_expid.py`` builds it from a config: the model's own
     arguments, ``BaseModel``'s, Adam and the binary cross-entropy on probabilities."""
     cls = load_zoo_class(zoo, entry.zoo_class)
+    if entry.prepare is not None:
+        entry.prepare(fmap, cfg.model)
     # FuxiCTR's regularisers as its configs give them: None, not 0.0, where there is no L2
     base = {**base, **{key: regularizer(base[key]) for key in ("embedding_regularizer", "net_regularizer")}}
     model = cls(

@@ -67,6 +67,7 @@ _FIXED_COLORS = {
     "CIN": "#984ea3",
     "HFM": "#f781bf",
     "HFM+": "#a65628",
+    "DSSM": "#e41a1c",
 }
 assert set(_FIXED_COLORS) == set(KNOWN_LABELS), "every known model needs its fixed colour"
 _HASHED_HUES = sns.husl_palette(36, l=0.5).as_hex()
