@@ -1,4 +1,5 @@
-"""Deep models over one shared embedding: DNN, DeepFM, DCN, xDeepFM."""
+"""Deep models over one shared embedding: DNN, DeepFM, DCN, xDeepFM, and DCN's and xDeepFM's
+explicit parts alone (CrossNet, CIN)."""
 
 from __future__ import annotations
 
@@ -76,9 +77,59 @@ class DCN(CTRModule):
         return self.head(torch.cat([self.cross(x0), self.dnn(x0)], dim=1)).squeeze(1)
 
 
-class XDeepFM(CTRModule):
+class CrossNet(CTRModule):
+    """DCN's cross network alone (Wang et al. 2017; BARS's "CrossNet", FuxiCTR's DCN without its
+    DNN): with ``x0 = [e_1..e_F]``, ``y = w^T x_L + b`` after ``L`` cross layers
+    ``x_{l+1} = x0 (x_l . w_l) + b_l + x_l`` (see ``CrossNetwork``), a polynomial of degree
+    ``L + 1`` in the embeddings. Our choices: as DCN's.
+    """
+
+    def __init__(self, schema: Schema, *, cross_layers: int, embedding_dim: int, embedding_init_std: float, **training):
+        super().__init__(schema, **training)
+        input_dim = schema.num_fields * embedding_dim
+        self.embedding = self.feature_embedding(embedding_dim, embedding_init_std)
+        self.cross = CrossNetwork(input_dim, cross_layers)
+        self.head = nn.Linear(input_dim, 1)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.head(self.cross(self.embedding(batch).flatten(1))).squeeze(1)
+
+
+class CINNet(CTRModule):
+    """xDeepFM's compressed interaction network alone (Lian et al. 2018; BARS's "CIN", FuxiCTR's
+    xDeepFM without its DNN): ``y = w0 + sum_i w[x_i] + w_cin^T CIN(e)`` over the field embeddings
+    ``e`` (see ``CIN``). Our choices: as xDeepFM's; the CIN head has no bias (``w0`` is the model's
+    one).
+    """
+
+    def __init__(
+        self,
+        schema: Schema,
+        *,
+        cin_layer_sizes: Sequence[int],
+        cin_split_half: bool,
+        cin_bias: bool,
+        embedding_dim: int,
+        embedding_init_std: float,
+        **training,
+    ):
+        super().__init__(schema, **training)
+        self.linear = self.linear_logit()
+        self.embedding = self.feature_embedding(embedding_dim, embedding_init_std)
+        self.cin = CIN(schema.num_fields, cin_layer_sizes, split_half=cin_split_half, bias=cin_bias)
+        self.cin_head = nn.Linear(self.cin.output_dim, 1, bias=False)
+
+    def logit(self, batch: Batch, embedded: torch.Tensor) -> torch.Tensor:
+        """The linear and CIN parts' ``[B]`` logit of ``batch`` over its embeddings ``embedded``."""
+        return self.linear(batch) + self.cin_head(self.cin(embedded)).squeeze(1)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.logit(batch, self.embedding(batch))
+
+
+class XDeepFM(CINNet):
     """xDeepFM (Lian et al. 2018): ``y = w0 + sum_i w[x_i] + w_cin^T CIN(e) + MLP([e_1..e_F])``,
-    CIN and DNN on the same embeddings ``e``.
+    CIN and DNN on the same embeddings ``e`` (``CINNet`` plus an MLP).
 
     Our choices: CIN sizes 200-200-200 and ``split_half`` (see ``CIN``), without biases in its
     maps unless ``cin_bias``; the CIN head has no bias (``w0`` is the model's one).
@@ -96,14 +147,17 @@ class XDeepFM(CTRModule):
         mlp: MLPSpec,
         **training,
     ):
-        super().__init__(schema, **training)
-        self.linear = self.linear_logit()
-        self.embedding = self.feature_embedding(embedding_dim, embedding_init_std)
-        self.cin = CIN(schema.num_fields, cin_layer_sizes, split_half=cin_split_half, bias=cin_bias)
-        self.cin_head = nn.Linear(self.cin.output_dim, 1, bias=False)
+        super().__init__(
+            schema,
+            cin_layer_sizes=cin_layer_sizes,
+            cin_split_half=cin_split_half,
+            cin_bias=cin_bias,
+            embedding_dim=embedding_dim,
+            embedding_init_std=embedding_init_std,
+            **training,
+        )
         self.dnn = MLPSpec.of(mlp).build(schema.num_fields * embedding_dim)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         embedded = self.embedding(batch)
-        cin_logit = self.cin_head(self.cin(embedded)).squeeze(1)
-        return self.linear(batch) + cin_logit + self.dnn(embedded.flatten(1)).squeeze(1)
+        return self.logit(batch, embedded) + self.dnn(embedded.flatten(1)).squeeze(1)

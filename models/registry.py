@@ -66,5 +66,10 @@ ZOO: tuple[ModelEntry, ...] = (
     ModelEntry("afn", "models.afn:AFN", "AFN"),
     ModelEntry("afn_plus", "models.afn:AFNPlus", "AFN+"),
     ModelEntry("sam", "models.sam:SAM", "SAM"),
+    ModelEntry("crossnet", "models.deep:CrossNet", "CrossNet"),
+    ModelEntry("cin", "models.deep:CINNet", "CIN"),
+    ModelEntry("hfm", "models.hfm:HFM", "HFM", "pairwise"),
+    ModelEntry("hfm_plus", "models.hfm:HFMPlus", "HFM+"),
+    ModelEntry("dssm", "models.dssm:DSSM", "DSSM"),
 )
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in ZOO}

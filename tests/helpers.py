@@ -59,6 +59,9 @@ SMALL_KWARGS["afm"] = dict(attention_dim=6)
 # embeddings of about unit size: a fresh model's eval mode normalises with unit running statistics, where
 # the powers of ln |e| for 0.01-sized embeddings reach e^10 and bf16's rounding of them swamps the logit
 SMALL_KWARGS["afn"] = SMALL_KWARGS["afn_plus"] = dict(logarithmic_neurons=6, embedding_init_std=1.0)
+SMALL_KWARGS.update(
+    crossnet=SMALL_KWARGS["dcn"], cin=SMALL_KWARGS["xdeepfm"], dssm=dict(item_fields=["c1"], tower_dim=6)
+)
 
 
 def tiny_run(rows: int = 3000, epochs: int = 1, *extra: str) -> list[str]:

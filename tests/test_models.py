@@ -31,7 +31,7 @@ LINEAR, EMBEDDING, DEEP_IN = ROWS + 1, ROWS * K, FIELDS * K
 
 def expected_params(name: str) -> int:
     """Parameter counts from each model's definition for ``small_schema``."""
-    return {**nine_and_five_params(), **leader_params()}[name]
+    return {**nine_and_five_params(), **leader_params(), **holo_params()}[name]
 
 
 def nine_and_five_params() -> dict[str, int]:
@@ -112,6 +112,19 @@ def leader_params() -> dict[str, int]:
         # SAM2E (the config's): one layer of F x F pairs of K, no parameters, into the biased unit
         "sam": embedding + fields * fields * K + 1,
     }  # fmt: skip
+
+
+def holo_params() -> dict[str, int]:
+    """BARS's CrossNet, CIN, HFM, HFM+ and DSSM."""
+    linear, embedding, deep_in = LINEAR, EMBEDDING, DEEP_IN
+    return {
+        "crossnet": embedding + 2 * 2 * deep_in + deep_in + 1,  # two cross layers (w, b), the head over x_L
+        "cin": linear + embedding + 4 * 16 + 2 * 8 + 4,  # xdeepfm's CIN without its MLP
+        "hfm": linear + embedding + K,  # the projection h of the pairs' summed vectors
+        "hfm_plus": linear + embedding + mlp_params(PAIRS * K),  # the MLP over the pairs' vectors
+        # item tower c1, user tower c0, n0, d0; both towers end in 6 units
+        "dssm": embedding + mlp_params(3 * K, output=6) + mlp_params(K, output=6),
+    }
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))

@@ -64,6 +64,7 @@ def test_the_presets_cover_the_published_models():
         *("edcn", "destine"),
         *("nfm", "afm", "fwfm", "fmfm", "hofm"),
         *("fignn", "afn", "afn_plus", "sam"),
+        *("crossnet", "cin", "hfm", "hfm_plus", "dssm"),
     }
     paper = {"lr", "fm", "fnn", "ipnn", "opnn", "pnn_star", "lr_dnn", "fm_dnn", "deepfm"}
     assert paper <= set(CRITEO_MODELS)
@@ -228,6 +229,10 @@ PUBLISHED_NETWORKS = [
     ("bars_frappe_x1", "afn", one_fewer(FRAPPE_X1), [], 4_066_711),
     ("bars_frappe_x1", "afn_plus", one_fewer(FRAPPE_X1), [], 4_482_205),
     ("bars_frappe_x1", "sam", one_fewer(FRAPPE_X1), [], 58_791),
+    ("bars_frappe_x1", "crossnet", one_fewer(FRAPPE_X1), [], 55_191),
+    ("bars_frappe_x1", "cin", one_fewer(FRAPPE_X1), [], 147_984),
+    ("bars_frappe_x1", "hfm_plus", one_fewer(FRAPPE_X1), [], 563_281),
+    ("bars_frappe_x1", "dssm", one_fewer(FRAPPE_X1), [], 739_490),
     ("bars_frappe_x1", "finalmlp", FRAPPE_X1, [], 253_392),  # FinalMLP_frappe_x1_004_e1ab402f
     ("bars_frappe_x1", "finalnet", FRAPPE_X1, [], 338_502),  # FINAL_frappe_x1_003_c3722b71 (2B)
     # FINAL_frappe_x1_006_75be0578: the 1B run, blocks [400, 400], no field gate
@@ -235,6 +240,7 @@ PUBLISHED_NETWORKS = [
     ("bars_criteo_x4", "masknet", CRITEO_X4, [], 20_358_077),
     ("bars_criteo_x4", "afn", one_fewer(CRITEO_X4), [], 36_833_607),
     ("bars_criteo_x4", "afn_plus", one_fewer(CRITEO_X4), [], 56_044_939),
+    ("bars_criteo_x4", "crossnet", one_fewer(CRITEO_X4), [], 14_581_937),  # DCN_criteo_x4_001_964751c8
     ("bars_criteo_x4", "finalmlp", CRITEO_X4, [], 19_524_954),  # FinalMLP_criteo_x4_001_002_53a37ddd
     ("bars_criteo_x4", "finalnet", CRITEO_X4, [], 18_153_050),  # FinalNet_criteo_x4_001_041_449ccb21
     # FuxiCTR 1.0.2's log prints no feature map; its total implies one id less per field than 2.2.0's

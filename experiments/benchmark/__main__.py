@@ -35,7 +35,7 @@ from experiments.report.layout import BENCHMARKS
 DEFAULT_MODELS = (
     "deepfm,deepfm::bf16,deepfm:adam,lr,fm,fnn,ipnn,opnn,pnn_star,lr_dnn,fm_dnn,ffm,dnn,wide_deep,dcn,"
     "xdeepfm,xdeepfm::bf16,crossnet_v2,dcn_v2,autoint,autoint_plus,fibinet,dlrm,masknet,finalmlp,finalnet,aoanet,"
-    "deepim,edcn,destine,nfm,afm,fwfm,fmfm,hofm,fignn,afn,afn_plus,sam"
+    "deepim,edcn,destine,nfm,afm,fwfm,fmfm,hofm,fignn,afn,afn_plus,sam,crossnet,cin,hfm,hfm_plus,dssm"
 )
 
 

@@ -45,7 +45,7 @@ def _copy_mlp(ours: MLP, reference) -> None:
         a.load_state_dict(b.state_dict())
 
 
-def _copy_cin(ours: CIN, reference, num_fields: int) -> None:
+def copy_cin(ours: CIN, reference, num_fields: int) -> None:
     """Our CIN's inputs are ordered (previous map i, field j) -> i * F + j; FuxiCTR's 1x1
     convolutions read (field j, previous map i) -> j * H + i: the same weights, permuted."""
     for conv, linear in zip(reference.cin_layer.values(), ours.filters):
@@ -98,7 +98,7 @@ def copy_weights(name: str, ours, reference) -> None:
         copy_tables(ours.linear.weights.table.weight, reference.lr_layer.embedding_layer, schema)
         ours.linear.bias.copy_(reference.cin.fc.bias)  # the model's w0: FuxiCTR's sits in the CIN's head
         copy_tables(ours.embedding.table.weight, reference.embedding_layer, schema)
-        _copy_cin(ours.cin, reference.cin, schema.num_fields)
+        copy_cin(ours.cin, reference.cin, schema.num_fields)
         ours.cin_head.weight.copy_(reference.cin.fc.weight)
         _copy_mlp(ours.dnn, reference.dnn)
     else:

@@ -37,11 +37,16 @@ class ZooModel:
     # where the zoo's code has changed since the FuxiCTR version of BARS's run: (theirs, cfg.model)
     # puts that version's definition back into a built zoo model; its docstring says what and why
     restore: Optional[Callable[[nn.Module, DictConfig], None]] = None
+    # (feature map, cfg.model) before the class is built, for settings a zoo class reads from the
+    # feature map rather than from its arguments (DSSM's towers: each feature's source)
+    prepare: Optional[Callable[[object, DictConfig], None]] = None
 
 
 def load_zoo_class(zoo: Path, name: str) -> type:
     """``model_zoo/<name>/src`` imported as a package of its own; its class ``name``."""
     source = Path(zoo) / name / "src"
+    if not source.is_dir():  # a model the zoo has in both frameworks: model_zoo/<name>/<name>_torch/src
+        source = Path(zoo) / name / f"{name}_torch" / "src"
     if not (source / "__init__.py").is_file():
         raise FileNotFoundError(f"{source / '__init__.py'}: not found; --fuxictr-zoo names FuxiCTR's model_zoo folder")
     package = f"fuxictr_zoo_{name}"
@@ -66,6 +71,8 @@ def build_zoo_model(entry: ZooModel, zoo: Path, fmap, cfg: DictConfig, base: dic
     """The zoo class built as FuxiCTR's ``run_expid.py`` builds it from a config: the model's own
     arguments, ``BaseModel``'s, Adam and the binary cross-entropy on probabilities."""
     cls = load_zoo_class(zoo, entry.zoo_class)
+    if entry.prepare is not None:
+        entry.prepare(fmap, cfg.model)
     # FuxiCTR's regularisers as its configs give them: None, not 0.0, where there is no L2
     base = {**base, **{key: regularizer(base[key]) for key in ("embedding_regularizer", "net_regularizer")}}
     if "regularizer" in inspect.signature(cls).parameters:  # one weight for both (FwFM, FmFM, HOFM)
@@ -130,7 +137,7 @@ def copy_embedding(ours, theirs) -> None:
 
 def zoo_models() -> dict[str, ZooModel]:
     """Every model checked against FuxiCTR's zoo, by config name."""
-    from experiments.reference import zoo_attention, zoo_cross, zoo_final, zoo_fm, zoo_graph, zoo_interaction
+    from experiments.reference import zoo_attention, zoo_cross, zoo_final, zoo_fm, zoo_graph, zoo_holo, zoo_interaction
 
     return {
         **zoo_cross.MODELS,
@@ -139,4 +146,5 @@ def zoo_models() -> dict[str, ZooModel]:
         **zoo_interaction.MODELS,
         **zoo_fm.MODELS,
         **zoo_graph.MODELS,
+        **zoo_holo.MODELS,
     }

@@ -72,6 +72,11 @@ _FIXED_COLORS = {
     "AFN": "#fdae6b",
     "AFN+": "#e6550d",
     "SAM": "#54278f",
+    "CrossNet": "#4daf4a",
+    "CIN": "#984ea3",
+    "HFM": "#f781bf",
+    "HFM+": "#a65628",
+    "DSSM": "#e41a1c",
 }
 assert set(_FIXED_COLORS) == set(KNOWN_LABELS), "every known model needs its fixed colour"
 _HASHED_HUES = sns.husl_palette(36, l=0.5).as_hex()

@@ -17,6 +17,7 @@ from models.layers.finalmlp import BilinearFusion, ContextEmbedding, FeatureGate
 from models.layers.finalnet import FactorizedInteraction, FieldGate, FinalBlock, FinalBlockSpec
 from models.layers.generalized import GeneralizedInteraction, GeneralizedInteractionNet
 from models.layers.graph import AttentionalScoring, FieldGraph, FieldGraphNetwork, GraphPropagation
+from models.layers.holographic import HolographicInteraction
 from models.layers.interaction import (
     DotInteraction,
     FieldAwareInteraction,
@@ -71,6 +72,7 @@ __all__ = [
     "GeneralizedInteraction",
     "GeneralizedInteractionNet",
     "GraphPropagation",
+    "HolographicInteraction",
     "IdTable",
     "InnerProduct",
     "InteractionMachine",
