@@ -5,6 +5,7 @@ a multirun run again finishes each job exactly once."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import signal
@@ -99,6 +100,50 @@ def test_a_finished_run_is_found_and_one_of_another_config_is_an_error(cache, tm
     with pytest.raises(ConfigError, match="finished run of another config"):
         finished_run(tmp_path / "run", other)
     assert finished_run(tmp_path / "elsewhere", cfg) is None
+
+
+class SendAt(pl.Callback):
+    """Sends this process the given signal before the given training steps."""
+
+    def __init__(self, signals: dict[int, int]):
+        self.signals = signals
+
+    def on_train_batch_start(self, trainer, *args):
+        if trainer.global_step in self.signals:
+            os.kill(os.getpid(), self.signals[trainer.global_step])
+
+
+class Requeued(Exception):
+    pass
+
+
+def test_a_job_managers_signals_stay_its_own_and_its_requeue_comes_after_the_state_is_saved(
+    cache, tmp_path, monkeypatch
+):
+    """As under submitit: its handler ignores SIGTERM and requeues the job on SIGUSR2 (here: raises)."""
+    cfg = run_config.compose_config(overrides("deepfm", "lazy_adam", cache))
+    reference = run_train.train(cfg, tmp_path / "uninterrupted")
+    calls = []
+
+    def bypass(signum, frame):
+        calls.append(signum)
+
+    def requeue(signum, frame):
+        calls.append((signum, torch.load(tmp_path / "run" / RESUME_STATE, weights_only=False)["global_step"]))
+        raise Requeued
+
+    previous = {s: signal.signal(s, h) for s, h in ((signal.SIGTERM, bypass), (signal.SIGUSR2, requeue))}
+    try:
+        with monkeypatch.context() as patch:
+            sends = SendAt({5: signal.SIGTERM, 17: signal.SIGUSR2})
+            patch.setattr(run_train, "sweep_trial_pruning", lambda monitor: [sends])
+            with pytest.raises(Requeued):
+                run_train.train(cfg, tmp_path / "run")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert calls == [signal.SIGTERM, (signal.SIGUSR2, 18)]  # saved after the step it was signalled in
+    assert scores(run_train.train(cfg, tmp_path / "run")) == scores(reference)
 
 
 def test_resuming_with_another_config_is_refused(cache, tmp_path, monkeypatch):

@@ -202,33 +202,55 @@ class ResumeState(pl.callbacks.Checkpoint):
         self._saved_at = time.monotonic()
 
     def _stop_if_signalled(self, trainer: pl.Trainer, where: str) -> None:
-        if self._signals.received:
+        if self._signals.received and not self._signals.hand_over():
             raise RunInterrupted(self._signals.received, where, self.path)
 
 
 class SignalFlag:
     """SIGINT and SIGTERM noted instead of acted on, so that training stops at the next batch's
-    end with its state saved; a second signal stops at once (the last saved state stays)."""
+    end with its state saved; a second signal stops at once (the last saved state stays).
+
+    A job manager's handlers, those set before the run began, stay in charge: where one handles
+    SIGTERM (submitit ignores the SIGTERM of a preemption), it keeps it, also from Lightning's
+    handler; where one handles SIGUSR1 or SIGUSR2 (submitit's checkpoint-and-requeue signal), that
+    signal is noted, and once the state is saved it is handed to the manager's handler, which
+    requeues the job; the requeued job resumes."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    HANDOVER = (signal.SIGUSR1, signal.SIGUSR2)
 
     def __init__(self):
         self.received: Optional[int] = None
         self._previous: dict[int, Any] = {}
+        handlers = {signum: signal.getsignal(signum) for signum in (*self.SIGNALS, *self.HANDOVER)}
+        self._managers = {s: h for s, h in handlers.items() if callable(h) and h is not signal.default_int_handler}
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # only the main thread may handle signals; there the defaults stay
         self.received = None
-        self._previous = {s: signal.signal(s, self._note) for s in self.SIGNALS}
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._managers.get(signum, self._note))
+        for signum in self.HANDOVER:
+            if signum in self._managers:
+                self._previous[signum] = signal.signal(signum, self._note)
 
     def uninstall(self) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
 
+    def hand_over(self) -> bool:
+        """After the state is saved: a job manager's signal to its handler (True), or not one (False)."""
+        signum = self.received
+        if signum not in self.HANDOVER:
+            return False
+        self.received = None
+        self._managers[signum](signum, None)  # submitit requeues the job and exits here
+        return True
+
     def _note(self, signum: int, frame) -> None:
-        if self.received is not None:
+        if self.received is not None and self.received not in self.HANDOVER:
             self.uninstall()
             raise KeyboardInterrupt
         self.received = signum
