@@ -27,10 +27,11 @@ from tests.helpers import REPO, run_app, tiny_run
 # every_steps=2: mid-epoch states to resume from within the 12 steps of an epoch
 SMALL = tiny_run(7500, 3, "optim.lr=0.01", "trainer.enable_progress_bar=false", "checkpoint.every_steps=2")
 WITH_MLP = ("deepfm", "xdeepfm")
+NARROW = {"xdeepfm": ["model.cin_layer_sizes=[16,16]"]}  # CIN's maps dominate a step at the config's sizes
 
 
 def overrides(model: str, optim: str, cache: Path, *extra: str) -> list[str]:
-    narrow = ["model.mlp.hidden_units=[16,16]"] if model in WITH_MLP else []
+    narrow = (["model.mlp.hidden_units=[16,16]"] if model in WITH_MLP else []) + NARROW.get(model, [])
     return [f"model={model}", f"optim={optim}", f"data.cache_dir={cache}", *SMALL, *narrow, *extra]
 
 
@@ -185,11 +186,11 @@ def test_a_signal_saves_the_state_says_how_to_resume_and_the_resumed_run_ends_th
     reference = run_train.train(run_config.compose_config(args[:-1]), tmp_path / "uninterrupted")
     process = start_run(args, tmp_path)
     wait_for_line(process, "epoch 1/")
-    time.sleep(0.7)  # into the second epoch, most likely; its end is a place to stop at too
+    time.sleep(0.7)  # within an epoch or at its end: either is a place to stop at
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 128 + signum, stderr[-2000:]
-    where = r"(in epoch 2 after batch \d+|after epoch [12])"
+    where = r"(in epoch [23] after batch \d+|after epoch [12])"  # how far it got depends on the machine's load
     assert re.search(rf"stopped by {signal.Signals(signum).name} {where}; its state is saved", stderr), stderr
     assert f"resume with: python run.py {' '.join(args)}" in stderr
     resumed = run_app(*args, cwd=tmp_path)
@@ -245,5 +246,6 @@ def test_chaos_kill_9_at_random_moments_then_the_same_metrics(cache, tmp_path):
 
 
 @pytest.mark.slow
-def test_chaos_twenty_kills(cache, tmp_path):
-    chaos(20, 1, cache, tmp_path)
+@pytest.mark.skipif("CHAOS_KILLS" not in os.environ, reason="the long chaos run: set CHAOS_KILLS, e.g. to 20")
+def test_chaos_many_kills(cache, tmp_path):
+    chaos(int(os.environ["CHAOS_KILLS"]), 1, cache, tmp_path)
