@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from omegaconf import DictConfig
 
 from experiments.reference.weights import copy_cin, copy_linear, copy_tables
-from experiments.reference.zoo import ZooModel, copy_embedding, copy_state
+from experiments.reference.zoo import ZooModel, copy_embedding, copy_state, mlp_settings
 
 
 def crossnet_settings(model: DictConfig) -> dict:
@@ -51,12 +51,8 @@ def copy_cin_net(ours, theirs) -> None:
 def hfm_settings(model: DictConfig) -> dict:
     settings = {"interaction_type": model.interaction, "use_dnn": "mlp" in model}
     if "mlp" in model:
-        settings.update(
-            hidden_units=list(model.mlp.hidden_units),
-            hidden_activations=model.mlp.activation,
-            net_dropout=model.mlp.dropout,
-            batch_norm=model.mlp.batch_norm,
-        )
+        settings.update(mlp_settings(model.mlp, ""))
+        settings["net_dropout"] = settings.pop("dropout")
     return settings
 
 
