@@ -26,6 +26,11 @@ from experiments.report.tables import DatasetTable
 BOARD_FILES = ("board.md", "board.csv")
 
 
+def _ran(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of models with runs (not the board's alone, the oracle or the ceilings)."""
+    return rows[rows["seeds"].fillna(0) > 0]
+
+
 def board_reference(runs: pd.DataFrame, references: Sequence[Reference]) -> Optional[Reference]:
     """The reference whose board every run's experiment is, if any."""
     experiments = set(runs["experiment"].dropna()) if "experiment" in runs else set()
@@ -60,7 +65,7 @@ def letters(groups: Sequence[Sequence[str]]) -> list[str]:
 def indistinguishable(table: DatasetTable, predictions: SavedPredictions) -> tuple[list[list[str]], int]:
     """The groups of the models that saved predictions of the same test rows, and the number of pairs
     tested; none where any model saved none."""
-    rows = table.rows[table.rows["seeds"].fillna(0) > 0].sort_values("auc_mean", ascending=False)
+    rows = _ran(table.rows).sort_values("auc_mean", ascending=False)
     names = [str(label) for label in rows["label"]]
     if len(names) < 2 or not set(names) <= set(predictions):
         return [], 0
@@ -75,7 +80,7 @@ def indistinguishable(table: DatasetTable, predictions: SavedPredictions) -> tup
 
 def build_board(table: DatasetTable, board: Reference, groups: Sequence[Sequence[str]]) -> pd.DataFrame:
     """One row per model of the board or of our runs, in the board's order."""
-    ours = table.rows[table.rows["seeds"].fillna(0) > 0].set_index("label")
+    ours = _ran(table.rows).set_index("label")
     published = board.scores.sort_values(["auc", "logloss"], ascending=[False, True])
     extra = [label for label in ours.sort_values("auc_mean", ascending=False).index if label not in published.index]
     out = pd.DataFrame(index=pd.Index([*published.index, *extra], name="model"))
@@ -138,7 +143,7 @@ def board_markdown(
 ) -> str:
     """The board as markdown: its table, its groups, and how both sides picked their rows."""
     compared = "diff_auc" in board_rows
-    ran = board_rows[board_rows["seeds"].fillna(0) > 0]
+    ran = _ran(board_rows)
     best = None if ran.empty else str(ran.loc[ran["auc_mean"].idxmax(), "model"])
     headers = ["#", "model", f"{board.title} AUC", f"{board.title} LogLoss", "AUC", "LogLoss"]
     headers += ["Δ AUC", "Δ LogLoss"] if compared else []
@@ -157,7 +162,7 @@ def board_markdown(
 
 
 def _explanation(board_rows, board: Reference, table: DatasetTable, compared: bool, groups, pairs: int):
-    ran = board_rows[board_rows["seeds"].fillna(0) > 0]
+    ran = _ran(board_rows)
     if not compared:
         yield (
             f"These runs are on `{table.dataset}`, not on {board.title}'s data: its numbers give the board's "
