@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 from experiments.run.config import TRUSTED_TARGETS
 from experiments.run.ddp import ddp_world_of_this_run
 from experiments.run.errors import FAILURE_FILE, ConfigError, show_tracebacks, user_error_message
+from experiments.run.lock import FolderBusy, run_folder_lock
 from experiments.run.resume import RunInterrupted, finished_run, resume_command
 from experiments.run.summary import run_summary
 from experiments.run.train import train
@@ -40,6 +41,19 @@ log = logging.getLogger(__name__)
 @hydra.main(config_path="conf", config_name="config", execution_whitelist=TRUSTED_TARGETS)
 def main(cfg: DictConfig) -> float:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        with run_folder_lock(out_dir):
+            return run_in_folder(cfg, out_dir)
+    except FolderBusy as busy:
+        print(f"error: {busy}", file=sys.stderr)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return math.nan  # the other jobs go on; the process holding this one finishes it
+        sys.exit(2)
+
+
+def run_in_folder(cfg: DictConfig, out_dir: Path) -> float:
+    """The run of ``cfg`` in ``out_dir``, which this process alone holds: skipped where it finished
+    there, continued where it stopped, trained otherwise."""
     try:
         finished = finished_run(out_dir, cfg) if cfg.get("resume", True) else None
     except ConfigError as error:
