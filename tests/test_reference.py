@@ -125,3 +125,21 @@ def test_a_resumed_check_keeps_what_was_measured_and_runs_only_the_rest(files, t
     assert calls == ["lr", "fm", "dnn"]
     saved = reference.Outcome.from_json(json.loads((tmp_path / "out" / "reference.json").read_text()))
     assert [s.model for s in saved.steps] == ["lr", "fm", "dnn"] and "--resume" in saved.command
+
+
+def test_the_report_gives_the_known_cause_of_a_missed_bar_and_only_there():
+    from experiments.reference.report import Outcome, steps_lines
+
+    def steps(model: str, gap: float) -> check.StepComparison:
+        losses = [0.69, 0.6]
+        return check.StepComparison(
+            "frappe_like", model, 2, 8, 0.0, losses, losses, losses, losses, [0.69, 0.6 * (1 + gap)]
+        )
+
+    lines, passed = steps_lines(Outcome("", {}, steps=[steps("fm", 1e-16), steps("dssm", 0.49)]), 1e-9)
+    text = "\n".join(lines)
+    assert not passed
+    assert "| dssm |" in text and "| **NO** (below) |" in text and text.count("(below)") == 1
+    assert "- dssm: FuxiCTR takes its loss on sigmoid probabilities" in text
+    lines, passed = steps_lines(Outcome("", {}, steps=[steps("dssm", 1e-12)]), 1e-9)
+    assert passed and "known reason" not in "\n".join(lines)
