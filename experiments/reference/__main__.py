@@ -82,7 +82,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--criteo-sample", type=Path, help="folder of the raw Criteo sample files")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--step-tolerance", type=float, default=1e-9, help="largest relative loss gap per step, in float64"
+        "--step-tolerance",
+        type=float,
+        default=check.STEP_TOLERANCE,
+        help="largest relative loss gap per step, in float64",
     )
     parser.add_argument("--auc-tolerance", type=float, default=0.001, help="largest gap of mean AUC")
     parser.add_argument("--workdir", type=Path, default=Path(".cache/reference"))

@@ -151,12 +151,17 @@ class SplitTensors:
 
 # -- steps ---------------------------------------------------------------------------------------
 
+# the largest relative loss gap per step in float64 of two equal definitions: rounding, amplified over
+# the steps by some models (AFN's exponentials) in either library
+STEP_TOLERANCE = 1e-9
+
 
 @dataclass
 class StepComparison:
     """Per-step training losses of one model: ours and FuxiCTR's from the same weights on the same
     batches, in float64 (``*_64``) and in float32, and FuxiCTR against itself in float32 on the same
-    batches with their rows in another order (``floor``: the same sums added in another order)."""
+    batches with their rows in another order (``floor``: the same sums added in another order;
+    ``floor_64`` the same in float64, where asked for)."""
 
     dataset: str
     model: str
@@ -168,6 +173,7 @@ class StepComparison:
     floor: list[float] = field(default_factory=list)
     ours_64: list[float] = field(default_factory=list)
     theirs_64: list[float] = field(default_factory=list)
+    floor_64: list[float] = field(default_factory=list)
 
     @staticmethod
     def relative_gap(a: list[float], b: list[float]) -> float:
@@ -211,11 +217,20 @@ def theirs_step(reference, clip: float):
 
 
 def compare_steps(
-    name: str, cfg: DictConfig, dm, dataset: str, steps: int, seed: int, workdir: Path, zoo: Optional[Path] = None
+    name: str,
+    cfg: DictConfig,
+    dm,
+    dataset: str,
+    steps: int,
+    seed: int,
+    workdir: Path,
+    zoo: Optional[Path] = None,
+    floor_64: bool = False,
 ) -> StepComparison:
     """``steps`` training steps of both libraries from the reference's initial weights, on the same
     batches (the training split's first shuffled batches), dropout off (the libraries draw masks
-    from different generators)."""
+    from different generators). ``floor_64``: FuxiCTR against itself in float64 too, for models
+    whose steps amplify rounding (AFN's exponentials)."""
     cfg = copy.deepcopy(cfg)
     without_dropout(cfg.model)
     clip = cfg.trainer.gradient_clip_val
@@ -256,6 +271,10 @@ def compare_steps(
     for rows in batches:
         comparison.theirs_64.append(step_theirs(data.theirs(rows, torch.float64)))
         comparison.ours_64.append(step_ours(data.ours(rows, torch.float64)))
+    if floor_64:
+        _, twin = pair(torch.float64)
+        step_twin = theirs_step(twin, clip)
+        comparison.floor_64 = [step_twin(data.theirs(rows, torch.float64)) for rows in reordered]
     return comparison
 
 

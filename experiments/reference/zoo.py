@@ -44,6 +44,16 @@ class ZooModel:
     known_gap: Optional[str] = None
 
 
+def saturated_loss(why: str) -> str:
+    """A ``known_gap``: FuxiCTR's loss on probabilities where the model's logits grow large (``why``)."""
+    return (
+        "FuxiCTR takes its loss on sigmoid probabilities, which keep few digits of 1 - p at large logits and "
+        "round to exactly 0 or 1 beyond |logit| ~ 37 in float64 (the log then clamped at -100, its gradient 0); "
+        f"{why}. With FuxiCTR's loss taken on the logits, as ctr-bench's, the steps agree "
+        "(tests/test_reference.py, test_saturating_models_take_the_zoos_steps_with_its_loss_on_logits)."
+    )
+
+
 def load_zoo_class(zoo: Path, name: str) -> type:
     """``model_zoo/<name>/src`` imported as a package of its own; its class ``name``."""
     source = Path(zoo) / name / "src"

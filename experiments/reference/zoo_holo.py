@@ -1,12 +1,7 @@
 """CrossNet and CIN against FuxiCTR's ``DCN`` and ``xDeepFM`` without their DNNs (the classes and
 settings of BARS's CrossNet_frappe_x1 and CIN_frappe_x1 runs), HFM and HFM+ against its ``HFM``
-without and with ``use_dnn``, DSSM against its ``DSSM`` (see ``experiments.reference.zoo``).
-
-DSSM's steps are not FuxiCTR's at the preset: FuxiCTR takes its loss on sigmoid probabilities, which
-in float64 round to exactly 0 or 1 beyond ``|logit| ~ 37`` (its log then clamped at -100, its
-gradient 0), and the towers' inner products start that large on a few examples; with FuxiCTR's
-loss taken on the logits, as ours, the steps agree to rounding (tests/test_reference.py).
-"""
+without and with ``use_dnn``, DSSM against its ``DSSM`` (see ``experiments.reference.zoo``; DSSM's
+``known_gap`` says why its steps at the preset are not FuxiCTR's)."""
 
 from __future__ import annotations
 
@@ -15,7 +10,7 @@ from types import SimpleNamespace
 from omegaconf import DictConfig
 
 from experiments.reference.weights import copy_cin, copy_linear, copy_tables
-from experiments.reference.zoo import ZooModel, copy_embedding, copy_state, mlp_settings
+from experiments.reference.zoo import ZooModel, copy_embedding, copy_state, mlp_settings, saturated_loss
 
 
 def crossnet_settings(model: DictConfig) -> dict:
@@ -107,10 +102,6 @@ MODELS = {
         dssm_settings,
         copy_dssm,
         prepare=dssm_sources,
-        known_gap="FuxiCTR takes its loss on sigmoid probabilities, which round to exactly 0 or 1 beyond "
-        "|logit| ~ 37 in float64 (the log then clamped at -100, its gradient 0), and DSSM's towers' inner "
-        "products start that large on a few examples; with FuxiCTR's loss taken on the logits, as ctr-bench's, "
-        "the steps agree to rounding (tests/test_reference.py, "
-        "test_saturating_models_take_the_zoos_steps_with_its_loss_on_logits).",
+        known_gap=saturated_loss("DSSM's towers' inner products start that large on a few examples"),
     ),
 }
