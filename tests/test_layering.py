@@ -54,6 +54,10 @@ RULES = {
     "experiments.reference": Layer(
         ("experiments.run", "experiments.report", "models", REGISTRY, "datamodules", CORE, "measures")
     ),
+    "experiments.predict": Layer(("experiments.run", "models", REGISTRY, "datamodules", CORE, "measures")),
+    "experiments.export": Layer(
+        ("experiments.predict", "experiments.run", "models", REGISTRY, "datamodules", CORE, "measures")
+    ),
     "experiments.benchmark": Layer(
         (
             "experiments.reference",
