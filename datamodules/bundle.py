@@ -19,13 +19,14 @@ A run writes it to ``<run>/encoding/``; ``python -m experiments.export`` copies 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -58,13 +59,29 @@ def _values(keys: np.ndarray, text: bool) -> pa.Array:
     return pa.array(decoded.where(~unreadable, ""), pa.string())
 
 
-def write_encoding(folder: Path, encoding: Encoding, config: EncodingConfig, source: dict, scoring: dict) -> None:
-    """Write ``folder`` (replaced whole, so a reader finds the old folder or the new one, never half of one).
-    source: the source's config (``_target_`` and options); scoring: how the run read and scored rows."""
+@contextlib.contextmanager
+def replacing_folder(folder: str | Path) -> Iterator[Path]:
+    """Yields a temporary folder beside ``folder`` to fill; on success it takes ``folder``'s place
+    (the old one renamed away first, then deleted), so a reader never finds a half-written folder."""
     folder = Path(folder)
     temporary = folder.with_name(f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    (temporary / "vocab").mkdir(parents=True)
+    old = temporary.with_suffix(".old")
+    temporary.mkdir(parents=True)
     try:
+        yield temporary
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(temporary, folder)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_encoding(folder: Path, encoding: Encoding, config: EncodingConfig, source: dict, scoring: dict) -> None:
+    """Write ``folder`` (replaced whole, see ``replacing_folder``). source: the source's config
+    (``_target_`` and options); scoring: how the run read and scored rows."""
+    with replacing_folder(folder) as temporary:
+        (temporary / "vocab").mkdir()
         fields = []
         text = encoding.text or [None] * encoding.schema.num_sparse
         for i, (field, vocab) in enumerate(zip(encoding.schema.sparse_fields, encoding.vocabularies)):
@@ -97,11 +114,6 @@ def write_encoding(folder: Path, encoding: Encoding, config: EncodingConfig, sou
             "scoring": scoring,
         }
         (temporary / ENCODING_FILE).write_text(json.dumps(meta, indent=2))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(temporary, folder)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
 
 
 class SavedEncoding:
