@@ -3,6 +3,7 @@ run of any model of the zoo on them at test sizes (``tests.helpers.model_setting
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -55,18 +56,56 @@ def write_tables(folder: Path, bad_test_line: bool = False) -> dict[str, Path]:
     return files
 
 
-def run_config(model: str, files: dict[str, Path], cache: Path, *extra: str):
-    """The config of a one-epoch run of ``model`` at test sizes on ``files`` (predefined splits)."""
+def files_override(files: dict[str, Path]) -> str:
+    return f"data.source.files={{train: {files['train']}, val: {files['val']}, test: {files['test']}}}"
+
+
+def table_overrides(files: dict[str, Path]) -> list[str]:
+    return [
+        "data=table",
+        files_override(files),
+        "data.source.label=label",
+        f"data.source.categorical=[{','.join(CATEGORICAL)}]",
+        "data.source.integer_categorical=[c2]",
+        f"data.source.numeric=[{','.join(NUMERIC)}]",
+    ]
+
+
+def criteo_files(folder: Path) -> dict[str, Path]:
+    """Criteo TSV ``{train, val, test}`` files (the test file gzip-compressed), values drawn as
+    ``tests.test_data_formats.criteo_rows`` draws them."""
+    from tests.test_data_formats import criteo_rows
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {split: folder / f"{split}.txt" for split in ROWS}
+    for seed, (split, rows) in enumerate(ROWS.items()):
+        files[split].write_text("\n".join(criteo_rows(rows, seed)) + "\n")
+    with files["test"].open("rb") as plain, gzip.open(folder / "test.txt.gz", "wb") as packed:
+        packed.write(plain.read())
+    return {**files, "test": folder / "test.txt.gz"}
+
+
+def libfm_files(folder: Path, fields: int = 3) -> dict[str, Path]:
+    """libfm ``{train, val, test}`` files: ``label index:1 ...``, label -1/1, one index per field."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for seed, (split, rows) in enumerate(ROWS.items()):
+        rng = np.random.default_rng(seed)
+        index = rng.integers(0, 10, (rows, fields)) + 10 * np.arange(fields)
+        label = np.where(rng.random(rows) < 1 / (1 + np.exp(-np.sin(index[:, 0]))), "1", "-1")
+        lines = [" ".join([y, *(f"{i}:1" for i in row)]) for y, row in zip(label, index)]
+        files[split] = folder / f"{split}.libfm"
+        files[split].write_text("\n".join(lines) + "\n")
+    return files
+
+
+def run_config(model: str, data: list[str], cache: Path, *extra: str):
+    """The config of a one-epoch run of ``model`` at test sizes; ``data``: the data group's overrides."""
     from experiments.run.config import compose_config
 
     cfg = compose_config(
         [
-            "data=table",
-            f"data.source.files={{train: {files['train']}, val: {files['val']}, test: {files['test']}}}",
-            "data.source.label=label",
-            f"data.source.categorical=[{','.join(CATEGORICAL)}]",
-            "data.source.integer_categorical=[c2]",
-            f"data.source.numeric=[{','.join(NUMERIC)}]",
+            *data,
             f"data.cache_dir={cache}",
             "data.batch_size=128",
             "data.eval_batch_size=96",
@@ -87,11 +126,12 @@ def run_config(model: str, files: dict[str, Path], cache: Path, *extra: str):
     return cfg
 
 
-def tiny_run(model: str, folder: Path, *extra: str, bad_test_line: bool = False) -> Path:
-    """Train ``model`` for one epoch on tables written into ``folder``; -> the run folder."""
+def tiny_run(model: str, folder: Path, *extra: str, bad_test_line: bool = False, data: list[str] | None = None) -> Path:
+    """Train ``model`` for one epoch on tables written into ``folder`` (or on ``data``, the data
+    group's overrides); -> the run folder."""
     from experiments.run.train import train
 
-    files = write_tables(folder / "data", bad_test_line)
+    data = data or table_overrides(write_tables(folder / "data", bad_test_line))
     run_dir = folder / "run"
-    train(run_config(model, files, folder / "cache", *extra), run_dir)
+    train(run_config(model, data, folder / "cache", *extra), run_dir)
     return run_dir

@@ -19,7 +19,7 @@ from datamodules.errors import BadInputError
 from experiments.predict.__main__ import main as predict_main
 from experiments.predict.score import score_file
 from models.registry import ZOO
-from tests.serving import tiny_run
+from tests.serving import criteo_files, files_override, libfm_files, tiny_run
 
 QUICK = ("lr", "deepfm", "dcn_v2")  # the rest of the zoo runs in the slow suite
 
@@ -118,3 +118,15 @@ def test_dense_numeric_fields_and_the_fuxictr_convention_reproduce_the_test_pred
     score_file(run_dir, test_file, tmp_path / "scored.parquet", progress=False)
     scored = pq.read_table(tmp_path / "scored.parquet").to_pandas()
     assert np.array_equal(scored["probability"].to_numpy(), saved_predictions(run_dir)[0])
+
+
+@pytest.mark.parametrize("source", ["criteo", "libfm"])
+def test_criteo_and_libfm_files_score_to_the_test_predictions(source, tmp_path):
+    files = (criteo_files if source == "criteo" else libfm_files)(tmp_path / "raw")
+    group = "criteo" if source == "criteo" else "movielens_tag"
+    data = [f"data={group}", files_override(files)]
+    run_dir = tiny_run("deepfm", tmp_path, "data.encoding.min_count=2", data=data)
+    score_file(run_dir, files["test"], tmp_path / "scored.csv", progress=False)
+    p, y = saved_predictions(run_dir)
+    scored = pd.read_csv(tmp_path / "scored.csv")
+    assert np.array_equal(scored["probability"].to_numpy(np.float32), p) and np.array_equal(scored["label"], y)

@@ -15,7 +15,7 @@ import pytest
 from experiments.export.graph import export_run
 from experiments.predict.score import score_file
 from tests.helpers import REPO
-from tests.serving import tiny_run
+from tests.serving import criteo_files, files_override, tiny_run
 
 pytest.importorskip("onnxruntime", reason="needs the [export] extra: pip install -e '.[export]'")
 SCRIPT = REPO / "examples" / "score_onnx.py"
@@ -76,3 +76,15 @@ def test_a_bad_row_stops_the_example_naming_its_line_as_predict_does(tmp_path):
     with pytest.raises(ValueError, match=r"bad.csv, line 6: numeric field not a valid number: n1='x'"):
         score_file(run_dir, tmp_path / "bad.csv", tmp_path / "out.csv", progress=False)
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_the_example_scores_criteo_tsv_as_experiments_predict_does(tmp_path):
+    files = criteo_files(tmp_path / "raw")
+    run_dir = tiny_run("deepfm", tmp_path, "data.encoding.min_count=2", data=["data=criteo", files_override(files)])
+    export_run(run_dir, "onnx", tmp_path / "bundle")
+    unlabelled = tmp_path / "unlabelled.txt"
+    unlabelled.write_text("".join(line.split("\t", 1)[1] for line in (tmp_path / "raw" / "test.txt").open()))
+    for raw in (tmp_path / "raw" / "test.txt", unlabelled):
+        ours, theirs = both(tmp_path, tmp_path / "bundle", run_dir, raw, ".csv")
+        assert list(ours.columns) == list(theirs.columns) and len(ours) == 300
+        assert np.abs(ours["probability"] - theirs["probability"]).max() <= 1e-5
