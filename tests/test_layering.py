@@ -60,6 +60,8 @@ RULES = {
     ),
     "experiments.benchmark": Layer(
         (
+            "experiments.export",
+            "experiments.predict",
             "experiments.reference",
             "experiments.run",
             "experiments.report",

@@ -33,6 +33,7 @@ class ScoringGraph(nn.Module):
         self.has_dense = model.schema.num_dense > 0
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)  # the embeddings' plain lookup, not their training gradient
+        self.eval()  # the exporters put back the mode they found, to this module and all it holds
 
     def forward(self, ids: torch.Tensor, dense: Optional[torch.Tensor] = None) -> torch.Tensor:
         return torch.sigmoid(self.model(Batch(ids, None, dense if self.has_dense else None)))
