@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from datamodules.bundle import ENCODING_DIR
+from datamodules.errors import BadInputError
 from experiments.export.__main__ import main as export_main
 from experiments.export.graph import EXPORT_FILE, export_run
 from experiments.predict.score import RunModel
@@ -44,7 +45,8 @@ def torchscript_scorer(bundle: Path):
 
     def score(ids: np.ndarray, dense: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return graph(torch.from_numpy(ids), torch.from_numpy(dense)).numpy()
+            inputs = (ids, dense) if dense.shape[1] else (ids,)  # a schema without dense fields: ids alone
+            return graph(*map(torch.from_numpy, inputs)).numpy()
 
     return score
 
@@ -82,3 +84,16 @@ def test_export_refuses_an_unknown_format_and_a_folder_that_is_no_run(tmp_path, 
     assert "no saved encoding" in capsys.readouterr().err and not (tmp_path / "b").exists()
     with pytest.raises(SystemExit):
         export_main([str(tmp_path), "--format", "tflite", "--out", str(tmp_path / "b")])
+
+
+def test_a_bf16_run_exports_to_torchscript_and_onnx_says_why_not(tmp_path):
+    run_dir = tiny_run("deepfm", tmp_path, "precision=bf16")
+    with pytest.raises(BadInputError, match=r"no bfloat16 Gemm\); export it with --format torchscript"):
+        export_run(run_dir, "onnx", tmp_path / "onnx")
+    export_run(run_dir, "torchscript", tmp_path / "ts")
+    lightning = RunModel(run_dir)
+    ids, dense = random_rows(lightning.model.schema, 4096)
+    batched, single = largest_differences(
+        torchscript_scorer(tmp_path / "ts"), lightning.probabilities(ids, dense), ids, dense[:, :0]
+    )
+    assert batched <= TOLERANCE and single <= TOLERANCE

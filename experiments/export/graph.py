@@ -83,6 +83,12 @@ def export_run(run_dir: str | Path, format: str, out: str | Path) -> dict:
     if format not in FORMATS:
         raise BadInputError(f"--format must be one of {sorted(FORMATS)}, got {format!r}")
     run, out = RunModel(run_dir), Path(out)
+    precision = str(run.saved.scoring.get("precision", "32"))
+    if format == "onnx" and precision != "32":
+        raise BadInputError(
+            f"{run_dir}: a run at precision={precision} exports to ONNX as a graph that ONNX Runtime's CPU "
+            f"provider cannot load (it has no bfloat16 Gemm); export it with --format torchscript"
+        )
     graph = ScoringGraph(run.model)
     with replacing_folder(out) as temporary:
         (export_onnx if format == "onnx" else export_torchscript)(graph, temporary / FORMATS[format])
