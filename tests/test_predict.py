@@ -111,9 +111,11 @@ def test_a_bad_row_is_a_one_line_error_naming_file_and_line(deepfm_run, tmp_path
         score_file(deepfm_run, bad, tmp_path / "out.json", progress=False)
 
 
-@pytest.mark.parametrize("encoding", [["data.encoding.numeric=dense"], ["+data.encoding.convention=fuxictr"]])
-def test_dense_numeric_fields_and_the_fuxictr_convention_reproduce_the_test_predictions(encoding, tmp_path):
-    tiny_run("deepfm", tmp_path, *encoding)
+@pytest.mark.parametrize(
+    "settings", [["data.encoding.numeric=dense"], ["+data.encoding.convention=fuxictr"], ["precision=bf16"]]
+)
+def test_dense_numbers_the_fuxictr_convention_and_bf16_reproduce_the_test_predictions(settings, tmp_path):
+    tiny_run("deepfm", tmp_path, *settings)
     run_dir, test_file = self_contained(tmp_path)
     score_file(run_dir, test_file, tmp_path / "scored.parquet", progress=False)
     scored = pq.read_table(tmp_path / "scored.parquet").to_pandas()
