@@ -19,7 +19,7 @@ from datamodules.errors import BadInputError
 from experiments.predict.__main__ import main as predict_main
 from experiments.predict.score import score_file
 from models.registry import ZOO
-from tests.serving import criteo_files, files_override, libfm_files, tiny_run
+from tests.serving import criteo_files, files_override, libfm_files, table_overrides, tiny_run, write_tables
 
 QUICK = ("lr", "deepfm", "dcn_v2")  # the rest of the zoo runs in the slow suite
 
@@ -132,3 +132,18 @@ def test_criteo_and_libfm_files_score_to_the_test_predictions(source, tmp_path):
     p, y = saved_predictions(run_dir)
     scored = pd.read_csv(tmp_path / "scored.csv")
     assert np.array_equal(scored["probability"].to_numpy(np.float32), p) and np.array_equal(scored["label"], y)
+
+
+def test_a_run_with_a_header_per_file_reads_the_input_as_its_test_file(tmp_path):
+    files = write_tables(tmp_path / "data")
+    lines = files["test"].read_text().splitlines()
+    files["test"].write_text("\n".join(lines[1:]) + "\n")  # the test file without its header line
+    data = table_overrides(files) + [
+        "data.source.header={train: true, val: true, test: false}",
+        f"data.source.column_names=[{','.join(lines[0].split(','))}]",
+    ]
+    run_dir = tiny_run("lr", tmp_path, data=data)
+    score_file(run_dir, files["test"], tmp_path / "scored.csv", progress=False)
+    scored = pd.read_csv(tmp_path / "scored.csv")
+    assert len(scored) == 300
+    assert np.array_equal(scored["probability"].to_numpy(np.float32), saved_predictions(run_dir)[0])

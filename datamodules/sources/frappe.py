@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Optional
 
+from datamodules.errors import BadInputError
 from datamodules.sources.base import Source
 from datamodules.sources.libfm import LibFMSource
 from datamodules.sources.table import TableSource
@@ -51,5 +52,5 @@ def frappe_source(
             **table_options,
         )
     if table_options.get("passthrough"):
-        raise ValueError("Frappe: libfm lines have no named columns to pass through; use the CSV release")
+        raise BadInputError("Frappe: libfm lines have no named columns to pass through; use the CSV release")
     return LibFMSource(path=path, files=files, fields=list(FIELDS), how_to_get=how_to_get)

@@ -84,6 +84,8 @@ def input_source(spec: dict, path: Path, id_column: Optional[str]) -> Source:
     options = {k: v for k, v in spec.items() if k != "_target_"}
     if "labelled" in options:  # decided per file (Criteo): new rows may come without the label
         options["labelled"] = None
+    if isinstance(options.get("header"), dict):  # per split file: the input is read as the test file was
+        options["header"] = options["header"].get("test", options["header"].get("train", True))
     parameters = inspect.signature(factory).parameters
     if "label_optional" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
         options |= {"label_optional": True, "passthrough": [id_column] if id_column else []}
