@@ -278,19 +278,30 @@ class EncodingFitter:
         count = np.maximum(self.dense_n, 1)
         mean = self.dense_sum / count
         std = np.sqrt(np.maximum(self.dense_sq / count - mean**2, 0))
-        return Encoding(schema, vocabularies, mean, np.where(std > 0, std, 1.0), self.bucketize)
+        return Encoding(schema, vocabularies, mean, np.where(std > 0, std, 1.0), self.bucketize, list(self.text))
 
 
 @dataclass
 class Encoding:
     """The fitted encoding. vocabularies: one per sparse field (schema order); dense_mean /
-    dense_std: float64 ``[D]`` of the signed-log numeric values on the training rows."""
+    dense_std: float64 ``[D]`` of the signed-log numeric values on the training rows; text: per
+    sparse field, whether its keys are packed text (None where a cache of older code lacks it)."""
 
     schema: Schema
     vocabularies: list[Vocabulary]
     dense_mean: np.ndarray
     dense_std: np.ndarray
     bucketize: bool
+    text: Optional[list[bool]] = None
+
+    def encode(self, chunk: RawChunk, fill_missing_numeric: bool) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Raw rows -> (int32 ``[N, S]`` global ids, float32 ``[N, D]`` standardised dense values or
+        None): the cache's two passes (provisional ids, then one gather) applied to one chunk, so
+        that rows scored later are encoded by the very code that encoded the training rows.
+        ``fill_missing_numeric``: the ``fuxictr`` convention's (see ``ChunkFeatures.of``)."""
+        features = ChunkFeatures.of(chunk, self.bucketize, fill_missing_numeric)
+        ids = self.lookup_table(features.uniques)[features.ids]
+        return ids, None if features.dense is None else self.standardize(features.dense)
 
     def lookup_table(self, uniques: list[np.ndarray]) -> np.ndarray:
         """A chunk's distinct keys per sparse field (``U_j`` int64 each) -> int32
@@ -313,6 +324,7 @@ class Encoding:
                 "schema": self.schema.to_json(),
                 "bucketize": self.bucketize,
                 "special_ids": [[v.oov_id, v.missing_id] for v in self.vocabularies],
+                "text": self.text,
             }
         )
         np.savez(path, dense_mean=self.dense_mean, dense_std=self.dense_std, meta=np.array(meta), **arrays)
@@ -326,4 +338,4 @@ class Encoding:
             vocabularies = [
                 Vocabulary(data[f"keys_{i}"], data[f"ids_{i}"], *special[i]) for i in range(schema.num_sparse)
             ]
-            return cls(schema, vocabularies, data["dense_mean"], data["dense_std"], meta["bucketize"])
+            return cls(schema, vocabularies, data["dense_mean"], data["dense_std"], meta["bucketize"], meta.get("text"))

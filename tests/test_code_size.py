@@ -5,7 +5,7 @@ import ast
 from tests.helpers import REPO
 
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 450, 60
-PACKAGES = ("models", "datamodules", "experiments", "measures", "tests")
+PACKAGES = ("models", "datamodules", "experiments", "measures", "tests", "examples")
 
 
 def source_files():

@@ -54,8 +54,14 @@ RULES = {
     "experiments.reference": Layer(
         ("experiments.run", "experiments.report", "models", REGISTRY, "datamodules", CORE, "measures")
     ),
+    "experiments.predict": Layer(("experiments.run", "models", REGISTRY, "datamodules", CORE, "measures")),
+    "experiments.export": Layer(
+        ("experiments.predict", "experiments.run", "models", REGISTRY, "datamodules", CORE, "measures")
+    ),
     "experiments.benchmark": Layer(
         (
+            "experiments.export",
+            "experiments.predict",
             "experiments.reference",
             "experiments.run",
             "experiments.report",

@@ -56,6 +56,9 @@ def test_field_aware_interaction_equals_its_definition():
     per_field = torch.randn(B, F, F, K, dtype=torch.float64)  # [b, i, j] = v_{x_i, field j}
     expected = torch.stack([sum(per_field[b, i, j] @ per_field[b, j, i] for i, j in pairs(F)) for b in range(B)])
     torch.testing.assert_close(FieldAwareInteraction(F)(per_field), expected)
+    # without a gradient to keep (scoring, exported graphs) the same values come without the autograd.Function
+    trained = FieldAwareInteraction(F)(per_field.clone().requires_grad_())
+    assert trained.grad_fn is not None and torch.equal(trained.detach(), FieldAwareInteraction(F)(per_field))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

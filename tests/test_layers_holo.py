@@ -6,7 +6,7 @@ import torch
 
 from models.dssm import tower_fields
 from models.layers import HolographicInteraction
-from models.layers.holographic import circular
+from models.layers.holographic import circular, circular_direct
 from tests.helpers import build, randn, random_batch, small_schema
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -31,6 +31,18 @@ def circular_by_loops(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tens
 def test_circular_composition_is_the_formula(kind):
     a, b = randn(6, K, seed=1), randn(6, K, seed=2)
     torch.testing.assert_close(circular(a, b, kind), circular_by_loops(a, b, kind), rtol=0, atol=1e-13)
+    # the real-arithmetic path that ONNX graphs take
+    torch.testing.assert_close(circular_direct(a, b, kind), circular_by_loops(a, b, kind), rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_onnx_export_composes_the_pairs_without_complex_numbers(kind, monkeypatch):
+    layer, embedded = HolographicInteraction(F, kind), randn(B, F, K, seed=3)
+    expected, pooled = layer(embedded), layer.pooled(embedded)
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    monkeypatch.setattr(torch.fft, "rfft", None)  # the direct path must not transform
+    torch.testing.assert_close(layer(embedded), expected, rtol=0, atol=1e-13)
+    torch.testing.assert_close(layer.pooled(embedded), pooled, rtol=0, atol=1e-13)
 
 
 def test_convolution_commutes_and_correlation_reverses():

@@ -61,7 +61,8 @@ class RawChunk:
     ``Source.numeric_fields`` order; true_probability: float32 ``[N]`` (synthetic data only);
     ceiling_probability: float32 ``[N, C]``, the ceilings of ``Source.ceiling_names`` (synthetic only);
     rows_read / rows_rejected: data rows this chunk covered / dropped; progress: work done, in
-    ``Source.progress_unit``.
+    ``Source.progress_unit``; passthrough: columns a table source was asked to carry along
+    unread (an id column for scoring), ``[N]`` each.
     """
 
     row_index: np.ndarray
@@ -73,6 +74,7 @@ class RawChunk:
     progress: int
     true_probability: Optional[np.ndarray] = None
     ceiling_probability: Optional[np.ndarray] = None
+    passthrough: Optional[dict] = None
 
     @property
     def num_rows(self) -> int:

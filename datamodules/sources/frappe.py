@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Optional
 
+from datamodules.errors import BadInputError
 from datamodules.sources.base import Source
 from datamodules.sources.libfm import LibFMSource
 from datamodules.sources.table import TableSource
@@ -22,9 +23,13 @@ HOW_TO_GET = (
 
 
 def frappe_source(
-    path: Optional[str] = None, files: Optional[Mapping[str, str]] = None, how_to_get: Optional[str] = None
+    path: Optional[str] = None,
+    files: Optional[Mapping[str, str]] = None,
+    how_to_get: Optional[str] = None,
+    **table_options,
 ) -> Source:
-    """A ``TableSource`` for ``.csv`` files, else a ``LibFMSource``, over Frappe's ten fields.
+    """A ``TableSource`` for ``.csv`` files, else a ``LibFMSource``, over Frappe's ten fields;
+    ``table_options`` (``label_optional``, ``passthrough``) go to the ``TableSource``.
 
     Both releases hold the same rows with the same feature indices (BARS converted the libfm
     files, keeping each ``index`` of ``index:1``), so they encode to the same ids: only the cache
@@ -44,5 +49,8 @@ def frappe_source(
             format="csv",
             header=True,
             how_to_get=how_to_get,
+            **table_options,
         )
+    if table_options.get("passthrough"):
+        raise BadInputError("Frappe: libfm lines have no named columns to pass through; use the CSV release")
     return LibFMSource(path=path, files=files, fields=list(FIELDS), how_to_get=how_to_get)

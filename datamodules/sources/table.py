@@ -33,6 +33,9 @@ class TableSource(FileSource):
     (``{train: true, val: false, test: false}``). column_names: the CSV columns in file order;
     required when a file has no header, and checked against the header when it has one.
     how_to_get: where a dataset's file comes from, shown when it is missing (see ``FileSource``).
+    label_optional: a file without the label column is read unlabelled (scoring new rows) instead
+    of being an error. passthrough: columns carried along unvalidated as ``RawChunk.passthrough``
+    (an id column for scoring).
     """
 
     default_name = "table"
@@ -50,8 +53,11 @@ class TableSource(FileSource):
         column_names: Optional[Sequence[str]] = None,
         how_to_get: Optional[str] = None,
         integer_categorical: Sequence[str] = (),
+        label_optional: bool = False,
+        passthrough: Sequence[str] = (),
     ):
         super().__init__(path, files, how_to_get)
+        self.passthrough = tuple(str(c) for c in passthrough)
         self.label = str(label)
         self.categorical_fields = tuple(str(c) for c in categorical)
         self.integer_categorical = tuple(str(c) for c in integer_categorical)
@@ -73,8 +79,9 @@ class TableSource(FileSource):
         self.column_names = list(column_names) if column_names else None
         self.header = {part: self._header_flag(header, part) for part in self.files}
         self.file_columns = {part: self._columns_of(part) for part in self.files}
+        self.labelled = {part: self.label in cols or not label_optional for part, cols in self.file_columns.items()}
         for part, columns in self.file_columns.items():
-            missing = [c for c in used if c not in columns]
+            missing = [c for c in self._read_columns(part) if c not in columns]
             if missing:
                 raise BadInputError(
                     f"{self.files[part]}: declared column(s) {missing} not found; the file's columns are {columns}"
@@ -160,23 +167,24 @@ class TableSource(FileSource):
     def _read_csv(self, part: str, rejects: RejectLog, block_bytes: int) -> Iterator[RawChunk]:
         self.check_not_empty(part)
         path, columns = self.files[part], self.file_columns[part]
-        used = [self.label, *self.numeric_fields, *self.categorical_fields]
         for block in self.line_blocks(part, block_bytes):
-            parsed = parse_delimited(block, path, columns, self.delimiter, quoted=True, include=used)
+            parsed = parse_delimited(block, path, columns, self.delimiter, True, include=self._read_columns(part))
             reject_misshapen(parsed, block, path, f"{len(columns)} fields separated by {self.delimiter!r}", rejects)
-            rows = self._convert(parsed.table, at_file_start=not self.header[part] and starts_file(block, parsed))
-            yield text_chunk(block, parsed, rows, path, rejects)
+            at_start = not self.header[part] and starts_file(block, parsed)
+            rows = self._convert(parsed.table, at_file_start=at_start, part=part)
+            yield self._pass_through(text_chunk(block, parsed, rows, path, rejects), parsed.table, rows)
 
     def _read_parquet(self, part: str, rejects: RejectLog) -> Iterator[RawChunk]:
         path = self.files[part]
         if self.count_rows(part) == 0:
             raise BadInputError(f"{path}: the file has no rows")
         start = 0
-        used = [self.label, *self.numeric_fields, *self.categorical_fields]
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_ROWS_PER_BATCH, columns=used):
-            rows = self._convert(pa.Table.from_batches([batch]), at_file_start=False)
+        columns = self._read_columns(part)
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_ROWS_PER_BATCH, columns=columns):
+            table = pa.Table.from_batches([batch])
+            rows = self._convert(table, at_file_start=False, part=part)
             index = np.arange(start, start + batch.num_rows, dtype=np.int64)
-            yield keep_valid(
+            chunk = keep_valid(
                 rows,
                 index,
                 index + 1,
@@ -187,12 +195,25 @@ class TableSource(FileSource):
                 progress=batch.num_rows,
                 unit="row",
             )
+            yield self._pass_through(chunk, table, rows)
             start += batch.num_rows
 
-    def _convert(self, table: pa.Table, at_file_start: bool):
+    def _read_columns(self, part: str) -> list[str]:
+        """The columns a read of ``part`` parses: the label where the file has it, the fields, the passthrough."""
+        label = [self.label] if self.labelled[part] else []
+        return list(dict.fromkeys([*label, *self.numeric_fields, *self.categorical_fields, *self.passthrough]))
+
+    def _pass_through(self, chunk: RawChunk, table: pa.Table, rows) -> RawChunk:
+        """``chunk`` with the passthrough columns of its kept rows (``rows.checks.ok`` of ``table``)."""
+        if self.passthrough:
+            ok = pa.array(rows.checks.ok)
+            chunk.passthrough = {name: table[name].filter(ok) for name in self.passthrough}
+        return chunk
+
+    def _convert(self, table: pa.Table, at_file_start: bool, part: str):
         return convert_columns(
             table,
-            self.label,
+            self.label if self.labelled[part] else None,
             self.numeric_fields,
             False,
             self.categorical_fields,

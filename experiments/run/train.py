@@ -17,8 +17,10 @@ import numpy as np
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from datamodules.bundle import ENCODING_DIR, write_encoding
+from datamodules.encode import Encoding
 from experiments.run.atomic import AtomicCheckpointIO, replacing, write_text
 from experiments.run.config import TRUSTED_TARGETS
 from experiments.run.ddp import wait_for_started_ranks
@@ -99,6 +101,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     if not all(math.isfinite(v) for v in metrics.values() if isinstance(v, float)):
         raise RuntimeError(f"non-finite metrics: {metrics}")
     if trainer.is_global_zero:  # under DDP every rank runs this function on the same metrics
+        save_encoding(cfg, datamodule, out_dir / ENCODING_DIR)
         write_outputs(cfg, model, metrics, out_dir)
         state.finished()
     wait_for_started_ranks(trainer)
@@ -143,6 +146,26 @@ def write_outputs(cfg: DictConfig, model, metrics: dict, out_dir: Path) -> None:
     if cfg.save_predictions and model.test_predictions is not None:
         save_predictions(model, out_dir / PREDICTIONS_DIR)
     write_text(out_dir / METRICS_FILE, json.dumps(metrics, indent=2))
+
+
+def save_encoding(cfg: DictConfig, datamodule, folder: Path) -> None:
+    """The fitted encoding, readable, with the source's settings (``datamodules.bundle``): what
+    ``python -m experiments.predict`` needs besides the checkpoint to score raw rows once the cache
+    and the training files are gone. Nothing for a datamodule without a cache (one of a test's own)."""
+    cache_path = getattr(datamodule, "cache_path", None)
+    if cache_path is None or "source" not in cfg.data:
+        return
+    scoring = {
+        "on_bad_line": datamodule.on_bad_line,
+        "block_bytes": datamodule.block_bytes,
+        "eval_batch_size": datamodule.eval_batch_size,
+        "precision": str(cfg.precision),
+        "dataset": datamodule.name,
+        "label": getattr(datamodule.source, "label", "label"),
+    }
+    source = OmegaConf.to_container(cfg.data.source, resolve=True)
+    encoding = Encoding.load(cache_path / "encoding.npz")
+    write_encoding(folder, encoding, datamodule.encoding_config, source, scoring)
 
 
 def resume_state(cfg: DictConfig, out_dir: Path) -> ResumeState:

@@ -27,7 +27,8 @@ class FieldGraph(nn.Module):
         num_fields, dim = embedded.shape[1], embedded.shape[2]
         parts = embedded @ self.score.weight.view(2, dim).t()  # [B, F, 2]: w_1^T e_i, w_2^T e_i
         alpha = F.leaky_relu(parts[..., :1] + parts[..., 1].unsqueeze(1), negative_slope=0.01)
-        self_loops = torch.eye(num_fields, dtype=torch.bool, device=embedded.device)
+        # a float identity compared, not a bool one: ONNX Runtime has no EyeLike for booleans
+        self_loops = torch.eye(num_fields, device=embedded.device) > 0
         return torch.softmax(alpha.masked_fill(self_loops, float("-inf")), dim=-1)
 
 

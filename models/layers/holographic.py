@@ -27,6 +27,15 @@ def from_spectra(a: torch.Tensor, b: torch.Tensor, kind: str, dim: int) -> torch
     return torch.fft.irfft((a.conj() if kind == "circular_correlation" else a) * b, n=dim)
 
 
+def circular_direct(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
+    """``circular`` by its defining ``O(K^2)`` sum over the ``K`` shifts, in real arithmetic: the
+    same values to rounding, for graphs (ONNX) that hold no complex numbers."""
+    k = torch.arange(a.shape[-1], device=a.device)
+    sign = 1 if kind == "circular_correlation" else -1
+    shifted = b[..., (k[:, None] + sign * k[None, :]) % a.shape[-1]]  # [..., K, K]: b_{k +- j} at [k, j]
+    return (shifted * a.unsqueeze(-2)).sum(-1)
+
+
 class HolographicInteraction(nn.Module):
     """``[B, F, K] -> [B, P, K]``: ``e_i o e_j`` for each of the ``P = F(F-1)/2`` field pairs
     ``i < j`` (row-major: (0,1), (0,2), ..., (F-2,F-1)), ``o`` the circular convolution or
@@ -52,6 +61,8 @@ class HolographicInteraction(nn.Module):
         return self.left.numel()
 
     def forward(self, embedded: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():
+            return circular_direct(embedded[:, self.left], embedded[:, self.right], self.kind)
         spectra = torch.fft.rfft(embedded)  # [B, F, K // 2 + 1]
         left, right = spectra.index_select(1, self.left), spectra.index_select(1, self.right)
         return from_spectra(left, right, self.kind, embedded.shape[-1])
@@ -59,6 +70,9 @@ class HolographicInteraction(nn.Module):
     def pooled(self, embedded: torch.Tensor) -> torch.Tensor:
         """``[B, F, K] -> [B, K]``: ``sum_{i<j} e_i o e_j``, as ``sum_j (sum_{i<j} e_i) o e_j`` (``o``
         is bilinear; the transform linear): ``F - 1`` products of spectra and one inverse transform."""
+        if torch.onnx.is_in_onnx_export():
+            before = embedded.cumsum(dim=1)[:, :-1]
+            return circular_direct(before, embedded[:, 1:], self.kind).sum(dim=1)
         spectra = torch.fft.rfft(embedded)
         before = spectra.cumsum(dim=1)[:, :-1]  # the spectrum of sum_{i<=j} e_i, j < F - 1
         if self.kind == "circular_correlation":

@@ -41,11 +41,15 @@ class _FieldAwarePairs(torch.autograd.Function):
     sum to the same values bit for bit (each term is the one product scaled by a power of two)."""
 
     @staticmethod
-    def forward(ctx, embedded: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(embedded)
+    def value(embedded: torch.Tensor) -> torch.Tensor:
         every_ordered_pair = (embedded * embedded.transpose(1, 2)).sum(dim=(1, 2, 3))
         same_field = embedded.diagonal(dim1=1, dim2=2).pow(2).sum(dim=(1, 2))
         return 0.5 * (every_ordered_pair - same_field)
+
+    @staticmethod
+    def forward(ctx, embedded: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(embedded)
+        return _FieldAwarePairs.value(embedded)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
@@ -68,7 +72,9 @@ class FieldAwareInteraction(PairwiseLayer):
     """
 
     def forward(self, embedded: torch.Tensor) -> torch.Tensor:
-        return _FieldAwarePairs.apply(embedded)
+        if torch.is_grad_enabled() and embedded.requires_grad:
+            return _FieldAwarePairs.apply(embedded)
+        return _FieldAwarePairs.value(embedded)  # the same values, without a Function that graphs cannot hold
 
 
 class InnerProduct(PairwiseLayer):
