@@ -128,7 +128,8 @@ def test_markdown_and_latex_mark_the_best_values(synthetic_sweep: Path):
     latex = to_latex(table)
     assert r"DeepFM & \textbf{0.8100 $\pm$ 0.0100} & \textbf{0.45000 $\pm$ 0.01000} & 3" in latex
     assert "\\midrule\nOracle (true p) & 0.8500 & 0.40000" in latex
-    assert latex.count(r"\begin{tabular}{lrrrrrrr}") == 1 and latex.rstrip().endswith(r"\end{table}")
+    # the scores' tabular and the costs' (the model and its seven costs), eight columns each
+    assert latex.count(r"\begin{tabular}{lrrrrrrr}") == 2 and latex.rstrip().endswith(r"\end{table}")
 
 
 def test_criteo_is_compared_with_the_paper_and_a_sample_is_not(tmp_path: Path):

@@ -65,6 +65,7 @@ def test_a_run_ends_with_its_summary_and_writes_its_predictions(tmp_path, cache)
     for key in (
         "test/ece",
         "inference_samples_per_s",
+        "one_row_p99_ms",
         "peak_rss_mib",
         "train_seconds_per_epoch",
         "epochs_to_best",
@@ -73,6 +74,7 @@ def test_a_run_ends_with_its_summary_and_writes_its_predictions(tmp_path, cache)
     ):
         assert key in metrics, key
     assert "truncated" not in metrics
+    assert 0 < metrics["one_row_p99_ms"] < 1000
     assert (tmp_path / "run" / "predictions" / "test_p.npy").is_file()
 
 

@@ -135,6 +135,7 @@ def _cost_columns() -> list[tuple[str, Callable[[pd.Series], _Cell]]]:
         ("Epochs to best", lambda row: _Cell(_fmt(row.get("epochs_to_best"), 1))),
         ("Train samples/s", lambda row: _Cell(_count(row.get("train_samples_per_s")))),
         ("Inference samples/s", lambda row: _Cell(_count(row.get("inference_samples_per_s")))),
+        ("1-row p99 ms", lambda row: _Cell(_fmt(row.get("one_row_p99_ms"), 2))),
         ("Peak RSS MiB", lambda row: _Cell(_count(row.get("peak_rss_mib")))),
     ]
 
@@ -206,7 +207,9 @@ def explanation(table: DatasetTable) -> list[str]:
 def cost_explanation() -> str:
     return (
         "Cost, means over seeds: parameters; training seconds per epoch (validation excluded); epochs to the "
-        "best epoch (the one tested); training and inference (test split) samples per second; peak resident "
+        "best epoch (the one tested); training and inference (test split) samples per second; the p99 latency "
+        "of scoring one row (best weights, one thread, torch eager; `python -m experiments.benchmark.serving` "
+        "times exported graphs and larger batches); peak resident "
         "memory of the run (runs whose metrics.json lacks `peak_rss_scope` recorded their process's peak "
         "instead, which in a multirun, whose jobs share one process, includes the runs before them)."
     )

@@ -36,6 +36,7 @@ COST = {
     "epochs_to_best": "epochs_to_best",
     "train_samples_per_s": "train_samples_per_s",
     "inference_samples_per_s": "inference_samples_per_s",
+    "one_row_p99_ms": "one_row_p99_ms",
     "peak_rss_mib": "peak_rss_mib",
 }
 CALIBRATION = {"test/ece": "ece", "test/mean_prediction": "mean_prediction", "test/click_rate": "click_rate"}

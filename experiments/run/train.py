@@ -26,6 +26,7 @@ from experiments.run.config import TRUSTED_TARGETS
 from experiments.run.ddp import wait_for_started_ranks
 from experiments.run.errors import configured
 from experiments.run.history import EpochHistory
+from experiments.run.latency import one_row_p99_ms
 from experiments.run.memory import PeakMemory
 from experiments.run.objective import objective_mode
 from experiments.run.output import EpochLines, interactive, quiet_library_notices
@@ -90,6 +91,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         "train_seconds_per_epoch": history.train_seconds / max(epochs, 1),  # validation left out
         "train_samples_per_s": history.samples_per_second,
         "inference_samples_per_s": inference_rate(model),
+        "one_row_p99_ms": one_row_p99_ms(model, datamodule),
         "peak_rss_mib": memory.mib(),
         "peak_rss_scope": memory.scope,  # "run", or "process" where the peak could not be reset
         "num_params": sum(p.numel() for p in model.parameters()),
