@@ -18,6 +18,7 @@ from datamodules.sources.columns import (
     starts_file,
     text_chunk,
 )
+from datamodules.sources.multi import check_multi_type, multi_column, multi_valued_options
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 PARQUET_ROWS_PER_BATCH = 1 << 18
@@ -33,6 +34,9 @@ class TableSource(FileSource):
     (``{train: true, val: false, test: false}``). column_names: the CSV columns in file order;
     required when a file has no header, and checked against the header when it has one.
     how_to_get: where a dataset's file comes from, shown when it is missing (see ``FileSource``).
+    multi_valued: columns holding lists (genres, tags): a list of names, or a mapping from name to
+    options ``{sep, max_len, pooling, keep}`` (``datamodules.sources.multi``); they are categorical
+    columns, whether or not ``categorical`` names them too.
     """
 
     default_name = "table"
@@ -50,20 +54,23 @@ class TableSource(FileSource):
         column_names: Optional[Sequence[str]] = None,
         how_to_get: Optional[str] = None,
         integer_categorical: Sequence[str] = (),
+        multi_valued: Optional[Union[Sequence[str], Mapping[str, Mapping]]] = None,
     ):
         super().__init__(path, files, how_to_get)
         self.label = str(label)
-        self.categorical_fields = tuple(str(c) for c in categorical)
+        self.multi_valued = multi_valued_options(multi_valued)
+        self.numeric_fields = tuple(str(c) for c in numeric)
+        self._check_not_numeric()
+        self.categorical_fields = tuple(str(c) for c in categorical if str(c) not in self.multi_valued)
         self.integer_categorical = tuple(str(c) for c in integer_categorical)
         undeclared = sorted(set(self.integer_categorical) - set(self.categorical_fields))
         if undeclared:
             raise BadInputError(
                 f"TableSource: integer_categorical names columns that are not categorical: {undeclared}"
             )
-        self.numeric_fields = tuple(str(c) for c in numeric)
-        used = [self.label, *self.categorical_fields, *self.numeric_fields]
+        used = [self.label, *self.categorical_fields, *self.numeric_fields, *self.multi_valued]
         duplicated = sorted({c for c in used if used.count(c) > 1})
-        if duplicated or not (self.categorical_fields or self.numeric_fields):
+        if duplicated or not (self.categorical_fields or self.numeric_fields or self.multi_valued):
             raise BadInputError(
                 f"TableSource: declare at least one categorical or numeric column, each column "
                 f"once (label included); repeated: {duplicated}"
@@ -79,6 +86,20 @@ class TableSource(FileSource):
                 raise BadInputError(
                     f"{self.files[part]}: declared column(s) {missing} not found; the file's columns are {columns}"
                 )
+        if self.format == "parquet":
+            for file in self.files.values():
+                types = pq.read_schema(file)
+                for name in self.multi_valued:
+                    check_multi_type(types.field(name).type, f"{file}, row group 0", name)
+
+    def _check_not_numeric(self) -> None:
+        both = [c for c in self.numeric_fields if c in self.multi_valued]
+        if both:
+            first = next(iter(self.files.values()))
+            raise BadInputError(
+                f"{first}, line 1: column {both[0]!r} is declared both numeric and multi_valued; a column of "
+                f"separated tokens is categorical, so leave it out of `numeric`"
+            )
 
     @property
     def progress_unit(self) -> str:
@@ -137,6 +158,8 @@ class TableSource(FileSource):
             "categorical": self.categorical_fields,
             "numeric": self.numeric_fields,
             "integer_categorical": self.integer_categorical,
+            # only when set, so that the cache keys of tables without lists stay as they were
+            **({"multi_valued": {n: o.to_dict() for n, o in self.multi_valued.items()}} if self.multi_valued else {}),
             "delimiter": self.delimiter,
             "header": self.header,
             "columns": self.file_columns,
@@ -160,7 +183,7 @@ class TableSource(FileSource):
     def _read_csv(self, part: str, rejects: RejectLog, block_bytes: int) -> Iterator[RawChunk]:
         self.check_not_empty(part)
         path, columns = self.files[part], self.file_columns[part]
-        used = [self.label, *self.numeric_fields, *self.categorical_fields]
+        used = [self.label, *self.numeric_fields, *self.categorical_fields, *self.multi_valued]
         for block in self.line_blocks(part, block_bytes):
             parsed = parse_delimited(block, path, columns, self.delimiter, quoted=True, include=used)
             reject_misshapen(parsed, block, path, f"{len(columns)} fields separated by {self.delimiter!r}", rejects)
@@ -172,7 +195,7 @@ class TableSource(FileSource):
         if self.count_rows(part) == 0:
             raise BadInputError(f"{path}: the file has no rows")
         start = 0
-        used = [self.label, *self.numeric_fields, *self.categorical_fields]
+        used = [self.label, *self.numeric_fields, *self.categorical_fields, *self.multi_valued]
         for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_ROWS_PER_BATCH, columns=used):
             rows = self._convert(pa.Table.from_batches([batch]), at_file_start=False)
             index = np.arange(start, start + batch.num_rows, dtype=np.int64)
@@ -190,7 +213,7 @@ class TableSource(FileSource):
             start += batch.num_rows
 
     def _convert(self, table: pa.Table, at_file_start: bool):
-        return convert_columns(
+        rows = convert_columns(
             table,
             self.label,
             self.numeric_fields,
@@ -200,3 +223,6 @@ class TableSource(FileSource):
             delimiter=self.delimiter,
             integer_categorical=self.integer_categorical,
         )
+        if not self.multi_valued:
+            return rows
+        return rows._replace(multi=tuple(multi_column(table[n], o) for n, o in self.multi_valued.items()))
