@@ -84,6 +84,8 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         "best_epoch": plateau.best_epoch,
         "epochs": epochs,
         "epochs_to_best": None if plateau.best_epoch is None else plateau.best_epoch + 1,
+        # the best epoch was the last: early stopping never ended the run, more epochs may still score higher
+        "still_improving": plateau.best_epoch is not None and plateau.best_epoch == epochs - 1,
         "train_time_s": train_time,  # wall time of fit, validation included
         "train_seconds_per_epoch": history.train_seconds / max(epochs, 1),  # validation left out
         "train_samples_per_s": history.samples_per_second,
