@@ -104,29 +104,49 @@ def multi_column(column: pa.Array | pa.ChunkedArray, options: MultiValued) -> Mu
     """A column of separated text or of lists ``[N]`` -> its rows' tokens, truncated to ``max_len``."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    rows = len(column)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         column = pc.split_pattern(column, options.sep)
-    tokens = pc.list_flatten(column)
-    parent = pc.list_parent_indices(column).to_numpy(zero_copy_only=False).astype(np.int64)
-    if pa.types.is_integer(tokens.type):
-        present = tokens.is_valid()
-    else:
-        tokens = pc.utf8_trim_whitespace(tokens)
-        present = pc.and_(tokens.is_valid(), pc.not_equal(pc.binary_length(tokens), 0))
-    present = present.to_numpy(zero_copy_only=False)
-    tokens, parent = tokens.filter(pa.array(present)), parent[present]
-    lengths = np.bincount(parent, minlength=rows).astype(np.int32)
-    position = np.arange(len(parent), dtype=np.int64) - (np.cumsum(lengths, dtype=np.int64) - lengths)[parent]
+    tokens = pc.list_flatten(column)  # a null list has no tokens, like an empty one
+    lengths = pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    parent = np.repeat(np.arange(len(column)), lengths)
+    tokens, dropped = _cleaned(tokens)
+    if dropped is not None:  # empty or null tokens are no tokens: the lists shrink
+        tokens, parent = tokens.filter(pa.array(~dropped)), parent[~dropped]
+        lengths = np.bincount(parent, minlength=len(column))
+    position = np.arange(len(parent)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     if options.keep == "first":
         slot = position
     else:  # the last max_len tokens, moved to the front
-        slot = position - np.maximum(lengths[parent].astype(np.int64) - options.max_len, 0)
-    kept = (slot >= 0) & (slot < options.max_len)
-    factorised = categorical_from_column(tokens.filter(pa.array(kept)))
-    codes = np.full((rows, options.max_len), -1, dtype=np.int32)
-    codes[parent[kept], slot[kept]] = factorised.codes
-    return MultiColumn(codes, factorised.uniques, factorised.text, lengths)
+        slot = position - np.repeat(np.maximum(lengths - options.max_len, 0), lengths)
+    kept = None if lengths.max(initial=0) <= options.max_len else (slot >= 0) & (slot < options.max_len)
+    if kept is not None:
+        tokens, parent, slot = tokens.filter(pa.array(kept)), parent[kept], slot[kept]
+    factorised = categorical_from_column(tokens)
+    codes = np.full((len(column), options.max_len), -1, dtype=np.int32)
+    codes.reshape(-1)[parent * options.max_len + slot] = factorised.codes
+    return MultiColumn(codes, factorised.uniques, factorised.text, lengths.astype(np.int32))
+
+
+def _cleaned(tokens: pa.Array) -> tuple[pa.Array, Optional[np.ndarray]]:
+    """``(the tokens stripped of surrounding whitespace, bool [T] the null or empty ones or None)``;
+    None, the usual case, when no token is dropped. Text whose bytes cannot be whitespace is left
+    as it is, without a pass that copies it."""
+    if pa.types.is_integer(tokens.type):
+        return tokens, tokens.is_null().to_numpy(zero_copy_only=False) if tokens.null_count else None
+    if _may_have_spaces(tokens) or tokens.null_count:
+        tokens = pc.utf8_trim_whitespace(tokens)
+    dropped = pc.fill_null(pc.equal(pc.binary_length(tokens), 0), True)
+    return tokens, dropped.to_numpy(zero_copy_only=False) if pc.any(dropped).as_py() else None
+
+
+def _may_have_spaces(tokens: pa.Array) -> bool:
+    """Whether a byte of the tokens' text is ASCII whitespace or control (<= 32) or not ASCII (a
+    multi-byte character may be a Unicode space): only then can stripping change a token."""
+    data = tokens.buffers()[2]
+    if data is None:
+        return False
+    raw = np.frombuffer(data, dtype=np.uint8)
+    return bool(((raw <= 32) | (raw >= 128)).any())
 
 
 class LengthStats:
