@@ -185,3 +185,33 @@ def test_models_learn_from_a_multi_valued_field(name, fmt, planted_files, cache)
 @pytest.mark.parametrize("name", sorted(set(models.MODELS) - set(QUICK)))
 def test_every_model_learns_from_a_multi_valued_field(name, fmt, planted_files, cache):
     check_uses_the_field(name, fmt, planted_files, cache)
+
+
+def test_the_synthetic_list_field_carries_signal_lr_reads(cache):
+    from datamodules import SyntheticSource
+
+    source = SyntheticSource(
+        rows=20_000,
+        seed=3,
+        pairwise=0.0,
+        higher_order=0.0,
+        num_numeric=0,
+        num_categorical=8,
+        max_cardinality=100,
+        list_field={"name": "tags", "tokens": 40, "max_len": 6},
+    )
+    dm = CTRDataModule(source, cache_dir=str(cache), batch_size=500, progress=False)
+    dm.setup()
+    (tags,) = dm.schema.multi_fields
+    assert (tags.name, tags.max_len, tags.vocab_size) == ("tags", 6, 40 + 2)
+    assert dm.manifest["multi_valued"]["tags"]["max"] == 6 and dm.manifest["multi_valued"]["tags"]["truncated"] == 0
+    train, test = list(dm.train_dataloader()), list(dm.test_dataloader())
+    hidden = lambda batches: [b._replace(x_multi=torch.full_like(b.x_multi, tags.offset + 1)) for b in batches]  # noqa: E731
+    scores = {}
+    for name, (fit, evaluate) in {"with": (train, test), "without": (hidden(train), hidden(test))}.items():
+        model = train_plain(build("lr", dm.schema, lr=0.05), fit, 4).eval()
+        with torch.no_grad():
+            p = torch.cat([torch.sigmoid(model(batch)) for batch in evaluate])
+        scores[name] = auc(dm.labels("test"), p.double().numpy())
+    ceiling = auc(dm.labels("test"), dm.ceiling_probabilities("test")["first_order"])
+    assert scores["with"] > scores["without"] + 0.03 and scores["with"] > ceiling - 0.03, (scores, ceiling)
