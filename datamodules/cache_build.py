@@ -113,7 +113,7 @@ class CacheBuilder:
                 "sparse_fields": encoding.schema.num_sparse,
                 "dense_fields": encoding.schema.num_dense,
                 "num_ids": encoding.schema.num_ids,
-                "vocab_sizes": {f.name: f.vocab_size for f in encoding.schema.sparse_fields},
+                "vocab_sizes": {f.name: f.vocab_size for f in encoding.schema.id_fields},
             },
             "seconds": {
                 "count_rows": round(counted - started, 3),

@@ -1,6 +1,8 @@
 """Multi-valued fields in the models (issue 35): pooling against a loop, and every model learning a
 signal that only a multi-valued field carries, read from a CSV and a Parquet table."""
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,7 +14,7 @@ from datamodules import CTRDataModule, TableSource
 from datamodules.schema import Batch, Schema
 from models.layers.embedding import FeatureEmbedding, LinearLogit
 from models.metrics import auc
-from tests.helpers import build, train_plain
+from tests.helpers import build, run_app, train_plain
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -215,3 +217,49 @@ def test_the_synthetic_list_field_carries_signal_lr_reads(cache):
         scores[name] = auc(dm.labels("test"), p.double().numpy())
     ceiling = auc(dm.labels("test"), dm.ceiling_probabilities("test")["first_order"])
     assert scores["with"] > scores["without"] + 0.03 and scores["with"] > ceiling - 0.03, (scores, ceiling)
+
+
+@pytest.mark.parametrize("optimizer", ["lazy_adam", "ftrl"])
+def test_row_sparse_optimisers_move_the_token_rows_a_batch_reads(optimizer):
+    model = build("deepfm", SCHEMA, optimizer, sparse_embeddings=True)
+    batch = multi_batch(size=6)
+    step = model.build_optimizer()
+    before = model.embedding.table.weight.detach().clone()
+    step.zero_grad()
+    model.losses(batch)[0].backward()
+    step.step()
+    moved = (model.embedding.table.weight.detach() != before).any(1)
+    padding = set(model.embedding.multi.padding.tolist())
+    tokens = {i for i in batch.x_multi.flatten().tolist() if i not in padding}
+    assert tokens and tokens <= set(torch.nonzero(moved).flatten().tolist())
+    never_read = set(range(SCHEMA.num_ids)) - tokens - padding - set(batch.x.flatten().tolist())
+    assert never_read and not moved[sorted(never_read)].any()
+
+
+@pytest.mark.integration
+def test_run_py_trains_on_a_table_with_a_list_column(planted_files, tmp_path, cache):
+    files = planted_files["csv"]
+    done = run_app(
+        "data=table",
+        f"data.source.files={{train: {files['train']}, val: {files['val']}, test: {files['test']}}}",
+        "data.source.label=label",
+        "data.source.categorical=[c0,c1,c2]",
+        "data.source.multi_valued={genres: {max_len: 3, pooling: sum}}",
+        f"data.cache_dir={cache}",
+        "data.batch_size=256",
+        "model=deepfm",
+        "model.mlp.hidden_units=[8]",
+        "trainer.max_epochs=2",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["test/auc"] > 0.75 and metrics["still_improving"] == (metrics["best_epoch"] == 1)
+    manifests = [json.loads(p.read_text()) for p in cache.glob("table-*/manifest.json")]
+    (lists,) = [
+        m["multi_valued"]["genres"]
+        for m in manifests
+        if m.get("multi_valued", {}).get("genres", {}).get("max_len") == 3
+    ]
+    assert lists["pooling"] == "sum" and lists["truncated"] > 0

@@ -9,6 +9,8 @@ fields like any other.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -35,7 +37,8 @@ class MultiValuedFields(nn.Module):
         super().__init__()
         fields = schema.multi_fields
         self.poolings = [f.pooling for f in fields]
-        self.bounds = [(start - f.max_len, start) for f, start in zip(fields, _ends(fields))]
+        ends = itertools.accumulate(f.max_len for f in fields)
+        self.bounds = [(end - f.max_len, end) for f, end in zip(fields, ends)]
         padding = torch.cat([torch.full((f.max_len,), f.offset + f.padding_id) for f in fields])
         self.register_buffer("padding", padding, persistent=False)
         self.width = schema.multi_width
@@ -60,13 +63,5 @@ class MultiValuedFields(nn.Module):
         return torch.cat([rows[:, :single], torch.stack(vectors, dim=1)], dim=1)
 
     def read_weights(self, batch: Batch) -> torch.Tensor:
-        """float ``[B, S + T]``: 1 for each row really read (every sparse field, the tokens), 0 for padding."""
+        """bool ``[B, S + T]``: the rows really read (every sparse field's, the tokens'), not padding."""
         return torch.cat([torch.ones_like(batch.x, dtype=torch.bool), self.mask(batch)], dim=1)
-
-
-def _ends(fields) -> list[int]:
-    ends, end = [], 0
-    for f in fields:
-        end += f.max_len
-        ends.append(end)
-    return ends
