@@ -238,23 +238,18 @@ def test_row_sparse_optimisers_move_the_token_rows_a_batch_reads(optimizer):
 
 @pytest.mark.integration
 def test_run_py_trains_on_a_table_with_a_list_column(planted_files, tmp_path, cache):
-    files = planted_files["csv"]
-    done = run_app(
+    files, run = planted_files["csv"], tmp_path / "run"
+    table = [
         "data=table",
         f"data.source.files={{train: {files['train']}, val: {files['val']}, test: {files['test']}}}",
         "data.source.label=label",
         "data.source.categorical=[c0,c1,c2]",
         "data.source.multi_valued={genres: {max_len: 3, pooling: sum}}",
-        f"data.cache_dir={cache}",
-        "data.batch_size=256",
-        "model=deepfm",
-        "model.mlp.hidden_units=[8]",
-        "trainer.max_epochs=2",
-        f"hydra.run.dir={tmp_path / 'run'}",
-        cwd=tmp_path,
-    )
+    ]
+    training = ["data.batch_size=256", "model=deepfm", "model.mlp.hidden_units=[8]", "trainer.max_epochs=2"]
+    done = run_app(*table, *training, f"data.cache_dir={cache}", f"hydra.run.dir={run}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test/auc"] > 0.75 and metrics["still_improving"] == (metrics["best_epoch"] == 1)
     manifests = [json.loads(p.read_text()) for p in cache.glob("table-*/manifest.json")]
     (lists,) = [
