@@ -14,8 +14,10 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 ARCHIVE_MEMBERS = ("ratings.dat", "users.dat", "movies.dat")
 OUTPUT = "movielens_1m.csv"
@@ -31,11 +33,13 @@ class ConversionError(RuntimeError):
     """An input file that is not in MovieLens-1M's format."""
 
 
-def read_dat(path: Path) -> pd.DataFrame:
+def read_dat(path: Path) -> "pd.DataFrame":
     """One ``::``-separated latin-1 file -> a frame of text columns, named as ``COLUMNS`` says.
 
     pandas' C parser takes one-character separators only, so ``::`` becomes a tab (which no field
     holds) before parsing; titles may hold quotes and commas, so nothing is read as quoting."""
+    import pandas as pd  # here, not at the top: ``datamodules.download`` imports this module for its names
+
     names = COLUMNS[path.name]
     text = path.read_bytes().decode("latin-1").replace("::", "\t")
     try:
@@ -51,6 +55,8 @@ def read_dat(path: Path) -> pd.DataFrame:
 
 def convert(folder: Path) -> None:
     """``folder``'s three ``.dat`` files -> ``folder / OUTPUT``."""
+    import pandas as pd
+
     ratings, users, movies = (read_dat(folder / name) for name in ARCHIVE_MEMBERS)
     try:
         timestamp = pd.to_datetime(ratings["timestamp"].astype("int64"), unit="s", utc=True)
