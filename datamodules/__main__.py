@@ -42,11 +42,19 @@ def summary(dm) -> str:
         lines.append(f"  {split:5s} {s['rows']:>12,} rows, {rate}")
     lines.append(f"built in {m['seconds']['total']} s ({m['rows_per_second']:,} rows/s)")
     schema = dm.schema
-    lines.append(f"schema: {schema.num_sparse} sparse + {schema.num_dense} dense fields, {schema.num_ids:,} ids")
+    multi = f" + {len(schema.multi_fields)} multi-valued" if schema.multi_fields else ""
+    lines.append(f"schema: {schema.num_sparse} sparse{multi} + {schema.num_dense} dense fields, {schema.num_ids:,} ids")
     lines += [
-        f"  {f.name:16s} {f.kind:11s} " + ("dense" if f.dense else f"vocab {f.vocab_size:,} from id {f.offset:,}")
+        f"  {f.name:16s} {f.kind:11s} "
+        + ("dense" if f.dense else f"vocab {f.vocab_size:,} from id {f.offset:,}")
+        + (f", up to {f.max_len} per row, {f.pooling}-pooled" if f.multi else "")
         for f in schema.fields
     ]
+    for name, stats in m.get("multi_valued", {}).items():
+        lines.append(
+            f"  {name}: list length mean {stats['mean']}, p50 {stats['p50']}, p99 {stats['p99']}, max {stats['max']}; "
+            f"{stats['truncated']:,} lists cut to {stats['max_len']} (keep {stats['keep']}), {stats['empty']:,} empty"
+        )
     return "\n".join(lines)
 
 

@@ -55,7 +55,8 @@ def _safe_name(name: str) -> str:
 class SplitArrays:
     """Memory-mapped arrays of one split. x: int32 ``[N, S]`` global ids; y: float32 ``[N]`` (NaN
     when unlabelled); x_dense: float32 ``[N, D]`` or None; p_true: float32 ``[N]`` or None;
-    p_ceiling: float32 ``[N, C]`` (the source's ``ceiling_names``) or None."""
+    p_ceiling: float32 ``[N, C]`` (the source's ``ceiling_names``) or None; x_multi: int32 ``[N, T]``
+    global ids of the multi-valued fields (``Schema.multi_width`` columns) or None."""
 
     folder: Path
     x: np.ndarray
@@ -63,6 +64,7 @@ class SplitArrays:
     x_dense: Optional[np.ndarray]
     p_true: Optional[np.ndarray]
     p_ceiling: Optional[np.ndarray] = None
+    x_multi: Optional[np.ndarray] = None
 
     @classmethod
     def open(cls, folder: Path) -> "SplitArrays":
@@ -70,7 +72,7 @@ class SplitArrays:
             file = folder / f"{name}.npy"
             return np.load(file, mmap_mode="r") if file.exists() else None
 
-        return cls(folder, load("x"), load("y"), load("x_dense"), load("p_true"), load("p_ceiling"))
+        return cls(folder, load("x"), load("y"), load("x_dense"), load("p_true"), load("p_ceiling"), load("x_multi"))
 
     @property
     def num_rows(self) -> int:

@@ -21,6 +21,7 @@ from datamodules.encode import Encoding, EncodingConfig, EncodingFitter
 from datamodules.errors import BadInputError, RejectLog
 from datamodules.prefetch import read_ahead
 from datamodules.sources.base import SPLITS, Source
+from datamodules.sources.multi import LengthStats
 from datamodules.splits import SplitConfig
 from measures.environment import peak_rss_mib
 
@@ -60,11 +61,13 @@ class CacheBuilder:
         rejects = RejectLog(self.on_bad_line)
         files = SplitFiles(
             folder,
-            len(fitter.counters),
+            len(fitter.counters) - len(fitter.multi_valued),
             0 if fitter.bucketize else len(fitter.numeric_fields),
             self.source.has_true_probabilities,
             len(self.source.ceiling_names),
+            sum(options.max_len for options in self.source.multi_valued.values()),
         )
+        self.lengths = LengthStats(self.source.multi_valued)
         try:
             parts, splits = self._pass_one(assignment, fitter, rejects, files)
             self._check_pass_one(parts, splits, expected_rows, rejects)
@@ -110,7 +113,7 @@ class CacheBuilder:
                 "sparse_fields": encoding.schema.num_sparse,
                 "dense_fields": encoding.schema.num_dense,
                 "num_ids": encoding.schema.num_ids,
-                "vocab_sizes": {f.name: f.vocab_size for f in encoding.schema.sparse_fields},
+                "vocab_sizes": {f.name: f.vocab_size for f in encoding.schema.id_fields},
             },
             "seconds": {
                 "count_rows": round(counted - started, 3),
@@ -120,6 +123,7 @@ class CacheBuilder:
             },
             "rows_per_second": round(total_read / max(done - started, 1e-9)),
             "process_peak_rss_mib": round(peak_rss_mib()),
+            **({"multi_valued": self.lengths.summary()} if self.source.multi_valued else {}),
         }
 
     def _pass_one(
@@ -131,11 +135,13 @@ class CacheBuilder:
         for part, chunk, codes in self._read(assignment, rejects):
             features = fitter.features(chunk)
             files.start_chunk(features)
+            self.lengths.add(chunk.multi)
             for split, rows in _rows_by_split(codes):
                 ids, labels = features.ids[rows], chunk.labels[rows]
                 dense = None if features.dense is None else features.dense[rows]
+                multi = None if features.multi_ids is None else features.multi_ids[rows]
                 if split == "train":
-                    fitter.observe(features, ids, dense)
+                    fitter.observe(features, ids, dense, multi)
                 files.append(
                     split,
                     ids,
@@ -143,6 +149,7 @@ class CacheBuilder:
                     dense,
                     None if chunk.true_probability is None else chunk.true_probability[rows],
                     None if chunk.ceiling_probability is None else chunk.ceiling_probability[rows],
+                    multi,
                 )
                 splits[split]["rows"] += len(labels)
                 splits[split]["positives"] += int(np.nansum(labels))

@@ -72,8 +72,9 @@ class SplitFiles:
     Pass 1 (``start_chunk``, then ``append`` per split): labels (and true probabilities) are
     final; ``x`` holds each chunk's provisional ids (see ``ChunkFeatures``) and the chunk's
     distinct keys go to ``chunk_keys.tmp``; dense fields are kept as float64 signed logs in
-    ``x_dense.signed_log.tmp``. Pass 2 (``encode``): per chunk, one lookup table from its keys,
-    one gather over its rows of ``x``, written back in place; dense values are standardised into
+    ``x_dense.signed_log.tmp``; ``x_multi`` holds the multi-valued fields' provisional ids.
+    Pass 2 (``encode``): per chunk, one lookup table from its keys,
+    one gather over its rows of ``x`` (and ``x_multi``), written back in place; dense values are standardised into
     ``x_dense.npy``. Files are read and written in blocks, not memory-mapped, so the process's
     memory stays bounded by the chunk size. The keys file costs 8 bytes per distinct value per
     chunk: at most twice the size of ``x`` (every value distinct), 2.4% of it on the benchmark's
@@ -83,9 +84,16 @@ class SplitFiles:
     TEMPORARY_DENSE = "x_dense.signed_log.tmp"
 
     def __init__(
-        self, folder: Path, num_sparse: int, num_dense: int, with_true_probabilities: bool, num_ceilings: int = 0
+        self,
+        folder: Path,
+        num_sparse: int,
+        num_dense: int,
+        with_true_probabilities: bool,
+        num_ceilings: int = 0,
+        multi_width: int = 0,
     ):
         self.folder, self.num_dense = folder, num_dense
+        self.encoded = ("x", "x_multi") if multi_width else ("x",)  # the arrays of ids that pass 2 rewrites
         self.writers: dict[str, dict[str, NpyWriter]] = {}
         for split in SPLITS:
             (folder / split).mkdir()
@@ -97,6 +105,8 @@ class SplitFiles:
                 writers["dense"] = NpyWriter(folder / split / self.TEMPORARY_DENSE, np.float64, (num_dense,))
             if with_true_probabilities:
                 writers["p_true"] = NpyWriter(folder / split / "p_true.npy", np.float32)
+            if multi_width:
+                writers["x_multi"] = NpyWriter(folder / split / "x_multi.npy", np.int32, (multi_width,))
             if num_ceilings:
                 writers["p_ceiling"] = NpyWriter(folder / split / "p_ceiling.npy", np.float32, (num_ceilings,))
             self.writers[split] = writers
@@ -117,10 +127,11 @@ class SplitFiles:
         dense: Optional[np.ndarray],
         true_probability: Optional[np.ndarray],
         ceiling_probability: Optional[np.ndarray] = None,
+        multi_ids: Optional[np.ndarray] = None,
     ) -> None:
         """The current chunk's rows of ``split``: ids int32 ``[n, S]``, labels float32 ``[n]``,
         dense float64 ``[n, D]`` signed logs, true_probability float32 ``[n]``, ceiling_probability
-        float32 ``[n, C]``."""
+        float32 ``[n, C]``, multi_ids int32 ``[n, T]``."""
         writers = self.writers[split]
         self.placements[-1].rows.append((split, writers["x"].rows, len(ids)))
         for name, block in (
@@ -129,6 +140,7 @@ class SplitFiles:
             ("dense", dense),
             ("p_true", true_probability),
             ("p_ceiling", ceiling_probability),
+            ("x_multi", multi_ids),
         ):
             if name in writers:
                 writers[name].append(block)
@@ -152,16 +164,21 @@ class SplitFiles:
     def encode(self, encoding: Encoding, progress: Callable[[int], object]) -> None:
         """Pass 2: provisional ids -> global ids in every split's ``x``; dense values standardised."""
         self.keys_file.seek(0)
-        x_files = {split: ((self.folder / split / "x.npy").open("r+b"), self.writers[split]["x"]) for split in SPLITS}
+        x_files = {
+            (split, name): ((self.folder / split / f"{name}.npy").open("r+b"), self.writers[split][name])
+            for split in SPLITS
+            for name in self.encoded
+        }
         try:
             for placement in self.placements:
                 keys = np.fromfile(self.keys_file, dtype=np.int64, count=int(placement.unique_counts.sum()))
                 table = encoding.lookup_table(np.split(keys, np.cumsum(placement.unique_counts)[:-1]))
                 for split, first, count in placement.rows:
-                    file, writer = x_files[split]
-                    provisional = read_rows(file, writer, first, count)
-                    file.seek(writer.header_bytes + first * writer.row_bytes)
-                    file.write(table[provisional])
+                    for name in self.encoded:
+                        file, writer = x_files[split, name]
+                        provisional = read_rows(file, writer, first, count)
+                        file.seek(writer.header_bytes + first * writer.row_bytes)
+                        file.write(table[provisional])
                     progress(count)
         finally:
             for file, _ in x_files.values():

@@ -55,7 +55,9 @@ class SplitBatches(Dataset):
         x = torch.from_numpy(a.x[rows].astype(np.int64))
         y = torch.from_numpy(np.array(a.y[rows]))
         x_dense = torch.from_numpy(np.array(a.x_dense[rows])) if a.x_dense is not None else None
-        return Batch(x, y, x_dense)
+        if a.x_multi is None:
+            return Batch(x, y, x_dense)
+        return Batch(x, y, x_dense, torch.from_numpy(a.x_multi[rows].astype(np.int64)))
 
 
 def _unchanged(batch: Batch) -> Batch:

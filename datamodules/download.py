@@ -1,11 +1,13 @@
 """Fetch the public datasets the configs read, into a folder of your choice.
 
     python -m datamodules.download criteo --dest DIR [--url URL] [--sha256 HEX] [--size BYTES]
-    python -m datamodules.download frappe --dest DIR          (also: movielens_tag, avazu)
+    python -m datamodules.download frappe --dest DIR          (also: movielens_tag, movielens_1m, avazu)
 
 Each file is streamed from its URL into a temporary file in DIR (with a progress bar), checked
-against the announced length and, when given, a size and sha256; archives (``.tar.gz``, ``.gz``)
-are unpacked into a temporary folder; only then are the finished files renamed into place. So an
+against the announced length and, when given, a size and sha256; archives (``.tar.gz``, ``.gz``,
+``.zip``) are unpacked into a temporary folder, and converted there where a dataset needs it
+(MovieLens-1M's ``.dat`` files into one CSV, ``datamodules.movielens``); only then are the finished
+files renamed into place. So an
 interrupted or failed fetch leaves nothing that looks finished (at most ``.partial-*`` names, which
 the next run removes), and a fetch whose files are all there already does nothing.
 
@@ -30,16 +32,20 @@ import tarfile
 import urllib.error
 import urllib.request
 import uuid
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import BinaryIO, Callable, Optional
 
 from tqdm.auto import tqdm
+
+from datamodules import movielens
 
 log = logging.getLogger(__name__)
 
 CRITEO_URL = "https://go.criteo.net/criteo-research-kaggle-display-advertising-challenge-dataset.tar.gz"
+MOVIELENS_1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
 NFM_DATA_URL = "https://raw.githubusercontent.com/hexiangnan/neural_factorization_machine/master/data"
 STREAM_BYTES = 1 << 20
 PARTIAL_PREFIX = ".partial-"
@@ -55,13 +61,17 @@ class DownloadError(RuntimeError):
 class Remote:
     """One file to fetch. url: its default address (None: there is none, ``--url`` is required);
     outputs: the files it leaves in the destination (an archive's members, by base name); archive:
-    ``"tar.gz"``, ``"gz"`` or None (the file is kept as it is); size / sha256: checked when known."""
+    ``"tar.gz"``, ``"gz"``, ``"zip"`` or None (the file is kept as it is); size / sha256: checked
+    when known; members: the archive's members to unpack when they are not the outputs, which
+    ``convert`` (called with the folder they are in) then writes there."""
 
     url: Optional[str]
     outputs: tuple[str, ...]
     archive: Optional[str] = None
     size: Optional[int] = None
     sha256: Optional[str] = None
+    members: tuple[str, ...] = ()
+    convert: Optional[Callable[[Path], None]] = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,19 @@ DATASETS = {
     "frappe": Dataset("frappe", _nfm_triple("frappe", "frappe"), "data=frappe " + _libfm_files("frappe")),
     "movielens_tag": Dataset(
         "movielens_tag", _nfm_triple("ml-tag", "ml-tag"), "data=movielens_tag " + _libfm_files("ml-tag")
+    ),
+    "movielens_1m": Dataset(
+        "movielens_1m",
+        (
+            Remote(
+                MOVIELENS_1M_URL,
+                (movielens.OUTPUT,),
+                archive="zip",
+                members=movielens.ARCHIVE_MEMBERS,
+                convert=movielens.convert,
+            ),
+        ),
+        f"data=movielens_1m data.source.path={DEST}/{movielens.OUTPUT}",
     ),
     "avazu": Dataset(
         "avazu", (Remote(None, ("train.csv",), archive="gz"),), f"data=avazu data.source.path={DEST}/train.csv"
@@ -155,6 +178,12 @@ def _fetch_one(
         else:
             unpacked.mkdir()
             finished = _unpack(downloaded, remote, unpacked, url, progress)
+            if remote.convert is not None:
+                try:
+                    remote.convert(unpacked)
+                except movielens.ConversionError as error:
+                    raise DownloadError(f"{url}: {error}; nothing was kept") from None
+                finished = {name: unpacked / name for name in remote.outputs}
         for name in remote.outputs:  # each rename is atomic; the set is complete once the last one is there
             os.replace(finished[name], dest / name)
     finally:
@@ -188,37 +217,56 @@ def _download(url: str, target: Path, sha256: Optional[str], size: Optional[int]
 
 
 def _unpack(archive: Path, remote: Remote, folder: Path, url: str, progress: bool) -> dict[str, Path]:
-    """Unpack ``remote.outputs`` from ``archive`` into ``folder``; -> output name -> its file there."""
+    """Unpack ``remote.outputs`` (or ``remote.members``) from ``archive`` into ``folder``; -> name -> its file there."""
+    wanted = remote.members or remote.outputs
     try:
-        if remote.archive == "gz":
+        if remote.archive == "zip":
+            found = _unzip(archive, wanted, folder, progress)
+        elif remote.archive == "gz":
             target = folder / remote.outputs[0]
             with gzip.open(archive, "rb") as packed, target.open("wb") as out:
                 _copy(packed, out, f"unpack {target.name}", progress)
             return {remote.outputs[0]: target}
-        if remote.archive != "tar.gz":
+        elif remote.archive != "tar.gz":
             raise DownloadError(f"unknown archive kind {remote.archive!r}")
-        found = {}
-        with tarfile.open(archive, mode="r|gz") as members:
-            for member in members:
-                name = Path(member.name).name
-                # Only regular files, written under names of our choosing: nothing in the archive can
-                # place a file elsewhere or make a link.
-                if not member.isfile() or name not in remote.outputs or name in found:
-                    continue
-                found[name] = folder / name
-                with members.extractfile(member) as packed, found[name].open("wb") as out:
-                    _copy(packed, out, f"unpack {name}", progress, member.size)
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
+        else:
+            found = {}
+            with tarfile.open(archive, mode="r|gz") as members:
+                for member in members:
+                    name = Path(member.name).name
+                    # Only regular files, written under names of our choosing: nothing in the archive can
+                    # place a file elsewhere or make a link.
+                    if not member.isfile() or name not in wanted or name in found:
+                        continue
+                    found[name] = folder / name
+                    with members.extractfile(member) as packed, found[name].open("wb") as out:
+                        _copy(packed, out, f"unpack {name}", progress, member.size)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, zipfile.BadZipFile) as error:
         raise DownloadError(
             f"{url}: not a readable {remote.archive} archive: damaged, incomplete, or another kind of "
             f"file ({error}); nothing was kept"
         ) from error
-    missing = [name for name in remote.outputs if name not in found]
+    missing = [name for name in wanted if name not in found]
     if missing:
         raise DownloadError(
             f"{url}: the archive has no {', '.join(missing)} (it has been changed, or is another "
             f"file); nothing was kept"
         )
+    return found
+
+
+def _unzip(archive: Path, wanted: tuple[str, ...], folder: Path, progress: bool) -> dict[str, Path]:
+    """The members of a zip archive named (by base name) in ``wanted``, as ``_unpack``'s tar branch
+    takes them: regular files only, under names of our choosing."""
+    found = {}
+    with zipfile.ZipFile(archive) as members:
+        for member in members.infolist():
+            name = Path(member.filename).name
+            if member.is_dir() or name not in wanted or name in found:
+                continue
+            found[name] = folder / name
+            with members.open(member) as packed, found[name].open("wb") as out:
+                _copy(packed, out, f"unpack {name}", progress, member.file_size)
     return found
 
 

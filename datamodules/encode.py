@@ -16,7 +16,9 @@ std, 0 when missing. Two conventions number the local ids of a field with ``V`` 
   filled with 0 before bucketing, so it shares bucket 0 with a real 0. Text longer than 8 bytes
   is keyed by a 64-bit hash, so its ties are ordered by hash instead.
 
-Both give a field ``V + 2`` local ids.
+Both give a field ``V + 2`` local ids. A multi-valued field's tokens are counted one by one (a
+token twice in a list counts twice) and numbered the same way; its "missing" id is the padding that
+fills a short list (``ctr_bench``: ``1``; ``fuxictr``: ``0``, FuxiCTR's padding, apart from OOV).
 """
 
 from __future__ import annotations
@@ -138,10 +140,17 @@ class Vocabulary:
 
     @classmethod
     def fit(
-        cls, keys: np.ndarray, counts: np.ndarray, min_count: int, convention: str = "ctr_bench", text: bool = False
+        cls,
+        keys: np.ndarray,
+        counts: np.ndarray,
+        min_count: int,
+        convention: str = "ctr_bench",
+        text: bool = False,
+        multi: bool = False,
     ) -> "Vocabulary":
         """Keep keys seen at least ``min_count`` times and number them as ``convention`` says;
-        ``text``: the keys are packed text (their order is the text's)."""
+        ``text``: the keys are packed text (their order is the text's); ``multi``: a multi-valued
+        field, whose missing id is its padding."""
         kept = counts >= min_count
         keys, counts = keys[kept], counts[kept]
         ids = np.empty(len(keys), dtype=np.int32)
@@ -151,7 +160,7 @@ class Vocabulary:
         order = np.lexsort((text_order(keys), -counts)) if text else np.argsort(keys, kind="stable")
         ids[order] = np.arange(1, len(keys) + 1, dtype=np.int32)
         oov = len(keys) + 1
-        return cls(keys, ids, oov_id=oov, missing_id=oov)
+        return cls(keys, ids, oov_id=oov, missing_id=0 if multi else oov)
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """int64 ``[U]`` -> int32 ``[U]`` local ids, ``OOV_ID`` for keys not kept.
@@ -171,19 +180,23 @@ class ChunkFeatures:
     """A chunk's sparse and dense features, before the vocabularies are known.
 
     uniques: per sparse field, in schema order (bucketized numeric fields, then categorical), the
-    distinct int64 keys ``[U_j]`` this chunk holds. ids: int32 ``[N, S]`` provisional ids, i.e.
-    positions in the chunk's ``Encoding.lookup_table``: field ``j`` owns the slots
+    distinct int64 keys ``[U_j]`` this chunk holds, then those of the multi-valued fields. ids:
+    int32 ``[N, S]`` provisional ids, i.e. positions in the chunk's ``Encoding.lookup_table``:
+    field ``j`` owns the slots
     ``base_j .. base_j + U_j``, with ``base_j = sum_{i<j} (U_i + 1)``; a missing value is
     ``base_j`` and key ``uniques[j][c]`` is ``base_j + 1 + c``, so that the factorised code ``c``
     (-1 = missing) becomes an id by one addition, and one gather ``table[ids]`` encodes the whole
     chunk. dense: float64 ``[N, D]`` signed logs of the numeric fields kept dense (NaN =
-    missing), or None. text: per sparse field, whether its keys are packed text.
+    missing), or None. text: per field of ``uniques``, whether its keys are packed text.
+    multi_ids: int32 ``[N, T]`` the multi-valued fields' provisional ids (padding where 'missing'
+    is), their ``max_len`` columns each, or None.
     """
 
     uniques: list[np.ndarray]
     ids: np.ndarray
     dense: Optional[np.ndarray]
     text: list[bool]
+    multi_ids: Optional[np.ndarray] = None
 
     @classmethod
     def of(cls, chunk: RawChunk, bucketize_numeric: bool, fill_missing_numeric: bool = False) -> "ChunkFeatures":
@@ -195,9 +208,9 @@ class ChunkFeatures:
             dense = None
         else:
             columns, dense = list(chunk.categorical), signed_log(chunk.numeric)
-        return cls(
-            [c.uniques for c in columns], provisional_ids(columns, chunk.num_rows), dense, [c.text for c in columns]
-        )
+        every = columns + chunk.multi
+        ids, multi_ids = provisional_ids(columns, chunk.num_rows, chunk.multi)
+        return cls([c.uniques for c in every], ids, dense, [c.text for c in every], multi_ids)
 
     @property
     def table_size(self) -> int:
@@ -215,16 +228,23 @@ def log_square_buckets(values: np.ndarray) -> CategoricalColumn:
     return CategoricalColumn(missing_stays_missing[codes], np.asarray(buckets, dtype=np.int64))
 
 
-def provisional_ids(columns: list[CategoricalColumn], num_rows: int) -> np.ndarray:
-    """Factorised sparse fields -> int32 ``[N, S]`` provisional ids (see ``ChunkFeatures``)."""
-    sizes = np.array([len(c.uniques) + 1 for c in columns], dtype=np.int64)
+def provisional_ids(
+    columns: list[CategoricalColumn], num_rows: int, multi: list = ()
+) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Factorised sparse fields (and ``MultiColumn`` multi-valued ones after them) -> (int32
+    ``[N, S]`` provisional ids, int32 ``[N, T]`` those of the multi-valued fields or None); see
+    ``ChunkFeatures``."""
+    sizes = np.array([len(c.uniques) + 1 for c in [*columns, *multi]], dtype=np.int64)
     if sizes.sum() >= np.iinfo(np.int32).max:
         raise ValueError(f"a chunk with {sizes.sum():,} distinct values overflows int32 ids; lower block_bytes")
     first_key_slots = (np.cumsum(sizes) - sizes + 1).astype(np.int32)
     ids = np.empty((num_rows, len(columns)), dtype=np.int32)
     for j, column in enumerate(columns):
         np.add(column.codes, first_key_slots[j], out=ids[:, j])
-    return ids
+    if not multi:
+        return ids, None
+    slots = first_key_slots[len(columns) :]
+    return ids, np.concatenate([m.codes + slot for m, slot in zip(multi, slots)], axis=1).astype(np.int32)
 
 
 class EncodingFitter:
@@ -235,7 +255,9 @@ class EncodingFitter:
         self.bucketize = config.numeric == "log_square"
         self.numeric_fields = source.numeric_fields
         self.categorical_fields = source.categorical_fields
+        self.multi_valued = dict(source.multi_valued)
         sparse = len(self.categorical_fields) + (len(self.numeric_fields) if self.bucketize else 0)
+        sparse += len(self.multi_valued)
         self.counters = [ValueCounter() for _ in range(sparse)]
         self.text = [False] * sparse  # per sparse field: its keys are packed text
         dense = 0 if self.bucketize else len(self.numeric_fields)
@@ -244,13 +266,21 @@ class EncodingFitter:
     def features(self, chunk: RawChunk) -> ChunkFeatures:
         return ChunkFeatures.of(chunk, self.bucketize, fill_missing_numeric=self.config.convention == "fuxictr")
 
-    def observe(self, features: ChunkFeatures, train_ids: np.ndarray, train_dense: Optional[np.ndarray]) -> None:
+    def observe(
+        self,
+        features: ChunkFeatures,
+        train_ids: np.ndarray,
+        train_dense: Optional[np.ndarray],
+        train_multi: Optional[np.ndarray] = None,
+    ) -> None:
         """Count the training rows of a chunk: train_ids int32 ``[T, S]`` (rows of
-        ``features.ids``), train_dense float64 ``[T, D]`` or None."""
+        ``features.ids``), train_dense float64 ``[T, D]`` or None, train_multi int32 ``[T, L]``
+        (rows of ``features.multi_ids``) or None."""
         self.text = [seen or now for seen, now in zip(self.text, features.text)]
         if len(train_ids) == 0:
             return
-        counts = np.bincount(train_ids.ravel(), minlength=features.table_size)  # every field at once
+        ids = train_ids.ravel() if train_multi is None else np.concatenate([train_ids.ravel(), train_multi.ravel()])
+        counts = np.bincount(ids, minlength=features.table_size)  # every field at once
         missing_slot = 0
         for counter, keys in zip(self.counters, features.uniques):
             field_counts = counts[missing_slot + 1 : missing_slot + 1 + len(keys)]
@@ -264,16 +294,22 @@ class EncodingFitter:
             self.dense_n += present.sum(axis=0)
 
     def finish(self) -> "Encoding":
+        single = len(self.counters) - len(self.multi_valued)
         vocabularies = [
-            Vocabulary.fit(*counter.result(), self.config.min_count, self.config.convention, text)
-            for counter, text in zip(self.counters, self.text)
+            Vocabulary.fit(*counter.result(), self.config.min_count, self.config.convention, text, j >= single)
+            for j, (counter, text) in enumerate(zip(self.counters, self.text))
         ]
         names = ([(n, "numeric") for n in self.numeric_fields] if self.bucketize else []) + [
             (n, "categorical") for n in self.categorical_fields
         ]
+        multi = [
+            (name, vocab.size, options.max_len, options.pooling, vocab.missing_id)
+            for (name, options), vocab in zip(self.multi_valued.items(), vocabularies[single:])
+        ]
         schema = Schema.build(
             [(name, kind, vocab.size) for (name, kind), vocab in zip(names, vocabularies)],
             dense=[] if self.bucketize else list(self.numeric_fields),
+            multi=multi,
         )
         count = np.maximum(self.dense_n, 1)
         mean = self.dense_sum / count
@@ -308,7 +344,7 @@ class Encoding:
         ``[sum_j (U_j + 1)]``: per field ``j``, the global id of 'missing', then those of its keys;
         the table that ``ChunkFeatures.ids`` point into."""
         parts = []
-        for sparse_field, vocab, keys in zip(self.schema.sparse_fields, self.vocabularies, uniques):
+        for sparse_field, vocab, keys in zip(self.schema.id_fields, self.vocabularies, uniques):
             parts += [[sparse_field.offset + vocab.missing_id], vocab.lookup(keys) + sparse_field.offset]
         return np.concatenate(parts).astype(np.int32) if parts else np.empty(0, np.int32)
 
@@ -334,8 +370,7 @@ class Encoding:
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
             schema = Schema.from_json(meta["schema"])
-            special = meta.get("special_ids") or [[OOV_ID, MISSING_ID]] * schema.num_sparse
-            vocabularies = [
-                Vocabulary(data[f"keys_{i}"], data[f"ids_{i}"], *special[i]) for i in range(schema.num_sparse)
-            ]
+            fields = len(schema.id_fields)
+            special = meta.get("special_ids") or [[OOV_ID, MISSING_ID]] * fields
+            vocabularies = [Vocabulary(data[f"keys_{i}"], data[f"ids_{i}"], *special[i]) for i in range(fields)]
             return cls(schema, vocabularies, data["dense_mean"], data["dense_std"], meta["bucketize"], meta.get("text"))

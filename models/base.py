@@ -112,9 +112,9 @@ class CTRModule(pl.LightningModule):
 
     # -- shared layers built the configured way ---------------------------------------------
     def feature_embedding(self, dim: int, init_std: float, dense: bool = True) -> FeatureEmbedding:
-        """A ``[B, F, dim]`` embedding of this schema's fields; without ``dense``, of its sparse fields
-        alone (``[B, S, dim]``), for a model that reads the dense values itself."""
-        schema = self.schema if dense else Schema(self.schema.sparse_fields)
+        """A ``[B, F, dim]`` embedding of this schema's fields; without ``dense``, of its sparse and
+        multi-valued fields alone (``[B, S + M, dim]``), for a model that reads the dense values itself."""
+        schema = self.schema if dense else Schema(tuple(f for f in self.schema.fields if not f.dense))
         return FeatureEmbedding(schema, dim, init_std=init_std, sparse=self.sparse_embeddings)
 
     def linear_logit(self, bias: bool = True) -> LinearLogit:

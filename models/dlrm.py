@@ -52,7 +52,7 @@ class DLRM(CTRModule):
             self.bottom = nn.Sequential(
                 spec.build(schema.num_dense, output_dim=embedding_dim), ACTIVATIONS[spec.activation]()
             )
-        vectors = schema.num_sparse + (self.bottom is not None)
+        vectors = schema.num_fields - schema.num_dense + (self.bottom is not None)
         self.dot = DotInteraction(vectors, self_interaction) if interaction == "dot" else None
         if self.dot is None:
             top_inputs = vectors * embedding_dim

@@ -142,6 +142,18 @@ def build(name: str, schema, optimizer: str = "adam", **kwargs):
     return models.MODELS[name](schema, **model_settings(name, optimizer, **kwargs))
 
 
+def train_plain(model, batches, epochs):
+    """A short plain-torch training loop (Lightning's overhead would dominate on this data)."""
+    optimizer = model.build_optimizer()
+    model.train()
+    for _ in range(epochs):
+        for batch in batches:
+            optimizer.zero_grad(set_to_none=True)
+            model.losses(batch)[0].backward()
+            optimizer.step()
+    return model
+
+
 def states_at_one_and_two_threads(name: str, schema, batch, steps: int = 3, **kwargs) -> list[dict]:
     """The state dicts of ``build(name, schema, **kwargs)`` after ``steps`` training steps on ``batch``
     at one thread and at two, from the same seed: equal bit for bit when the step does not depend on

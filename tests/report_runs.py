@@ -26,9 +26,11 @@ def make_run(
     history: list[float] | None = None,
     finished: bool = True,
     experiment: str | None = None,
+    still_improving: bool | None = None,
 ) -> Path:
     """A run folder as run.py leaves it; ``finished=False`` leaves out metrics.json like a crash;
-    ``experiment``: the ``experiment=`` it was run with."""
+    ``experiment``: the ``experiment=`` it was run with; ``still_improving``: that key of
+    metrics.json (left out when None, as runs before it were written)."""
     write_hydra_files(folder, model, dataset, seed, overrides, model_config, experiment)
     if history is not None:
         rows = [f"{epoch},{0.6 - 0.01 * epoch},{value},{0.5 - value / 10}" for epoch, value in enumerate(history, 1)]
@@ -48,6 +50,8 @@ def make_run(
             "train_samples_per_s": 1000.0,
             "num_params": 1234,
         }
+        if still_improving is not None:
+            metrics["still_improving"] = still_improving
         if oracle is not None:
             metrics["oracle/test/auc"], metrics["oracle/test/logloss"] = oracle
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))

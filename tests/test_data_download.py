@@ -230,6 +230,7 @@ def test_criteo_errors_say_where_to_get_the_data(tmp_path):
             "movielens_tag",
             ["hexiangnan/neural_factorization_machine", "data/ml-tag/ml-tag.{train,validation,test}.libfm"],
         ),
+        ("movielens_1m", ["python -m datamodules.download movielens_1m", "data.source.path=DIR/movielens_1m.csv"]),
         ("avazu", ["Click-Through Rate Prediction", "train.gz", "40,428,967", "data.source.path=DIR/train.csv"]),
     ],
 )

@@ -342,6 +342,11 @@ def test_benchmark_writes_its_tables(tmp_path):
     assert ("fm:adam", "roofline_fraction") not in value and value[("fm:adam", "mflop_per_sample")] == 0
     assert value[("deepfm:lazy_adam:bf16", "train_samples_per_s")] > 0  # its roofline is a bf16 matmul's
     assert 0 < value[("deepfm:lazy_adam:bf16", "roofline_fraction")] < 1.5
+    # the default --multi-models: DeepFM with one more field, 20 ids per row mean-pooled into it
+    assert value[("deepfm:lazy_adam+list20", "mflop_per_sample")] == pytest.approx(
+        6 * (40 * 10 * 400 + 400 * 400 * 2 + 400) / 1e6
+    )
+    assert value[("deepfm:lazy_adam+list20", "train_samples_per_s")] > 0
     assert value[("deepfm:lazy_adam bare loop", "ratio_to_bare")] == 1.0
     assert value[("deepfm:lazy_adam Trainer as configured", "samples_per_s")] > 0
     assert {s["setting"] for s in report.lightning[0]["settings"]} == {"bare loop", "Trainer as configured"} | {
@@ -349,6 +354,7 @@ def test_benchmark_writes_its_tables(tmp_path):
     }
     text = (out / "benchmark.md").read_text()
     assert "| deepfm | lazy_adam | 32 |" in text and "| fm | adam | 32 |" in text and "Lightning Trainer" in text
+    assert "| deepfm + list of 20 | lazy_adam | 32 |" in text
     assert "| deepfm | lazy_adam | bf16 |" in text and "deepfm bf16 >= 1.6x float32 training rate" in text
     assert f"torch {torch.__version__}" in text and "torch threads: 1" in text
 

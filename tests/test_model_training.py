@@ -14,7 +14,7 @@ from datamodules.schema import Batch, Schema
 from models.base import PredictionBuffer
 from models.metrics import auc, logloss
 from models.optim import FTRL, OptimSpec
-from tests.helpers import build
+from tests.helpers import build, train_plain
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -320,18 +320,6 @@ def test_fnn_pretrains_an_fm_on_the_training_split_first():
 
 
 # -- learning --------------------------------------------------------------------------------
-
-
-def train_plain(model, batches, epochs):
-    """A short plain-torch training loop (Lightning's overhead would dominate on this data)."""
-    optimizer = model.build_optimizer()
-    model.train()
-    for _ in range(epochs):
-        for batch in batches:
-            optimizer.zero_grad(set_to_none=True)
-            model.losses(batch)[0].backward()
-            optimizer.step()
-    return model
 
 
 @pytest.fixture(scope="module")

@@ -355,3 +355,14 @@ def test_callback_reports_the_sweep_at_multirun_end(synthetic_sweep: Path, tmp_p
     # a report that cannot run is logged with the command to retry, and does not fail the sweep
     ReportCallback(out_dir="report_out").on_multirun_end(_multirun_end_config("gone", tmp_path))
     assert "re-run it with: python -m experiments.report" in caplog.text and "gone: no such file" in caplog.text
+
+
+def test_runs_that_ended_still_improving_are_marked(tmp_path: Path):
+    make_run(tmp_path / "0", "lr", "synthetic", 0, 0.70, 0.5, still_improving=True)
+    make_run(tmp_path / "1", "lr", "synthetic", 1, 0.72, 0.5, still_improving=False)
+    make_run(tmp_path / "2", "fm", "synthetic", 0, 0.75, 0.5)  # written before the key existed
+    table = build_table(select_configurations(collect_runs([tmp_path]).runs)[0])
+    assert table.still_improving == ["LR"]
+    markdown = to_markdown(table)
+    assert "| LR ↑ | 0.7100 ± 0.0141 |" in markdown and "| FM | " in markdown
+    assert "still improving when trainer.max_epochs ended them (more epochs might score higher): LR 1 of 2." in markdown

@@ -53,9 +53,10 @@ def test_bugs_keep_their_traceback():
 def test_a_run_ends_with_its_summary_and_writes_its_predictions(tmp_path, cache):
     done = run_app(f"data.cache_dir={cache}", *TINY, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    tail = done.stdout.strip().splitlines()[-5:]
+    tail = done.stdout.strip().splitlines()[-6:]
     assert tail[0].startswith("deepfm on synthetic (seed 0): best epoch 1 of 1")
     assert tail[1].startswith("  val  AUC 0.") and tail[2].startswith("  test AUC 0.")
+    assert tail[-2].startswith("  still improving: the best epoch was the last of 1;")
     assert tail[-1].startswith("  run folder: run ")
     # not a terminal: one line per epoch, no progress bar; and no advertisement
     assert any(line.startswith("epoch 1/1  train/loss") for line in done.stdout.splitlines())
@@ -73,7 +74,7 @@ def test_a_run_ends_with_its_summary_and_writes_its_predictions(tmp_path, cache)
         "ceiling/pairwise/test/auc",
     ):
         assert key in metrics, key
-    assert "truncated" not in metrics
+    assert "truncated" not in metrics and metrics["still_improving"] is True
     assert 0 < metrics["one_row_p99_ms"] < 1000
     assert (tmp_path / "run" / "predictions" / "test_p.npy").is_file()
 
@@ -94,6 +95,15 @@ def test_a_summary_marks_a_truncated_run():
         3.0,
     )
     assert "truncated run (limit_train_batches=5)" in text and "not comparable" in text
+    assert "still improving" not in text
+
+
+@pytest.mark.parametrize("best_epoch, marked", [(9, True), (7, False)])
+def test_a_summary_says_when_the_best_epoch_was_the_last(best_epoch, marked):
+    metrics = {"model": "fm", "dataset": "d", "seed": 1, "best_epoch": best_epoch, "epochs": 10}
+    text = run_summary({**metrics, "still_improving": best_epoch == 9}, Path("x"), 3.0)
+    assert text.startswith(f"fm on d (seed 1): best epoch {best_epoch + 1} of 10")
+    assert ("still improving: the best epoch was the last of 10; more epochs may score higher" in text) == marked
 
 
 @pytest.mark.integration

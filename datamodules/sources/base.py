@@ -15,7 +15,7 @@ import hashlib
 import io
 import lzma
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Mapping, NamedTuple, Optional
 
@@ -60,7 +60,8 @@ class RawChunk:
     ``Source.categorical_fields``; numeric: float64 ``[N, M]`` (NaN = missing) in
     ``Source.numeric_fields`` order; true_probability: float32 ``[N]`` (synthetic data only);
     ceiling_probability: float32 ``[N, C]``, the ceilings of ``Source.ceiling_names`` (synthetic only);
-    rows_read / rows_rejected: data rows this chunk covered / dropped; progress: work done, in
+    multi: one ``MultiColumn`` per ``Source.multi_valued`` field, in its order; rows_read /
+    rows_rejected: data rows this chunk covered / dropped; progress: work done, in
     ``Source.progress_unit``; passthrough: columns a table source was asked to carry along
     unread (an id column for scoring), ``[N]`` each.
     """
@@ -74,6 +75,7 @@ class RawChunk:
     progress: int
     true_probability: Optional[np.ndarray] = None
     ceiling_probability: Optional[np.ndarray] = None
+    multi: list = field(default_factory=list)
     passthrough: Optional[dict] = None
 
     @property
@@ -88,6 +90,8 @@ class Source(ABC):
     progress_unit: str = "B"
     numeric_fields: tuple[str, ...] = ()
     categorical_fields: tuple[str, ...] = ()
+    # multi-valued fields: name -> ``datamodules.sources.multi.MultiValued`` options, in field order
+    multi_valued: Mapping = {}
 
     @abstractmethod
     def parts(self) -> tuple[str, ...]:

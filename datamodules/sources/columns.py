@@ -159,6 +159,7 @@ class ConvertedRows(NamedTuple):
     numeric: np.ndarray
     categorical: list[CategoricalColumn]
     checks: RowChecks
+    multi: tuple = ()  # a ``MultiColumn`` per multi-valued field
 
 
 def looks_like_header(table: pa.Table, label: Optional[str], numeric: tuple[str, ...], numeric_bad: np.ndarray) -> bool:
@@ -342,6 +343,7 @@ def keep_valid(
             rows_read=rows_read,
             rows_rejected=rejected,
             progress=progress,
+            multi=list(rows.multi),
         )
     ok = rows.checks.ok
     return RawChunk(
@@ -352,6 +354,7 @@ def keep_valid(
         rows_read=rows_read,
         rows_rejected=rejected,
         progress=progress,
+        multi=[column.take(ok) for column in rows.multi],
     )
 
 

@@ -39,12 +39,14 @@ bounded memory and the rows do not depend on how they are read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
 from datamodules.errors import RejectLog
 from datamodules.sources.base import WHOLE, CategoricalColumn, RawChunk, Source
+from datamodules.sources.multi import MultiValued
+from datamodules.sources.synthetic_list import ListField
 
 BLOCK_ROWS = 1 << 17
 PILOT_ROWS = 1 << 16
@@ -91,7 +93,8 @@ class SyntheticSource(Source):
     latent_dim: rank of the pairwise effects; cardinalities: the categorical fields' sizes, in
     field order, instead of a geometric range up to ``max_cardinality`` (e.g. Frappe's);
     missing_values: False leaves no field empty; field_names: the categorical fields' names instead
-    of C1, C2, ... (names change no drawn value).
+    of C1, C2, ... (names change no drawn value); list_field: ``{name, tokens, max_len}`` adds a
+    multi-valued field whose tokens carry first-order signal (``synthetic_list``), None leaves it out.
     """
 
     default_name = "synthetic"
@@ -113,6 +116,7 @@ class SyntheticSource(Source):
         cardinalities: Optional[Sequence[int]] = None,
         missing_values: bool = True,
         field_names: Optional[Sequence[str]] = None,
+        list_field: Optional[Mapping] = None,
     ):
         if cardinalities is not None:
             num_categorical = len(cardinalities)
@@ -146,6 +150,11 @@ class SyntheticSource(Source):
                 )
             self.categorical_fields = tuple(str(name) for name in field_names)
             self.config["field_names"] = list(self.categorical_fields)
+        self.list_field = None
+        if list_field is not None:  # only when set, so that older configs keep their cache key
+            self.list_field = ListField.draw(self.seed, **dict(list_field))
+            self.config["list_field"] = self.list_field.config()
+            self.multi_valued = {self.list_field.name: MultiValued(max_len=self.list_field.max_len)}
         self.model = self._draw_model()
 
     # ------------------------------------------------------------------ Source interface
@@ -185,7 +194,8 @@ class SyntheticSource(Source):
         rows = min(BLOCK_ROWS, self.rows - start)
         rng = np.random.default_rng([self.seed, 1, block])
         cat_index, numeric = self._sample_features(rng, rows)
-        families = self._families(cat_index, numeric)
+        lists = self._lists(np.random.default_rng([self.seed, 4, block]), rows)
+        families = self._families(cat_index, numeric, lists)
         probability = _sigmoid(self.model.bias + self.model.scale @ families)
         labels = (rng.random(rows) < probability).astype(np.float32)
         m = self.model
@@ -203,6 +213,7 @@ class SyntheticSource(Source):
             progress=rows,
             true_probability=probability.astype(np.float32),
             ceiling_probability=self._ceilings(families).T.astype(np.float32),
+            multi=[] if lists is None else [self.list_field.column(lists)],
         )
 
     # ------------------------------------------------------------------ generation
@@ -246,7 +257,8 @@ class SyntheticSource(Source):
     def _calibrate(self, rng: np.random.Generator) -> None:
         """Scale each family to its configured std and solve the bias for the positive rate."""
         cat_index, numeric = self._sample_features(rng, PILOT_ROWS)
-        families = self._families(cat_index, numeric)
+        lists = self._lists(np.random.default_rng([self.seed, 5]), PILOT_ROWS)
+        families = self._families(cat_index, numeric, lists)
         target = np.array([self.config["first_order"], self.config["pairwise"], self.config["higher_order"]])
         spread = families.std(axis=1)
         self.model.scale = np.where(spread > 0, target / np.maximum(spread, 1e-12), 0.0)
@@ -276,10 +288,16 @@ class SyntheticSource(Source):
         numeric[rng.random(numeric.shape) < m.num_missing] = np.nan
         return cat_index, numeric
 
-    def _families(self, cat_index: list[np.ndarray], numeric: np.ndarray) -> np.ndarray:
+    def _lists(self, rng: np.random.Generator, rows: int) -> Optional[np.ndarray]:
+        """The rows' token ids of the multi-valued field (``ListField.sample``), None without one."""
+        return None if self.list_field is None else self.list_field.sample(rng, rows)
+
+    def _families(self, cat_index: list[np.ndarray], numeric: np.ndarray, lists: Optional[np.ndarray]) -> np.ndarray:
         """Unscaled effect families ``-> float64 [3, rows]``: first-order, pairwise, higher-order."""
         m = self.model
         first = sum(weight[index] for weight, index in zip(m.cat_weight, cat_index))
+        if lists is not None:
+            first = first + self.list_field.effect(lists)
         amplitude, centre, width, if_missing = m.num_effect.T
         shape = amplitude * np.tanh((np.log1p(np.maximum(np.nan_to_num(numeric), 0)) - centre) / width)
         first = first + np.where(np.isnan(numeric), if_missing, shape).sum(axis=1)

@@ -18,6 +18,7 @@ from datamodules.sources.columns import (
     starts_file,
     text_chunk,
 )
+from datamodules.sources.multi import check_multi_type, multi_column, multi_valued_options
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 PARQUET_ROWS_PER_BATCH = 1 << 18
@@ -33,6 +34,9 @@ class TableSource(FileSource):
     (``{train: true, val: false, test: false}``). column_names: the CSV columns in file order;
     required when a file has no header, and checked against the header when it has one.
     how_to_get: where a dataset's file comes from, shown when it is missing (see ``FileSource``).
+    multi_valued: columns holding lists (genres, tags): a list of names, or a mapping from name to
+    options ``{sep, max_len, pooling, keep}`` (``datamodules.sources.multi``); they are categorical
+    columns, whether or not ``categorical`` names them too.
     label_optional: a file without the label column is read unlabelled (scoring new rows) instead
     of being an error. passthrough: columns carried along unvalidated as ``RawChunk.passthrough``
     (an id column for scoring).
@@ -53,23 +57,26 @@ class TableSource(FileSource):
         column_names: Optional[Sequence[str]] = None,
         how_to_get: Optional[str] = None,
         integer_categorical: Sequence[str] = (),
+        multi_valued: Optional[Union[Sequence[str], Mapping[str, Mapping]]] = None,
         label_optional: bool = False,
         passthrough: Sequence[str] = (),
     ):
         super().__init__(path, files, how_to_get)
         self.passthrough = tuple(str(c) for c in passthrough)
         self.label = str(label)
-        self.categorical_fields = tuple(str(c) for c in categorical)
+        self.multi_valued = multi_valued_options(multi_valued)
+        self.numeric_fields = tuple(str(c) for c in numeric)
+        self._check_not_numeric()
+        self.categorical_fields = tuple(str(c) for c in categorical if str(c) not in self.multi_valued)
         self.integer_categorical = tuple(str(c) for c in integer_categorical)
         undeclared = sorted(set(self.integer_categorical) - set(self.categorical_fields))
         if undeclared:
             raise BadInputError(
                 f"TableSource: integer_categorical names columns that are not categorical: {undeclared}"
             )
-        self.numeric_fields = tuple(str(c) for c in numeric)
-        used = [self.label, *self.categorical_fields, *self.numeric_fields]
+        used = [self.label, *self.categorical_fields, *self.numeric_fields, *self.multi_valued]
         duplicated = sorted({c for c in used if used.count(c) > 1})
-        if duplicated or not (self.categorical_fields or self.numeric_fields):
+        if duplicated or not (self.categorical_fields or self.numeric_fields or self.multi_valued):
             raise BadInputError(
                 f"TableSource: declare at least one categorical or numeric column, each column "
                 f"once (label included); repeated: {duplicated}"
@@ -86,6 +93,20 @@ class TableSource(FileSource):
                 raise BadInputError(
                     f"{self.files[part]}: declared column(s) {missing} not found; the file's columns are {columns}"
                 )
+        if self.format == "parquet":
+            for file in self.files.values():
+                types = pq.read_schema(file)
+                for name in self.multi_valued:
+                    check_multi_type(types.field(name).type, f"{file}, row group 0", name)
+
+    def _check_not_numeric(self) -> None:
+        both = [c for c in self.numeric_fields if c in self.multi_valued]
+        if both:
+            first = next(iter(self.files.values()))
+            raise BadInputError(
+                f"{first}, line 1: column {both[0]!r} is declared both numeric and multi_valued; a column of "
+                f"separated tokens is categorical, so leave it out of `numeric`"
+            )
 
     @property
     def progress_unit(self) -> str:
@@ -144,6 +165,8 @@ class TableSource(FileSource):
             "categorical": self.categorical_fields,
             "numeric": self.numeric_fields,
             "integer_categorical": self.integer_categorical,
+            # only when set, so that the cache keys of tables without lists stay as they were
+            **({"multi_valued": {n: o.to_dict() for n, o in self.multi_valued.items()}} if self.multi_valued else {}),
             "delimiter": self.delimiter,
             "header": self.header,
             "columns": self.file_columns,
@@ -201,7 +224,8 @@ class TableSource(FileSource):
     def _read_columns(self, part: str) -> list[str]:
         """The columns a read of ``part`` parses: the label where the file has it, the fields, the passthrough."""
         label = [self.label] if self.labelled[part] else []
-        return list(dict.fromkeys([*label, *self.numeric_fields, *self.categorical_fields, *self.passthrough]))
+        fields = [*self.numeric_fields, *self.categorical_fields, *self.multi_valued]
+        return list(dict.fromkeys([*label, *fields, *self.passthrough]))
 
     def _pass_through(self, chunk: RawChunk, table: pa.Table, rows) -> RawChunk:
         """``chunk`` with the passthrough columns of its kept rows (``rows.checks.ok`` of ``table``)."""
@@ -211,7 +235,7 @@ class TableSource(FileSource):
         return chunk
 
     def _convert(self, table: pa.Table, at_file_start: bool, part: str):
-        return convert_columns(
+        rows = convert_columns(
             table,
             self.label if self.labelled[part] else None,
             self.numeric_fields,
@@ -221,3 +245,6 @@ class TableSource(FileSource):
             delimiter=self.delimiter,
             integer_categorical=self.integer_categorical,
         )
+        if not self.multi_valued:
+            return rows
+        return rows._replace(multi=tuple(multi_column(table[n], o) for n, o in self.multi_valued.items()))

@@ -5,6 +5,7 @@
     python -m experiments.benchmark --models deepfm --steps 20 --repeats 7
     python -m experiments.benchmark --models deepfm,deepfm:adam     # row-sparse against dense Adam
     python -m experiments.benchmark --encode-rows 10000000          # the 10M-row encoding target
+    python -m experiments.benchmark --models '' --multi-models deepfm --multi-len 20   # with a list field
     python -m experiments.benchmark --models '' --lightning-models '' --encode-rows 0   # contention only
 
 Writes ``<out>/benchmark.md`` and ``<out>/benchmark.csv`` (one row per measured value).
@@ -16,6 +17,7 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -49,6 +51,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         help=f"comma-separated model[:optim[:precision]] (default {DEFAULT_OPTIM}, 32); '' for none",
     )
     parser.add_argument("--lightning-models", default="deepfm", help="model[:optim] to run under the Trainer too")
+    parser.add_argument(
+        "--multi-models", default="deepfm", help="model[:optim] to train with one more, multi-valued field too"
+    )
+    parser.add_argument("--multi-len", type=int, default=20, help="ids per row of that field (its max_len)")
     parser.add_argument("--num-ids", type=int, default=1_000_000, help="vocabulary size over all fields")
     parser.add_argument("--rows", type=int, default=1 << 17, help="in-memory training rows")
     parser.add_argument("--batch-size", type=int, default=4096)
@@ -118,6 +124,9 @@ def main(argv: Optional[list[str]] = None) -> Report:
             f"{spec}: {m['train_samples_per_s']:,.0f} train samples/s, roofline {or_na(m['roofline_fraction'], '.0%')}",
             flush=True,
         )
+    for spec in filter(None, args.multi_models.split(",")):
+        report.models.append(in_subprocess("model", spec, replace(workload, multi_len=args.multi_len)))
+        print(f"{spec} + list of {args.multi_len}: {report.models[-1]['train_samples_per_s']:,.0f} train samples/s")
     for spec in filter(None, args.lightning_models.split(",")):
         report.lightning.append(in_subprocess("lightning", spec, workload))
         print(

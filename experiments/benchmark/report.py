@@ -83,6 +83,11 @@ class Report(LoadNotes):
                 ("cache_test_pass_samples_per_s", d["load"]["test_pass"]["samples_per_second"]),
             ):
                 out.append({"section": "data", "item": f"criteo_tsv_{d['rows']}", "metric": metric, "value": value})
+            if d.get("encode_multi"):
+                m = d["encode_multi"]
+                for metric in ("rows_per_second", "peak_rss_mib"):
+                    item = f"genres_csv_{d['rows']}_max_len_{m['multi_valued']['genres']['max_len']}"
+                    out.append({"section": "data", "item": item, "metric": f"encode_{metric}", "value": m[metric]})
         return out
 
     def markdown(self) -> str:
@@ -125,7 +130,8 @@ class Report(LoadNotes):
         ]
         for m in self.models:
             lines.append(
-                f"| {m['model']} | {m['optim']} | {m['precision']} | {m['params']:,} | "
+                f"| {m['model']}{_list_suffix(m)} | {m['optim']} | "
+                f"{m['precision']} | {m['params']:,} | "
                 f"{m['mflop_per_sample']:.2f} | "
                 f"{m['train_samples_per_s']:,.0f} | {m['eval_samples_per_s']:,.0f} | "
                 f"{or_na(m['roofline_gflops'], '.0f')} | {m['achieved_gflops']:.0f} | "
@@ -332,6 +338,14 @@ class Report(LoadNotes):
                 f"{load['train_epoch']['samples_per_second']:,} samples/s; test pass "
                 f"{load['test_pass']['samples_per_second']:,} samples/s",
             ]
+            if d.get("encode_multi"):
+                m = d["encode_multi"]
+                g = m["multi_valued"]["genres"]
+                lines.append(
+                    f"- CSV with a list column (genres: mean {g['mean']} tokens, max {g['max']}, cut to "
+                    f"{g['max_len']} in {g['truncated']:,} rows), {d['rows']:,} rows ({m['file_mib']:,.0f} MiB), "
+                    f"encoded: {m['rows_per_second']:,} rows/s, peak RSS {m['peak_rss_mib']:,} MiB"
+                )
         return lines + [""]
 
     def write(self, out_dir: Path) -> None:
@@ -344,7 +358,15 @@ class Report(LoadNotes):
 
 
 def label(measured: dict) -> str:
-    return spec_label(measured["model"], measured["optim"], measured.get("precision", "32"))
+    """A measured configuration's name; ``+list<L>`` when its batches carried a multi-valued field of ``L`` ids."""
+    multi = measured.get("multi_len")
+    return spec_label(measured["model"], measured["optim"], measured.get("precision", "32")) + (
+        f"+list{multi}" if multi else ""
+    )
+
+
+def _list_suffix(measured: dict) -> str:
+    return f" + list of {measured['multi_len']}" if measured.get("multi_len") else ""
 
 
 def batches_of(contended: dict) -> str:

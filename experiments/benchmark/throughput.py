@@ -184,6 +184,7 @@ def _measure_model(spec: str, workload: Workload, schema: Schema, loader: DataLo
         "achieved_gflops": flops * samples / statistics.median(train_seconds) / 1e9,
         "roofline_fraction": statistics.median(fractions) if shape else None,
         "train_samples_per_s_runs": [samples / s for s in train_seconds],
+        "multi_len": workload.multi_len,
         "peak_rss_mib": peak_rss_mib(),
     }
 
@@ -314,7 +315,22 @@ def measure_data(rows: int, workdir: Path) -> dict:
             "write_s": written,
             "encode": encode,
             "load": load,
+            "encode_multi": measure_multi_encoding(rows, workdir),
         }
     finally:
         tsv.unlink(missing_ok=True)
+        shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+def measure_multi_encoding(rows: int, workdir: Path) -> dict:
+    """Encoding rate and peak RSS of ``rows`` rows of a table with a list column (``experiments.benchmark.multi``)."""
+    from experiments.benchmark import data as bench_data
+    from experiments.benchmark import multi
+
+    csv, cache_dir = workdir / f"genres_{rows}.csv", workdir / f"cache_genres_{rows}"
+    try:
+        multi.write_genres_csv(csv, rows)
+        return {"file_mib": csv.stat().st_size / 2**20, **bench_data.run_step("encode_multi", csv, cache_dir)}
+    finally:
+        csv.unlink(missing_ok=True)
         shutil.rmtree(cache_dir, ignore_errors=True)

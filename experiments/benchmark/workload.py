@@ -7,7 +7,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from datamodules.cache import SplitArrays
 from datamodules.ctr import batch_loader
 from datamodules.sampling import ShuffledBatches
 from datamodules.schema import Batch, Schema
+from experiments.benchmark.multi import multi_rows, with_multi_field
 
 DEFAULT_OPTIM = "lazy_adam"
 
@@ -86,13 +87,22 @@ def id_rows(schema: Schema, rows: int, seed: int) -> tuple[np.ndarray, np.ndarra
 
 
 def split_loader(
-    folder: Path, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, num_workers: int = 0, prefetch: int = 0
+    folder: Path,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    seed: int,
+    num_workers: int = 0,
+    prefetch: int = 0,
+    x_multi: Optional[np.ndarray] = None,
 ) -> Iterable[Batch]:
-    """Writes ``x``, ``y`` as a cache split into ``folder`` and serves it with the loader of
+    """Writes ``x``, ``y`` (and ``x_multi``) as a cache split into ``folder`` and serves it with the loader of
     ``CTRDataModule.train_dataloader`` (memory-mapped, shuffled sorted slices), last partial batch dropped."""
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "x.npy", x)
     np.save(folder / "y.npy", y)
+    if x_multi is not None:
+        np.save(folder / "x_multi.npy", x_multi)
     arrays = SplitArrays.open(folder)
     return batch_loader(
         arrays, ShuffledBatches(arrays.num_rows, batch_size, seed, drop_last=True), num_workers, prefetch=prefetch
@@ -155,6 +165,7 @@ class Workload:
     repeats: int
     seed: int = 0
     compile: bool = False
+    multi_len: int = 0  # > 0: one more field, multi-valued, of up to this many ids per row
 
 
 @contextmanager
@@ -164,5 +175,12 @@ def prepared(workload: Workload, num_workers: int = 0, prefetch: int = 0) -> Ite
     torch.set_num_threads(workload.threads)
     schema = criteo_schema(workload.num_ids)
     x, y = id_rows(schema, workload.rows, workload.seed)
+    x_multi = None
+    if workload.multi_len:
+        schema = with_multi_field(schema, workload.multi_len)
+        x_multi = multi_rows(schema, workload.rows, workload.seed)
     with tempfile.TemporaryDirectory() as scratch:
-        yield schema, split_loader(Path(scratch), x, y, workload.batch_size, workload.seed, num_workers, prefetch)
+        loader = split_loader(
+            Path(scratch), x, y, workload.batch_size, workload.seed, num_workers, prefetch, x_multi=x_multi
+        )
+        yield schema, loader

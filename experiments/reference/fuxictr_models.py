@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from fuxictr.features import FeatureMap
@@ -30,15 +30,26 @@ from fuxictr.pytorch.models import BaseModel
 from torch import nn
 
 
-def feature_map(vocab_sizes: Sequence[int], embedding_dim: int, names: Sequence[str] | None = None) -> FeatureMap:
+def feature_map(
+    vocab_sizes: Sequence[int],
+    embedding_dim: int,
+    names: Sequence[str] | None = None,
+    sequences: Mapping[str, int] | None = None,
+) -> FeatureMap:
     """A FuxiCTR ``FeatureMap`` of categorical fields as its preprocessing writes them: local id 0
-    is the padding row (never read), ``vocab_size`` ids per field."""
+    is the padding row (never read), ``vocab_size`` ids per field. ``sequences``: the fields that
+    are sequence features, with their ``max_len``, mean-pooled (its preprocessing's default encoder)."""
     names = list(names or (f"f{i}" for i in range(len(vocab_sizes))))
+    sequences = dict(sequences or {})
     fmap = FeatureMap("reference", "")
     fmap.features = OrderedDict(
         (name, {"source": "", "type": "categorical", "padding_idx": 0, "vocab_size": int(v)})
         for name, v in zip(names, vocab_sizes)
     )
+    for name, max_len in sequences.items():
+        fmap.features[name].update(
+            {"type": "sequence", "max_len": int(max_len), "feature_encoder": "layers.MaskedAveragePooling()"}
+        )
     fmap.labels = ["label"]
     fmap.num_fields = fmap.get_num_fields()
     fmap.default_emb_dim = embedding_dim

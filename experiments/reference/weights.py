@@ -21,7 +21,7 @@ def _field_tables(reference_embedding) -> list[torch.Tensor]:
 
 
 def copy_tables(target: torch.Tensor, reference_embedding, schema, columns: slice = slice(None)) -> None:
-    for field, weight in zip(schema.sparse_fields, _field_tables(reference_embedding)):
+    for field, weight in zip(schema.id_fields, _field_tables(reference_embedding)):
         target[field.offset : field.offset + field.vocab_size, columns] = weight
 
 

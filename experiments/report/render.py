@@ -31,8 +31,11 @@ class _Cell:
 
 
 def _model_cell(row: pd.Series) -> _Cell:
-    """A model's name, marked † when its runs were truncated (debug runs)."""
-    return _Cell(str(row["label"]) + (" †" if row.get("truncated") else ""))
+    """A model's name, marked † when its runs were truncated (debug runs), ↑ when some ended still improving."""
+    improving = row.get("still_improving")
+    return _Cell(
+        str(row["label"]) + (" †" if row.get("truncated") else "") + (" ↑" if improving and improving > 0 else "")
+    )
 
 
 def _p(value) -> str:
@@ -195,6 +198,13 @@ def explanation(table: DatasetTable) -> list[str]:
             "family's ceiling (the oracle for deep models); share of the oracle's lift: the same against the "
             "oracle."
         )
+    if table.still_improving:
+        lines.append(
+            "↑: runs whose best epoch was their last, still improving when trainer.max_epochs ended them (more "
+            "epochs might score higher): "
+            + ", ".join(f"{row['label']} {row['still_improving']} of {row['seeds']}" for _, row in _improving(table))
+            + "."
+        )
     if table.truncated:
         lines.append(
             "†: debug run, not comparable (it saw only part of its data: "
@@ -202,6 +212,11 @@ def explanation(table: DatasetTable) -> list[str]:
             + ")."
         )
     return lines
+
+
+def _improving(table):
+    models = table.models
+    return models[models["still_improving"] > 0].iterrows()
 
 
 def cost_explanation() -> str:

@@ -70,6 +70,12 @@ class DatasetTable:
         return [str(label) for label, value in zip(self.rows["label"], self.rows.get("truncated", [])) if value]
 
     @property
+    def still_improving(self) -> list[str]:
+        """The models some of whose runs ended on their best epoch (more epochs might have scored higher)."""
+        counts = self.rows.get("still_improving", pd.Series(0, index=self.rows.index))
+        return [str(label) for label, count in zip(self.rows["label"], counts) if count]
+
+    @property
     def models(self) -> pd.DataFrame:
         """The rows of models (not the oracle or ceilings)."""
         return self.rows[~self.rows["model"].isin([ORACLE_KEY, CEILING_KEY])]
@@ -135,6 +141,9 @@ def _model_rows(runs: pd.DataFrame) -> pd.DataFrame:
             **{f"{col.replace('/', '_')}_mean": values for col, values in optional.items()},
             **{name: by_model[key].mean() for key, name in {**CALIBRATION, **COST}.items() if key in runs},
             "configuration": by_model["configuration"].first(),
+            "still_improving": by_model["still_improving"].agg(lambda v: int(v.fillna(False).astype(bool).sum()))
+            if "still_improving" in runs
+            else 0,
             "truncated": by_model["truncated"].agg(
                 lambda t: "; ".join(sorted({str(v) for v in t if isinstance(v, str)}))
             )
@@ -183,6 +192,7 @@ def _settle_types(rows: pd.DataFrame) -> None:
     seed counts, no missing text, flags that are False where they were not set."""
     rows["seeds"] = rows["seeds"].astype("Int64")
     rows["truncated"] = rows["truncated"].fillna("")
+    rows["still_improving"] = rows["still_improving"].fillna(0).astype(int)
     for flag in [c for c in rows if c.startswith(("best_", "ref_best_", "not_worse_"))]:
         rows[flag] = rows[flag].fillna(False).astype(bool)
 

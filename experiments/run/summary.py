@@ -33,6 +33,11 @@ def run_summary(metrics: dict, out_dir: Path, seconds: float) -> str:
             f"  test AUC of the true probabilities {metrics['oracle/test/auc']:.4f}"
             + (f"; ceilings: {ceilings}" if ceilings else "")
         )
+    if metrics.get("still_improving"):
+        lines.append(
+            f"  still improving: the best epoch was the last of {metrics.get('epochs')}; more epochs may score "
+            f"higher (raise trainer.max_epochs; early stopping ends a run once it stops improving)"
+        )
     if metrics.get("truncated"):
         lines.append(f"  truncated run ({metrics['truncated']}): a debug run, not comparable with full ones")
     lines.append(f"  run folder: {_shown(out_dir)} (metrics.json, history.csv, checkpoints/)")

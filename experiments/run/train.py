@@ -87,15 +87,9 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         "best_epoch": plateau.best_epoch,
         "epochs": epochs,
         "epochs_to_best": None if plateau.best_epoch is None else plateau.best_epoch + 1,
-        "train_time_s": train_time,  # wall time of fit, validation included
-        "train_seconds_per_epoch": history.train_seconds / max(epochs, 1),  # validation left out
-        "train_samples_per_s": history.samples_per_second,
-        "inference_samples_per_s": inference_rate(model),
-        "one_row_p99_ms": one_row_p99_ms(model, datamodule),
-        "peak_rss_mib": memory.mib(),
-        "peak_rss_scope": memory.scope,  # "run", or "process" where the peak could not be reset
-        "num_params": sum(p.numel() for p in model.parameters()),
-        "train_rows": datamodule.num_rows("train"),
+        # the best epoch was the last: early stopping never ended the run, more epochs may still score higher
+        "still_improving": plateau.best_epoch is not None and plateau.best_epoch == epochs - 1,
+        **cost_metrics(model, datamodule, history, memory, epochs, train_time),
         **oracle_metrics(datamodule),
         **(governor.summary() if governor else {}),
         **truncation(trainer),
@@ -108,6 +102,21 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         state.finished()
     wait_for_started_ranks(trainer)
     return metrics
+
+
+def cost_metrics(model, datamodule, history: EpochHistory, memory: PeakMemory, epochs: int, train_time: float) -> dict:
+    """What the run cost: its time, its rates of training and scoring, memory and size."""
+    return {
+        "train_time_s": train_time,  # wall time of fit, validation included
+        "train_seconds_per_epoch": history.train_seconds / max(epochs, 1),  # validation left out
+        "train_samples_per_s": history.samples_per_second,
+        "inference_samples_per_s": inference_rate(model),
+        "one_row_p99_ms": one_row_p99_ms(model, datamodule),
+        "peak_rss_mib": memory.mib(),
+        "peak_rss_scope": memory.scope,  # "run", or "process" where the peak could not be reset
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "train_rows": datamodule.num_rows("train"),
+    }
 
 
 def run_identity(cfg: DictConfig, model, datamodule) -> dict:

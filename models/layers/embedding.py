@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from datamodules.schema import Batch, Schema
+from models.layers.multi import MultiValuedFields
 
 # A table of at most this many rows per id read finds a batch's distinct ids by marking them in a
 # flag per row, O(rows + ids), instead of sorting the ids, O(ids log ids). Wide&Deep's 325 crosses
@@ -154,8 +155,9 @@ def _init_normal(weight: torch.Tensor, std: float) -> None:
 class FeatureEmbedding(IdTable):
     """One vector per feature id, plus one per dense numeric field scaled by the field's value.
 
-    ``[B, S]`` ids (+ ``[B, D]`` dense values) -> ``[B, F, K]`` with ``F = S + D``: sparse fields
-    first, then dense ones (the schema's ``num_fields`` order). A dense field ``d`` with value
+    ``[B, S]`` ids (+ ``[B, T]`` multi-valued ids, + ``[B, D]`` dense values) -> ``[B, F, K]`` with
+    ``F = S + M + D``: sparse fields first, then each multi-valued field's ids pooled into one vector
+    (``models.layers.multi``), then dense ones (the schema's ``num_fields`` order). A dense field ``d`` with value
     ``x_d`` contributes ``x_d * v_d``. With ``dim=1`` and ``init_std=0`` this is the first-order
     weight table of LR; with ``dim = F * K`` it is FFM's field-aware table.
     """
@@ -164,6 +166,7 @@ class FeatureEmbedding(IdTable):
         super().__init__(schema.num_ids, dim, init_std=init_std, sparse=sparse)
         self.num_dense = schema.num_dense
         self.dim = dim
+        self.multi = MultiValuedFields(schema) if schema.multi_fields else None
         if self.num_dense:
             self.dense = nn.Parameter(torch.empty(self.num_dense, dim))
             _init_normal(self.dense, init_std)
@@ -171,11 +174,14 @@ class FeatureEmbedding(IdTable):
             self.register_parameter("dense", None)
 
     def ids(self, batch: Batch) -> torch.Tensor:
-        return batch.x
+        return batch.x if self.multi is None else self.multi.ids(batch)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """``Batch`` -> ``[B, F, dim]``."""
-        embedded = self.table(batch.x)
+        if self.multi is None:
+            embedded = self.table(batch.x)
+        else:
+            embedded = self.multi.pooled(self.table(self.multi.ids(batch)), batch)
         if self.dense is None:
             return embedded
         if batch.x_dense is None or batch.x_dense.shape[1] != self.num_dense:
@@ -185,8 +191,13 @@ class FeatureEmbedding(IdTable):
         return torch.cat([embedded, scaled], dim=1)
 
     def squared_norm(self, batch: Batch) -> torch.Tensor:
-        """As ``IdTable.squared_norm``; every example reads every dense field's vector."""
-        norm = super().squared_norm(batch)
+        """As ``IdTable.squared_norm``; every example reads every dense field's vector; the padding of
+        a multi-valued field's short lists is not read, so not counted."""
+        if self.multi is None:
+            norm = super().squared_norm(batch)
+        else:
+            rows = self.table(self.multi.ids(batch)).pow(2).sum(-1)
+            norm = (rows * self.multi.read_weights(batch).to(rows.dtype)).sum() / batch.x.shape[0]
         return norm if self.dense is None else norm + self.dense.pow(2).sum()
 
 
@@ -209,6 +220,7 @@ class LinearLogit(nn.Module):
 
 class CrossProductLogit(IdTable):
     """Wide&Deep's cross-product features: one learned weight per value pair of each field pair.
+    Pairs are of single-valued sparse fields (a multi-valued field has no one value to cross).
 
     ``Batch`` -> ``[B]`` = sum over the configured pairs ``(a, b)`` of ``w[cross_id(x_a, x_b)]``.
     The cross id of a pair is the exact product index ``local_a * vocab_b + local_b`` (``local`` =
