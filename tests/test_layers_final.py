@@ -225,7 +225,7 @@ def distilling(block1: bool, block2: bool) -> dict:
 
 def test_finalnet_distill_adds_each_blocks_bce_against_the_detached_prediction():
     schema = small_schema()
-    batch = Batch(*(t.double() if t.is_floating_point() else t for t in random_batch(schema)))
+    batch = Batch(*(t.double() if t is not None and t.is_floating_point() else t for t in random_batch(schema)))
     model = build("finalnet", schema, embedding_table_l2=0.1, **distilling(True, True)).double().eval()
     logits = model.block_logits(batch)
     p = torch.sigmoid(0.5 * (logits[:, 0] + logits[:, 1]))
