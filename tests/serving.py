@@ -161,3 +161,14 @@ def tiny_run(model: str, folder: Path, *extra: str, bad_test_line: bool = False,
     run_dir = folder / "run"
     train(run_config(model, data, folder / "cache", *extra), run_dir)
     return run_dir
+
+
+# Lists of up to 6 tokens: some longer than max_len, so truncated. CSV keeps the last 4 and means them;
+# Parquet keeps the first 4 and takes their max.
+GENRES = {"csv": "{genres: {max_len: 4, keep: last}}", "parquet": "{genres: {max_len: 4, pooling: max}}"}
+
+
+def tiny_genre_run(model: str, folder: Path, *extra: str, parquet: bool = False, bad_test_line: bool = False) -> Path:
+    """``tiny_run`` on tables with a multi-valued ``genres`` column (``with_genres``), CSV or Parquet."""
+    files = write_tables(folder / "data", bad_test_line, genres=True, parquet=parquet)
+    return tiny_run(model, folder, *extra, data=table_overrides(files, GENRES["parquet" if parquet else "csv"]))
