@@ -6,9 +6,12 @@ A run writes it to ``<run>/encoding/``; ``python -m experiments.export`` copies 
   (``log_square`` buckets, or ``dense``: signed log ``sign(x) ln(1 + |x|)``, then ``(x - mean) / std`` with
   the training rows' mean and std, 0 when missing); ``fields``: the model's input columns in order,
   each sparse field with its offset (first global id), vocab_size, the local ids of out-of-vocabulary
-  (``oov_id``) and missing (``missing_id``) values and its vocabulary file, each dense field with its
-  mean and std; ``source``: the reader of raw rows (its ``_target_`` and options, input files left
-  out) and ``scoring`` (on_bad_line, block_bytes, the evaluation batch size, precision).
+  (``oov_id``) and missing (``missing_id``) values and its vocabulary file; a multi-valued field
+  (after the single-valued ones) adds ``multi``: how a raw cell becomes its ids (``sep``, ``max_len``,
+  ``keep``: which end of a longer list is kept) and ``pooling``; its ``missing_id`` is the padding
+  that fills a short list (an empty cell is an empty list); each dense field with its mean and std;
+  ``source``: the reader of raw rows (its ``_target_`` and options, input files left out) and
+  ``scoring`` (on_bad_line, block_bytes, the evaluation batch size, precision).
 - ``vocab/<NN>_<field>.csv``: ``id,key,value`` per kept value, by id: the local id (global id =
   offset + id), the 64-bit key the reader makes of the raw value and the value as text. A key is the
   integer itself for integer values (bucket numbers of bucketized numeric fields, integer columns),
@@ -36,6 +39,7 @@ import pyarrow.csv as arrow_csv
 from datamodules.encode import Encoding, EncodingConfig, Vocabulary
 from datamodules.errors import BadInputError
 from datamodules.schema import Schema
+from datamodules.sources.multi import multi_valued_options
 
 FORMAT = "ctr-bench-encoding/1"
 ENCODING_DIR = "encoding"
@@ -83,8 +87,9 @@ def write_encoding(folder: Path, encoding: Encoding, config: EncodingConfig, sou
     with replacing_folder(folder) as temporary:
         (temporary / "vocab").mkdir()
         fields = []
-        text = encoding.text or [None] * encoding.schema.num_sparse
-        for i, (field, vocab) in enumerate(zip(encoding.schema.sparse_fields, encoding.vocabularies)):
+        text = encoding.text or [None] * len(encoding.schema.id_fields)
+        options = multi_valued_options(source.get("multi_valued"))
+        for i, (field, vocab) in enumerate(zip(encoding.schema.id_fields, encoding.vocabularies)):
             order = np.argsort(vocab.ids, kind="stable")
             table = pa.table(
                 {"id": vocab.ids[order], "key": vocab.keys[order], "value": _values(vocab.keys[order], bool(text[i]))}
@@ -100,6 +105,7 @@ def write_encoding(folder: Path, encoding: Encoding, config: EncodingConfig, sou
                     "missing_id": int(vocab.missing_id),
                     "text": text[i],
                     "vocab": vocab_file(i, field.name),
+                    **({"multi": {**options[field.name].to_dict(), "max_len": field.max_len}} if field.multi else {}),
                 }
             )
         for field, mean, std in zip(encoding.schema.dense_fields, encoding.dense_mean, encoding.dense_std):
@@ -136,9 +142,18 @@ class SavedEncoding:
         self.encoding = self._encoding()
 
     def _encoding(self) -> Encoding:
-        sparse = [f for f in self.meta["fields"] if not f.get("dense")]
+        sparse = [f for f in self.meta["fields"] if not f.get("dense")]  # single-valued, then multi-valued
         dense = [f for f in self.meta["fields"] if f.get("dense")]
-        schema = Schema.build([(f["name"], f["kind"], f["vocab_size"]) for f in sparse], [f["name"] for f in dense])
+        multi = [
+            (f["name"], f["vocab_size"], f["multi"]["max_len"], f["multi"]["pooling"], f["missing_id"])
+            for f in sparse
+            if "multi" in f
+        ]
+        schema = Schema.build(
+            [(f["name"], f["kind"], f["vocab_size"]) for f in sparse if "multi" not in f],
+            [f["name"] for f in dense],
+            multi,
+        )
         vocabularies = []
         for f in sparse:
             table = arrow_csv.read_csv(

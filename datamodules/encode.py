@@ -330,14 +330,18 @@ class Encoding:
     bucketize: bool
     text: Optional[list[bool]] = None
 
-    def encode(self, chunk: RawChunk, fill_missing_numeric: bool) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    def encode(
+        self, chunk: RawChunk, fill_missing_numeric: bool
+    ) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
         """Raw rows -> (int32 ``[N, S]`` global ids, float32 ``[N, D]`` standardised dense values or
-        None): the cache's two passes (provisional ids, then one gather) applied to one chunk, so
-        that rows scored later are encoded by the very code that encoded the training rows.
+        None, int32 ``[N, T]`` the multi-valued fields' global ids or None): the cache's two passes
+        (provisional ids, then one gather) applied to one chunk, so that rows scored later are
+        encoded by the very code that encoded the training rows.
         ``fill_missing_numeric``: the ``fuxictr`` convention's (see ``ChunkFeatures.of``)."""
         features = ChunkFeatures.of(chunk, self.bucketize, fill_missing_numeric)
-        ids = self.lookup_table(features.uniques)[features.ids]
-        return ids, None if features.dense is None else self.standardize(features.dense)
+        table = self.lookup_table(features.uniques)
+        multi = None if features.multi_ids is None else table[features.multi_ids]
+        return table[features.ids], None if features.dense is None else self.standardize(features.dense), multi
 
     def lookup_table(self, uniques: list[np.ndarray]) -> np.ndarray:
         """A chunk's distinct keys per sparse field (``U_j`` int64 each) -> int32

@@ -9,7 +9,10 @@ inputs of two of its sources: tables (CSV with a header, or Parquet; the label c
 and Criteo's TSV (with or without the label). Each raw value becomes a 64-bit key (an integer is
 its own key; text of at most 8 bytes is packed into the key little-endian; longer text gets its
 64-bit FNV-1a hash), the key its field's id (``offset`` plus the vocabulary's id; out-of-vocabulary
-and missing values their own ids), numbers are bucketized (``log_square``) or standardised. A row
+and missing values their own ids), numbers are bucketized (``log_square``) or standardised. A
+multi-valued field (genres, tags: a text cell of tokens separated by its ``sep``, or a Parquet list)
+has its tokens stripped of whitespace (empty ones dropped), keyed the same way, cut to the first or
+last ``max_len`` (its ``keep``) and padded with its padding id (``missing_id``) to ``max_len``. A row
 that cannot be read is an error naming its line, or is skipped and counted, as the run's
 ``on_bad_line`` says. The output has ``[id column,] [label,] probability``.
 """
@@ -99,15 +102,56 @@ class Field:
         return self.offset + np.where(missing, self.missing_id, local)
 
 
+class MultiField(Field):
+    """A multi-valued field: a column of lists -> int64 ``[N, max_len]`` ids, padded."""
+
+    def __init__(self, spec: dict, folder: Path):
+        super().__init__(spec, folder)
+        self.sep, self.max_len, self.keep = spec["multi"]["sep"], spec["multi"]["max_len"], spec["multi"]["keep"]
+
+    def tokens(self, values, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A column -> (its tokens ``[M]``, the row of each ``[M]``, ascending): a Parquet list column
+        comes as that pair already; text cells are split at ``sep`` (all at once: the cells joined)."""
+        if isinstance(values, tuple):
+            tokens, parent = values
+        else:
+            cells = np.where(missing, "", values).astype(str)
+            tokens = np.array(self.sep.join(cells).split(self.sep))
+            parent = np.repeat(np.arange(len(cells)), np.char.count(cells, self.sep) + 1)
+        if tokens.dtype.kind in "iu":
+            return tokens.astype(np.int64), parent
+        tokens = np.char.strip(tokens.astype(str))
+        return tokens[tokens != ""], parent[tokens != ""]
+
+    def list_ids(self, values, missing: np.ndarray) -> np.ndarray:
+        tokens, parent = self.tokens(values, missing)
+        lengths = np.bincount(parent, minlength=len(missing))
+        position = np.arange(len(parent)) - (np.cumsum(lengths) - lengths)[parent]
+        if self.keep == "last":
+            position -= np.maximum(lengths - self.max_len, 0)[parent]
+        kept = (position >= 0) & (position < self.max_len)
+        tokens, parent, position = tokens[kept], parent[kept], position[kept]
+        if tokens.dtype.kind == "i":
+            keys = tokens
+        else:
+            distinct, inverse = np.unique(tokens, return_inverse=True)
+            keys = np.array([text_key(v) for v in distinct], dtype=np.int64)[inverse.reshape(-1)]
+        ids = np.full((len(missing), self.max_len), self.offset + self.missing_id, dtype=np.int64)
+        ids[parent, position] = self.ids_of(keys, np.zeros(len(keys), bool))
+        return ids
+
+
 class Encoder:
-    """``encoding.json`` read back: raw columns -> (int64 ``[N, S]`` ids, float32 ``[N, D]`` dense)."""
+    """``encoding.json`` read back: raw columns -> (int64 ``[N, S]`` ids, float32 ``[N, D]`` dense,
+    int64 ``[N, T]`` ids of the multi-valued fields)."""
 
     def __init__(self, folder: Path):
         meta = json.loads((folder / "encoding.json").read_text())
         self.source, self.scoring = meta["source"], meta["scoring"]
         self.bucketize = meta["numeric_transform"] == "log_square"
         self.fill_missing = meta["encoding"]["convention"] == "fuxictr"
-        self.sparse = [Field(f, folder) for f in meta["fields"] if not f.get("dense")]
+        self.sparse = [Field(f, folder) for f in meta["fields"] if not f.get("dense") and "multi" not in f]
+        self.multi = [MultiField(f, folder) for f in meta["fields"] if "multi" in f]
         self.dense = [f for f in meta["fields"] if f.get("dense")]
         target = self.source["_target_"].rsplit(".", 1)[-1]
         if target == "CriteoSource":
@@ -132,7 +176,7 @@ class Encoder:
             return np.nan_to_num(as_numbers).astype(np.int64)[inverse]
         return np.array([text_key(v) for v in distinct], dtype=np.int64)[inverse]
 
-    def encode(self, columns: dict) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, columns: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """columns: name -> (values ``[N]``, missing bool ``[N]``)."""
         parsed = {}
         for name in self.numeric:
@@ -152,7 +196,9 @@ class Encoder:
         for j, spec in enumerate(self.dense):
             logged = np.sign(parsed[spec["name"]]) * np.log1p(np.abs(parsed[spec["name"]]))
             dense[:, j] = np.nan_to_num((logged - spec["mean"]) / spec["std"], nan=0.0)
-        return np.stack(ids, axis=1).astype(np.int64), dense
+        rows = len(ids[0]) if ids else 0
+        multi = [field.list_ids(*columns[field.name]) for field in self.multi]
+        return np.stack(ids, axis=1).astype(np.int64), dense, np.concatenate(multi or [np.zeros((rows, 0))], axis=1)
 
 
 def text_chunks(path: Path, encoder: Encoder):
@@ -182,7 +228,19 @@ def text_chunks(path: Path, encoder: Encoder):
             yield lines, {name: (table[:, j], np.isin(table[:, j], list(NULLS))) for j, name in enumerate(names)}
 
 
+def list_column(column) -> tuple[np.ndarray, np.ndarray]:
+    """A Parquet list column -> (its tokens ``[M]``, null ones left out; the row of each ``[M]``)."""
+    import pyarrow.compute as pc
+
+    lengths = pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False)
+    tokens = pc.list_flatten(column)
+    parent = np.repeat(np.arange(len(column)), lengths)
+    valid = tokens.is_valid().to_numpy(zero_copy_only=False)
+    return tokens.filter(valid).to_numpy(zero_copy_only=False), parent[valid]
+
+
 def parquet_chunks(path: Path):
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     line = 1
@@ -190,6 +248,9 @@ def parquet_chunks(path: Path):
         columns = {}
         for name, column in zip(batch.schema.names, batch.columns):
             missing = column.is_null().to_numpy(zero_copy_only=False)
+            if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+                columns[name] = (list_column(column), missing)
+                continue
             values = column.to_numpy(zero_copy_only=False)
             columns[name] = (np.where(missing, 0, values) if values.dtype.kind in "iuf" else values, missing)
         yield np.arange(line, line + batch.num_rows), columns
@@ -213,7 +274,7 @@ def reject(encoder: Encoder, path: Path, line: int, why: str, skipped: list) -> 
 
 
 def encoded_rows(encoder: Encoder, path: Path, lines: np.ndarray, columns: dict, skipped: list):
-    """-> (ids, dense, labels or None, columns) of the chunk's good rows; a bad row is an error naming
+    """-> (ids, dense, multi, labels or None, columns) of the chunk's good rows; a bad row is an error naming
     its line, or (``on_bad_line: skip``) dropped and counted in ``skipped``."""
     label = encoder.scoring.get("label", "label")
     while True:
@@ -227,8 +288,17 @@ def encoded_rows(encoder: Encoder, path: Path, lines: np.ndarray, columns: dict,
             skipped.append(int(lines[row]))
             lines, columns = (
                 np.delete(lines, row),
-                {n: (np.delete(v, row), np.delete(m, row)) for n, (v, m) in columns.items()},
+                {n: (without_row(v, row), np.delete(m, row)) for n, (v, m) in columns.items()},
             )
+
+
+def without_row(values, row: int):
+    """A column without row ``row``: values ``[N]``, or a list column's (tokens, row of each)."""
+    if not isinstance(values, tuple):
+        return np.delete(values, row)
+    tokens, parent = values
+    kept = parent != row
+    return tokens[kept], parent[kept] - (parent[kept] > row)
 
 
 class Output:
@@ -271,9 +341,10 @@ def score(bundle: Path, path: Path, out: Path, id_column: str | None) -> tuple[i
         if isinstance(columns, BadRow):  # a misshapen line, before the chunk's columns could be made
             reject(encoder, path, int(lines[columns.args[0]]), columns.args[1], skipped)
             continue
-        ids, dense, labels, columns = encoded_rows(encoder, path, lines, columns, skipped)
+        ids, dense, multi, labels, columns = encoded_rows(encoder, path, lines, columns, skipped)
+        named = {"ids": ids, "dense": dense, "multi": multi}
         probability = [
-            session.run(None, {n: {"ids": ids, "dense": dense}[n][i : i + BATCH_ROWS] for n in inputs})[0]
+            session.run(None, {n: named[n][i : i + BATCH_ROWS] for n in inputs})[0]
             for i in range(0, len(ids), BATCH_ROWS)
         ]
         table = {id_column: columns[id_column][0]} if id_column else {}

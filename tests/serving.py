@@ -41,18 +41,42 @@ def raw_table(rows: int, seed: int, vocabulary: int) -> pd.DataFrame:
     return frame
 
 
-def write_tables(folder: Path, bad_test_line: bool = False) -> dict[str, Path]:
-    """``{train, val, test}.csv`` in ``folder``; ``bad_test_line``: the test file gets a row whose
-    n1 is not a number (a run and a scoring with on_bad_line=skip both drop it)."""
+def genre_lists(rows: int, seed: int, vocabulary: int) -> list[list[str]]:
+    """Lists of 0 to 6 genre tokens ``g<k>`` (repeats allowed), ``vocabulary`` tokens to draw from
+    (later splits draw from more: tokens the training rows never had)."""
+    rng = np.random.default_rng(1000 + seed)  # its own stream: the other columns stay as raw_table draws them
+    lengths = rng.integers(0, 7, rows)
+    return [[f"g{k}" for k in rng.integers(0, vocabulary, n)] for n in lengths]
+
+
+def with_genres(frame: pd.DataFrame, seed: int, vocabulary: int, parquet: bool) -> pd.DataFrame:
+    """``frame`` and a ``genres`` column: a list column for Parquet, else text cells of tokens
+    separated by ``|`` with stray whitespace and empty tokens (which the reader drops)."""
+    lists = genre_lists(len(frame), seed, vocabulary)
+    cells = lists if parquet else [" | ".join(tokens) + ("|" if i % 7 == 3 else "") for i, tokens in enumerate(lists)]
+    return frame.assign(genres=cells)
+
+
+def write_tables(
+    folder: Path, bad_test_line: bool = False, genres: bool = False, parquet: bool = False
+) -> dict[str, Path]:
+    """``{train, val, test}.csv`` (``.parquet``) in ``folder``; ``bad_test_line``: the test file gets a
+    row whose n1 is not a number (a run and a scoring with on_bad_line=skip both drop it); ``genres``:
+    with a multi-valued ``genres`` column (``with_genres``)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     for seed, (split, rows) in enumerate(ROWS.items()):
-        frame = raw_table(rows, seed, 12 if split == "train" else 15)
-        files[split] = folder / f"{split}.csv"
+        vocabulary = 12 if split == "train" else 15
+        frame = raw_table(rows, seed, vocabulary)
+        frame = with_genres(frame, seed, vocabulary - 3, parquet) if genres else frame
+        files[split] = folder / f"{split}.{'parquet' if parquet else 'csv'}"
+        if parquet:
+            frame.to_parquet(files[split], index=False)
+            continue
         frame.to_csv(files[split], index=False)
         if bad_test_line and split == "test":
             with files[split].open("a") as f:
-                f.write("rX,1,u1,category-number-1,3,1.5,not-a-number\n")
+                f.write("rX,1,u1,category-number-1,3,1.5,not-a-number" + (",g1|g2\n" if genres else "\n"))
     return files
 
 
@@ -60,7 +84,8 @@ def files_override(files: dict[str, Path]) -> str:
     return f"data.source.files={{train: {files['train']}, val: {files['val']}, test: {files['test']}}}"
 
 
-def table_overrides(files: dict[str, Path]) -> list[str]:
+def table_overrides(files: dict[str, Path], genres: str | None = None) -> list[str]:
+    """``genres``: the value of ``data.source.multi_valued`` (the ``genres`` column's declaration)."""
     return [
         "data=table",
         files_override(files),
@@ -68,6 +93,7 @@ def table_overrides(files: dict[str, Path]) -> list[str]:
         f"data.source.categorical=[{','.join(CATEGORICAL)}]",
         "data.source.integer_categorical=[c2]",
         f"data.source.numeric=[{','.join(NUMERIC)}]",
+        *([f"data.source.multi_valued={genres}"] if genres else []),
     ]
 
 
@@ -135,3 +161,14 @@ def tiny_run(model: str, folder: Path, *extra: str, bad_test_line: bool = False,
     run_dir = folder / "run"
     train(run_config(model, data, folder / "cache", *extra), run_dir)
     return run_dir
+
+
+# Lists of up to 6 tokens: some longer than max_len, so truncated. CSV keeps the last 4 and means them;
+# Parquet keeps the first 4 and takes their max.
+GENRES = {"csv": "{genres: {max_len: 4, keep: last}}", "parquet": "{genres: {max_len: 4, pooling: max}}"}
+
+
+def tiny_genre_run(model: str, folder: Path, *extra: str, parquet: bool = False, bad_test_line: bool = False) -> Path:
+    """``tiny_run`` on tables with a multi-valued ``genres`` column (``with_genres``), CSV or Parquet."""
+    files = write_tables(folder / "data", bad_test_line, genres=True, parquet=parquet)
+    return tiny_run(model, folder, *extra, data=table_overrides(files, GENRES["parquet" if parquet else "csv"]))

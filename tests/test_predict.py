@@ -19,16 +19,26 @@ from datamodules.errors import BadInputError
 from experiments.predict.__main__ import main as predict_main
 from experiments.predict.score import score_file
 from models.registry import ZOO
-from tests.serving import criteo_files, files_override, libfm_files, table_overrides, tiny_run, write_tables
+from tests.serving import (
+    criteo_files,
+    files_override,
+    libfm_files,
+    table_overrides,
+    tiny_genre_run,
+    tiny_run,
+    write_tables,
+)
 
 QUICK = ("lr", "deepfm", "dcn_v2")  # the rest of the zoo runs in the slow suite
+QUICK_LISTS = {"csv": ("deepfm",), "parquet": ("fm",)}  # with a multi-valued field
 
 
 def self_contained(root: Path) -> tuple[Path, Path]:
     """The run folder and a copy of its raw test file, with the cache and the training files deleted."""
-    test_file = root / "new" / "test.csv"
+    raw = next((root / "data").glob("test.*"))
+    test_file = root / "new" / raw.name
     test_file.parent.mkdir()
-    shutil.copy(root / "data" / "test.csv", test_file)
+    shutil.copy(raw, test_file)
     shutil.rmtree(root / "data")
     shutil.rmtree(root / "cache")
     return root / "run", test_file
@@ -52,6 +62,29 @@ def test_scoring_the_runs_raw_test_file_reproduces_its_saved_test_predictions(mo
     assert np.array_equal(scored["probability"].to_numpy(np.float32), p)
     assert np.array_equal(scored["label"].to_numpy(), y)
     assert scored["row_id"].tolist() == [f"r2-{i}" for i in range(300)]
+
+
+@pytest.mark.parametrize(
+    ("model", "table"),
+    [
+        pytest.param(e.name, table, marks=() if e.name in quick else pytest.mark.slow)
+        for table, quick in QUICK_LISTS.items()
+        for e in ZOO
+    ],
+)
+def test_a_run_with_a_multi_valued_field_scores_its_raw_test_file_to_its_test_predictions(model, table, tmp_path):
+    bad = table == "csv"  # a bad test row too, in CSV: the run skipped it and so does scoring
+    tiny_genre_run(model, tmp_path, "data.on_bad_line=skip", parquet=not bad, bad_test_line=bad)
+    run_dir, test_file = self_contained(tmp_path)
+    summary = score_file(run_dir, test_file, tmp_path / "scored.parquet", id_column="row_id", progress=False)
+    p, y = saved_predictions(run_dir)
+    scored = pq.read_table(tmp_path / "scored.parquet").to_pandas()
+    assert summary["rows_scored"] == len(p) == 300 and summary["rows_rejected"] == (table == "csv")
+    assert np.array_equal(scored["probability"].to_numpy(), p) and np.array_equal(scored["label"].to_numpy(), y)
+    assert scored["row_id"].tolist() == [f"r2-{i}" for i in range(300)]
+    genres = SavedEncoding(run_dir / ENCODING_DIR).meta["fields"][-1]
+    declared = {"sep": "|", "max_len": 4, "pooling": "mean" if bad else "max", "keep": "last" if bad else "first"}
+    assert genres["name"] == "genres" and genres["multi"] == declared and genres["vocab_size"] == 9 + 2
 
 
 @pytest.fixture(scope="module")

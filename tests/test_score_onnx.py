@@ -15,7 +15,7 @@ import pytest
 from experiments.export.graph import export_run
 from experiments.predict.score import score_file
 from tests.helpers import REPO
-from tests.serving import criteo_files, files_override, tiny_run
+from tests.serving import criteo_files, files_override, tiny_genre_run, tiny_run
 
 pytest.importorskip("onnxruntime", reason="needs the [export] extra: pip install -e '.[export]'")
 SCRIPT = REPO / "examples" / "score_onnx.py"
@@ -88,3 +88,23 @@ def test_the_example_scores_criteo_tsv_as_experiments_predict_does(tmp_path):
         ours, theirs = both(tmp_path, tmp_path / "bundle", run_dir, raw, ".csv")
         assert list(ours.columns) == list(theirs.columns) and len(ours) == 300
         assert np.abs(ours["probability"] - theirs["probability"]).max() <= 1e-5
+
+
+@pytest.mark.parametrize("table", ["csv", "parquet"])
+def test_the_example_encodes_list_columns_as_the_run_did_and_scores_as_experiments_predict(table, tmp_path):
+    """Lists with stray whitespace, empty and repeated tokens, unseen tokens, empty lists and lists
+    longer than max_len (CSV keeps the last 4, Parquet the first 4; a bad CSV row is skipped)."""
+    bad = table == "csv"
+    run_dir = tiny_genre_run("deepfm", tmp_path, "data.on_bad_line=skip", parquet=not bad, bad_test_line=bad)
+    export_run(run_dir, "onnx", tmp_path / "bundle")
+    test_file = next((tmp_path / "data").glob("test.*"))
+    module = example()
+    encoder, skipped = module.Encoder(tmp_path / "bundle" / "encoding"), []
+    chunks = module.parquet_chunks(test_file) if table == "parquet" else module.text_chunks(test_file, encoder)
+    multi = np.concatenate([module.encoded_rows(encoder, test_file, *chunk, skipped)[2] for chunk in chunks])
+    cached = np.load(next((tmp_path / "cache").iterdir()) / "test" / "x_multi.npy")
+    assert np.array_equal(multi, cached) and multi.shape == (300, 4) and skipped == [302] * bad
+
+    ours, theirs = both(tmp_path, tmp_path / "bundle", run_dir, test_file, ".csv", "row_id")
+    assert len(ours) == 300 and ours["row_id"].equals(theirs["row_id"]) and ours["label"].equals(theirs["label"])
+    assert np.abs(ours["probability"] - theirs["probability"]).max() <= 1e-5

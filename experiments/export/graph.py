@@ -6,7 +6,6 @@ import json
 import shutil
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import torch
 from torch import nn
@@ -24,28 +23,48 @@ OPSET = 18
 
 
 class ScoringGraph(nn.Module):
-    """``ids`` int64 ``[B, S]`` global ids (and ``dense`` float32 ``[B, D]`` where the schema has dense
-    fields) -> float32 ``[B]`` click probabilities, ``sigmoid`` of the model's logit."""
+    """``ids`` int64 ``[B, S]`` global ids (then ``dense`` float32 ``[B, D]`` where the schema has dense
+    fields, then ``multi`` int64 ``[B, T]``, ``Batch.x_multi``, where it has multi-valued ones) ->
+    float32 ``[B]`` click probabilities, ``sigmoid`` of the model's logit."""
 
     def __init__(self, model: CTRModule):
         super().__init__()
         self.model = model.eval()
         self.has_dense = model.schema.num_dense > 0
+        self.has_multi = len(model.schema.multi_fields) > 0
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)  # the embeddings' plain lookup, not their training gradient
         self.eval()  # the exporters put back the mode they found, to this module and all it holds
 
-    def forward(self, ids: torch.Tensor, dense: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return torch.sigmoid(self.model(Batch(ids, None, dense if self.has_dense else None)))
+    def forward(self, ids: torch.Tensor, *more: torch.Tensor) -> torch.Tensor:
+        # the inputs a schema has, in input_names' order: a graph takes no input it would ignore
+        dense = more[0] if self.has_dense else None
+        multi = more[-1] if self.has_multi else None
+        return torch.sigmoid(self.model(Batch(ids, None, dense, multi)))
 
     def example(self, rows: int = 8) -> tuple[torch.Tensor, ...]:
-        """Inputs of ``rows`` rows (id 0 of each field, zeros): what the exporters trace."""
+        """Inputs of ``rows`` rows (id 0 of each field, zeros, lists of padding): what the exporters trace."""
         schema = self.model.schema
-        ids = torch.tensor([[f.offset for f in schema.sparse_fields]] * rows, dtype=torch.int64)
-        return (ids, torch.zeros(rows, schema.num_dense)) if self.has_dense else (ids,)
+        inputs = [torch.tensor([[f.offset for f in schema.sparse_fields]] * rows, dtype=torch.int64)]
+        if self.has_dense:
+            inputs.append(torch.zeros(rows, schema.num_dense))
+        if self.has_multi:
+            padding = [f.offset + f.padding_id for f in schema.multi_fields for _ in range(f.max_len)]
+            inputs.append(torch.tensor([padding] * rows, dtype=torch.int64))
+        return tuple(inputs)
 
     def input_names(self) -> list[str]:
-        return ["ids", "dense"] if self.has_dense else ["ids"]
+        return ["ids"] + (["dense"] if self.has_dense else []) + (["multi"] if self.has_multi else [])
+
+    def inputs(self) -> list[dict]:
+        """The inputs' names, types and shapes, for ``export.json``."""
+        schema = self.model.schema
+        shapes = {
+            "ids": ("int64", schema.num_sparse),
+            "dense": ("float32", schema.num_dense),
+            "multi": ("int64", schema.multi_width),
+        }
+        return [{"name": n, "dtype": shapes[n][0], "shape": ["batch", shapes[n][1]]} for n in self.input_names()]
 
 
 def export_torchscript(graph: ScoringGraph, path: Path) -> None:
@@ -93,15 +112,11 @@ def export_run(run_dir: str | Path, format: str, out: str | Path) -> dict:
     with replacing_folder(out) as temporary:
         (export_onnx if format == "onnx" else export_torchscript)(graph, temporary / FORMATS[format])
         shutil.copytree(run.saved.folder, temporary / ENCODING_DIR)
-        schema = run.model.schema
-        inputs = [{"name": "ids", "dtype": "int64", "shape": ["batch", schema.num_sparse]}]
-        if graph.has_dense:
-            inputs.append({"name": "dense", "dtype": "float32", "shape": ["batch", schema.num_dense]})
         meta = {
             "format": format,
             "graph": FORMATS[format],
             "model": model_name(run.model),
-            "inputs": inputs,
+            "inputs": graph.inputs(),
             "output": {"name": "probability", "dtype": "float32", "shape": ["batch"], "is": "sigmoid(logit)"},
             "exporter": f"torch {torch.__version__} "
             + (f"torch.onnx.export(dynamo=False), opset {OPSET}" if format == "onnx" else "torch.jit.trace"),

@@ -55,20 +55,23 @@ class RunModel:
     def batch_size(self) -> int:
         return int(self.saved.scoring["eval_batch_size"])
 
-    def encode(self, chunk: RawChunk) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        """Raw rows -> (int32 ``[N, S]`` ids, float32 ``[N, D]`` dense values or None), as the run's cache has them."""
+    def encode(self, chunk: RawChunk) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+        """Raw rows -> (int32 ``[N, S]`` ids, float32 ``[N, D]`` dense values or None, int32 ``[N, T]``
+        multi-valued ids or None), as the run's cache has them."""
         return self.saved.encoding.encode(chunk, self.saved.fill_missing_numeric)
 
-    def logits(self, ids: np.ndarray, dense: Optional[np.ndarray]) -> torch.Tensor:
-        """ids int ``[B, S]``, dense float32 ``[B, D]`` or None -> float32 ``[B]`` logits."""
+    def logits(self, ids: np.ndarray, dense: Optional[np.ndarray], multi: Optional[np.ndarray] = None) -> torch.Tensor:
+        """ids int ``[B, S]``, dense float32 ``[B, D]`` or None, multi int ``[B, T]`` or None -> float32
+        ``[B]`` logits."""
         x = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64))
         x_dense = None if dense is None else torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32))
+        x_multi = None if multi is None else torch.from_numpy(np.ascontiguousarray(multi, dtype=np.int64))
         with torch.inference_mode():
-            return self.model(Batch(x, torch.zeros(len(x)), x_dense))
+            return self.model(Batch(x, torch.zeros(len(x)), x_dense, x_multi))
 
-    def probabilities(self, ids: np.ndarray, dense: Optional[np.ndarray]) -> np.ndarray:
+    def probabilities(self, ids: np.ndarray, dense: Optional[np.ndarray], multi: Optional[np.ndarray] = None):
         """-> float32 ``[B]`` click probabilities."""
-        return torch.sigmoid(self.logits(ids, dense).double()).float().numpy()
+        return torch.sigmoid(self.logits(ids, dense, multi).double()).float().numpy()
 
 
 def input_source(spec: dict, path: Path, id_column: Optional[str]) -> Source:
@@ -98,12 +101,13 @@ def input_source(spec: dict, path: Path, id_column: Optional[str]) -> Source:
 
 class Rows(NamedTuple):
     """Encoded rows: ids int32 ``[N, S]``, dense float32 ``[N, D]`` or None, labels float32 ``[N]``,
-    ids of the passthrough column ``[N]`` or None."""
+    ids of the passthrough column ``[N]`` or None, multi-valued ids int32 ``[N, T]`` or None."""
 
     ids: np.ndarray
     dense: Optional[np.ndarray]
     labels: np.ndarray
     id_values: Optional[pa.Array]
+    multi: Optional[np.ndarray] = None
 
 
 def _concat(parts: list[Rows]) -> Rows:
@@ -113,6 +117,7 @@ def _concat(parts: list[Rows]) -> Rows:
         None if first.dense is None else np.concatenate([p.dense for p in parts]),
         np.concatenate([p.labels for p in parts]),
         None if first.id_values is None else pa.concat_arrays([p.id_values for p in parts]),
+        None if first.multi is None else np.concatenate([p.multi for p in parts]),
     )
 
 
@@ -161,17 +166,17 @@ def score_file(
 
     def encoded(bar: tqdm) -> Iterator[Rows]:
         for chunk in source.read(WHOLE, rejects, int(run.saved.scoring.get("block_bytes", 16 << 20))):
-            ids, dense = run.encode(chunk)
+            ids, dense, multi = run.encode(chunk)
             id_values = _id_array(chunk.passthrough[id_column]) if id_column else None
             read["rows_read"] += chunk.rows_read
             bar.update(chunk.progress)
-            yield Rows(ids, dense, chunk.labels, id_values)
+            yield Rows(ids, dense, chunk.labels, id_values, multi)
 
     label_name = str(run.saved.scoring.get("label", "label")) if labelled else None
     with tqdm(total=total, unit=unit, unit_scale=True, desc=f"scoring {input_path.name}", disable=not show) as bar:
         with PredictionWriter(out, id_column, label_name) as writer:
             for rows in batches(encoded(bar), run.batch_size):
-                writer.write(run.probabilities(rows.ids, rows.dense), rows.labels, rows.id_values)
+                writer.write(run.probabilities(rows.ids, rows.dense, rows.multi), rows.labels, rows.id_values)
                 read["rows_scored"] += len(rows.ids)
     if read["rows_read"] != read["rows_scored"] + rejects.total:
         raise RuntimeError(f"rows read {read['rows_read']} != scored {read['rows_scored']} + rejected {rejects.total}")
