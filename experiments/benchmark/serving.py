@@ -35,7 +35,7 @@ from experiments.benchmark.workload import build_model, criteo_schema, id_rows
 from experiments.export.graph import ScoringGraph, export_onnx, export_torchscript
 from experiments.report.layout import BENCHMARKS
 from experiments.run.atomic import write_text
-from measures.environment import cpu_name, describe, git_commit
+from measures.environment import LoadNotes, cpu_name, describe, git_commit
 from models.registry import ZOO
 
 LATENCY_BATCHES, THROUGHPUT_BATCH = (1, 64, 1024), 4096
@@ -105,7 +105,7 @@ def measure_model(name: str, num_ids: int, calls: int, warmup: int, seed: int = 
     return results
 
 
-def render(rows: list[dict], command: str, num_ids: int, calls: int) -> tuple[str, str]:
+def render(rows: list[dict], command: str, num_ids: int, calls: int, loads: str = "") -> tuple[str, str]:
     """-> (serving.md, serving.csv)."""
     table = io.StringIO()
     writer = csv.DictWriter(table, fieldnames=COLUMNS)
@@ -124,7 +124,9 @@ def render(rows: list[dict], command: str, num_ids: int, calls: int) -> tuple[st
         "# Serving latency\n\n"
         f"`{command}`: one thread per runtime, a Criteo-shaped schema of {num_ids:,} ids (39 fields), "
         f"{calls} timed calls per batch size; {cpu_name()}, {describe(git_commit())}, {utc_now()}. "
-        "Each call scores ids to probabilities as the exported graph does (`python -m experiments.export`).\n\n"
+        "Each call scores ids to probabilities as the exported graph does (`python -m experiments.export`)."
+        + (f" Load average (1, 5, 15 min): {loads}." if loads else "")
+        + "\n\n"
         + "\n".join(lines)
         + "\n"
     )
@@ -140,6 +142,8 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     parser.add_argument("--out", type=Path, default=BENCHMARKS / "serving", help="folder for serving.{md,csv}")
     args = parser.parse_args(argv)
     threads = torch.get_num_threads()
+    loads = LoadNotes()
+    loads.note_load("start")
     torch.set_num_threads(1)
     try:
         rows = []
@@ -149,7 +153,8 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     finally:
         torch.set_num_threads(threads)
     command = "python -m experiments.benchmark.serving " + shlex.join(argv if argv is not None else sys.argv[1:])
-    markdown, table = render(rows, command.strip(), args.num_ids, args.calls)
+    loads.note_load("end")
+    markdown, table = render(rows, command.strip(), args.num_ids, args.calls, loads.loads_noted())
     write_text(args.out / "serving.md", markdown)
     write_text(args.out / "serving.csv", table)
     return rows
