@@ -119,7 +119,7 @@ def test_a_multirun_with_a_failed_run_reports_the_others_lists_the_failure_and_e
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "1 failed" in done.stdout and "the learning rate must be > 0, got -1" in done.stdout
-    assert "| DeepFM |" in done.stdout  # the table of the runs that worked
+    assert "| DeepFM ↑ |" in done.stdout  # the table of the runs that worked (one epoch: its best was its last)
     assert (tmp_path / "sweep" / "results" / "synthetic" / "table.md").is_file()
 
 
@@ -147,7 +147,7 @@ def test_debug_runs_are_flagged_and_marked_in_the_table_and_every_figure(tmp_pat
     assert "limit_train_batches" in metrics["truncated"]
     run_report([tmp_path / "run"], tmp_path / "results", stream=open("/dev/null", "w"))
     table = (tmp_path / "results" / "synthetic" / "table.md").read_text()
-    assert "| DeepFM † |" in table and "†: debug run, not comparable" in table
+    assert "| DeepFM † ↑ |" in table and "†: debug run, not comparable" in table
     assert set(notes) == {"metrics", "learning_curves", "cost", "reliability"}
     assert all(note.startswith("† debug runs, not comparable") and note.endswith(": DeepFM") for note in notes.values())
 
