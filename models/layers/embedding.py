@@ -178,10 +178,9 @@ class FeatureEmbedding(IdTable):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """``Batch`` -> ``[B, F, dim]``."""
-        if self.multi is None:
-            embedded = self.table(batch.x)
-        else:
-            embedded = self.multi.pooled(self.table(self.multi.ids(batch)), batch)
+        embedded = self.table(self.ids(batch))
+        if self.multi is not None:
+            embedded = self.multi.pooled(embedded, batch)
         if self.dense is None:
             return embedded
         if batch.x_dense is None or batch.x_dense.shape[1] != self.num_dense:
@@ -196,7 +195,7 @@ class FeatureEmbedding(IdTable):
         if self.multi is None:
             norm = super().squared_norm(batch)
         else:
-            rows = self.table(self.multi.ids(batch)).pow(2).sum(-1)
+            rows = self.table(self.ids(batch)).pow(2).sum(-1)
             norm = (rows * self.multi.read_weights(batch).to(rows.dtype)).sum() / batch.x.shape[0]
         return norm if self.dense is None else norm + self.dense.pow(2).sum()
 
